@@ -1,0 +1,59 @@
+"""qflow: Covalent-compatible hybrid quantum-classical workflows on Ray.
+
+Example:
+    >>> import qflow as ct
+    >>> @ct.electron
+    ... def add(a, b):
+    ...     return a + b
+    >>> @ct.lattice
+    ... def flow(a, b):
+    ...     return add(add(a, b), b)
+    >>> ct.dispatch_sync(flow)(1, 2).result
+    5
+"""
+
+from qflow._api import cancel as cancel
+from qflow._api import dispatch as dispatch
+from qflow._api import dispatch_sync as dispatch_sync
+from qflow._api import get_result as get_result
+from qflow._api import redispatch as redispatch
+from qflow._options import ElectronOptions as ElectronOptions
+from qflow._status import Status as Status
+from qflow.deps import DepsBash as DepsBash
+from qflow.deps import DepsCall as DepsCall
+from qflow.deps import DepsPip as DepsPip
+from qflow.electron import Electron as Electron
+from qflow.electron import electron as electron
+from qflow.electron import wait as wait
+from qflow.exceptions import QflowError as QflowError
+from qflow.lattice import Lattice as Lattice
+from qflow.lattice import lattice as lattice
+from qflow.result import Result as Result
+from qflow.result import TransportableObject as TransportableObject
+
+#: Covalent's ``ct.status``: ``qflow.status.COMPLETED`` and friends.
+status = Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DepsBash",
+    "DepsCall",
+    "DepsPip",
+    "Electron",
+    "ElectronOptions",
+    "Lattice",
+    "QflowError",
+    "Result",
+    "Status",
+    "TransportableObject",
+    "cancel",
+    "dispatch",
+    "dispatch_sync",
+    "electron",
+    "get_result",
+    "lattice",
+    "redispatch",
+    "status",
+    "wait",
+]

@@ -1,0 +1,64 @@
+"""Connecting to Ray: join a running cluster if there is one, else start a local one."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import ray
+
+from qflow.exceptions import ClusterConnectionError, ClusterError
+from qflow.settings import Settings
+
+SERVICE_NAME = "qflow-dispatcher"
+SERVICE_NAMESPACE = "qflow"
+
+
+def _running_local_cluster() -> bool:
+    try:
+        from ray._private.services import find_gcs_addresses
+
+        return bool(find_gcs_addresses())
+    except Exception:  # a private API; if it moves, fall back to embedded
+        return False
+
+
+def ensure_ray(settings: Settings) -> str:
+    """Connect this process to Ray and say how: ``"existing"``, ``"joined"`` or ``"embedded"``.
+
+    Raises:
+        ClusterConnectionError: ``RAY_ADDRESS`` (or the given address) does not answer.
+    """
+    if ray.is_initialized():
+        return "existing"
+    common = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
+    address = settings.ray_address
+    if address is None and _running_local_cluster():
+        address = "auto"
+    if address is not None:
+        if (Path.home() / ".ray" / "auth_token").exists():
+            # Ray 2.60 clusters started with `ray start` require the token.
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        try:
+            ray.init(address=address, **common)
+        except Exception as exc:
+            raise ClusterConnectionError(
+                f"No Ray cluster answers at {address!r} ({type(exc).__name__}: {exc}). "
+                "Start one with `qflow start` (or `ray start --head`), fix RAY_ADDRESS, or "
+                "unset it to let qflow start an embedded local Ray."
+            ) from exc
+        return "joined"
+    try:
+        ray.init(num_cpus=settings.num_cpus, include_dashboard=False, **common)
+    except Exception as exc:
+        raise ClusterError(f"Could not start a local Ray: {exc!r}") from exc
+    return "embedded"
+
+
+def find_service() -> object | None:
+    """The detached dispatcher actor of ``qflow start``, if this cluster has one."""
+    try:
+        return ray.get_actor(SERVICE_NAME, namespace=SERVICE_NAMESPACE)
+    except ValueError:
+        return None

@@ -1,0 +1,100 @@
+"""Per-electron execution options, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qflow.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip
+from qflow.exceptions import QflowConfigError
+
+
+@dataclass(frozen=True)
+class ElectronOptions:
+    """Where and how an electron runs. ``None`` means "inherit from the lattice".
+
+    Args:
+        executor: ``"ray"`` (default), ``"local"``, ``"slurm"``, or an Executor instance.
+        num_cpus: CPUs Ray reserves for the task.
+        num_gpus: GPUs Ray reserves for the task.
+        resources: custom Ray resources, e.g. ``{"qpu:braket-us-east-1": 1}``.
+        max_retries: retries after a worker crash (and after exceptions, see below).
+        retry_exceptions: ``True``, or a list of exception types worth retrying.
+        runtime_env: a Ray ``runtime_env`` dict.
+        deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.deps`.
+    """
+
+    executor: Any = None
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    resources: Mapping[str, float] | None = None
+    max_retries: int | None = None
+    retry_exceptions: bool | tuple[type[BaseException], ...] | None = None
+    runtime_env: Mapping[str, Any] | None = None
+    deps_bash: DepsBash = field(default_factory=DepsBash)
+    deps_pip: DepsPip = field(default_factory=DepsPip)
+    call_before: tuple[DepsCall, ...] = ()
+    call_after: tuple[DepsCall, ...] = ()
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> ElectronOptions:
+        """Build from decorator keywords, normalising deps and rejecting unknown names."""
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise QflowConfigError(
+                f"Unknown electron option(s): {', '.join(unknown)}. Valid options are: "
+                f"{', '.join(sorted(valid))}."
+            )
+        kwargs["deps_bash"] = as_bash(kwargs.get("deps_bash"))
+        kwargs["deps_pip"] = as_pip(kwargs.get("deps_pip"))
+        kwargs["call_before"] = as_calls(kwargs.get("call_before"), "call_before")
+        kwargs["call_after"] = as_calls(kwargs.get("call_after"), "call_after")
+        retry = kwargs.get("retry_exceptions")
+        if isinstance(retry, list | tuple):
+            kwargs["retry_exceptions"] = tuple(retry)
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        problems = []
+        for name in ("num_cpus", "num_gpus", "max_retries"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | float) or value < 0):
+                problems.append(f"{name} must be a number >= 0; got {value!r}")
+        if self.resources is not None and not isinstance(self.resources, Mapping):
+            problems.append(f"resources must be a dict of name -> amount; got {self.resources!r}")
+        if self.runtime_env is not None and not isinstance(self.runtime_env, Mapping):
+            problems.append(f"runtime_env must be a dict; got {self.runtime_env!r}")
+        if self.executor is not None:
+            from qflow.executors import resolve_executor
+
+            resolve_executor(self.executor)  # raises with the valid names
+        if problems:
+            raise QflowConfigError("Invalid electron options:\n  - " + "\n  - ".join(problems))
+
+    def merged_over(self, base: ElectronOptions) -> ElectronOptions:
+        """These options, with unset fields taken from ``base`` and hooks concatenated."""
+        out = {}
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(base, f.name)
+            if f.name in ("call_before", "call_after"):
+                out[f.name] = theirs + mine
+            elif f.name == "deps_bash":
+                out[f.name] = DepsBash(theirs.commands + mine.commands)
+            elif f.name == "deps_pip":
+                out[f.name] = DepsPip(theirs.packages + mine.packages)
+            else:
+                out[f.name] = theirs if mine is None else mine
+        return ElectronOptions(**out)
+
+    def full_runtime_env(self) -> dict[str, Any]:
+        env = dict(self.runtime_env or {})
+        pip = self.deps_pip.runtime_env()
+        if pip:
+            env["pip"] = list(env.get("pip", [])) + pip["pip"]
+        return env
+
+
+DEFAULT_OPTIONS = ElectronOptions()

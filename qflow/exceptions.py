@@ -1,0 +1,94 @@
+"""Every exception qflow raises, under one root.
+
+Hierarchy::
+
+    QflowError
+    ├── QflowInputError            bad input from the caller (also a ValueError)
+    │   ├── QflowConfigError       an unknown option, executor or backend name
+    │   └── QflowSerializationError  an argument or output that cannot be pickled
+    ├── GraphBuildError            misuse while a lattice builds its graph
+    ├── DispatchNotFoundError      an unknown dispatch id (also a KeyError)
+    ├── DispatchFailedError        a dispatch ended FAILED (raised only on request)
+    ├── DependencyError            a DepsBash/DepsCall hook failed before the electron ran
+    ├── ClusterError               Ray could not be started or reached
+    │   └── ClusterConnectionError an address that does not answer
+    ├── StoreError                 the results store is unusable
+    ├── BackendError               a quantum backend failed or is unavailable
+    └── SlurmError                 a Slurm job failed, timed out or could not be submitted
+
+Third-party errors (Ray, Braket, submitit) are translated where they cross into
+qflow, with ``raise ... from exc`` so the original stays reachable.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "ClusterConnectionError",
+    "ClusterError",
+    "DependencyError",
+    "DispatchFailedError",
+    "DispatchNotFoundError",
+    "GraphBuildError",
+    "QflowConfigError",
+    "QflowError",
+    "QflowInputError",
+    "QflowSerializationError",
+    "SlurmError",
+    "StoreError",
+]
+
+
+class QflowError(Exception):
+    """Root of every error qflow raises."""
+
+
+class QflowInputError(QflowError, ValueError):
+    """The caller passed something qflow cannot use; the message says how to fix it."""
+
+
+class QflowConfigError(QflowInputError):
+    """An unknown or invalid option, executor, backend or parameter."""
+
+
+class QflowSerializationError(QflowInputError):
+    """An argument or output that cloudpickle cannot serialize."""
+
+
+class GraphBuildError(QflowError):
+    """A lattice used an electron output in a way that cannot become a graph node."""
+
+
+class DispatchNotFoundError(QflowError, KeyError):
+    """No dispatch with this id exists in the results store."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class DispatchFailedError(QflowError):
+    """A dispatch ended FAILED."""
+
+
+class DependencyError(QflowError):
+    """A ``DepsBash`` command or ``DepsCall`` hook failed, so the electron did not run."""
+
+
+class ClusterError(QflowError):
+    """Ray could not be started, reached or used."""
+
+
+class ClusterConnectionError(ClusterError, ConnectionError):
+    """A Ray cluster address that does not answer."""
+
+
+class StoreError(QflowError):
+    """The results store cannot be opened or is from an unknown schema version."""
+
+
+class BackendError(QflowError):
+    """A quantum backend failed or is not available here."""
+
+
+class SlurmError(QflowError):
+    """A Slurm job could not be submitted, failed, was cancelled or hit its time limit."""

@@ -1,0 +1,36 @@
+"""Executors: where electrons run. ``ray`` (default), ``local``, and ``slurm``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qflow.exceptions import QflowConfigError
+from qflow.executors.base import Executor, Submission
+from qflow.executors.local import LocalExecutor
+from qflow.executors.ray import RayExecutor
+
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "Submission", "resolve_executor"]
+
+_instances: dict[str, Executor] = {}
+
+
+def default_executor_name() -> str:
+    """The available executor with the highest affinity."""
+    return max(Executor.registry.values(), key=lambda c: c.affinity()).name()
+
+
+def resolve_executor(spec: Any) -> Executor:
+    """An Executor instance for a name, an instance, or None (the default)."""
+    if isinstance(spec, Executor):
+        return spec
+    name = default_executor_name() if spec is None else spec
+    cls = Executor.registry.get(name) if isinstance(name, str) else None
+    if cls is None:
+        valid = ", ".join(sorted(Executor.registry))
+        raise QflowConfigError(
+            f"Unknown executor {spec!r}. Valid executors are: {valid}. Pass one of these "
+            "names, or an Executor instance, as executor=."
+        )
+    if name not in _instances:
+        _instances[name] = cls()
+    return _instances[name]

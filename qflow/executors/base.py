@@ -1,0 +1,68 @@
+"""The executor contract: one required method, ``submit``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from qflow._task import TaskCall
+
+
+@dataclass
+class Submission:
+    """A node handed to an executor.
+
+    Attributes:
+        done: resolves to the node's ``meta`` dict, or raises its exception.
+        value_ref: a Ray ObjectRef of the output that downstream Ray tasks can take
+            at once. Executors that produce the value outside Ray leave it None and
+            put ``meta["value_ref"]`` when done.
+        handle: whatever :meth:`Executor.cancel` needs.
+    """
+
+    done: Future
+    value_ref: Any = None
+    handle: Any = None
+    cancelled: bool = field(default=False)
+
+
+class Executor(abc.ABC):
+    """Runs electrons somewhere. Only :meth:`submit` must be defined.
+
+    Subclasses are named ``<Name>Executor`` and referred to by ``name()``, e.g.
+    ``RayExecutor.name() == "ray"``.
+    """
+
+    #: Registry of executor classes by short name, filled by ``__init_subclass__``.
+    registry: ClassVar[dict[str, type[Executor]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.endswith("Executor"):
+            raise TypeError(
+                f"Executor subclasses are named <Name>Executor so that their short name can "
+                f"be derived; rename {cls.__name__!r}."
+            )
+        if getattr(cls.submit, "__isabstractmethod__", False):
+            raise TypeError(f"{cls.__name__} must define submit(call, deps) -> Submission.")
+        Executor.registry[cls.name()] = cls
+
+    @classmethod
+    def name(cls) -> str:
+        """The short name users pass as ``executor=``."""
+        return cls.__name__[: -len("Executor")].lower()
+
+    @classmethod
+    def affinity(cls) -> int:
+        """-1 unavailable here, 0 available on request only, 1 available, 2 a cluster."""
+        return 1
+
+    @abc.abstractmethod
+    def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
+        """Start ``call``; ``deps`` are ObjectRefs of ``call.dep_ids`` in order."""
+
+    def cancel(self, submission: Submission) -> None:
+        """Stop a submitted node if possible; the default cannot."""

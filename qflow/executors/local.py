@@ -1,0 +1,44 @@
+"""Electrons run in the dispatcher's own process, on a thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import ray
+
+from qflow._task import TaskCall, execute_call
+from qflow.executors.base import Executor, Submission
+
+
+class LocalExecutor(Executor):
+    """Runs the electron in the dispatching process: no Ray worker, no pickling of the
+    function. Useful for quick glue steps and for debugging with breakpoints.
+
+    Example:
+        >>> import qflow
+        >>> @qflow.electron(executor="local")
+        ... def glue(x):
+        ...     return x
+    """
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 0
+
+    def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
+        done: Future = Future()
+
+        def work() -> None:
+            try:
+                values = ray.get(list(deps)) if deps else []
+                value, meta = execute_call(call, values)
+                meta["value_ref"] = ray.put(value)
+                done.set_result(meta)
+            except BaseException as exc:  # handed to the dispatcher, never swallowed
+                done.set_exception(exc)
+
+        threading.Thread(target=work, name=f"qflow-local-{call.label}", daemon=True).start()
+        return Submission(done=done)

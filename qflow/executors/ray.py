@@ -1,0 +1,70 @@
+"""Electrons as Ray remote tasks, the default executor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from qflow._graph import NodeKind
+from qflow._task import TaskCall, execute_call
+from qflow.executors.base import Executor, Submission
+
+
+@ray.remote(num_returns=2)
+def _run_node(call: TaskCall, *dep_values: Any) -> tuple[Any, dict[str, Any]]:
+    return execute_call(call, dep_values)
+
+
+class RayExecutor(Executor):
+    """Runs each electron as a Ray task; data moves through Ray's object store.
+
+    Example:
+        >>> import qflow
+        >>> @qflow.electron(executor="ray", num_cpus=1, max_retries=2)
+        ... def task(x):
+        ...     return x + 1
+    """
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 2
+
+    def __init__(self) -> None:
+        self._remote_by_options: dict[Any, Any] = {}
+
+    def _remote(self, call: TaskCall) -> Any:
+        opts = call.options
+        ray_opts: dict[str, Any] = {}
+        if opts.num_cpus is not None:
+            ray_opts["num_cpus"] = opts.num_cpus
+        elif call.kind is NodeKind.SUBLATTICE:
+            # A sublattice only waits on its own electrons; it must not hold a CPU.
+            ray_opts["num_cpus"] = 0
+        if opts.num_gpus is not None:
+            ray_opts["num_gpus"] = opts.num_gpus
+        if opts.resources:
+            ray_opts["resources"] = dict(opts.resources)
+        if opts.max_retries is not None:
+            ray_opts["max_retries"] = opts.max_retries
+        if opts.retry_exceptions is not None:
+            retry = opts.retry_exceptions
+            ray_opts["retry_exceptions"] = list(retry) if isinstance(retry, tuple) else retry
+        env = opts.full_runtime_env()
+        if env:
+            ray_opts["runtime_env"] = env
+        if not ray_opts:
+            return _run_node
+        key = repr(sorted(ray_opts.items()))
+        remote = self._remote_by_options.get(key)
+        if remote is None:
+            remote = self._remote_by_options[key] = _run_node.options(**ray_opts)
+        return remote
+
+    def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
+        value_ref, meta_ref = self._remote(call).remote(call, *deps)
+        return Submission(done=meta_ref.future(), value_ref=value_ref, handle=value_ref)
+
+    def cancel(self, submission: Submission) -> None:
+        ray.cancel(submission.handle, recursive=True)

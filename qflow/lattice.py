@@ -1,0 +1,100 @@
+"""``@qflow.lattice``: a workflow whose function, run once, records the transport graph."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, overload
+
+from qflow._graph import Graph, NodeKind, building, to_expr
+from qflow._options import ElectronOptions
+from qflow.exceptions import QflowInputError
+
+__all__ = ["Lattice", "lattice"]
+
+
+class Lattice:
+    """A workflow. Calling it runs the function as plain Python; dispatching it runs
+    its electrons on Ray.
+
+    Building the graph (:meth:`build_graph`) is separate from running it
+    (:func:`qflow.dispatch`).
+    """
+
+    def __init__(self, fn: Callable[..., Any], options: ElectronOptions) -> None:
+        if not callable(fn):
+            raise QflowInputError(
+                f"qflow.lattice wraps a function; got {type(fn).__name__} {fn!r}. Decorate "
+                "a def: @qflow.lattice above `def workflow(...)`."
+            )
+        self.workflow_function = fn
+        self.options = options
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<qflow lattice {self.__name__}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.workflow_function(*args, **kwargs)
+
+    def build_graph(self, *args: Any, _replace: dict[str, Any] | None = None,
+                    **kwargs: Any) -> Graph:
+        """Run the lattice function once with a build context and return its graph.
+
+        ``_replace`` maps electron names to electrons (or functions) used in their place.
+
+        Raises:
+            QflowInputError: the arguments do not fit the lattice's signature.
+            Exception: whatever the lattice function raised while building.
+        """
+        sig = inspect.signature(self.workflow_function)
+        try:
+            bound = sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise QflowInputError(
+                f"Lattice {self.__name__}{sig} cannot take args={args!r}, kwargs={kwargs!r}: "
+                f"{exc}. Call qflow.dispatch({self.__name__})(...) with arguments matching "
+                "that signature."
+            ) from exc
+        bound.apply_defaults()
+        graph = Graph(name=self.__name__)
+        with building(graph, _replace or {}):
+            returned = self.workflow_function(*bound.args, **bound.kwargs)
+        graph.output = to_expr(returned)
+        for node in graph.nodes:
+            if node.kind is not NodeKind.OP:
+                node.options = (node.options or ElectronOptions()).merged_over(self.options)
+        graph.topo_order()  # rejects wait() cycles before anything runs
+        return graph
+
+
+@overload
+def lattice(_func: Callable[..., Any], **options: Any) -> Lattice: ...
+@overload
+def lattice(_func: None = None, **options: Any) -> Callable[[Callable[..., Any]], Lattice]: ...
+
+
+def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Make a function a workflow. Options given here apply to all its electrons.
+
+    Args:
+        _func: the workflow function (when used without parentheses).
+        **options: electron options applied to every electron that does not set its own
+            (see :func:`qflow.electron`).
+
+    Example:
+        >>> import qflow
+        >>> @qflow.electron
+        ... def square(x):
+        ...     return x * x
+        >>> @qflow.lattice
+        ... def workflow(n):
+        ...     return [square(i) for i in range(n)]
+        >>> workflow(3)  # called directly: plain Python
+        [0, 1, 4]
+    """
+    opts = ElectronOptions.from_kwargs(**options)
+    if _func is None:
+        return lambda fn: Lattice(fn, opts)
+    return Lattice(_func, opts)

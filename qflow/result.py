@@ -1,0 +1,152 @@
+"""What a dispatch produced, read from the results store."""
+
+from __future__ import annotations
+
+import ast
+from datetime import datetime
+from typing import Any
+
+import cloudpickle
+
+from qflow._status import Status
+from qflow.store.base import ResultStore
+
+__all__ = ["Result", "TransportableObject"]
+
+
+class TransportableObject:
+    """A node output as Covalent hands it out: call :meth:`get_deserialized` for the value.
+
+    It also compares equal to the value, so new code can skip the call.
+    """
+
+    __slots__ = ("_blob", "_value", "_loaded")
+
+    def __init__(self, blob: bytes | None) -> None:
+        self._blob, self._value, self._loaded = blob, None, False
+
+    def get_deserialized(self) -> Any:
+        """The output value."""
+        if not self._loaded:
+            self._value = cloudpickle.loads(self._blob) if self._blob is not None else None
+            self._loaded = True
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TransportableObject):
+            other = other.get_deserialized()
+        return bool(self.get_deserialized() == other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"TransportableObject({self.get_deserialized()!r})"
+
+
+def _dt(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Result:
+    """The record of one dispatch: status, return value, errors and every node.
+
+    Get one with :func:`qflow.get_result`; it reads the store once when made.
+    """
+
+    def __init__(self, store: ResultStore, row: dict[str, Any]) -> None:
+        self._store = store
+        self._row = row
+        self._nodes: list[dict[str, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return (f"Result(dispatch_id={self.dispatch_id!r}, lattice={self.lattice_name!r}, "
+                f"status={str(self.status)!r})")
+
+    @property
+    def dispatch_id(self) -> str:
+        return self._row["dispatch_id"]
+
+    @property
+    def lattice_name(self) -> str:
+        return self._row["name"]
+
+    @property
+    def status(self) -> Status:
+        return Status(self._row["status"])
+
+    @property
+    def result(self) -> Any:
+        """The lattice's return value, or None unless COMPLETED."""
+        blob = self._row.get("result")
+        if self.status != Status.COMPLETED or blob is None:
+            return None
+        return cloudpickle.loads(blob)
+
+    @property
+    def error(self) -> str | None:
+        """Each failed electron with its error, or None."""
+        return self._row.get("error")
+
+    @property
+    def start_time(self) -> datetime | None:
+        return _dt(self._row.get("start_time"))
+
+    @property
+    def end_time(self) -> datetime | None:
+        return _dt(self._row.get("end_time"))
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """``{"args": (...), "kwargs": {...}}`` as dispatched."""
+        blob = self._row.get("inputs")
+        return cloudpickle.loads(blob) if blob else {"args": (), "kwargs": {}}
+
+    @property
+    def graph_text(self) -> str:
+        """The transport graph, one node a line."""
+        return self._row.get("graph_text") or ""
+
+    def _node_rows(self) -> list[dict[str, Any]]:
+        if self._nodes is None:
+            self._nodes = self._store.get_nodes(self.dispatch_id)
+        return self._nodes
+
+    def _node_dict(self, row: dict[str, Any]) -> dict[str, Any]:
+        sub_id = row.get("sublattice_id")
+        sub_row = self._store.get_dispatch(sub_id) if sub_id else None
+        return {
+            "node_id": row["node_id"],
+            "node_name": row["name"],
+            "kind": row["kind"],
+            "parents": ast.literal_eval(row["parents"] or "[]"),
+            "status": Status(row["status"]),
+            "output": TransportableObject(row["output"]) if row["output"] is not None else None,
+            "error": row["error"],
+            "start_time": _dt(row["start_time"]),
+            "end_time": _dt(row["end_time"]),
+            "stdout": row["stdout"] or "",
+            "stderr": row["stderr"] or "",
+            "ray_node_id": row["ray_node_id"],
+            "sublattice_result": Result(self._store, sub_row) if sub_row else None,
+        }
+
+    def get_node_result(self, node_id: int) -> dict[str, Any]:
+        """One node: ``node_id, node_name, status, output, error, start_time, end_time,
+        stdout, stderr, sublattice_result`` (and ``kind``, ``parents``, ``ray_node_id``)."""
+        for row in self._node_rows():
+            if row["node_id"] == node_id:
+                return self._node_dict(row)
+        ids = [r["node_id"] for r in self._node_rows()]
+        raise KeyError(f"Dispatch {self.dispatch_id} has no node {node_id!r}; its node ids "
+                       f"are {ids[0]}..{ids[-1]}." if ids else f"Dispatch {self.dispatch_id} "
+                       "has no nodes.")
+
+    def get_all_node_results(self) -> list[dict[str, Any]]:
+        """Every node, as :meth:`get_node_result` gives it, in call order."""
+        return [self._node_dict(r) for r in self._node_rows()]
+
+    def get_all_node_outputs(self) -> dict[str, TransportableObject | None]:
+        """``{"name(node_id)": output}`` for every node, in call order."""
+        return {f"{r['name']}({r['node_id']})":
+                TransportableObject(r["output"]) if r["output"] is not None else None
+                for r in self._node_rows()}
