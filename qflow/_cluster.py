@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
-
 import ray
 
 from qflow.exceptions import ClusterConnectionError, ClusterError
@@ -24,6 +22,25 @@ def _running_local_cluster() -> bool:
         return False
 
 
+def enable_token_auth() -> None:
+    """Turn on Ray's token auth for this process when a token exists and nobody chose.
+
+    Ray 2.60 heads started by ``ray start`` require a token. ``ray.init("auto")``
+    enables it by itself; ``ray.init("ip:port")`` does not, and gets InvalidAuthToken.
+    Setting RAY_AUTH_MODE after ``import ray`` is too late for Ray's C++ config, so
+    Ray's own helper (which also reloads that config) is used.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token auth
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
 def ensure_ray(settings: Settings) -> str:
     """Connect this process to Ray and say how: ``"existing"``, ``"joined"`` or ``"embedded"``.
 
@@ -33,13 +50,13 @@ def ensure_ray(settings: Settings) -> str:
     if ray.is_initialized():
         return "existing"
     common = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    address = settings.ray_address
+    from qflow.service import live_address
+
+    address = settings.ray_address or live_address(settings)
     if address is None and _running_local_cluster():
         address = "auto"
     if address is not None:
-        if (Path.home() / ".ray" / "auth_token").exists():
-            # Ray 2.60 clusters started with `ray start` require the token.
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        enable_token_auth()
         try:
             ray.init(address=address, **common)
         except Exception as exc:

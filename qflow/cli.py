@@ -1,0 +1,135 @@
+"""The ``qflow`` command line: run ``qflow --help``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from qflow.exceptions import QflowError
+from qflow.settings import Settings
+
+
+def _fail(exc: Exception) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except QflowError as exc:
+            _fail(exc)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="qflow-runtime")
+def main() -> None:
+    """qflow: Covalent-compatible quantum-classical workflows on Ray."""
+
+
+@main.command()
+@click.option("--num-cpus", type=int, default=None, help="CPUs the head offers (default: all).")
+def start(num_cpus: int | None) -> None:
+    """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
+    from qflow import service
+
+    state = service.start(Settings.from_env(), num_cpus=num_cpus)
+    click.echo(f"qflow head running: pid {state['pid']}, address {state['address']}, "
+               f"home {state['home']}")
+
+
+@main.command()
+def stop() -> None:
+    """Stop exactly the processes `qflow start` started (never `ray stop`)."""
+    from qflow import service
+
+    pids = service.stop(Settings.from_env())
+    click.echo(f"stopped {len(pids)} processes" if pids else "no qflow head was running")
+
+
+@main.command()
+def status() -> None:
+    """Say whether a qflow head is running for this QFLOW_HOME."""
+    from qflow import service
+
+    info = service.status(Settings.from_env())
+    if info["running"]:
+        click.echo(f"running: pid {info['pid']}, address {info['address']}, since "
+                   f"{info['started_at']}, home {info['home']}")
+    else:
+        click.echo(f"not running (home {info['home']}); the next dispatch starts an embedded Ray")
+
+
+@main.command(name="list")
+@click.option("--limit", type=int, default=20, show_default=True, help="How many to show.")
+def list_(limit: int) -> None:
+    """Show recent dispatches, newest first."""
+    from qflow._api import _runtime
+
+    rows = _runtime().store.list_dispatches(limit)
+    if not rows:
+        click.echo("no dispatches yet")
+    for r in rows:
+        click.echo(f"{r['dispatch_id']}  {r['status']:<10} {r['created_at'][:19]}  {r['name']}")
+
+
+@main.command()
+@click.argument("dispatch_id")
+def show(dispatch_id: str) -> None:
+    """Show a dispatch: its nodes, statuses, timings, errors and graph."""
+    import qflow
+
+    res = qflow.get_result(dispatch_id)
+    click.echo(f"dispatch {res.dispatch_id}  lattice {res.lattice_name}  status {res.status}")
+    click.echo(f"started {res.start_time}  ended {res.end_time}")
+    for node in res.get_all_node_results():
+        took = ""
+        if node["start_time"] and node["end_time"]:
+            took = f"{(node['end_time'] - node['start_time']).total_seconds() * 1000:.1f} ms"
+        click.echo(f"  {node['node_name']}({node['node_id']})".ljust(32)
+                   + f"{node['status']:<11}{took}")
+        if node["error"]:
+            click.echo("    " + node["error"].strip().splitlines()[-1])
+        if node["sublattice_result"] is not None:
+            click.echo(f"    sublattice: {node['sublattice_result'].dispatch_id}")
+    if res.error:
+        click.echo("error:\n" + res.error)
+    click.echo(res.graph_text)
+
+
+@main.command()
+@click.argument("dispatch_id")
+@click.option("--node", "nodes", type=int, multiple=True, help="Cancel only this node (repeat).")
+def cancel(dispatch_id: str, nodes: tuple[int, ...]) -> None:
+    """Cancel a dispatch, or some of its nodes."""
+    import qflow
+
+    click.echo(qflow.cancel(dispatch_id, list(nodes) or None))
+
+
+@main.command()
+@click.argument("dispatch_id")
+@click.argument("node", type=int, required=False)
+def logs(dispatch_id: str, node: int | None) -> None:
+    """Print what the electrons printed (stdout and stderr), for one node or all."""
+    import qflow
+
+    res = qflow.get_result(dispatch_id)
+    nodes = [res.get_node_result(node)] if node is not None else res.get_all_node_results()
+    for n in nodes:
+        if node is None and not (n["stdout"] or n["stderr"] or n["error"]):
+            continue
+        click.echo(f"== {n['node_name']}({n['node_id']}) [{n['status']}]")
+        if n["stdout"]:
+            click.echo(n["stdout"].rstrip())
+        if n["stderr"]:
+            click.echo("-- stderr\n" + n["stderr"].rstrip())
+        if n["error"]:
+            click.echo("-- error\n" + n["error"].rstrip())
+
+
+if __name__ == "__main__":
+    main()
