@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -29,6 +30,10 @@ from qflow.executors import Submission, resolve_executor
 from qflow.store.base import ResultStore
 
 _POLL_S = 0.25
+
+# The dispatcher reads every node's outcome itself; a failed node's value ref is
+# dropped unread on purpose, so Ray's "Unhandled error" log line would be noise.
+os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
 
 
 def now_iso() -> str:

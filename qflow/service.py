@@ -201,8 +201,25 @@ def stop(settings: Settings, timeout: float = 30.0) -> list[int]:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=10)
+    _forget_default_address(state["address"])
     settings.service_file.unlink(missing_ok=True)
     return sorted(procs)
+
+
+def _forget_default_address(address: str) -> None:
+    """Remove Ray's pointer to our head, as ``ray stop`` would, but only if it is ours.
+
+    ``ray start`` writes it; a later plain ``ray.init()`` would try to join the
+    dead head through it instead of starting a fresh local Ray.
+    """
+    try:
+        from ray._common.utils import get_ray_address_file
+
+        pointer = Path(get_ray_address_file(None))
+        if pointer.read_text().strip() == address:
+            pointer.unlink()
+    except (ImportError, OSError):  # a Ray without the pointer file: nothing to forget
+        pass
 
 
 def status(settings: Settings) -> dict[str, Any]:

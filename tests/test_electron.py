@@ -1,0 +1,69 @@
+"""Electrons outside lattices, and their options."""
+
+import pytest
+
+import qflow
+from qflow.exceptions import QflowConfigError
+
+
+@qflow.electron
+def add(a, b):
+    """Add two numbers."""
+    return a + b
+
+
+@qflow.electron(num_cpus=1)
+def boom(x):
+    raise ValueError(f"bad {x}")
+
+
+class TestPlainCalls:
+    def test_outside_lattice_is_plain_function(self):
+        """Outside a lattice an electron returns the plain result."""
+        assert add(2, 3) == 5
+
+    def test_same_exceptions(self):
+        """Outside a lattice it raises the function's own exception."""
+        with pytest.raises(ValueError, match="bad 1"):
+            boom(1)
+
+    def test_name_and_doc_kept(self):
+        """Both decorator forms keep __name__ and __doc__."""
+        assert add.__name__ == "add" and add.__doc__ == "Add two numbers."
+        assert boom.__name__ == "boom"
+
+    def test_electron_inside_electron_runs_inline(self):
+        """An electron called inside another electron is not a node."""
+        @qflow.electron
+        def outer(x):
+            return add(x, 1) * 2
+
+        @qflow.lattice
+        def flow(x):
+            return outer(x)
+
+        res = qflow.dispatch_sync(flow)(3)
+        assert res.result == 8
+        assert list(res.get_all_node_outputs()) == ["outer(0)"]
+
+
+class TestOptions:
+    def test_unknown_option_lists_valid(self):
+        """An unknown keyword names itself and lists the valid ones."""
+        with pytest.raises(QflowConfigError, match="num_cpu.*Valid options are:.*num_cpus"):
+            qflow.electron(num_cpu=1)(lambda: 1)
+
+    def test_unknown_executor_lists_valid(self):
+        """An unknown executor name lists the registered executors."""
+        with pytest.raises(QflowConfigError, match="'dask'.*local, ray"):
+            qflow.electron(executor="dask")(lambda: 1)
+
+    def test_negative_cpus(self):
+        """Invalid numbers say what they got."""
+        with pytest.raises(QflowConfigError, match="num_cpus must be a number >= 0; got -1"):
+            qflow.electron(num_cpus=-1)(lambda: 1)
+
+    def test_non_callable(self):
+        """Wrapping a non-callable is a clear input error."""
+        with pytest.raises(qflow.exceptions.QflowInputError, match="got int 3"):
+            qflow.electron(3)
