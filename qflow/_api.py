@@ -196,6 +196,11 @@ def _row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
     return row
 
 
+def _finished(row: dict[str, Any]) -> bool:
+    # cancel() sets the status at once; the dispatcher sets end_time once it has settled.
+    return Status(row["status"]).is_final and row.get("end_time") is not None
+
+
 def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
                timeout: float | None = None) -> Result | dict[str, str]:
     """The :class:`Result` of a dispatch, from any process.
@@ -211,20 +216,17 @@ def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
     """
     rt = _runtime()
     row = _row(rt, dispatch_id)
-    if wait and not Status(row["status"]).is_final:
+    if wait and not _finished(row):
         deadline = None if timeout is None else time.monotonic() + timeout
         local = rt.local.get(dispatch_id)
-        if local is not None:
-            if not local.done.wait(timeout):
-                raise TimeoutError(f"Dispatch {dispatch_id} still running after {timeout} s.")
+        if local is not None and not local.done.wait(timeout):
+            raise TimeoutError(f"Dispatch {dispatch_id} still running after {timeout} s.")
         pause = 0.002
-        while not Status(row["status"]).is_final:
+        while not _finished(row := _row(rt, dispatch_id)):
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"Dispatch {dispatch_id} still running after {timeout} s.")
             time.sleep(pause)
             pause = min(pause * 1.5, 0.1)
-            row = _row(rt, dispatch_id)
-        row = _row(rt, dispatch_id)
     if status_only:
         return {"id": dispatch_id, "status": Status(row["status"])}
     return Result(rt.store, row)

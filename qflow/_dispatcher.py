@@ -331,7 +331,8 @@ class Dispatcher:
         elif meta is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
             self._record(nid, status=Status.FAILED, end_time=now_iso(),
                          error=f"{type(cause).__name__}: {cause}")
-        # else: a parent failed or was cancelled, so this node never ran.
+        else:  # a parent failed or was cancelled, so this node never ran
+            self._record(nid, status=Status.NEW_OBJECT)
         return False
 
     def _import_sublattice(self, nid: int, meta: dict[str, Any]) -> None:

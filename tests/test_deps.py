@@ -1,0 +1,90 @@
+"""DepsBash, DepsPip, DepsCall, call_before and call_after."""
+
+import pytest
+
+import qflow
+from qflow.exceptions import QflowInputError
+
+
+def _setup(value):
+    return {"configured": value}
+
+
+def _write(path, text):
+    with open(path, "a") as f:
+        f.write(text)
+
+
+class TestDeps:
+    def test_call_before_injects_retval(self, tmp_path):
+        """retval_keyword passes the hook's return value to the electron."""
+        @qflow.electron(call_before=[qflow.DepsCall(_setup, args=[5], retval_keyword="cfg")],
+                        call_after=[qflow.DepsCall(_write, args=[str(tmp_path / "a"), "done"])])
+        def task(x, cfg=None):
+            return x, cfg
+
+        @qflow.lattice
+        def flow(x):
+            return task(x)
+
+        assert qflow.dispatch_sync(flow)(1).result == (1, {"configured": 5})
+        assert (tmp_path / "a").read_text() == "done"
+
+    def test_bash_dep_runs_first(self, tmp_path):
+        """A bash dep runs where the electron runs, before it."""
+        target = tmp_path / "made"
+
+        @qflow.electron(deps_bash=f"echo hi > {target}")
+        def read():
+            return target.read_text().strip()
+
+        @qflow.lattice
+        def flow():
+            return read()
+
+        assert qflow.dispatch_sync(flow)().result == "hi"
+
+    def test_failing_bash_dep_fails_without_running(self, tmp_path):
+        """The failing command is in the error, and the electron did not run."""
+        ran = tmp_path / "ran"
+
+        @qflow.electron(deps_bash=qflow.DepsBash(["true", "exit 3"]))
+        def task():
+            ran.write_text("yes")
+
+        @qflow.lattice
+        def flow():
+            return task()
+
+        res = qflow.dispatch_sync(flow)()
+        assert res.status == "FAILED"
+        assert "DepsBash command 'exit 3' exited with 3" in res.error
+        assert not ran.exists()
+
+    def test_lattice_level_deps_apply_to_all(self, tmp_path):
+        """Deps given on a lattice apply to each of its electrons."""
+        log = tmp_path / "log"
+
+        @qflow.electron
+        def one():
+            return 1
+
+        @qflow.lattice(call_before=[qflow.DepsCall(_write, args=[str(log), "b"])])
+        def flow():
+            return one(), one()
+
+        assert qflow.dispatch_sync(flow)().result == (1, 1)
+        assert log.read_text() == "bb"
+
+    def test_deps_pip_becomes_runtime_env(self):
+        """DepsPip becomes Ray's runtime_env pip list, merged with runtime_env."""
+        el = qflow.electron(deps_pip=qflow.DepsPip(["six"]),
+                            runtime_env={"env_vars": {"A": "1"}})(lambda: 1)
+        assert el.options.full_runtime_env() == {"env_vars": {"A": "1"}, "pip": ["six"]}
+
+    def test_bad_hooks(self):
+        """Hooks must be callables or DepsCall objects."""
+        with pytest.raises(QflowInputError, match="call_before takes DepsCall"):
+            qflow.electron(call_before=[42])(lambda: 1)
+        with pytest.raises(QflowInputError, match="DepsBash takes shell commands as strings"):
+            qflow.DepsBash([1])
