@@ -67,4 +67,7 @@ class RayExecutor(Executor):
         return Submission(done=meta_ref.future(), value_ref=value_ref, handle=value_ref)
 
     def cancel(self, submission: Submission) -> None:
-        ray.cancel(submission.handle, recursive=True)
+        # force: a polite cancel only lands between bytecodes, so an electron blocked in
+        # a sleep, a C extension or I/O would run to its end. Killing the worker is what
+        # "cancel" has to mean for a stuck electron.
+        ray.cancel(submission.handle, force=True, recursive=True)
