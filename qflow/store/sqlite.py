@@ -147,6 +147,7 @@ class SQLiteStore(ResultStore):
         for n in nodes:
             row = {k: n.get(k) for k in NODE_FIELDS}
             row["dispatch_id"] = did
+            row["parents"] = row["parents"] or "[]"
             row["output"] = self._put_blob(did, row["node_id"], row["output"])
             nrows.append(row)
 
