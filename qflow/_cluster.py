@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import ray
 
 from qflow.exceptions import ClusterConnectionError, ClusterError
@@ -41,6 +42,22 @@ def enable_token_auth() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+def _probe(address: str, timeout: float = 3.0) -> None:
+    """Fail fast on a host:port nobody listens on; ray.init would retry for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" or a form Ray resolves itself
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterConnectionError(
+            f"No Ray cluster answers at {address!r} ({exc.strerror or exc}). Start one with "
+            "`qflow start` (or `ray start --head`), fix RAY_ADDRESS, or unset it to let "
+            "qflow start an embedded local Ray."
+        ) from exc
+
+
 def ensure_ray(settings: Settings) -> str:
     """Connect this process to Ray and say how: ``"existing"``, ``"joined"`` or ``"embedded"``.
 
@@ -56,6 +73,7 @@ def ensure_ray(settings: Settings) -> str:
     if address is None and _running_local_cluster():
         address = "auto"
     if address is not None:
+        _probe(address)
         enable_token_auth()
         try:
             ray.init(address=address, **common)
