@@ -1,0 +1,84 @@
+"""Every registered executor keeps the same contract (a conformance suite)."""
+
+import pytest
+
+import qflow
+from qflow.executors import Executor, resolve_executor
+
+EXECUTORS = sorted(n for n, cls in Executor.registry.items() if cls.affinity() >= 0)
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request):
+    return request.param
+
+
+def test_registry_names_derive_from_class(executor):
+    """Short names come from the <Name>Executor class name."""
+    cls = Executor.registry[executor]
+    assert cls.__name__.lower() == executor + "executor"
+    assert isinstance(resolve_executor(executor), cls)
+
+
+def test_runs_a_chain_with_captured_output(executor):
+    """Values flow between nodes on this executor; prints are captured per node."""
+    @qflow.electron(executor=executor)
+    def step(x):
+        print(f"step {x}")
+        return x + 1
+
+    @qflow.lattice
+    def flow():
+        return step(step(0))
+
+    res = qflow.dispatch_sync(flow)()
+    assert res.result == 2, res.error
+    assert res.get_node_result(1)["stdout"] == "step 1\n"
+
+
+def test_mixes_with_ray_nodes(executor):
+    """A node on this executor feeds a Ray node and is fed by one."""
+    @qflow.electron(executor=executor)
+    def here(x):
+        return x * 3
+
+    @qflow.electron
+    def on_ray(x):
+        return x + 1
+
+    @qflow.lattice
+    def flow():
+        return on_ray(here(on_ray(1)))
+
+    assert qflow.dispatch_sync(flow)().result == 7
+
+
+def test_failure_carries_traceback_and_stops_dependants(executor):
+    """An exception fails the node with its traceback; dependants never run."""
+    @qflow.electron(executor=executor)
+    def bad():
+        raise ZeroDivisionError("nope")
+
+    @qflow.electron(executor=executor)
+    def later(x):
+        return x
+
+    @qflow.lattice
+    def flow():
+        return later(bad())
+
+    res = qflow.dispatch_sync(flow)()
+    assert res.status == "FAILED"
+    assert "ZeroDivisionError: nope" in res.get_node_result(0)["error"]
+    assert res.get_node_result(1)["status"] == "NEW_OBJECT"
+
+
+def test_subclass_contract_checked_at_definition():
+    """A subclass without submit, or misnamed, is refused when defined."""
+    with pytest.raises(TypeError, match="must define submit"):
+        class NoSubmitExecutor(Executor):
+            pass
+    with pytest.raises(TypeError, match="named <Name>Executor"):
+        class Runner(Executor):
+            def submit(self, call, deps):
+                raise NotImplementedError
