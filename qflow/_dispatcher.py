@@ -24,7 +24,7 @@ import ray
 from qflow._graph import Expr, Graph, NodeKind, Ref
 from qflow._options import DEFAULT_OPTIONS
 from qflow._status import Status
-from qflow._task import META_ATTR, TaskCall
+from qflow._task import META_ATTR, PickledFunction, TaskCall
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
 from qflow.store.base import ResultStore
@@ -157,9 +157,12 @@ class Dispatcher:
     def _calls(self) -> dict[int, TaskCall]:
         ops = self.graph.op_exprs()
         calls = {}
+        pickled: dict[int, PickledFunction] = {}
         for node in self.graph.nodes:
             if node.kind is NodeKind.OP:
                 continue
+            if id(node.fn) not in pickled:
+                pickled[id(node.fn)] = PickledFunction(node.fn)
             args = tuple(e.substitute(ops) for e in node.args)
             kwargs = {k: e.substitute(ops) for k, e in node.kwargs.items()}
             deps: dict[int, None] = {}
@@ -167,7 +170,7 @@ class Dispatcher:
                 deps.update(dict.fromkeys(expr.refs()))
             calls[node.node_id] = TaskCall(
                 dispatch_id=self.dispatch_id, node_id=node.node_id, name=node.name,
-                kind=node.kind, fn=node.fn, args=args, kwargs=kwargs, dep_ids=tuple(deps),
+                kind=node.kind, fn=pickled[id(node.fn)], args=args, kwargs=kwargs, dep_ids=tuple(deps),
                 options=node.options or DEFAULT_OPTIONS)
         return calls
 

@@ -8,7 +8,7 @@ import cloudpickle
 
 from qflow._dispatcher import Dispatcher, record_new_dispatch
 from qflow._status import Status
-from qflow._task import TaskCall
+from qflow._task import PickledFunction, TaskCall
 from qflow.exceptions import DispatchFailedError
 from qflow.store.sqlite import SQLiteStore
 
@@ -20,7 +20,7 @@ def run_sublattice(call: TaskCall, args: list[Any], kwargs: dict[str, Any],
     The child's electrons are Ray tasks of their own, so they run in parallel where
     independent. Its rows travel back in ``meta["sublattice"]`` for the parent's store.
     """
-    lattice = call.fn
+    lattice = call.fn.load() if isinstance(call.fn, PickledFunction) else call.fn
     child_id = f"{call.dispatch_id}/{call.node_id}"
     store = SQLiteStore(":memory:")
     graph = lattice.build_graph(*args, **kwargs)

@@ -10,6 +10,7 @@ type) with the same meta attached as ``__qflow_meta__``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import sys
 import traceback
@@ -25,6 +26,33 @@ from qflow._options import ElectronOptions
 from qflow.exceptions import QflowSerializationError
 
 META_ATTR = "__qflow_meta__"
+
+
+class PickledFunction:
+    """A function pickled once by the dispatcher and unpickled once per worker.
+
+    Shipping the function itself would make Ray cloudpickle it (by value, for
+    electrons) again for every task of a fan-out.
+    """
+
+    __slots__ = ("blob", "digest")
+    _cache: dict[str, Any] = {}
+
+    def __init__(self, fn: Any) -> None:
+        self.blob = cloudpickle.dumps(fn)
+        self.digest = hashlib.sha1(self.blob).hexdigest()
+
+    def __getstate__(self) -> tuple[bytes, str]:
+        return self.blob, self.digest
+
+    def __setstate__(self, state: tuple[bytes, str]) -> None:
+        self.blob, self.digest = state
+
+    def load(self) -> Any:
+        fn = PickledFunction._cache.get(self.digest)
+        if fn is None:
+            fn = PickledFunction._cache[self.digest] = cloudpickle.loads(self.blob)
+        return fn
 
 
 @dataclass
@@ -94,7 +122,8 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, dict[s
 
                 value = run_sublattice(call, args, kwargs, meta)
             else:
-                value = call.fn(*args, **kwargs)
+                fn = call.fn.load() if isinstance(call.fn, PickledFunction) else call.fn
+                value = fn(*args, **kwargs)
             for hook in opts.call_after:
                 hook.call()
         meta["output_blob"] = _dumps_output(call, value)
