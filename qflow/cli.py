@@ -42,6 +42,17 @@ def start(num_cpus: int | None) -> None:
 
 
 @main.command()
+@click.option("--chunks", type=int, default=8, show_default=True, help="Parallel electrons.")
+@click.option("--samples", type=int, default=200_000, show_default=True, help="Per electron.")
+def demo(chunks: int, samples: int) -> None:
+    """Run an example workflow on the embedded local Ray (or the running head)."""
+    from qflow._demo import run
+
+    res = run(chunks, samples)
+    sys.exit(0 if res.status == "COMPLETED" else 1)
+
+
+@main.command()
 def stop() -> None:
     """Stop exactly the processes `qflow start` started (never `ray stop`)."""
     from qflow import service

@@ -58,3 +58,10 @@ def test_cancel_finished(failed_id):
     """Cancelling a finished dispatch says so."""
     out = CliRunner().invoke(main, ["cancel", failed_id])
     assert "already ended FAILED" in out.output
+
+
+def test_demo_runs():
+    """`qflow demo` (the README's first command) completes."""
+    out = CliRunner().invoke(main, ["demo", "--chunks", "2", "--samples", "1000"])
+    assert out.exit_code == 0, out.output
+    assert "status COMPLETED; pi ~ 3." in out.output
