@@ -82,6 +82,24 @@ class TestDeps:
                             runtime_env={"env_vars": {"A": "1"}})(lambda: 1)
         assert el.options.full_runtime_env() == {"env_vars": {"A": "1"}, "pip": ["six"]}
 
+    @pytest.mark.slow
+    def test_deps_pip_installs_where_the_electron_runs(self):
+        """A package missing from this environment is installed by Ray's runtime_env."""
+        with pytest.raises(ImportError):
+            __import__("tinydb")
+
+        @qflow.electron(deps_pip=qflow.DepsPip(["tinydb==4.8.0"]))
+        def use():
+            import tinydb
+            return tinydb.__version__
+
+        @qflow.lattice
+        def flow():
+            return use()
+
+        res = qflow.dispatch_sync(flow)()
+        assert res.result == "4.8.0", res.error
+
     def test_bad_hooks(self):
         """Hooks must be callables or DepsCall objects."""
         with pytest.raises(QflowInputError, match="call_before takes DepsCall"):
