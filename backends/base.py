@@ -1,0 +1,57 @@
+"""The backend contract: one required method, ``make_device``."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class Backend(abc.ABC):
+    """Where circuits run. Only :meth:`make_device` must be defined.
+
+    A backend is built inside the Ray actor that uses it, never shipped as a device:
+    executed lightning QNodes cannot be pickled, and building on the node that
+    holds the hardware is the point. What travels is this small config object.
+
+    Args:
+        shots: None for exact expectation values, or a shot count.
+        resources: the Ray resource of the node this backend must run on, e.g.
+            ``{"qpu:braket-us-east-1": 1}`` for a gateway node near a QPU.
+    """
+
+    #: The registry name users pass, e.g. ``"lightning.qubit"``.
+    name: ClassVar[str]
+    #: The pip extra that installs what this backend needs.
+    extra: ClassVar[str] = "quantum"
+    #: The gradient method its QNodes use.
+    diff_method: ClassVar[str] = "best"
+    registry: ClassVar[dict[str, type[Backend]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls.make_device, "__isabstractmethod__", False):
+            raise TypeError(f"{cls.__name__} must define make_device(wires) -> device.")
+        if not isinstance(cls.__dict__.get("name"), str):
+            raise TypeError(f"{cls.__name__} must set a class attribute name = '<registry name>'.")
+        Backend.registry[cls.name] = cls
+
+    def __init__(self, *, shots: int | None = None,
+                 resources: Mapping[str, float] | None = None) -> None:
+        from qflow.exceptions import QflowConfigError
+
+        if shots is not None and (not isinstance(shots, int) or shots <= 0):
+            raise QflowConfigError(f"shots must be None or a positive int; got {shots!r}.")
+        self.shots = shots
+        self.resources = dict(resources or {})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shots={self.shots!r}, resources={self.resources!r})"
+
+    @abc.abstractmethod
+    def make_device(self, wires: int) -> Any:
+        """A PennyLane device with ``wires`` wires."""
+
+    def ray_resources(self) -> dict[str, float]:
+        """The custom Ray resources an actor using this backend must hold."""
+        return dict(self.resources)

@@ -1,0 +1,292 @@
+"""Packed variational loops: K optimizer iterations per call on a warm, placed actor.
+
+A loop is a dispatch of ``ceil(steps / pack)`` chunk electrons. Each chunk makes one
+call on a Ray actor that holds the device (built there, never shipped) and the
+optimizer, runs ``pack`` iterations, and returns the trajectory chunk, which the
+results store persists like any node output: ``qflow show ID`` shows progress.
+The actor sits in a STRICT_PACK placement group on the node that holds the
+backend's Ray resource, so circuits never cross the network between iterations.
+If the actor dies, the next chunk call starts a fresh one from the last finished
+chunk's params and optimizer state.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import ray
+
+import qflow
+from qflow.exceptions import BackendError, QflowConfigError, QflowInputError
+
+__all__ = ["LoopResult", "minimize"]
+
+_NAMESPACE = "qflow"
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What a variational loop produced.
+
+    Attributes:
+        costs: the cost at each iteration's starting params, in order.
+        final_cost: the cost at the final params.
+        params: the final params.
+        iterations: how many optimizer steps ran.
+        converged: whether ``tol`` stopped the loop early.
+        seconds: wall time of the dispatch.
+        chunk_seconds: time spent inside the actor, per chunk.
+        actor_node_ids: the Ray node each chunk ran on.
+        actor_restarts: how often a dead actor was replaced.
+        dispatch_id: the dispatch; its nodes are the chunks.
+    """
+
+    costs: list[float]
+    final_cost: float
+    params: np.ndarray
+    iterations: int
+    converged: bool
+    seconds: float
+    chunk_seconds: list[float]
+    actor_node_ids: list[str]
+    actor_restarts: int
+    dispatch_id: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _LoopActor:
+    """Holds the warm device, the QNode and runs chunks of optimizer steps."""
+
+    def __init__(self, spec_blob: bytes) -> None:
+        import pennylane as qml
+
+        spec = cloudpickle.loads(spec_blob)
+        self.backend = spec["backend"]
+        self.device = self.backend.make_device(spec["wires"])
+        self.qnode = qml.QNode(spec["circuit"], self.device,
+                               diff_method=self.backend.diff_method)
+        self.tol = spec["tol"]
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    def run(self, state: dict[str, Any], k: int, last: bool) -> dict[str, Any]:
+        from pennylane import numpy as pnp
+
+        t0 = time.perf_counter()
+        opt = cloudpickle.loads(state["optimizer"])
+        params = pnp.array(state["params"], requires_grad=True)
+        costs: list[float] = []
+        converged = False
+        prev = state["last_cost"]
+        for _ in range(k):
+            if hasattr(opt, "step_and_cost"):
+                params, cost = opt.step_and_cost(self.qnode, params)
+            else:
+                params, cost = opt(self.qnode, params)
+            costs.append(float(cost))
+            if self.tol is not None and prev is not None and abs(prev - costs[-1]) < self.tol:
+                converged = True
+                break
+            prev = costs[-1]
+        out = {
+            "params": np.asarray(params, dtype=float),
+            "optimizer": cloudpickle.dumps(opt),
+            "costs": costs,
+            "last_cost": costs[-1] if costs else prev,
+            "converged": converged,
+            "step": state["step"] + len(costs),
+            "node_id": self.node_id(),
+            "seconds": time.perf_counter() - t0,
+            "restarts": state["restarts"],
+        }
+        if last or converged:
+            out["final_cost"] = float(self.qnode(params))
+        return out
+
+
+def _actor_name(loop_id: str) -> str:
+    return f"qflow-loop-{loop_id}"
+
+
+def _start_actor(loop_id: str, spec: dict[str, Any]) -> Any:
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    bundle = {"CPU": 1.0, **spec["backend"].ray_resources()}
+    pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{_actor_name(loop_id)}-pg",
+                         lifetime="detached")
+    if not pg.wait(timeout_seconds=60):
+        ray.util.remove_placement_group(pg)
+        raise BackendError(
+            f"No Ray node can hold {bundle} for backend {spec['backend']!r}. Start a node "
+            "advertising those resources (see ray-cluster.yaml), or pick another backend.")
+    actor = ray.remote(_LoopActor).options(
+        name=_actor_name(loop_id), namespace=_NAMESPACE, lifetime="detached",
+        num_cpus=1, resources={k: v for k, v in bundle.items() if k != "CPU"},
+        scheduling_strategy=PlacementGroupSchedulingStrategy(pg),
+        max_concurrency=1).remote(cloudpickle.dumps(spec))
+    return actor
+
+
+def _stop_actor(loop_id: str) -> None:
+    from ray.util.placement_group import get_placement_group, remove_placement_group
+
+    _actors.pop(loop_id, None)
+    try:
+        ray.kill(ray.get_actor(_actor_name(loop_id), namespace=_NAMESPACE))
+    except ValueError:
+        pass
+    try:
+        remove_placement_group(get_placement_group(f"{_actor_name(loop_id)}-pg"))
+    except Exception:  # already removed
+        pass
+
+
+@qflow.electron(num_cpus=0)
+def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
+              last: bool) -> dict[str, Any]:
+    """Run ``k`` optimizer steps on the loop's actor, starting one if needed."""
+    if state["converged"]:
+        return {**state, "costs": [], "seconds": 0.0}
+    for attempt in range(2):
+        actor = _actors.get(loop_id)
+        if actor is None:
+            try:
+                actor = ray.get_actor(_actor_name(loop_id), namespace=_NAMESPACE)
+            except ValueError:
+                actor = _start_actor(loop_id, cloudpickle.loads(spec_blob))
+            _actors[loop_id] = actor
+        try:
+            return ray.get(actor.run.remote(state, k, last))
+        except ray.exceptions.RayActorError:
+            _actors.pop(loop_id, None)
+            if attempt:
+                raise
+            # Resume from this chunk's input: the last finished chunk's params.
+            _stop_actor(loop_id)
+            state = {**state, "restarts": state["restarts"] + 1}
+        except BaseException:
+            _stop_actor(loop_id)
+            raise
+    raise AssertionError("unreachable")
+
+
+#: Actor handles this worker process already looked up, by loop id.
+_actors: dict[str, Any] = {}
+
+
+@qflow.electron(num_cpus=0)
+def close_loop(loop_id: str, last_state: dict[str, Any]) -> bool:
+    """Stop the loop's actor and free its placement group."""
+    _stop_actor(loop_id)
+    return True
+
+
+@qflow.lattice
+def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], steps: int,
+                     pack: int) -> dict[str, Any]:
+    """The loop as a workflow: one node per chunk of ``pack`` iterations."""
+    chunks = []
+    n_chunks = math.ceil(steps / pack)
+    for i in range(n_chunks):
+        k = min(pack, steps - i * pack)
+        state = run_chunk(loop_id, spec_blob, state, k, i == n_chunks - 1)
+        chunks.append(state)
+    return {"chunks": chunks, "closed": close_loop(loop_id, state)}
+
+
+def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
+                   optimizer: Any) -> None:
+    """Fail before spending compute: wires out of range, or no scalar to differentiate."""
+    import pennylane as qml
+
+    try:
+        tape = qml.tape.make_qscript(circuit)(params)
+    except Exception as exc:
+        raise QflowInputError(
+            f"The circuit could not be built with params of shape {np.shape(params)}: "
+            f"{exc!r}. Check that it takes the params array as its one argument.") from exc
+    used = sorted(w for w in tape.wires if not (isinstance(w, int) and 0 <= w < wires))
+    if used:
+        raise QflowConfigError(
+            f"The circuit uses wires {used}, but wires={wires} gives 0..{wires - 1}. Pass "
+            f"wires={max(tape.wires.tolist(), key=lambda w: w if isinstance(w, int) else -1) + 1}"
+            " or fix the circuit.")
+    gradient_based = hasattr(optimizer, "compute_grad")
+    ms = tape.measurements
+    if gradient_based and (len(ms) != 1 or not isinstance(ms[0], qml.measurements.ExpectationMP)):
+        raise QflowInputError(
+            f"{type(optimizer).__name__} needs a differentiable scalar cost, but the circuit "
+            f"returns {[type(m).__name__ for m in ms]}. Return one qml.expval(H), or use a "
+            "gradient-free optimizer (a callable (cost_fn, params) -> (params, cost)).")
+
+
+def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
+             backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
+             pack: int = 10, tol: float | None = None) -> LoopResult:
+    """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
+
+    Args:
+        circuit: applies gates for ``params`` and returns one ``qml.expval(H)``.
+        params: initial parameters.
+        wires: the device's wire count.
+        backend: a backend name or :class:`qflow.backends.Backend`.
+        optimizer: a PennyLane optimizer (default ``GradientDescentOptimizer(0.4)``), or
+            a callable ``(cost_fn, params) -> (new_params, cost)``.
+        steps: the maximum number of optimizer steps.
+        pack: optimizer steps per actor call (and per persisted chunk node).
+        tol: stop when the cost changes by less than this between steps.
+
+    Example:
+        >>> import pennylane as qml
+        >>> from qflow.variational import minimize
+        >>> def circuit(p):
+        ...     qml.RX(p[0], wires=0)
+        ...     return qml.expval(qml.PauliZ(0))
+        >>> minimize(circuit, [0.5], wires=1, steps=20, pack=10).final_cost < -0.9
+        True
+    """
+    import pennylane as qml
+
+    from qflow.backends import get_backend
+
+    for name, value, low in (("steps", steps, 1), ("pack", pack, 1), ("wires", wires, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise QflowConfigError(f"{name} must be an int >= {low}; got {value!r}.")
+    backend = get_backend(backend)
+    optimizer = optimizer if optimizer is not None else qml.GradientDescentOptimizer(0.4)
+    params = np.asarray(params, dtype=float)
+    _check_circuit(circuit, params, wires, optimizer)
+    spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol}
+    state = {"params": params, "optimizer": cloudpickle.dumps(optimizer), "costs": [],
+             "last_cost": None, "converged": False, "step": 0, "restarts": 0}
+    loop_id = uuid.uuid4().hex[:12]
+    t0 = time.perf_counter()
+    dispatch_id = qflow.dispatch(variational_loop)(loop_id, cloudpickle.dumps(spec), state,
+                                                   steps, pack)
+    res = qflow.get_result(dispatch_id, wait=True)
+    if res.status != qflow.status.COMPLETED:
+        _stop_actor(loop_id)
+        raise BackendError(f"The variational loop {dispatch_id} ended {res.status}:\n{res.error}")
+    chunks = [c for c in res.result["chunks"] if c["costs"]]
+    last = chunks[-1]
+    return LoopResult(
+        costs=[c for chunk in chunks for c in chunk["costs"]],
+        final_cost=last.get("final_cost", last["last_cost"]),
+        params=np.asarray(last["params"]),
+        iterations=last["step"],
+        converged=last["converged"],
+        seconds=time.perf_counter() - t0,
+        chunk_seconds=[c["seconds"] for c in chunks],
+        actor_node_ids=[c["node_id"] for c in chunks],
+        actor_restarts=last["restarts"],
+        dispatch_id=dispatch_id,
+    )
