@@ -1,0 +1,144 @@
+"""VQE: ground-state energies of molecules on any backend, as packed variational loops."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from qflow.exceptions import QflowConfigError, QflowInputError
+from qflow.variational import LoopResult, minimize
+
+__all__ = ["Molecule", "VQEResult", "exact_ground_energy", "molecular_hamiltonian", "vqe"]
+
+ANSATZE = ("double_excitation", "singles_doubles", "uccsd")
+
+
+@dataclass(frozen=True)
+class Molecule:
+    """Atoms and their coordinates in Bohr, e.g. ``Molecule(["H", "H"], [0, 0, -0.66, 0, 0, 0.66])``."""
+
+    symbols: tuple[str, ...]
+    geometry: tuple[float, ...]
+    charge: int = 0
+
+    def __init__(self, symbols: Sequence[str], geometry: Sequence[float], charge: int = 0):
+        geometry = tuple(float(x) for x in np.ravel(geometry))
+        if len(geometry) != 3 * len(symbols) or not symbols:
+            raise QflowInputError(
+                f"A molecule needs 3 coordinates per atom: got {len(symbols)} symbols "
+                f"{list(symbols)} and {len(geometry)} coordinates.")
+        object.__setattr__(self, "symbols", tuple(symbols))
+        object.__setattr__(self, "geometry", geometry)
+        object.__setattr__(self, "charge", charge)
+
+    @classmethod
+    def h2(cls, bond_length: float = 1.3228) -> Molecule:
+        """H2 along z with ``bond_length`` in Bohr (1.3228 Bohr is about 0.70 Å)."""
+        return cls(["H", "H"], [0, 0, -bond_length / 2, 0, 0, bond_length / 2])
+
+    @property
+    def electrons(self) -> int:
+        from pennylane.qchem import Molecule as PLMolecule
+
+        return PLMolecule(list(self.symbols), np.array(self.geometry).reshape(-1, 3),
+                          charge=self.charge).n_electrons
+
+
+def molecular_hamiltonian(molecule: Molecule) -> tuple[Any, int]:
+    """The qubit Hamiltonian and its wire count, from PennyLane's offline ``dhf`` method."""
+    import pennylane as qml
+
+    coords = np.array(molecule.geometry)
+    return qml.qchem.molecular_hamiltonian(list(molecule.symbols), coords,
+                                           charge=molecule.charge, method="dhf")
+
+
+def exact_ground_energy(hamiltonian: Any, wires: int) -> float:
+    """The lowest eigenvalue, by diagonalising the Hamiltonian's matrix."""
+    import pennylane as qml
+
+    return float(np.linalg.eigvalsh(qml.matrix(hamiltonian, wire_order=range(wires)))[0])
+
+
+@dataclass(frozen=True)
+class VQEResult:
+    """Energies per iteration, the final energy and params, timings and the dispatch id."""
+
+    energies: list[float]
+    energy: float
+    params: np.ndarray
+    iterations: int
+    seconds: float
+    dispatch_id: str
+    loop: LoopResult
+
+
+def _circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> tuple[Any, int]:
+    import pennylane as qml
+
+    hf = qml.qchem.hf_state(electrons, wires)
+    singles, doubles = qml.qchem.excitations(electrons, wires)
+    if ansatz == "double_excitation":
+        def circuit(params: Any) -> Any:
+            qml.BasisState(hf, wires=range(wires))
+            for theta, d in zip(params, doubles):
+                qml.DoubleExcitation(theta, wires=d)
+            return qml.expval(hamiltonian)
+        return circuit, len(doubles)
+    if ansatz == "singles_doubles":
+        def circuit(params: Any) -> Any:
+            qml.AllSinglesDoubles(params, wires=range(wires), hf_state=hf, singles=singles,
+                                  doubles=doubles)
+            return qml.expval(hamiltonian)
+        return circuit, len(singles) + len(doubles)
+    s_wires, d_wires = qml.qchem.excitations_to_wires(singles, doubles)
+
+    def circuit(params: Any) -> Any:
+        qml.UCCSD(params, wires=range(wires), s_wires=s_wires, d_wires=d_wires, init_state=hf)
+        return qml.expval(hamiltonian)
+    return circuit, len(singles) + len(doubles)
+
+
+def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int | None = None,
+        electrons: int | None = None, ansatz: str = "double_excitation", optimizer: Any = None,
+        backend: Any = "lightning.qubit", steps: int = 100, pack: int = 10,
+        tol: float | None = 1e-8, initial_params: Sequence[float] | None = None) -> VQEResult:
+    """Find a ground-state energy with VQE on a backend, packed ``pack`` steps per actor call.
+
+    Args:
+        molecule: the molecule; or give ``hamiltonian``, ``wires`` and ``electrons``.
+        ansatz: ``"double_excitation"`` (default: double excitations on Hartree-Fock),
+            ``"singles_doubles"`` or ``"uccsd"``.
+        optimizer: a PennyLane optimizer (default gradient descent, step 0.4).
+        backend, steps, pack, tol: see :func:`qflow.variational.minimize`.
+
+    Example:
+        >>> from qflow.algorithms import Molecule, vqe
+        >>> round(vqe(Molecule.h2(), steps=30).energy, 3)
+        -1.136
+    """
+    if ansatz not in ANSATZE:
+        raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}.")
+    if molecule is not None:
+        if hamiltonian is not None:
+            raise QflowInputError("Give a molecule or a hamiltonian, not both.")
+        hamiltonian, wires = molecular_hamiltonian(molecule)
+        electrons = molecule.electrons
+    elif hamiltonian is None or wires is None or electrons is None:
+        raise QflowInputError(
+            "vqe needs a molecule, or a hamiltonian with wires= and electrons=: e.g. "
+            "vqe(Molecule.h2()) or vqe(hamiltonian=H, wires=4, electrons=2).")
+    circuit, n_params = _circuit(ansatz, hamiltonian, wires, electrons)
+    params = np.zeros(n_params) if initial_params is None else np.asarray(initial_params, float)
+    if params.shape != (n_params,):
+        raise QflowInputError(
+            f"The {ansatz} ansatz for this molecule takes {n_params} params; initial_params has "
+            f"shape {params.shape}.")
+    loop = minimize(circuit, params, wires=wires, backend=backend, optimizer=optimizer,
+                    steps=steps, pack=pack, tol=tol)
+    return VQEResult(energies=loop.costs, energy=loop.final_cost, params=loop.params,
+                     iterations=loop.iterations, seconds=loop.seconds,
+                     dispatch_id=loop.dispatch_id, loop=loop)
