@@ -1,0 +1,155 @@
+"""Packed variational loops on placed actors."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pennylane as qml
+import pytest
+import ray
+
+import qflow
+from qflow.exceptions import QflowConfigError, QflowInputError
+from qflow.variational import _actor_name, minimize
+
+
+def rx_circuit(p):
+    qml.RX(p[0], wires=0)
+    return qml.expval(qml.PauliZ(0))
+
+
+def slow_circuit(p):
+    time.sleep(0.02)
+    qml.RX(p[0], wires=0)
+    return qml.expval(qml.PauliZ(0))
+
+
+class TestMinimize:
+    def test_packs_chunks_as_nodes(self):
+        """steps/pack chunks are dispatch nodes whose outputs hold the trajectory."""
+        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=25, pack=10)
+        assert res.iterations == 25 and len(res.costs) == 25
+        assert res.final_cost < -0.99
+        assert res.costs == sorted(res.costs, reverse=True)  # descending
+        nodes = qflow.get_result(res.dispatch_id).get_all_node_results()
+        chunks = [n for n in nodes if n["node_name"] == "run_chunk"]
+        assert len(chunks) == 3
+        assert [len(c["output"].get_deserialized()["costs"]) for c in chunks] == [10, 10, 5]
+
+    def test_tol_stops_early(self):
+        """A tolerance ends the loop; later chunks pass through."""
+        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=200,
+                       pack=20, tol=1e-6)
+        assert res.converged and res.iterations < 200
+
+    def test_actor_is_cleaned_up(self):
+        """After the loop its detached actor is gone."""
+        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=1)
+        ray_actors = [a for a in ray.util.list_named_actors(all_namespaces=True)
+                      if a["name"].startswith("qflow-loop-")]
+        assert res.iterations == 2 and ray_actors == []
+
+    def test_resume_after_actor_killed(self):
+        """Killing the actor mid-loop restarts it from the last finished chunk."""
+        out = {}
+        names_before = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+
+        def run():
+            out["res"] = minimize(slow_circuit, [0.3], wires=1, backend="default.qubit",
+                                  steps=60, pack=5)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 60
+        actor = None
+        while actor is None and time.monotonic() < deadline:
+            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                     if a["name"].startswith("qflow-loop-") and a["name"] not in names_before]
+            if names:
+                actor = ray.get_actor(names[0], namespace="qflow")
+            time.sleep(0.05)
+        assert actor is not None
+        time.sleep(1.0)  # let a few chunks finish
+        ray.kill(actor)
+        thread.join(120)
+        res = out["res"]
+        assert res.actor_restarts == 1
+        assert res.iterations == 60 and res.final_cost < -0.99
+
+
+class TestBadInput:
+    def test_wrong_wire_count(self):
+        """A circuit using more wires than declared is refused before running."""
+        def circuit(p):
+            qml.RX(p[0], wires=3)
+            return qml.expval(qml.PauliZ(3))
+
+        with pytest.raises(QflowConfigError, match=r"uses wires \[3\], but wires=2.*wires=4"):
+            minimize(circuit, [0.1], wires=2)
+
+    def test_non_differentiable_cost(self):
+        """A gradient optimizer with a non-scalar cost is refused with advice."""
+        def circuit(p):
+            qml.RX(p[0], wires=0)
+            return qml.probs(wires=0)
+
+        with pytest.raises(QflowInputError, match="GradientDescentOptimizer needs a "
+                                                  "differentiable scalar cost.*ProbabilityMP"):
+            minimize(circuit, [0.1], wires=1)
+
+    def test_bad_pack(self):
+        """pack must be a positive int."""
+        with pytest.raises(QflowConfigError, match="pack must be an int >= 1; got 0"):
+            minimize(rx_circuit, [0.1], wires=1, pack=0)
+
+
+def test_credentials_never_persisted(qflow_home, monkeypatch):
+    """AWS secrets in the environment never reach the store or its blobs."""
+    secret = "SECRET-do-not-store-7f3a"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    res = minimize(rx_circuit, [0.3], wires=1, backend="braket.local.qubit", steps=2, pack=1)
+    assert res.iterations == 2
+    for path in pathlib.Path(qflow_home).rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+PLACEMENT = textwrap.dedent("""
+    import numpy as np, pennylane as qml, ray
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    gateway = cluster.add_node(num_cpus=1, resources={"qpu:simulated": 1})
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    from qflow.variational import minimize
+    def circuit(p):
+        qml.RX(p[0], wires=0)
+        return qml.expval(qml.PauliZ(0))
+    res = minimize(circuit, [0.3], wires=1, steps=4, pack=2,
+                   backend={"name": "simulated.qpu", "inner": "default.qubit"})
+    print("GATEWAY", gateway.node_id)
+    print("ACTOR", *sorted(set(res.actor_node_ids)))
+    ray.shutdown()
+    cluster.shutdown()
+""").replace('backend={"name": "simulated.qpu", "inner": "default.qubit"}',
+             'backend=__import__("qflow.backends", fromlist=["x"]).get_backend('
+             '"simulated.qpu", inner="default.qubit")')
+
+
+@pytest.mark.multinode
+@pytest.mark.slow
+def test_actor_placed_on_node_holding_backend_resource(tmp_path):
+    """With two nodes, the loop's actor lands on the one advertising the QPU resource."""
+    env = {**os.environ, "QFLOW_HOME": str(tmp_path)}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", PLACEMENT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    lines = dict(ln.split(" ", 1) for ln in out.stdout.splitlines()
+                 if ln.startswith(("GATEWAY", "ACTOR")))
+    assert "GATEWAY" in lines, out.stderr[-3000:]
+    assert lines["ACTOR"] == lines["GATEWAY"]
