@@ -11,7 +11,8 @@ import numpy as np
 from qflow.exceptions import QflowConfigError, QflowInputError
 from qflow.variational import LoopResult, minimize
 
-__all__ = ["Molecule", "VQEResult", "exact_ground_energy", "molecular_hamiltonian", "vqe"]
+__all__ = ["Molecule", "VQEResult", "build_circuit", "exact_ground_energy",
+           "molecular_hamiltonian", "vqe"]
 
 ANSATZE = ("double_excitation", "singles_doubles", "uccsd")
 
@@ -76,9 +77,12 @@ class VQEResult:
     loop: LoopResult
 
 
-def _circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> tuple[Any, int]:
+def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> tuple[Any, int]:
+    """The ansatz circuit (a QNode body returning ``expval(hamiltonian)``) and its param count."""
     import pennylane as qml
 
+    if ansatz not in ANSATZE:
+        raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}.")
     hf = qml.qchem.hf_state(electrons, wires)
     singles, doubles = qml.qchem.excitations(electrons, wires)
     if ansatz == "double_excitation":
@@ -120,8 +124,6 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
         >>> round(vqe(Molecule.h2(), steps=30).energy, 3)
         -1.136
     """
-    if ansatz not in ANSATZE:
-        raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}.")
     if molecule is not None:
         if hamiltonian is not None:
             raise QflowInputError("Give a molecule or a hamiltonian, not both.")
@@ -131,7 +133,7 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
         raise QflowInputError(
             "vqe needs a molecule, or a hamiltonian with wires= and electrons=: e.g. "
             "vqe(Molecule.h2()) or vqe(hamiltonian=H, wires=4, electrons=2).")
-    circuit, n_params = _circuit(ansatz, hamiltonian, wires, electrons)
+    circuit, n_params = build_circuit(ansatz, hamiltonian, wires, electrons)
     params = np.zeros(n_params) if initial_params is None else np.asarray(initial_params, float)
     if params.shape != (n_params,):
         raise QflowInputError(

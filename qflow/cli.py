@@ -53,6 +53,29 @@ def demo(chunks: int, samples: int) -> None:
 
 
 @main.command()
+@click.option("--bonds", default="1.0,1.2,1.4,1.6,2.0,2.5", show_default=True,
+              help="H-H distances in Bohr, comma-separated.")
+@click.option("--backend", default="lightning.qubit", show_default=True, help="Backend name.")
+@click.option("--steps", type=int, default=60, show_default=True, help="Max VQE steps per point.")
+@click.option("--pack", type=int, default=20, show_default=True, help="Steps per actor call.")
+@click.option("--plot", default="h2_scan.png", show_default=True, help="Where to write the PNG.")
+def scan(bonds: str, backend: str, steps: int, pack: int, plot: str) -> None:
+    """The main job: an H2 potential-energy scan with VQE, one sublattice per bond length."""
+    from qflow.algorithms import scan_h2
+
+    try:
+        lengths = [float(b) for b in bonds.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"--bonds takes numbers like 1.0,1.4; got {bonds!r}") from None
+    click.echo(f"VQE scan of H2 at {len(lengths)} bond lengths on {backend} "
+               f"(pack={pack}) ...")
+    res = scan_h2(lengths, backend=backend, steps=steps, pack=pack, plot=plot)
+    click.echo(res.table())
+    click.echo(f"{res.seconds:.1f} s; dispatch {res.dispatch_id}; plot written to "
+               f"{res.plot.resolve() if res.plot else '-'}")
+
+
+@main.command()
 def stop() -> None:
     """Stop exactly the processes `qflow start` started (never `ray stop`)."""
     from qflow import service

@@ -229,6 +229,46 @@ def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
             "gradient-free optimizer (a callable (cost_fn, params) -> (params, cost)).")
 
 
+def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
+            backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
+            pack: int = 10, tol: float | None = None) -> tuple[str, bytes, dict[str, Any]]:
+    """Validate a loop and return ``(loop_id, spec_blob, initial_state)`` for
+    :func:`variational_loop`; :func:`minimize` documents the arguments."""
+    import pennylane as qml
+
+    from qflow.backends import get_backend
+
+    for name, value, low in (("steps", steps, 1), ("pack", pack, 1), ("wires", wires, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise QflowConfigError(f"{name} must be an int >= {low}; got {value!r}.")
+    backend = get_backend(backend)
+    optimizer = optimizer if optimizer is not None else qml.GradientDescentOptimizer(0.4)
+    params = np.asarray(params, dtype=float)
+    _check_circuit(circuit, params, wires, optimizer)
+    spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol}
+    state = {"params": params, "optimizer": cloudpickle.dumps(optimizer), "costs": [],
+             "last_cost": None, "converged": False, "step": 0, "restarts": 0}
+    return uuid.uuid4().hex[:12], cloudpickle.dumps(spec), state
+
+
+def collect(chunks: list[dict[str, Any]], dispatch_id: str, seconds: float) -> LoopResult:
+    """A :class:`LoopResult` from the chunk outputs of :func:`variational_loop`."""
+    ran = [c for c in chunks if c["costs"]]
+    last = ran[-1]
+    return LoopResult(
+        costs=[c for chunk in ran for c in chunk["costs"]],
+        final_cost=last.get("final_cost", last["last_cost"]),
+        params=np.asarray(last["params"]),
+        iterations=last["step"],
+        converged=last["converged"],
+        seconds=seconds,
+        chunk_seconds=[c["seconds"] for c in ran],
+        actor_node_ids=[c["node_id"] for c in ran],
+        actor_restarts=last["restarts"],
+        dispatch_id=dispatch_id,
+    )
+
+
 def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
              backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
              pack: int = 10, tol: float | None = None) -> LoopResult:
@@ -254,39 +294,12 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         >>> minimize(circuit, [0.5], wires=1, steps=20, pack=10).final_cost < -0.9
         True
     """
-    import pennylane as qml
-
-    from qflow.backends import get_backend
-
-    for name, value, low in (("steps", steps, 1), ("pack", pack, 1), ("wires", wires, 1)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise QflowConfigError(f"{name} must be an int >= {low}; got {value!r}.")
-    backend = get_backend(backend)
-    optimizer = optimizer if optimizer is not None else qml.GradientDescentOptimizer(0.4)
-    params = np.asarray(params, dtype=float)
-    _check_circuit(circuit, params, wires, optimizer)
-    spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol}
-    state = {"params": params, "optimizer": cloudpickle.dumps(optimizer), "costs": [],
-             "last_cost": None, "converged": False, "step": 0, "restarts": 0}
-    loop_id = uuid.uuid4().hex[:12]
+    loop_id, spec_blob, state = prepare(circuit, params, wires=wires, backend=backend,
+                                        optimizer=optimizer, steps=steps, pack=pack, tol=tol)
     t0 = time.perf_counter()
-    dispatch_id = qflow.dispatch(variational_loop)(loop_id, cloudpickle.dumps(spec), state,
-                                                   steps, pack)
+    dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, steps, pack)
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         _stop_actor(loop_id)
         raise BackendError(f"The variational loop {dispatch_id} ended {res.status}:\n{res.error}")
-    chunks = [c for c in res.result["chunks"] if c["costs"]]
-    last = chunks[-1]
-    return LoopResult(
-        costs=[c for chunk in chunks for c in chunk["costs"]],
-        final_cost=last.get("final_cost", last["last_cost"]),
-        params=np.asarray(last["params"]),
-        iterations=last["step"],
-        converged=last["converged"],
-        seconds=time.perf_counter() - t0,
-        chunk_seconds=[c["seconds"] for c in chunks],
-        actor_node_ids=[c["node_id"] for c in chunks],
-        actor_restarts=last["restarts"],
-        dispatch_id=dispatch_id,
-    )
+    return collect(res.result["chunks"], dispatch_id, time.perf_counter() - t0)

@@ -28,7 +28,7 @@ def failed_id():
     return qflow.dispatch_sync(flow)(3).dispatch_id
 
 
-@pytest.mark.parametrize("command", ["start", "stop", "status", "list", "show", "cancel",
+@pytest.mark.parametrize("command", ["start", "stop", "status", "list", "show", "cancel", "scan", "demo",
                                      "logs"])
 def test_every_command_has_help(command):
     """Every command answers --help."""
