@@ -1,0 +1,39 @@
+"""QAOA MaxCut against brute force."""
+
+import itertools
+
+import networkx as nx
+import pytest
+
+from qflow.algorithms import brute_force_maxcut, cut_size, qaoa_maxcut
+from qflow.exceptions import QflowInputError
+
+
+def test_brute_force_is_exact():
+    """Brute force agrees with an independent enumeration on a small graph."""
+    edges = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)]
+    independent = max(sum(1 for u, v in edges if bits[u] != bits[v])
+                      for bits in itertools.product((0, 1), repeat=4))
+    assert brute_force_maxcut(4, edges) == independent == 4
+
+
+@pytest.mark.slow
+def test_p3_on_3_regular_8_nodes_reaches_ratio():
+    """p=3 on an 8-node 3-regular graph reaches an approximation ratio of at least 0.9."""
+    graph = nx.random_regular_graph(3, 8, seed=7)
+    res = qaoa_maxcut(graph, p=3, steps=150, pack=50)
+    assert res.max_cut == brute_force_maxcut(8, list(graph.edges()))
+    assert res.ratio >= 0.9
+    assert res.best_cut == cut_size(map(int, res.bitstring), graph.edges())
+    assert res.best_cut == res.max_cut
+
+
+def test_triangle_and_bad_input():
+    """A triangle's best cut is 2; bad graphs and depths are refused clearly."""
+    assert qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=20).best_cut == 2
+    with pytest.raises(QflowInputError, match="p \\(the QAOA depth\\) must be an int >= 1"):
+        qaoa_maxcut([(0, 1)], p=0)
+    with pytest.raises(QflowInputError, match="Label the graph's nodes 0..n-1"):
+        qaoa_maxcut([(1, 2)], p=1)
+    with pytest.raises(QflowInputError, match="networkx graph or a list of"):
+        qaoa_maxcut("abc", p=1)
