@@ -8,6 +8,7 @@ resource, as a gateway beside a real QPU would.
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from typing import Any
 
@@ -86,13 +87,33 @@ class SimulatedQPUBackend(Backend):
 
     def make_device(self, wires: int) -> Any:
         device = self.inner.make_device(wires)
-        run_batch = device.execute
-
-        @functools.wraps(run_batch)
-        def execute(*args: Any, **kwargs: Any) -> Any:
-            self.batches += 1
-            time.sleep(self.delay_s())
-            return run_batch(*args, **kwargs)
-
-        device.execute = execute
+        # Devices call their own entry points through the class (lightning's adjoint path
+        # never touches an instance attribute), so the delay goes into a subclass.
+        cls = type(device)
+        overrides = {name: self._delayed(getattr(cls, name)) for name in _BACKEND_CALLS
+                     if callable(getattr(cls, name, None))}
+        device.__class__ = type(f"SimulatedQPU{cls.__name__}", (cls,), overrides)
         return device
+
+    def _delayed(self, method: Any) -> Any:
+        backend = self
+
+        @functools.wraps(method)
+        def call(device: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(_in_call, "active", False):  # one entry point calling another
+                return method(device, *args, **kwargs)
+            backend.batches += 1
+            time.sleep(backend.delay_s())
+            _in_call.active = True
+            try:
+                return method(device, *args, **kwargs)
+            finally:
+                _in_call.active = False
+
+        return call
+
+
+#: A device's ways in: each call is one circuit batch sent to the (simulated) QPU.
+_BACKEND_CALLS = ("execute", "compute_derivatives", "execute_and_compute_derivatives",
+                  "compute_vjp", "execute_and_compute_vjp")
+_in_call = threading.local()
