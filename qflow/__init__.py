@@ -28,6 +28,7 @@ from qflow.electron import wait as wait
 from qflow.exceptions import QflowError as QflowError
 from qflow.lattice import Lattice as Lattice
 from qflow.lattice import lattice as lattice
+from qflow.qelectron import qelectron as qelectron
 from qflow.result import Result as Result
 from qflow.result import TransportableObject as TransportableObject
 
@@ -49,6 +50,7 @@ __all__ = [
     "get_result",
     "Lattice",
     "lattice",
+    "qelectron",
     "QflowError",
     "redispatch",
     "Result",

@@ -26,7 +26,7 @@ import ray
 import qflow
 from qflow.exceptions import BackendError, QflowConfigError, QflowInputError
 
-__all__ = ["LoopResult", "minimize"]
+__all__ = ["LoopResult", "ScipyOptimizer", "minimize"]
 
 _NAMESPACE = "qflow"
 
@@ -61,6 +61,34 @@ class LoopResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class ScipyOptimizer:
+    """A ``scipy.optimize.minimize`` method as a loop optimizer: each chunk of ``pack``
+    steps is one SciPy run with ``maxiter=pack``, warm-started from the last params.
+
+    Args:
+        method: e.g. ``"COBYLA"``, ``"Nelder-Mead"`` (gradient-free) or ``"BFGS"``.
+        options: further SciPy options.
+    """
+
+    def __init__(self, method: str = "COBYLA", **options: Any) -> None:
+        self.method, self.options = method, options
+
+    def run_chunk(self, qnode: Any, params: Any, k: int, tol: float | None
+                  ) -> tuple[np.ndarray, list[float], bool]:
+        from scipy.optimize import minimize as scipy_minimize
+
+        costs: list[float] = []
+
+        def record(xk: np.ndarray) -> None:  # one entry per SciPy iteration
+            costs.append(float(qnode(xk)))
+
+        res = scipy_minimize(lambda x: float(qnode(x)), np.asarray(params, float),
+                             method=self.method, tol=tol, callback=record,
+                             options={**self.options, "maxiter": k})
+        costs = costs[:k] or [float(res.fun)]
+        return np.asarray(res.x), costs, bool(res.success and tol is not None and len(costs) < k)
+
+
 class _LoopActor:
     """Holds the warm device, the QNode and runs chunks of optimizer steps."""
 
@@ -86,7 +114,9 @@ class _LoopActor:
         costs: list[float] = []
         converged = False
         prev = state["last_cost"]
-        for _ in range(k):
+        if isinstance(opt, ScipyOptimizer):
+            params, costs, converged = opt.run_chunk(self.qnode, params, k, self.tol)
+        for _ in range(0 if isinstance(opt, ScipyOptimizer) else k):
             if hasattr(opt, "step_and_cost"):
                 params, cost = opt.step_and_cost(self.qnode, params)
             else:
@@ -220,7 +250,9 @@ def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
             f"The circuit uses wires {used}, but wires={wires} gives 0..{wires - 1}. Pass "
             f"wires={max(tape.wires.tolist(), key=lambda w: w if isinstance(w, int) else -1) + 1}"
             " or fix the circuit.")
-    gradient_based = hasattr(optimizer, "compute_grad")
+    gradient_based = hasattr(optimizer, "compute_grad") or (
+        isinstance(optimizer, ScipyOptimizer) and optimizer.method.upper() in ("BFGS", "L-BFGS-B",
+                                                                             "CG", "NEWTON-CG"))
     ms = tape.measurements
     if gradient_based and (len(ms) != 1 or not isinstance(ms[0], qml.measurements.ExpectationMP)):
         raise QflowInputError(

@@ -1,0 +1,141 @@
+"""``@qflow.qelectron``: an electron whose circuits run on a backend's warm actor.
+
+The decorated function builds a circuit (a QNode body: gates, then measurements).
+Inside a lattice each call is a node whose circuit runs on one long-lived Ray
+actor per (backend, wires): the device is built there once, on the node holding
+the backend's resource, and kept warm across calls and dispatches. Outside a
+lattice the call runs the circuit in-process on the same backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import numpy as np
+
+from qflow._graph import current_graph
+from qflow._options import ElectronOptions
+from qflow._task import PickledFunction
+from qflow.electron import Electron
+from qflow.exceptions import QflowConfigError
+
+__all__ = ["QElectron", "qelectron"]
+
+_NAMESPACE = "qflow"
+
+
+class _BackendActor:
+    """Holds one warm device and the QNodes built on it."""
+
+    def __init__(self, backend_blob: bytes, wires: int) -> None:
+        self.backend = cloudpickle.loads(backend_blob)
+        self.device = self.backend.make_device(wires)
+        self.qnodes: dict[str, Any] = {}
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def run(self, fn: PickledFunction, args: tuple, kwargs: dict) -> Any:
+        import pennylane as qml
+
+        qnode = self.qnodes.get(fn.digest)
+        if qnode is None:
+            qnode = self.qnodes[fn.digest] = qml.QNode(fn.load(), self.device,
+                                                       diff_method=self.backend.diff_method)
+        return _plain(qnode(*args, **kwargs))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return type(value)(_plain(v) for v in value)
+    return np.asarray(value) if hasattr(value, "shape") else value
+
+
+def backend_actor(backend: Any, wires: int) -> Any:
+    """The warm actor for (backend, wires), started on first use on the backend's node."""
+    import ray
+
+    blob = cloudpickle.dumps(backend)
+    name = f"qflow-backend-{hashlib.sha1(blob).hexdigest()[:12]}-{wires}"
+    handle = _handles.get(name)
+    if handle is None:
+        # Held here: a named actor dies once no process references it.
+        handle = _handles[name] = ray.remote(_BackendActor).options(
+            name=name, namespace=_NAMESPACE, get_if_exists=True, num_cpus=1,
+            resources=backend.ray_resources() or None, max_concurrency=1).remote(blob, wires)
+    return handle
+
+
+_handles: dict[str, Any] = {}
+
+
+class QElectron(Electron):
+    """An electron whose circuit runs on a backend. Made by :func:`qelectron`."""
+
+    def __init__(self, fn: Callable[..., Any], backend: Any, wires: int,
+                 options: ElectronOptions) -> None:
+        self.circuit = fn
+        self.backend = backend
+        self.wires = wires
+        pickled = PickledFunction(fn)
+
+        def run_on_backend(*args: Any, **kwargs: Any) -> Any:
+            import ray
+
+            try:
+                return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
+            except ray.exceptions.RayActorError:  # the warm actor died: start a fresh one
+                _handles.clear()
+                return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
+
+        run_on_backend.__name__ = fn.__name__
+        run_on_backend.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+        run_on_backend.__doc__ = fn.__doc__
+        super().__init__(run_on_backend, options)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if current_graph() is not None:
+            return super().__call__(*args, **kwargs)
+        import pennylane as qml
+
+        qnode = qml.QNode(self.circuit, self.backend.make_device(self.wires),
+                          diff_method=self.backend.diff_method)
+        return _plain(qnode(*args, **kwargs))
+
+
+def qelectron(_func: Callable[..., Any] | None = None, *, backend: Any = "default.qubit",
+              wires: int | None = None, **options: Any) -> Any:
+    """Make a circuit-building function an electron that runs on ``backend``.
+
+    Args:
+        backend: a backend name or :class:`qflow.backends.Backend`.
+        wires: the device's wire count (required).
+        **options: electron options (see :func:`qflow.electron`); the task that
+            calls the actor needs no CPU of its own, so ``num_cpus`` defaults to 0.
+
+    Example:
+        >>> import pennylane as qml, qflow
+        >>> @qflow.qelectron(backend="default.qubit", wires=1)
+        ... def flip(theta):
+        ...     qml.RX(theta, wires=0)
+        ...     return qml.expval(qml.PauliZ(0))
+        >>> round(float(flip(0.0)), 3)   # outside a lattice: runs in-process
+        1.0
+    """
+    from qflow.backends import get_backend
+
+    if not isinstance(wires, int) or wires < 1:
+        raise QflowConfigError(
+            f"qelectron needs wires=<int >= 1> for its device; got {wires!r}. "
+            "Example: @qflow.qelectron(backend='lightning.qubit', wires=4).")
+    resolved = get_backend(backend)
+    options.setdefault("num_cpus", 0)
+    opts = ElectronOptions.from_kwargs(**options)
+    if _func is None:
+        return lambda fn: QElectron(fn, resolved, wires, opts)
+    return QElectron(_func, resolved, wires, opts)
