@@ -8,8 +8,10 @@ from qflow.exceptions import QflowConfigError
 from qflow.executors.base import Executor, Submission
 from qflow.executors.local import LocalExecutor
 from qflow.executors.ray import RayExecutor
+from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "Submission", "resolve_executor"]
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "SlurmConfig", "SlurmExecutor", "Submission",
+           "resolve_executor"]
 
 _instances: dict[str, Executor] = {}
 

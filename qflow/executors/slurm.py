@@ -1,0 +1,155 @@
+"""Electrons as Slurm jobs, through submitit."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+import ray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qflow._task import META_ATTR, TaskCall, execute_call
+from qflow.exceptions import QflowConfigError, SlurmError
+from qflow.executors.base import Executor, Submission
+from qflow.settings import Settings
+
+
+class SlurmConfig(BaseModel):
+    """Where and how an electron's Slurm job runs; validated on construction."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    partition: str | None = None
+    time: int = Field(10, ge=1, description="Time limit in minutes.")
+    cpus_per_task: int = Field(1, ge=1)
+    mem: str | None = Field(None, description="Memory per node, e.g. '2G'.")
+    gpus: int | None = Field(None, ge=0)
+    account: str | None = None
+    qos: str | None = None
+    job_name: str = "qflow"
+    extra_sbatch: dict[str, Any] = Field(default_factory=dict,
+                                         description="Further #SBATCH parameters.")
+    folder: Path | None = Field(None, description="submitit's folder (default under $QFLOW_HOME).")
+    max_wait_s: float = Field(24 * 3600, gt=0, description="Give up waiting after this long.")
+    poll_s: float = Field(0.5, gt=0)
+
+
+class SlurmExecutor(Executor):
+    """Runs each electron as a Slurm job submitted with submitit.
+
+    Args:
+        **config: see :class:`SlurmConfig` (partition, time, cpus_per_task, mem, gpus,
+            account, qos, job_name, extra_sbatch, folder, max_wait_s).
+
+    Example:
+        >>> import qflow
+        >>> from qflow.executors import SlurmExecutor
+        >>> @qflow.electron(executor=SlurmExecutor(time=5, cpus_per_task=2))
+        ... def heavy(x):
+        ...     return x * 2
+    """
+
+    @classmethod
+    def affinity(cls) -> int:
+        # Available where sbatch exists, but never the default: electrons go to Ray.
+        return 1 if shutil.which("sbatch") else -1
+
+    def __init__(self, **config: Any) -> None:
+        try:
+            self.config = SlurmConfig(**config)
+        except ValidationError as exc:
+            valid = ", ".join(SlurmConfig.model_fields)
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}"
+                                 for e in exc.errors())
+            raise QflowConfigError(
+                f"Invalid Slurm configuration ({problems}). Valid parameters are: {valid}."
+            ) from exc
+
+    def _executor(self) -> Any:
+        import submitit
+
+        cfg = self.config
+        folder = cfg.folder or Settings.from_env().home / "slurm" / "%j"
+        ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=0)
+        params: dict[str, Any] = {"time": cfg.time, "cpus_per_task": cfg.cpus_per_task,
+                                  "job_name": cfg.job_name}
+        for key in ("partition", "mem", "account", "qos"):
+            if getattr(cfg, key) is not None:
+                params[key] = getattr(cfg, key)
+        if cfg.gpus is not None:
+            params["gpus_per_node"] = cfg.gpus
+        if cfg.extra_sbatch:
+            params["additional_parameters"] = dict(cfg.extra_sbatch)
+        ex.update_parameters(**params)
+        return ex
+
+    def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
+        done: Future = Future()
+        holder: dict[str, Any] = {}
+        sub = Submission(done=done, handle=holder)
+
+        def work() -> None:
+            try:
+                values = ray.get(list(deps)) if deps else []
+                job = self._executor().submit(execute_call, call, values)
+                holder["job"] = job
+                value, meta = self._wait(call, job, holder)
+                meta["value_ref"] = ray.put(value)
+                meta["slurm_job_id"] = job.job_id
+                done.set_result(meta)
+            except BaseException as exc:  # handed to the dispatcher, never swallowed
+                done.set_exception(exc)
+
+        threading.Thread(target=work, name=f"qflow-slurm-{call.label}", daemon=True).start()
+        return sub
+
+    def _wait(self, call: TaskCall, job: Any, holder: dict[str, Any]) -> tuple[Any, dict]:
+        cfg = self.config
+        deadline = time.monotonic() + cfg.max_wait_s
+        while not job.done():
+            if holder.get("cancelled"):
+                raise SlurmError(f"Slurm job {job.job_id} for {call.label} was cancelled.")
+            if time.monotonic() > deadline:
+                job.cancel(check=False)
+                raise self._failure(call, job, f"did not finish within max_wait_s={cfg.max_wait_s}"
+                                    " s; it was cancelled")
+            time.sleep(cfg.poll_s)
+        try:
+            return job.result()
+        except Exception as exc:
+            state = _state(job)
+            # Slurm warns with SIGUSR2 before the limit; submitit then fails the job
+            # itself ("timed-out"), often while sacct still says RUNNING.
+            if state.startswith("TIMEOUT") or "timed-out" in str(exc):
+                reason = f"hit its Slurm time limit of {cfg.time} min (state {state})"
+            elif state.startswith("CANCELLED"):
+                reason = f"was cancelled (state {state})"
+            else:
+                reason = f"failed (state {state})"
+            raise self._failure(call, job, f"{reason}:\n{exc}") from exc
+
+    @staticmethod
+    def _failure(call: TaskCall, job: Any, text: str) -> SlurmError:
+        err = SlurmError(f"Slurm job {job.job_id} for electron {call.label} {text}")
+        setattr(err, META_ATTR, {"node_id": call.node_id, "error": str(err), "stdout": "",
+                                 "stderr": "", "start_time": None, "end_time": None})
+        return err
+
+    def cancel(self, submission: Submission) -> None:
+        holder = submission.handle
+        holder["cancelled"] = True
+        job = holder.get("job")
+        if job is not None:
+            job.cancel(check=False)
+
+
+def _state(job: Any) -> str:
+    try:
+        return str(job.state)
+    except Exception:  # sacct unavailable: unknown is honest
+        return "UNKNOWN"
