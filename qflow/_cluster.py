@@ -85,7 +85,10 @@ def ensure_ray(settings: Settings) -> str:
             ) from exc
         return "joined"
     try:
-        ray.init(num_cpus=settings.num_cpus, include_dashboard=False, **common)
+        # "local": start a fresh Ray even if a stale ray_current_cluster file points at a
+        # head that is gone (a plain ray.init() would try to join it and fail).
+        ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False,
+                 **common)
     except Exception as exc:
         raise ClusterError(f"Could not start a local Ray: {exc!r}") from exc
     return "embedded"

@@ -165,5 +165,52 @@ def logs(dispatch_id: str, node: int | None) -> None:
             click.echo("-- error\n" + n["error"].rstrip())
 
 
+@main.group()
+def slurm() -> None:
+    """Ray-on-Slurm: Slurm jobs that add Ray worker nodes to the running qflow head."""
+
+
+@slurm.command("up")
+@click.option("--nodes", type=int, default=1, show_default=True, help="Ray nodes (Slurm tasks).")
+@click.option("--time", "time_min", type=int, default=60, show_default=True, help="Minutes.")
+@click.option("--cpus", type=int, default=1, show_default=True, help="CPUs per node.")
+@click.option("--partition", default=None, help="Slurm partition.")
+def slurm_up_cmd(nodes: int, time_min: int, cpus: int, partition: str | None) -> None:
+    """Submit a job whose tasks join the qflow head as Ray nodes (resource slurm:<jobid>)."""
+    from dataclasses import asdict
+
+    from qflow._cluster import ensure_ray
+    from qflow.exceptions import ClusterError
+    from qflow.slurm_cluster import record, recorded, slurm_up
+
+    settings = Settings.from_env()
+    if ensure_ray(settings) == "embedded":
+        raise ClusterError("No persistent Ray head to join: run `qflow start` first, or set "
+                           "RAY_ADDRESS to a running cluster.")
+    alloc = slurm_up(nodes, time_min=time_min, cpus_per_task=cpus, partition=partition)
+    record(settings, [*recorded(settings), asdict(alloc)])
+    click.echo(f"Slurm job {alloc.job_id}: {nodes} Ray node(s) joined; target them with "
+               f"resources={{'{alloc.resource}': 1}}")
+
+
+@slurm.command("down")
+@click.argument("job_ids", nargs=-1)
+def slurm_down_cmd(job_ids: tuple[str, ...]) -> None:
+    """Cancel Ray-on-Slurm jobs (default: all that `qflow slurm up` started here)."""
+    import subprocess
+
+    from qflow.slurm_cluster import record, recorded
+
+    settings = Settings.from_env()
+    allocs = recorded(settings)
+    chosen = [a for a in allocs if not job_ids or a["job_id"] in job_ids]
+    for alloc in chosen:
+        subprocess.run(["scancel", alloc["job_id"]], check=False, capture_output=True)
+        click.echo(f"cancelled Slurm job {alloc['job_id']}")
+    record(settings, [a for a in allocs if a not in chosen])
+    if not chosen:
+        click.echo("no Ray-on-Slurm allocation to take down")
+
+
 if __name__ == "__main__":
     main()

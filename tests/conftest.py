@@ -26,7 +26,7 @@ TEST_RESOURCE = "qflow_test_slot"
 @pytest.fixture(scope="session", autouse=True)
 def ray_session() -> Iterator[None]:
     """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep)."""
-    ray.init(num_cpus=4, resources={TEST_RESOURCE: 2}, include_dashboard=False,
+    ray.init(address="local", num_cpus=4, resources={TEST_RESOURCE: 2}, include_dashboard=False,
              log_to_driver=False, namespace="qflow-tests")
     yield
     ray.shutdown()

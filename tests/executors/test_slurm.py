@@ -107,3 +107,31 @@ def test_bad_config_lists_valid_parameters():
         SlurmExecutor(partitionn="debug")
     with pytest.raises(QflowConfigError, match="time"):
         SlurmExecutor(time=0)
+
+
+def test_ray_on_slurm():
+    """Workers started inside a Slurm job join Ray; an electron lands on them."""
+    import ray
+
+    from qflow.slurm_cluster import slurm_down, slurm_up
+
+    alloc = slurm_up(1, time_min=5)
+    try:
+        @qflow.electron(resources={alloc.resource: 1})
+        def where():
+            import os
+
+            import ray
+            return ray.get_runtime_context().get_node_id(), os.environ.get("SLURM_JOB_ID")
+
+        @qflow.lattice
+        def flow():
+            return where()
+
+        node_id, job_id = qflow.dispatch_sync(flow)().result
+        assert job_id == alloc.job_id
+        assert node_id != ray.get_runtime_context().get_node_id()
+    finally:
+        slurm_down(alloc)
+    assert ray.cluster_resources().get(alloc.resource, 0) == 0
+    assert not _squeue("qflow-ray")
