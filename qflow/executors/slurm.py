@@ -37,6 +37,8 @@ class SlurmConfig(BaseModel):
     folder: Path | None = Field(None, description="submitit's folder (default under $QFLOW_HOME).")
     max_wait_s: float = Field(24 * 3600, gt=0, description="Give up waiting after this long.")
     poll_s: float = Field(0.5, gt=0)
+    array_window_s: float = Field(
+        0.05, ge=0, description="Electrons submitted within this window go as one job array.")
 
 
 class SlurmExecutor(Executor):
@@ -69,6 +71,17 @@ class SlurmExecutor(Executor):
             raise QflowConfigError(
                 f"Invalid Slurm configuration ({problems}). Valid parameters are: {valid}."
             ) from exc
+        self._lock = threading.Lock()
+        self._queue: list[tuple[TaskCall, list[Any], Future, dict[str, Any]]] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Electron options travel with the graph: ship the config, not the queue or lock.
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.config = state["config"]
+        self._lock = threading.Lock()
+        self._queue = []
 
     def _executor(self) -> Any:
         import submitit
@@ -91,22 +104,42 @@ class SlurmExecutor(Executor):
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         done: Future = Future()
         holder: dict[str, Any] = {}
-        sub = Submission(done=done, handle=holder)
+        with self._lock:
+            self._queue.append((call, list(deps), done, holder))
+            if len(self._queue) == 1:
+                threading.Thread(target=self._flush, name="qflow-slurm-submit",
+                                 daemon=True).start()
+        return Submission(done=done, handle=holder)
 
-        def work() -> None:
-            try:
-                values = ray.get(list(deps)) if deps else []
-                job = self._executor().submit(execute_call, call, values)
-                holder["job"] = job
-                value, meta = self._wait(call, job, holder)
-                meta["value_ref"] = ray.put(value)
-                meta["slurm_job_id"] = job.job_id
-                done.set_result(meta)
-            except BaseException as exc:  # handed to the dispatcher, never swallowed
+    def _flush(self) -> None:
+        """Submit what queued up in one window: a single job, or one job array."""
+        time.sleep(self.config.array_window_s)
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            values = [ray.get(deps) if deps else [] for _, deps, _, _ in batch]
+            ex = self._executor()
+            if len(batch) == 1:
+                jobs = [ex.submit(execute_call, batch[0][0], values[0])]
+            else:  # a fan-out with one config: one sbatch for all (submitit map_array)
+                jobs = ex.map_array(execute_call, [b[0] for b in batch], values)
+        except BaseException as exc:
+            for _, _, done, _ in batch:
                 done.set_exception(exc)
+            return
+        for (call, _, done, holder), job in zip(batch, jobs):
+            holder["job"] = job
+            threading.Thread(target=self._finish, args=(call, job, done, holder),
+                             name=f"qflow-slurm-{call.label}", daemon=True).start()
 
-        threading.Thread(target=work, name=f"qflow-slurm-{call.label}", daemon=True).start()
-        return sub
+    def _finish(self, call: TaskCall, job: Any, done: Future, holder: dict[str, Any]) -> None:
+        try:
+            value, meta = self._wait(call, job, holder)
+            meta["value_ref"] = ray.put(value)
+            meta["slurm_job_id"] = job.job_id
+            done.set_result(meta)
+        except BaseException as exc:  # handed to the dispatcher, never swallowed
+            done.set_exception(exc)
 
     def _wait(self, call: TaskCall, job: Any, holder: dict[str, Any]) -> tuple[Any, dict]:
         cfg = self.config

@@ -135,3 +135,22 @@ def test_ray_on_slurm():
         slurm_down(alloc)
     assert ray.cluster_resources().get(alloc.resource, 0) == 0
     assert not _squeue("qflow-ray")
+
+
+def test_fan_out_goes_as_one_job_array():
+    """Independent electrons with one Slurm config are submitted as a single array."""
+    @qflow.electron(executor=SlurmExecutor(time=2, job_name="qflow-array"))
+    def member(i):
+        import os
+        return os.environ.get("SLURM_ARRAY_JOB_ID"), int(os.environ["SLURM_ARRAY_TASK_ID"]), i * i
+
+    @qflow.lattice
+    def flow(n):
+        return [member(i) for i in range(n)]
+
+    res = qflow.dispatch_sync(flow)(4)
+    assert res.status == "COMPLETED", res.error
+    array_ids = {a for a, _, _ in res.result}
+    assert len(array_ids) == 1 and None not in array_ids
+    assert sorted(t for _, t, _ in res.result) == [0, 1, 2, 3]
+    assert [sq for _, _, sq in res.result] == [0, 1, 4, 9]
