@@ -28,7 +28,7 @@ def failed_id():
     return qflow.dispatch_sync(flow)(3).dispatch_id
 
 
-@pytest.mark.parametrize("command", ["start", "stop", "status", "list", "show", "cancel", "scan", "demo",
+@pytest.mark.parametrize("command", ["start", "stop", "status", "list", "show", "cancel", "scan", "demo", "slurm",
                                      "logs"])
 def test_every_command_has_help(command):
     """Every command answers --help."""
@@ -65,3 +65,9 @@ def test_demo_runs():
     out = CliRunner().invoke(main, ["demo", "--chunks", "2", "--samples", "1000"])
     assert out.exit_code == 0, out.output
     assert "status COMPLETED; pi ~ 3." in out.output
+
+
+def test_slurm_down_with_nothing_recorded():
+    """`qflow slurm down` with no allocation says so."""
+    out = CliRunner().invoke(main, ["slurm", "down"])
+    assert out.exit_code == 0 and "no Ray-on-Slurm allocation" in out.output

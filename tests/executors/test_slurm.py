@@ -154,3 +154,23 @@ def test_fan_out_goes_as_one_job_array():
     assert len(array_ids) == 1 and None not in array_ids
     assert sorted(t for _, t, _ in res.result) == [0, 1, 2, 3]
     assert [sq for _, _, sq in res.result] == [0, 1, 4, 9]
+
+
+def test_bounded_wait_is_an_error_not_a_hang():
+    """A job outliving max_wait_s is cancelled and fails its node with the reason."""
+    @qflow.electron(executor=SlurmExecutor(time=5, max_wait_s=3, job_name="qflow-wait"))
+    def stuck():
+        import time
+        time.sleep(120)
+
+    @qflow.lattice
+    def flow():
+        return stuck()
+
+    res = qflow.get_result(qflow.dispatch(flow)(), wait=True, timeout=120)
+    assert res.status == "FAILED"
+    assert "did not finish within max_wait_s=3.0 s; it was cancelled" in res.error
+    deadline = time.monotonic() + 60
+    while _squeue("qflow-wait"):
+        assert time.monotonic() < deadline, "the stuck job was not cancelled"
+        time.sleep(0.5)
