@@ -15,6 +15,7 @@ import ray
 from qflow._cluster import ensure_ray, find_service
 from qflow._dispatcher import (Dispatcher, check_picklable, fingerprints, now_iso,
                                record_new_dispatch)
+from qflow._graph import Graph
 from qflow._status import Status
 from qflow.electron import Electron
 from qflow.exceptions import (ClusterError, DispatchNotFoundError, QflowInputError,

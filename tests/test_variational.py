@@ -8,14 +8,13 @@ import textwrap
 import threading
 import time
 
-import numpy as np
 import pennylane as qml
 import pytest
 import ray
 
 import qflow
 from qflow.exceptions import QflowConfigError, QflowInputError
-from qflow.variational import _actor_name, minimize
+from qflow.variational import minimize
 
 
 def rx_circuit(p):
