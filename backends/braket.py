@@ -33,7 +33,7 @@ def run_local_simulator(circuit: Any, shots: int = 0) -> dict[str, Any]:
 
     Example:
         >>> from braket.circuits import Circuit
-        >>> run_local_simulator(Circuit().h(0).cnot(0, 1).probability(), shots=0)["values"][0][0]
+        >>> round(run_local_simulator(Circuit().h(0).cnot(0, 1).probability())["values"][0][0], 6)
         0.5
     """
     from braket.devices import LocalSimulator
