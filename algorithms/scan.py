@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,8 @@ def _plot(rows: list[dict[str, float]], path: Path) -> Path:
 
 def scan_h2(bond_lengths: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5), *,
             backend: Any = "lightning.qubit", steps: int = 60, pack: int = 20,
-            ansatz: str = "double_excitation", plot: str | Path | None = "h2_scan.png"
-            ) -> ScanResult:
+            ansatz: str = "double_excitation", plot: str | Path | None = "h2_scan.png",
+            progress: Callable[[str], Any] | None = None) -> ScanResult:
     """Scan H2 bond lengths with VQE and compare with exact energies.
 
     Example:
@@ -96,7 +96,17 @@ def scan_h2(bond_lengths: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5), *,
     if not bonds or min(bonds) <= 0:
         raise QflowInputError(f"bond_lengths must be positive distances in Bohr; got {bonds}.")
     t0 = time.perf_counter()
-    res = qflow.dispatch_sync(bond_scan)(bonds, backend, steps, pack, ansatz)
+    dispatch_id = qflow.dispatch(bond_scan)(bonds, backend, steps, pack, ansatz)
+    done = -1
+    while not qflow.get_result(dispatch_id, status_only=True)["status"].is_final:
+        nodes = qflow.get_result(dispatch_id).get_all_node_results()
+        finished = sum(n["status"] == "COMPLETED" for n in nodes if n["kind"] == "sublattice")
+        if progress is not None and finished != done:
+            done = finished
+            progress(f"  {finished}/{len(bonds)} bond lengths done "
+                     f"({time.perf_counter() - t0:.0f} s)")
+        time.sleep(0.5)
+    res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         raise qflow.exceptions.DispatchFailedError(
             f"Scan {res.dispatch_id} ended {res.status}:\n{res.error}")

@@ -69,7 +69,8 @@ def scan(bonds: str, backend: str, steps: int, pack: int, plot: str) -> None:
         raise click.BadParameter(f"--bonds takes numbers like 1.0,1.4; got {bonds!r}") from None
     click.echo(f"VQE scan of H2 at {len(lengths)} bond lengths on {backend} "
                f"(pack={pack}) ...")
-    res = scan_h2(lengths, backend=backend, steps=steps, pack=pack, plot=plot)
+    res = scan_h2(lengths, backend=backend, steps=steps, pack=pack, plot=plot,
+                  progress=click.echo)
     click.echo(res.table())
     click.echo(f"{res.seconds:.1f} s; dispatch {res.dispatch_id}; plot written to "
                f"{res.plot.resolve() if res.plot else '-'}")
