@@ -188,13 +188,6 @@ class Graph:
         self.nodes.append(node)
         return node
 
-    def children(self) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {n.node_id: [] for n in self.nodes}
-        for node in self.nodes:
-            for parent in node.parents():
-                out[parent].append(node.node_id)
-        return out
-
     def topo_order(self) -> list[Node]:
         """Nodes with every parent before its children (``wait`` can point forward)."""
         order, state = [], {}
