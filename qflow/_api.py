@@ -122,23 +122,26 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
             f"The inputs of lattice {lat.__name__} cannot be pickled: {exc!r}.") from exc
     rt = _runtime()
     dispatch_id = str(uuid.uuid4())
-    fps = fingerprints(graph)
-    reuse = _reusable(rt, reuse_from, fps) if reuse_from else {}
+    reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
     record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,
-                        graph_blob=cloudpickle.dumps({"lattice": lat, "fingerprints": fps}))
+                        graph_blob=cloudpickle.dumps({"lattice": lat}))
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id
 
 
-def _reusable(rt: _Runtime, old_id: str, fps: dict[int, str]) -> dict[int, bytes]:
-    row = rt.store.get_dispatch(old_id) or {}
-    old_fps = cloudpickle.loads(row["graph"])["fingerprints"] if row.get("graph") else {}
+def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int, bytes]:
+    """Outputs of the old dispatch's completed nodes that the new graph would recompute
+    unchanged. Fingerprints are taken here, from the old graph rebuilt with the same
+    lattice object, rather than on every dispatch's hot path."""
+    old_inputs = cloudpickle.loads(_row(rt, old_id)["inputs"])
+    old_fps = fingerprints(lat.build_graph(*old_inputs["args"], **old_inputs["kwargs"]))
+    fps = fingerprints(graph)
     return {r["node_id"]: r["output"] for r in rt.store.get_nodes(old_id)
             if r["status"] == Status.COMPLETED and r["kind"] != "op"
             and old_fps.get(r["node_id"]) == fps.get(r["node_id"]) and r["output"] is not None}
 
 
-def dispatch(lattice: Lattice, *, disable_run: bool = False) -> Callable[..., str]:
+def dispatch(lattice: Lattice) -> Callable[..., str]:
     """Return a function that dispatches ``lattice`` with its arguments and returns the id.
 
     The lattice function runs at once to build the graph (its exceptions propagate);

@@ -67,9 +67,13 @@ def fingerprints(graph: Graph) -> dict[int, str]:
 def check_picklable(graph: Graph) -> None:
     """Raise :class:`QflowSerializationError` naming the first electron whose function or
     arguments cannot be pickled, before any compute is spent."""
+    checked: set[int] = set()  # a fan-out calls one function many times: check it once
     for node in graph.nodes:
-        parts = {"function": node.fn, **{f"argument {i}": a for i, a in enumerate(node.args)},
-                 **{f"argument {k!r}": v for k, v in node.kwargs.items()}}
+        parts = {f"argument {i}": a for i, a in enumerate(node.args)}
+        parts.update({f"argument {k!r}": v for k, v in node.kwargs.items()})
+        if id(node.fn) not in checked:
+            checked.add(id(node.fn))
+            parts["function"] = node.fn
         for what, value in parts.items():
             try:
                 cloudpickle.dumps(value)

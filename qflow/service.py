@@ -72,7 +72,7 @@ class ServiceState(dict):
 
     @property
     def alive(self) -> bool:
-        return psutil.pid_exists(self["pid"]) and _same_process(self)
+        return _same_process(self)
 
 
 def _same_process(state: ServiceState) -> bool:
