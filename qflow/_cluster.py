@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import sys
+from pathlib import Path
 import socket
 import ray
 
@@ -21,6 +24,12 @@ def _running_local_cluster() -> bool:
         return bool(find_gcs_addresses())
     except Exception:  # a private API; if it moves, fall back to embedded
         return False
+
+
+def ray_cli() -> str:
+    """The ``ray`` command of the environment qflow runs in (not whichever is first on PATH)."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
 def enable_token_auth() -> None:

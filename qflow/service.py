@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,7 +23,7 @@ import cloudpickle
 import psutil
 import ray
 
-from qflow._cluster import SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth
+from qflow._cluster import SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, ray_cli
 from qflow.exceptions import ClusterError
 from qflow.settings import Settings
 
@@ -106,7 +104,7 @@ def start(settings: Settings, num_cpus: int | None = None, timeout: float = 90.0
             f"A qflow head is already running for {settings.home} (pid {old['pid']}, "
             f"address {old['address']}). Use it, or run `qflow stop` first.")
     settings.home.mkdir(parents=True, exist_ok=True)
-    ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
+    ray_bin = ray_cli()
     port = _free_port()
     cmd = [ray_bin, "start", "--head", "--block", f"--port={port}",
            "--include-dashboard=false", "--disable-usage-stats"]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 
+from qflow._cluster import ray_cli
 from qflow.exceptions import ClusterError, SlurmError
 from qflow.executors.slurm import SlurmExecutor
 from qflow.settings import Settings
@@ -27,7 +26,7 @@ __all__ = ["SlurmAllocation", "slurm_down", "slurm_up"]
 def _ray_worker(address: str, cpus: int) -> int:
     """Runs inside the Slurm job: a Ray worker node that lives as long as the job."""
     resource = f"slurm:{os.environ['SLURM_JOB_ID']}"
-    ray_bin = shutil.which("ray") or os.path.join(os.path.dirname(sys.executable), "ray")
+    ray_bin = ray_cli()
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     # Ray 2.60 token auth: the head's token file is shared through $HOME here; say so
     # explicitly so a worker never falls back to no-auth and gets InvalidAuthToken.
