@@ -62,7 +62,15 @@ class _Runtime:
                 ) from exc
         dispatcher = Dispatcher(self.store, dispatch_id, graph, reuse)
         self.local[dispatch_id] = dispatcher
-        threading.Thread(target=dispatcher.run, name=f"qflow-{dispatch_id}", daemon=True).start()
+
+        def run() -> None:
+            try:
+                dispatcher.run()
+            finally:
+                # The store has the outcome; keeping the dispatcher would keep every output.
+                self.local.pop(dispatch_id, None)
+
+        threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
 
     def abandon_running(self) -> None:
         """At exit, mark this process's unfinished dispatches, which die with it."""

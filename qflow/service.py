@@ -50,7 +50,14 @@ class DispatcherService:
             store = self._stores[db_path] = SQLiteStore(db_path)
         dispatcher = Dispatcher(store, dispatch_id, cloudpickle.loads(graph_blob), reuse)
         self._runs[dispatch_id] = dispatcher
-        threading.Thread(target=dispatcher.run, daemon=True).start()
+
+        def run() -> None:
+            try:
+                dispatcher.run()
+            finally:  # the store has the outcome; drop the outputs the dispatcher holds
+                self._runs.pop(dispatch_id, None)
+
+        threading.Thread(target=run, daemon=True).start()
 
     def cancel(self, dispatch_id: str, task_ids: list[int] | None) -> None:
         dispatcher = self._runs.get(dispatch_id)
