@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 
 import qflow
-from qflow.algorithms.vqe import (Molecule, build_circuit, exact_ground_energy,
+from qflow.algorithms.vqe import (ANSATZE, Molecule, build_circuit, exact_ground_energy,
                                   molecular_hamiltonian)
-from qflow.exceptions import QflowInputError
+from qflow.backends import get_backend
+from qflow.exceptions import QflowConfigError, QflowInputError
 from qflow.variational import collect, prepare, variational_loop
 
 __all__ = ["ScanResult", "bond_scan", "scan_h2"]
@@ -92,9 +93,22 @@ def scan_h2(bond_lengths: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5), *,
         >>> result.rows[0]["error_mha"] < 1.6
         True
     """
-    bonds = [float(b) for b in bond_lengths]
-    if not bonds or min(bonds) <= 0:
+    try:
+        bonds = [float(b) for b in bond_lengths]
+    except (TypeError, ValueError):
+        raise QflowInputError(f"bond_lengths is a list of distances in Bohr such as "
+                              f"[1.0, 1.4]; got {bond_lengths!r}.") from None
+    if not bonds or not all(np.isfinite(bonds)) or min(bonds) <= 0:
         raise QflowInputError(f"bond_lengths must be positive distances in Bohr; got {bonds}.")
+    # Everything the sublattices would only find out on a worker is checked here,
+    # before anything is dispatched.
+    get_backend(backend)
+    for name, value in (("steps", steps), ("pack", pack)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise QflowConfigError(f"{name} must be a whole number >= 1; got {value!r}.")
+    if ansatz not in ANSATZE:
+        raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: "
+                               f"{', '.join(ANSATZE)}.")
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(bond_scan)(bonds, backend, steps, pack, ansatz)
     done = -1

@@ -16,6 +16,7 @@ from qflow._api import cancel as cancel
 from qflow._api import dispatch as dispatch
 from qflow._api import dispatch_sync as dispatch_sync
 from qflow._api import get_result as get_result
+from qflow._api import init as init
 from qflow._api import redispatch as redispatch
 from qflow._options import ElectronOptions as ElectronOptions
 from qflow._status import Status as Status
@@ -48,6 +49,7 @@ __all__ = [
     "electron",
     "ElectronOptions",
     "get_result",
+    "init",
     "Lattice",
     "lattice",
     "qelectron",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
 import time
 import uuid
@@ -12,20 +13,22 @@ from typing import Any
 import cloudpickle
 import ray
 
-from qflow._cluster import ensure_ray, find_service
-from qflow._dispatcher import (Dispatcher, check_picklable, fingerprints, now_iso,
-                               record_new_dispatch)
+from qflow._cluster import check_feasible, ensure_ray, find_service
+from qflow._dispatcher import Dispatcher, check_picklable, fingerprints, record_new_dispatch
 from qflow._graph import Graph
 from qflow._status import Status
+from qflow._lease import Heartbeat, reap
 from qflow.electron import Electron
-from qflow.exceptions import (ClusterError, DispatchNotFoundError, QflowInputError,
-                              QflowSerializationError)
+from qflow.exceptions import (ClusterError, DispatchNotFoundError, DispatchTimeoutError,
+                              QflowInputError, QflowSerializationError)
 from qflow.lattice import Lattice
 from qflow.result import Result
-from qflow.settings import Settings
+from qflow.service import live_address
+from qflow.settings import Settings, parse_resources
+from qflow.store.base import loads
 from qflow.store.sqlite import SQLiteStore
 
-__all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "redispatch"]
+__all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "init", "redispatch"]
 
 
 class _Runtime:
@@ -34,18 +37,34 @@ class _Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.store = SQLiteStore(settings.db_path)
+        self.heartbeat = Heartbeat(self.store)
         self.local: dict[str, Dispatcher] = {}
         self._service: Any = None
         self._ray_checked = False
+        #: How this process reached Ray: "embedded", "joined" or "existing".
+        self.mode = ""
         self._lock = threading.Lock()
 
     def service(self) -> Any:
-        """Connect to Ray (once) and return the persistent dispatcher, if any."""
+        """Connect to Ray (once) and return the persistent dispatcher, if any.
+
+        Raises:
+            ClusterError: the cluster is a ``qflow start`` head whose dispatcher service
+                is gone. Dispatches then fail here rather than silently running in this
+                process, where they would die with it.
+        """
         with self._lock:
             if not self._ray_checked:
-                mode = ensure_ray(self.settings)
-                self._service = None if mode == "embedded" else find_service()
+                self.mode = ensure_ray(self.settings)
+                self._service = None if self.mode == "embedded" else find_service()
                 self._ray_checked = True
+            if self._service is None and live_address(self.settings) is not None:
+                self._service = find_service()
+                if self._service is None:
+                    raise ClusterError(
+                        f"The qflow head for {self.settings.home} is running but its "
+                        "dispatcher service is gone, so nothing could run this dispatch "
+                        "beyond this script. Restart it with `qflow stop && qflow start`.")
         return self._service
 
     def start(self, dispatch_id: str, graph: Graph, reuse: dict[int, bytes]) -> None:
@@ -56,11 +75,14 @@ class _Runtime:
                                            cloudpickle.dumps(graph), reuse))
                 return
             except ray.exceptions.RayError as exc:
+                self.store.end_dispatch(dispatch_id, Status.FAILED,
+                                        f"The qflow dispatcher service did not take it: {exc}")
+                self._service = None
                 raise ClusterError(
                     f"The qflow dispatcher service did not take dispatch {dispatch_id}: {exc}. "
                     "Check it with `qflow status`; restart with `qflow stop && qflow start`."
                 ) from exc
-        dispatcher = Dispatcher(self.store, dispatch_id, graph, reuse)
+        dispatcher = Dispatcher(self.store, dispatch_id, graph, reuse, heartbeat=self.heartbeat)
         self.local[dispatch_id] = dispatcher
 
         def run() -> None:
@@ -73,23 +95,24 @@ class _Runtime:
         threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
 
     def abandon_running(self) -> None:
-        """At exit, mark this process's unfinished dispatches, which die with it."""
+        """At exit, end this process's unfinished dispatches, which die with it."""
         for dispatch_id, dispatcher in list(self.local.items()):
             if not dispatcher.done.is_set():
-                row = self.store.get_dispatch(dispatch_id)
-                if row and not Status(row["status"]).is_final:
-                    self.store.update_dispatch(
-                        dispatch_id, status=Status.FAILED, end_time=now_iso(),
-                        error="The dispatching process exited before the dispatch finished. "
-                              "Run `qflow start` first so that dispatches outlive the client.")
+                self.store.end_dispatch(
+                    dispatch_id, Status.FAILED,
+                    "The dispatching process exited before the dispatch finished. Run "
+                    "`qflow start` first so that dispatches outlive the script, or wait for "
+                    "them with get_result(..., wait=True).")
 
 
 _runtimes: dict[str, _Runtime] = {}
 _runtimes_lock = threading.Lock()
+#: What :func:`init` chose, applied over the environment's settings.
+_chosen: dict[str, Any] = {}
 
 
 def _runtime() -> _Runtime:
-    settings = Settings.from_env()
+    settings = dataclasses.replace(Settings.from_env(), **_chosen)
     key = str(settings.db_path)
     with _runtimes_lock:
         if key not in _runtimes:
@@ -104,6 +127,51 @@ def _on_exit() -> None:
             rt.abandon_running()
         except Exception:  # the store may already be gone at interpreter exit
             pass
+
+
+def init(address: str | None = None, *, num_cpus: int | None = None,
+         resources: dict[str, float] | None = None) -> str:
+    """Choose the Ray this process uses, before its first dispatch.
+
+    Without a call, qflow uses ``RAY_ADDRESS``, else the head of ``qflow start``,
+    else one a ``ray start --head`` announced, else a private embedded Ray.
+
+    Args:
+        address: a Ray cluster to join (``"host:port"``); overrides ``RAY_ADDRESS``.
+        num_cpus: CPUs for the embedded local Ray.
+        resources: custom resources for the embedded local Ray, e.g.
+            ``{"qpu:simulated": 1}`` so that the ``simulated.qpu`` backend can run here.
+
+    Returns:
+        ``"embedded"``, ``"joined"`` or ``"existing"`` (Ray was already up in this process).
+
+    Raises:
+        QflowInputError: Ray already runs in this process and this call asks for
+            something else.
+        ClusterConnectionError: ``address`` does not answer.
+    """
+    chosen: dict[str, Any] = {}
+    if address is not None:
+        if not isinstance(address, str) or not address:
+            raise QflowInputError(f"address is a Ray address such as '127.0.0.1:6379'; got "
+                                  f"{address!r}.")
+        chosen["ray_address"] = address
+    if num_cpus is not None:
+        chosen["num_cpus"] = num_cpus
+    if resources is not None:
+        chosen["resources"] = parse_resources(resources)
+    if chosen and ray.is_initialized():
+        raise QflowInputError(
+            f"Ray is already running in this process, so init({', '.join(chosen)}=...) "
+            "cannot change it. Call qflow.init before the first dispatch (or ray.init).")
+    dataclasses.replace(Settings.from_env(), **chosen)  # validates before anything starts
+    with _runtimes_lock:
+        _chosen.clear()
+        _chosen.update(chosen)
+        _runtimes.clear()
+    rt = _runtime()
+    rt.service()
+    return rt.mode
 
 
 def _as_lattice(obj: Any, caller: str) -> Lattice:
@@ -129,10 +197,13 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
         raise QflowSerializationError(
             f"The inputs of lattice {lat.__name__} cannot be pickled: {exc!r}.") from exc
     rt = _runtime()
+    rt.service()  # connect first: a cluster that does not answer leaves no row behind
+    check_feasible(graph)
     dispatch_id = str(uuid.uuid4())
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
     record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,
-                        graph_blob=cloudpickle.dumps({"lattice": lat}))
+                        graph_blob=cloudpickle.dumps({"lattice": lat}),
+                        owner=rt.heartbeat.owner)
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id
 
@@ -141,12 +212,13 @@ def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int
     """Outputs of the old dispatch's completed nodes that the new graph would recompute
     unchanged. Fingerprints are taken here, from the old graph rebuilt with the same
     lattice object, rather than on every dispatch's hot path."""
-    old_inputs = cloudpickle.loads(_row(rt, old_id)["inputs"])
+    old_inputs = loads(_row(rt, old_id)["inputs"])
     old_fps = fingerprints(lat.build_graph(*old_inputs["args"], **old_inputs["kwargs"]))
     fps = fingerprints(graph)
     return {r["node_id"]: r["output"] for r in rt.store.get_nodes(old_id)
             if r["status"] == Status.COMPLETED and r["kind"] != "op"
-            and old_fps.get(r["node_id"]) == fps.get(r["node_id"]) and r["output"] is not None}
+            and old_fps.get(r["node_id"]) == fps.get(r["node_id"])
+            and isinstance(r["output"], bytes)}
 
 
 def dispatch(lattice: Lattice) -> Callable[..., str]:
@@ -194,17 +266,36 @@ def dispatch_sync(lattice: Lattice) -> Callable[..., Result]:
     return run
 
 
-def _row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
+def _check_id(dispatch_id: Any) -> None:
     if not isinstance(dispatch_id, str):
         raise QflowInputError(
             f"A dispatch id is the string qflow.dispatch returned; got "
             f"{type(dispatch_id).__name__} {dispatch_id!r}.")
+
+
+def _not_found(rt: _Runtime, dispatch_id: str) -> DispatchNotFoundError:
+    return DispatchNotFoundError(
+        f"No dispatch {dispatch_id!r} in the results store at {rt.settings.db_path}. "
+        "Check the id (`qflow list` shows recent ones) and that QFLOW_HOME is the one "
+        "the dispatch was made with.")
+
+
+def _row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
+    _check_id(dispatch_id)
     row = rt.store.get_dispatch(dispatch_id)
     if row is None:
-        raise DispatchNotFoundError(
-            f"No dispatch {dispatch_id!r} in the results store at {rt.settings.db_path}. "
-            "Check the id (`qflow list` shows recent ones) and that QFLOW_HOME is the one "
-            "the dispatch was made with.")
+        raise _not_found(rt, dispatch_id)
+    return row
+
+
+def _status_row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
+    """The dispatch's status columns (no blobs), after ending it if nothing runs it."""
+    _check_id(dispatch_id)
+    row = rt.store.get_status(dispatch_id)
+    if row is None:
+        raise _not_found(rt, dispatch_id)
+    if dispatch_id not in rt.local and reap(rt.store, row):
+        row = rt.store.get_status(dispatch_id) or row
     return row
 
 
@@ -217,31 +308,45 @@ def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
                timeout: float | None = None) -> Result | dict[str, str]:
     """The :class:`Result` of a dispatch, from any process.
 
+    A dispatch whose dispatching process (or dispatcher service) is gone is ended
+    FAILED here, with the reason, so ``wait`` never waits for nothing.
+
     Args:
         dispatch_id: what :func:`dispatch` returned.
         wait: block until the dispatch is COMPLETED, FAILED or CANCELLED.
         status_only: return only ``{"id": ..., "status": ...}``.
-        timeout: with ``wait``, give up after this many seconds (TimeoutError).
+        timeout: with ``wait``, give up after this many seconds.
 
     Raises:
         DispatchNotFoundError: no dispatch has this id.
+        DispatchTimeoutError: still running after ``timeout`` seconds (a TimeoutError).
     """
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or timeout < 0):
+        raise QflowInputError(f"timeout is a number of seconds >= 0, or None to wait as long "
+                              f"as it takes; got {timeout!r}.")
     rt = _runtime()
-    row = _row(rt, dispatch_id)
+    row = _status_row(rt, dispatch_id)
     if wait and not _finished(row):
         deadline = None if timeout is None else time.monotonic() + timeout
         local = rt.local.get(dispatch_id)
         if local is not None and not local.done.wait(timeout):
-            raise TimeoutError(f"Dispatch {dispatch_id} still running after {timeout} s.")
+            raise _timed_out(dispatch_id, timeout)
         pause = 0.002
-        while not _finished(row := _row(rt, dispatch_id)):
+        while not _finished(row := _status_row(rt, dispatch_id)):
             if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"Dispatch {dispatch_id} still running after {timeout} s.")
+                raise _timed_out(dispatch_id, timeout)
             time.sleep(pause)
             pause = min(pause * 1.5, 0.1)
     if status_only:
         return {"id": dispatch_id, "status": Status(row["status"])}
-    return Result(rt.store, row)
+    return Result(rt.store, _row(rt, dispatch_id))
+
+
+def _timed_out(dispatch_id: str, timeout: float | None) -> DispatchTimeoutError:
+    return DispatchTimeoutError(
+        f"Dispatch {dispatch_id} is still running after {timeout} s. It goes on running; "
+        "call get_result again later, or qflow.cancel it.")
 
 
 def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str:
@@ -251,7 +356,7 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
         A short message saying what was cancelled.
     """
     rt = _runtime()
-    row = _row(rt, dispatch_id)
+    row = _status_row(rt, dispatch_id)
     if isinstance(task_ids, int):
         task_ids = [task_ids]
     ids = None if task_ids is None else sorted(set(task_ids))
@@ -266,6 +371,8 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
         return f"Dispatch {dispatch_id} already ended {row['status']}; nothing to cancel."
     if ids is None:
         rt.store.update_dispatch(dispatch_id, status=Status.CANCELLED)
+        if dispatch_id not in rt.local and reap(rt.store, {**row, "status": Status.CANCELLED}):
+            return f"Cancelled dispatch {dispatch_id} (nothing was running it any more)."
     else:
         rt.store.update_nodes(dispatch_id, [(i, {"status": Status.CANCELLED}) for i in ids])
     local = rt.local.get(dispatch_id)
@@ -296,9 +403,9 @@ def redispatch(dispatch_id: str, replace_electrons: dict[str, Electron] | None =
         raise QflowInputError(
             f"Dispatch {dispatch_id} is a sublattice; redispatch its top-level dispatch "
             f"{row.get('parent_id')} instead.")
-    saved = cloudpickle.loads(row["graph"])
+    saved = loads(row["graph"])
     lat: Lattice = saved["lattice"]
-    old_inputs = cloudpickle.loads(row["inputs"])
+    old_inputs = loads(row["inputs"])
     replace = dict(replace_electrons or {})
     bad = {k: v for k, v in replace.items() if not callable(v)}
     if bad:

@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import sys
-from pathlib import Path
 import socket
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
 import ray
 
-from qflow.exceptions import ClusterConnectionError, ClusterError
+from qflow.exceptions import ClusterConnectionError, ClusterError, InfeasibleResourceError
 from qflow.settings import Settings
 
 SERVICE_NAME = "qflow-dispatcher"
 SERVICE_NAMESPACE = "qflow"
 
 
-def _running_local_cluster() -> bool:
-    try:
-        from ray._private.services import find_gcs_addresses
+def announced_address() -> str | None:
+    """The head a ``ray start --head`` on this machine announced in Ray's address file.
 
-        return bool(find_gcs_addresses())
-    except Exception:  # a private API; if it moves, fall back to embedded
-        return False
+    Only a head that still answers counts: ``ray start`` leaves the file behind when
+    its head dies. Processes found by scanning (another script's in-process Ray, a
+    stranger's cluster) are never joined.
+    """
+    try:
+        from ray._private.utils import read_ray_address
+        address = read_ray_address(None)
+    except Exception:  # a private API; without it nothing is announced
+        return None
+    if not address:
+        return None
+    try:
+        _probe(address, timeout=1.0)
+    except ClusterConnectionError:
+        return None
+    return address
 
 
 def ray_cli() -> str:
@@ -75,17 +91,14 @@ def ensure_ray(settings: Settings) -> str:
     """
     if ray.is_initialized():
         return "existing"
-    common = dict(log_to_driver=False, configure_logging=True, logging_level=logging.WARNING)
-    from qflow.service import live_address
-
-    address = settings.ray_address or live_address(settings)
-    if address is None and _running_local_cluster():
-        address = "auto"
+    common = dict(log_to_driver=False, configure_logging=True, logging_level=logging.ERROR)
+    address, _source = chosen_address(settings)
     if address is not None:
         _probe(address)
         enable_token_auth()
         try:
-            ray.init(address=address, **common)
+            with quiet_ray():
+                ray.init(address=address, **common)
         except Exception as exc:
             raise ClusterConnectionError(
                 f"No Ray cluster answers at {address!r} ({type(exc).__name__}: {exc}). "
@@ -94,13 +107,47 @@ def ensure_ray(settings: Settings) -> str:
             ) from exc
         return "joined"
     try:
-        # "local": start a fresh Ray even if a stale ray_current_cluster file points at a
-        # head that is gone (a plain ray.init() would try to join it and fail).
-        ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False,
-                 **common)
+        # "local": start a fresh, private Ray even if Ray's address file points at a head
+        # that is gone (a plain ray.init() would try to join it and fail).
+        with quiet_ray():
+            ray.init(address="local", num_cpus=settings.num_cpus,
+                     resources=dict(settings.resources) or None, include_dashboard=False,
+                     **common)
     except Exception as exc:
         raise ClusterError(f"Could not start a local Ray: {exc!r}") from exc
     return "embedded"
+
+
+def chosen_address(settings: Settings) -> tuple[str | None, str]:
+    """The cluster the user chose, and how: ``(address, source)``, or ``(None, "embedded")``.
+
+    In order: ``RAY_ADDRESS`` (or an explicit address), the head ``qflow start``
+    recorded under ``$QFLOW_HOME``, the head ``ray start --head`` announced. Nothing
+    else: with none of these, qflow starts its own private Ray.
+    """
+    if settings.ray_address:
+        return settings.ray_address, "RAY_ADDRESS"
+    from qflow.service import live_address
+
+    address = live_address(settings)
+    if address is not None:
+        return address, "qflow start"
+    address = announced_address()
+    if address is not None:
+        return address, "ray start"
+    return None, "embedded"
+
+
+@contextlib.contextmanager
+def quiet_ray() -> Iterator[None]:
+    """Hide Ray's start-up chatter (the token-auth notice, C++ log lines) from users."""
+    logger = logging.getLogger("ray")
+    level = logger.level
+    logger.setLevel(max(level, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def find_service() -> object | None:
@@ -109,3 +156,80 @@ def find_service() -> object | None:
         return ray.get_actor(SERVICE_NAME, namespace=SERVICE_NAMESPACE)
     except ValueError:
         return None
+
+
+def node_shapes() -> list[dict[str, float]]:
+    """The resources of every alive node, and of every node type an autoscaler may add."""
+    shapes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # a private API; without it, alive nodes are all we know
+        config = None
+    if config is not None:
+        shapes += [dict(group.resources) for group in config.node_group_configs
+                   if group.max_count != 0]
+    return shapes
+
+
+def missing_resources(request: Mapping[str, float],
+                      shapes: list[dict[str, float]]) -> dict[str, float] | None:
+    """None if some node shape holds all of ``request``; else what the closest lacks."""
+    best: dict[str, float] | None = None
+    for shape in shapes:
+        lack = {k: v for k, v in request.items() if v > 0 and shape.get(k, 0.0) < v}
+        if not lack:
+            return None
+        if best is None or len(lack) < len(best):
+            best = lack
+    return best if best is not None else dict(request)
+
+
+def describe_shortfall(request: Mapping[str, float], shapes: list[dict[str, float]],
+                       what: str) -> str:
+    lack = missing_resources(request, shapes) or {}
+    most = {k: max((s.get(k, 0.0) for s in shapes), default=0.0) for k in lack}
+    parts = [f"{k!r}: asked {v:g}, the largest node has {most[k]:g}" for k, v in lack.items()]
+    return (f"{what} asks for {dict(request)}, which no node of this Ray cluster can ever "
+            f"hold ({'; '.join(parts)}). Lower the request, or add a node that offers it: "
+            "`qflow start --resources '{\"name\": 1}'`, QFLOW_RESOURCES for the embedded Ray, "
+            "or a node type in ray-cluster.yaml.")
+
+
+def ensure_feasible(request: Mapping[str, float], what: str) -> None:
+    """Raise :class:`InfeasibleResourceError` if no node could ever hold ``request``."""
+    shapes = node_shapes()
+    if missing_resources(request, shapes) is not None:
+        raise InfeasibleResourceError(describe_shortfall(request, shapes, what))
+
+
+def check_feasible(graph: Any) -> None:
+    """Fail before a dispatch starts when one of its Ray tasks could never be scheduled."""
+    from qflow._graph import NodeKind
+    from qflow._options import DEFAULT_OPTIONS
+    from qflow.executors import resolve_executor
+    from qflow.executors.ray import RayExecutor
+
+    shapes: list[dict[str, float]] | None = None
+    seen: set[tuple] = set()
+    for node in graph.nodes:
+        if node.kind is NodeKind.OP:
+            continue
+        opts = node.options or DEFAULT_OPTIONS
+        if not isinstance(resolve_executor(opts.executor), RayExecutor):
+            continue  # local and Slurm electrons ask Ray for nothing
+        cpus = opts.num_cpus if opts.num_cpus is not None else (
+            0 if node.kind is NodeKind.SUBLATTICE else 1)
+        request = {"CPU": float(cpus), **{k: float(v) for k, v in (opts.resources or {}).items()}}
+        if opts.num_gpus:
+            request["GPU"] = float(opts.num_gpus)
+        key = tuple(sorted(request.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        if shapes is None:
+            shapes = node_shapes()
+        if missing_resources(request, shapes) is not None:
+            raise InfeasibleResourceError(
+                describe_shortfall(request, shapes, f"Electron {node.label}"))

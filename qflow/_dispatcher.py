@@ -15,29 +15,26 @@ import os
 import threading
 import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import cloudpickle
 import ray
 
 from qflow._graph import Expr, Graph, NodeKind, Ref
+from qflow._lease import Heartbeat
 from qflow._options import DEFAULT_OPTIONS
 from qflow._status import Status
 from qflow._task import META_ATTR, PickledFunction, TaskCall
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
-from qflow.store.base import ResultStore
+from qflow.store.base import ResultStore, now_iso
 
 _POLL_S = 0.25
 
 # The dispatcher reads every node's outcome itself; a failed node's value ref is
 # dropped unread on purpose, so Ray's "Unhandled error" log line would be noise.
 os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _iso(value: Any) -> str | None:
@@ -88,11 +85,13 @@ def check_picklable(graph: Graph) -> None:
 
 def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
                         inputs: bytes | None, graph_blob: bytes | None,
-                        parent_id: str | None = None, parent_node_id: int | None = None) -> None:
-    """Insert the dispatch row and a NEW_OBJECT row per node."""
+                        parent_id: str | None = None, parent_node_id: int | None = None,
+                        owner: str | None = None) -> None:
+    """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node."""
     store.create_dispatch(
         {"dispatch_id": dispatch_id, "name": graph.name, "status": Status.NEW_OBJECT,
          "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": now_iso(),
+         "owner": owner, "heartbeat": time.time(),
          "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
         [{"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
           "parents": repr(n.parents()), "status": Status.NEW_OBJECT} for n in graph.nodes],
@@ -115,12 +114,14 @@ class Dispatcher:
         dispatch_id: an id already recorded by :func:`record_new_dispatch`.
         graph: the graph to run.
         reuse: node id -> pickled output of nodes to take from an earlier dispatch.
+        heartbeat: claims the dispatch for this process while it runs.
     """
 
     def __init__(self, store: ResultStore, dispatch_id: str, graph: Graph,
-                 reuse: dict[int, bytes] | None = None) -> None:
+                 reuse: dict[int, bytes] | None = None, heartbeat: Heartbeat | None = None) -> None:
         self.store, self.dispatch_id, self.graph = store, dispatch_id, graph
         self.reuse = reuse or {}
+        self.heartbeat = heartbeat
         self.done = threading.Event()
         self.status: Status = Status.NEW_OBJECT
         self._wake: cf.Future = cf.Future()
@@ -181,15 +182,18 @@ class Dispatcher:
     # ---------------------------------------------------------------- run
     def run(self) -> Status:
         """Run to the end and return the final status; never raises for node failures."""
+        if self.heartbeat is not None:
+            self.heartbeat.claim(self.dispatch_id)
         try:
             self.status = self._run()
         except BaseException as exc:
             self.status = Status.FAILED
-            self.store.update_dispatch(
-                self.dispatch_id, status=Status.FAILED, end_time=now_iso(),
-                error=f"The dispatcher itself failed: {exc!r}")
+            self.store.end_dispatch(self.dispatch_id, Status.FAILED,
+                                    f"The dispatcher itself failed: {exc!r}")
             raise
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.release([self.dispatch_id])
             self.done.set()
         return self.status
 
@@ -231,10 +235,10 @@ class Dispatcher:
             if self._cancel_all:
                 for nid, sub in running.values():
                     self._cancel_submission(call=calls[nid], sub=sub)
-                    self._record(nid, status=Status.CANCELLED, end_time=now_iso())
+                self._cancel_unfinished()
                 self._flush()
-                self.store.update_dispatch(self.dispatch_id, status=Status.CANCELLED,
-                                           end_time=now_iso())
+                self.store.update_dispatch(self.dispatch_id, only_if_unfinished=True,
+                                           status=Status.CANCELLED, end_time=now_iso())
                 return Status.CANCELLED
             for nid, sub in list(running.values()):
                 if nid in self._cancel_nodes and not sub.cancelled:
@@ -258,7 +262,7 @@ class Dispatcher:
             self._flush()
             if time.monotonic() - last_poll > _POLL_S:
                 last_poll = time.monotonic()
-                row = self.store.get_dispatch(self.dispatch_id) or {}
+                row = self.store.get_status(self.dispatch_id) or {}
                 if row.get("status") == Status.CANCELLED:  # cancelled from another process
                     self._cancel_all = True
 
@@ -364,8 +368,9 @@ class Dispatcher:
         nodes = self.graph.nodes
         failed = [n for n in nodes if self._state[n.node_id] is Status.FAILED]
         fields: dict[str, Any] = {"end_time": now_iso()}
-        row = self.store.get_dispatch(self.dispatch_id) or {}
-        if self._cancel_all or row.get("status") == Status.CANCELLED:
+        row = self.store.get_status(self.dispatch_id) or {}
+        whole_cancel = self._cancel_all or row.get("status") == Status.CANCELLED
+        if whole_cancel:
             fields.update(status=Status.CANCELLED)
         elif failed:
             errors = self.store.get_nodes(self.dispatch_id)
@@ -380,9 +385,23 @@ class Dispatcher:
             expr = self.graph.output.substitute(ops)
             try:
                 value = expr.evaluate({r: self._value(r) for r in expr.refs()})
-                fields.update(status=Status.COMPLETED, result=cloudpickle.dumps(value))
+                fields.update(status=Status.COMPLETED, result=cloudpickle.dumps(value),
+                              error=None)
             except Exception as exc:
                 fields.update(status=Status.FAILED,
                               error=f"The lattice's return value could not be built: {exc!r}")
-        self.store.update_dispatch(self.dispatch_id, **fields)
+        if fields["status"] is not Status.COMPLETED:
+            self._cancel_unfinished(only_running=not whole_cancel)
+            self._flush()
+        # Conditional: whoever ended the dispatch first (this, or a reader that found its
+        # owner gone) wins, so a record never says both COMPLETED and "exited early".
+        self.store.update_dispatch(self.dispatch_id, only_if_unfinished=True, **fields)
         return fields["status"]
+
+    def _cancel_unfinished(self, only_running: bool = False) -> None:
+        """Mark nodes that will now never finish CANCELLED (after a failure or a partial
+        cancel, only the RUNNING ones: the rest simply never ran, and stay NEW_OBJECT)."""
+        stuck = {Status.RUNNING} if only_running else {Status.RUNNING, Status.NEW_OBJECT}
+        for nid, state in list(self._state.items()):
+            if state in stuck:
+                self._record(nid, status=Status.CANCELLED, end_time=now_iso())

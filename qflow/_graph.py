@@ -102,6 +102,12 @@ OPERATORS: dict[str, Callable[..., Any]] = {
     "mod": operator.mod,
     "pow": operator.pow,
     "neg": operator.neg,
+    "eq": operator.eq,
+    "ne": operator.ne,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
     "list": _build_list,
     "tuple": lambda *items: tuple(items),
     "set": lambda *items: set(items),
@@ -329,6 +335,51 @@ class NodeFuture:
             "len() of an electron output is not known while the lattice is being built. "
             "Compute it inside an electron, or pass the length in as a lattice argument."
         )
+
+    def _needs_value(self, what: str, advice: str) -> GraphBuildError:
+        return GraphBuildError(
+            f"{what} of an electron output (node {self._node_id}) needs its value, which "
+            f"does not exist while the lattice is being built. {advice}")
+
+    def __str__(self) -> str:
+        raise self._needs_value(
+            "str()", "Format it inside an electron (return f'...' from one), or return the "
+                     "output itself and format the result after the dispatch.")
+
+    def __format__(self, spec: str) -> str:
+        raise self._needs_value(
+            "An f-string or format()", "Format it inside an electron, or format the result "
+                                       "after the dispatch.")
+
+    def __hash__(self) -> int:
+        raise self._needs_value(
+            "Hashing (a set member or dict key)", "Use it as a dict value or list item "
+                                                  "instead, or build the set inside an electron.")
+
+    def __int__(self) -> int:
+        raise self._needs_value("int()", "Convert it inside an electron.")
+
+    def __float__(self) -> float:
+        raise self._needs_value("float()", "Convert it inside an electron.")
+
+    def __complex__(self) -> complex:
+        raise self._needs_value("complex()", "Convert it inside an electron.")
+
+    def __index__(self) -> int:
+        raise self._needs_value(
+            "Using it as an index or a range bound", "Pass the number in as a lattice "
+                                                    "argument, or index inside an electron.")
+
+    def __contains__(self, item: Any) -> bool:
+        raise self._needs_value("`in`", "Test membership inside an electron.")
+
+    # Comparisons become nodes computed at run time; deciding on one (``if``) still raises.
+    __eq__ = _binary("eq")  # type: ignore[assignment]
+    __ne__ = _binary("ne")  # type: ignore[assignment]
+    __lt__ = _binary("lt")
+    __le__ = _binary("le")
+    __gt__ = _binary("gt")
+    __ge__ = _binary("ge")
 
     __add__ = _binary("add")
     __radd__ = _binary("add", reflected=True)

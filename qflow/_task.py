@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import io
 import sys
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from typing import Any
 import cloudpickle
 
 from qflow._graph import Expr, NodeKind
+from qflow._traceback import user_traceback
 from qflow._options import ElectronOptions
 from qflow.exceptions import QflowSerializationError
 
@@ -132,7 +132,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, dict[s
             end_time=datetime.now(UTC),
             stdout=out.getvalue(),
             stderr=err.getvalue(),
-            error="".join(traceback.format_exception(exc)),
+            error=user_traceback(exc),
         )
         with contextlib.suppress(Exception):
             setattr(exc, META_ATTR, meta)

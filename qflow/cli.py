@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Any
 
@@ -9,6 +10,22 @@ import click
 
 from qflow.exceptions import QflowError
 from qflow.settings import Settings
+
+
+# CSI and OSC sequences, then any other C0/C1 control but tab and newline.
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` without terminal control sequences, so that what an electron printed
+    cannot move the cursor, retitle the window or hide lines in the user's terminal.
+
+    Example:
+        >>> printable("\x1b[31mred\x1b[0m\r\x1b]0;title\x07ok")
+        'redok'
+    """
+    return _CONTROL.sub("", text.replace("\r\n", "\n"))
 
 
 def _fail(exc: Exception) -> None:
@@ -31,14 +48,19 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--num-cpus", type=int, default=None, help="CPUs the head offers (default: all).")
-def start(num_cpus: int | None) -> None:
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs the head offers (default: all).")
+@click.option("--resources", default=None, metavar="JSON",
+              help='Custom resources the head offers, e.g. \'{"qpu:simulated": 1}\'.')
+def start(num_cpus: int | None, resources: str | None) -> None:
     """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
     from qflow import service
+    from qflow.settings import parse_resources
 
-    state = service.start(Settings.from_env(), num_cpus=num_cpus)
+    parsed = parse_resources(resources, "--resources") if resources else ()
+    state = service.start(Settings.from_env(), num_cpus=num_cpus, resources=parsed)
     click.echo(f"qflow head running: pid {state['pid']}, address {state['address']}, "
-               f"home {state['home']}")
+               f"dispatcher service pid {state['service_pid']}, home {state['home']}")
 
 
 @main.command()
@@ -56,17 +78,26 @@ def demo(chunks: int, samples: int) -> None:
 @click.option("--bonds", default="1.0,1.2,1.4,1.6,2.0,2.5", show_default=True,
               help="H-H distances in Bohr, comma-separated.")
 @click.option("--backend", default="lightning.qubit", show_default=True, help="Backend name.")
-@click.option("--steps", type=int, default=60, show_default=True, help="Max VQE steps per point.")
-@click.option("--pack", type=int, default=20, show_default=True, help="Steps per actor call.")
+@click.option("--steps", type=click.IntRange(min=1), default=60, show_default=True,
+              help="Max VQE steps per point.")
+@click.option("--pack", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Steps per actor call.")
 @click.option("--plot", default="h2_scan.png", show_default=True, help="Where to write the PNG.")
 def scan(bonds: str, backend: str, steps: int, pack: int, plot: str) -> None:
     """The main job: an H2 potential-energy scan with VQE, one sublattice per bond length."""
     from qflow.algorithms import scan_h2
 
+    from qflow.backends import get_backend
+
     try:
         lengths = [float(b) for b in bonds.split(",") if b.strip()]
     except ValueError:
-        raise click.BadParameter(f"--bonds takes numbers like 1.0,1.4; got {bonds!r}") from None
+        raise click.BadParameter(f"takes numbers like 1.0,1.4; got {bonds!r}",
+                                 param_hint="--bonds") from None
+    try:
+        get_backend(backend)
+    except QflowError as exc:
+        raise click.BadParameter(str(exc), param_hint="--backend") from None
     click.echo(f"VQE scan of H2 at {len(lengths)} bond lengths on {backend} "
                f"(pack={pack}) ...")
     res = scan_h2(lengths, backend=backend, steps=steps, pack=pack, plot=plot,
@@ -90,12 +121,26 @@ def status() -> None:
     """Say whether a qflow head is running for this QFLOW_HOME."""
     from qflow import service
 
-    info = service.status(Settings.from_env())
+    settings = Settings.from_env()
+    info = service.status(settings)
     if info["running"]:
-        click.echo(f"running: pid {info['pid']}, address {info['address']}, since "
-                   f"{info['started_at']}, home {info['home']}")
+        click.echo(f"running: pid {info['pid']}, address {info['address']}, dispatcher "
+                   f"service pid {info['service_pid']}, since {info['started_at']}, "
+                   f"home {info['home']}")
+    elif info["head"]:
+        click.echo(f"broken: {info['reason']}")
     else:
-        click.echo(f"not running (home {info['home']}); the next dispatch starts an embedded Ray")
+        click.echo(f"not running: {info['reason']} (home {info['home']}); the next dispatch "
+                   "starts an embedded Ray")
+    from qflow._api import _runtime
+    from qflow._lease import reap_all
+
+    store = _runtime().store
+    ended = reap_all(store)
+    if ended:
+        click.echo(f"ended {ended} dispatch(es) that nothing was running any more")
+    if "pid" in info and not info["running"]:
+        sys.exit(1)
 
 
 @main.command(name="list")
@@ -103,8 +148,11 @@ def status() -> None:
 def list_(limit: int) -> None:
     """Show recent dispatches, newest first."""
     from qflow._api import _runtime
+    from qflow._lease import reap_all
 
-    rows = _runtime().store.list_dispatches(limit)
+    store = _runtime().store
+    reap_all(store)
+    rows = store.list_dispatches(limit)
     if not rows:
         click.echo("no dispatches yet")
     for r in rows:
@@ -159,11 +207,11 @@ def logs(dispatch_id: str, node: int | None) -> None:
             continue
         click.echo(f"== {n['node_name']}({n['node_id']}) [{n['status']}]")
         if n["stdout"]:
-            click.echo(n["stdout"].rstrip())
+            click.echo(printable(n["stdout"]).rstrip())
         if n["stderr"]:
-            click.echo("-- stderr\n" + n["stderr"].rstrip())
+            click.echo("-- stderr\n" + printable(n["stderr"]).rstrip())
         if n["error"]:
-            click.echo("-- error\n" + n["error"].rstrip())
+            click.echo("-- error\n" + printable(n["error"]).rstrip())
 
 
 @main.group()

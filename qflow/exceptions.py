@@ -9,9 +9,11 @@ Hierarchy::
     ├── GraphBuildError            misuse while a lattice builds its graph
     ├── DispatchNotFoundError      an unknown dispatch id (also a KeyError)
     ├── DispatchFailedError        a dispatch ended FAILED (raised only on request)
+    ├── DispatchTimeoutError       get_result(wait=True, timeout=...) ran out (also a TimeoutError)
     ├── DependencyError            a DepsBash/DepsCall hook failed before the electron ran
     ├── ClusterError               Ray could not be started or reached
-    │   └── ClusterConnectionError an address that does not answer
+    │   ├── ClusterConnectionError an address that does not answer
+    │   └── InfeasibleResourceError  a request no node of the cluster can ever hold
     ├── StoreError                 the results store is unusable
     ├── BackendError               a quantum backend failed or is unavailable
     └── SlurmError                 a Slurm job failed, timed out or could not be submitted
@@ -29,7 +31,9 @@ __all__ = [
     "DependencyError",
     "DispatchFailedError",
     "DispatchNotFoundError",
+    "DispatchTimeoutError",
     "GraphBuildError",
+    "InfeasibleResourceError",
     "QflowConfigError",
     "QflowError",
     "QflowInputError",
@@ -70,6 +74,10 @@ class DispatchFailedError(QflowError):
     """A dispatch ended FAILED."""
 
 
+class DispatchTimeoutError(QflowError, TimeoutError):
+    """A dispatch was still running when ``get_result(wait=True, timeout=...)`` gave up."""
+
+
 class DependencyError(QflowError):
     """A ``DepsBash`` command or ``DepsCall`` hook failed, so the electron did not run."""
 
@@ -80,6 +88,10 @@ class ClusterError(QflowError):
 
 class ClusterConnectionError(ClusterError, ConnectionError):
     """A Ray cluster address that does not answer."""
+
+
+class InfeasibleResourceError(ClusterError):
+    """A task or actor asks for more of a resource than any node of the cluster has."""
 
 
 class StoreError(QflowError):

@@ -19,6 +19,7 @@ import numpy as np
 from qflow._graph import current_graph
 from qflow._options import ElectronOptions
 from qflow._task import PickledFunction
+from qflow._traceback import remote_cause
 from qflow.electron import Electron
 from qflow.exceptions import QflowConfigError
 
@@ -88,10 +89,14 @@ class QElectron(Electron):
             import ray
 
             try:
-                return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
-            except ray.exceptions.RayActorError:  # the warm actor died: start a fresh one
-                _handles.clear()
-                return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
+                try:
+                    return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
+                except ray.exceptions.RayActorError:  # the warm actor died: start a fresh one
+                    _handles.clear()
+                    return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
+            except ray.exceptions.RayTaskError as exc:
+                # The user's circuit raised: re-raise their exception, with their frames.
+                raise remote_cause(exc) from None
 
         run_on_backend.__name__ = fn.__name__
         run_on_backend.__qualname__ = getattr(fn, "__qualname__", fn.__name__)

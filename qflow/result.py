@@ -6,10 +6,9 @@ import ast
 from datetime import datetime
 from typing import Any
 
-import cloudpickle
 
 from qflow._status import Status
-from qflow.store.base import ResultStore
+from qflow.store.base import ResultStore, UnreadableBlob, loads
 
 __all__ = ["Result", "TransportableObject"]
 
@@ -22,13 +21,13 @@ class TransportableObject:
 
     __slots__ = ("_blob", "_value", "_loaded")
 
-    def __init__(self, blob: bytes | None) -> None:
+    def __init__(self, blob: bytes | UnreadableBlob | None) -> None:
         self._blob, self._value, self._loaded = blob, None, False
 
     def get_deserialized(self) -> Any:
         """The output value."""
         if not self._loaded:
-            self._value = cloudpickle.loads(self._blob) if self._blob is not None else None
+            self._value = loads(self._blob) if self._blob is not None else None
             self._loaded = True
         return self._value
 
@@ -40,6 +39,8 @@ class TransportableObject:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
+        if isinstance(self._blob, UnreadableBlob):
+            return f"TransportableObject(<unreadable: {self._blob.path}>)"
         return f"TransportableObject({self.get_deserialized()!r})"
 
 
@@ -80,7 +81,7 @@ class Result:
         blob = self._row.get("result")
         if self.status != Status.COMPLETED or blob is None:
             return None
-        return cloudpickle.loads(blob)
+        return loads(blob)
 
     @property
     def error(self) -> str | None:
@@ -99,7 +100,7 @@ class Result:
     def inputs(self) -> dict[str, Any]:
         """``{"args": (...), "kwargs": {...}}`` as dispatched."""
         blob = self._row.get("inputs")
-        return cloudpickle.loads(blob) if blob else {"args": (), "kwargs": {}}
+        return loads(blob) if blob else {"args": (), "kwargs": {}}
 
     @property
     def graph_text(self) -> str:

@@ -9,6 +9,7 @@ machine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,7 +24,8 @@ import cloudpickle
 import psutil
 import ray
 
-from qflow._cluster import SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, ray_cli
+from qflow._cluster import (SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, quiet_ray,
+                            ray_cli)
 from qflow.exceptions import ClusterError
 from qflow.settings import Settings
 
@@ -43,12 +45,15 @@ class DispatcherService:
     def run(self, db_path: str, dispatch_id: str, graph_blob: bytes,
             reuse: dict[int, bytes]) -> None:
         from qflow._dispatcher import Dispatcher
+        from qflow._lease import Heartbeat
         from qflow.store.sqlite import SQLiteStore
 
-        store = self._stores.get(db_path)
-        if store is None:
-            store = self._stores[db_path] = SQLiteStore(db_path)
-        dispatcher = Dispatcher(store, dispatch_id, cloudpickle.loads(graph_blob), reuse)
+        if db_path not in self._stores:
+            store = SQLiteStore(db_path)
+            self._stores[db_path] = (store, Heartbeat(store, role="service"))
+        store, heartbeat = self._stores[db_path]
+        dispatcher = Dispatcher(store, dispatch_id, cloudpickle.loads(graph_blob), reuse,
+                                heartbeat=heartbeat)
         self._runs[dispatch_id] = dispatcher
 
         def run() -> None:
@@ -79,11 +84,29 @@ class ServiceState(dict):
     def alive(self) -> bool:
         return _same_process(self)
 
+    @property
+    def service_alive(self) -> bool:
+        """Whether the dispatcher actor's process still runs."""
+        if "service_pid" not in self:
+            return False
+        return _same_process({"pid": self["service_pid"],
+                              "create_time": self.get("service_create_time")})
 
-def _same_process(state: ServiceState) -> bool:
+    def save(self, settings: Settings) -> None:
+        _write_private(settings.service_file, json.dumps(self).encode())
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (it may name addresses and pids)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _same_process(state: dict[str, Any]) -> bool:
     try:
         return psutil.Process(state["pid"]).create_time() == state["create_time"]
-    except psutil.Error:
+    except (psutil.Error, KeyError, TypeError):
         return False
 
 
@@ -99,47 +122,81 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(settings: Settings, num_cpus: int | None = None, timeout: float = 90.0) -> ServiceState:
-    """Start the head and the dispatcher actor; return what was recorded.
+def start(settings: Settings, num_cpus: int | None = None,
+          resources: tuple[tuple[str, float], ...] = (), timeout: float = 90.0) -> ServiceState:
+    """Start the head and the dispatcher actor, check both stay up, and record them.
 
     Raises:
-        ClusterError: one is already running for this QFLOW_HOME, or it did not come up.
+        ClusterError: one is already running for this QFLOW_HOME, or it did not come
+            up (the message has the reason and the path of the head's log).
     """
     old = ServiceState.load(settings)
     if old is not None and old.alive:
         raise ClusterError(
             f"A qflow head is already running for {settings.home} (pid {old['pid']}, "
             f"address {old['address']}). Use it, or run `qflow stop` first.")
-    settings.home.mkdir(parents=True, exist_ok=True)
+    from qflow.store.sqlite import SQLiteStore
+
+    SQLiteStore(settings.db_path)  # a broken store fails here, not inside the service
     ray_bin = ray_cli()
     port = _free_port()
     cmd = [ray_bin, "start", "--head", "--block", f"--port={port}",
            "--include-dashboard=false", "--disable-usage-stats"]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
+    if resources:
+        cmd.append(f"--resources={json.dumps(dict(resources))}")
     log_path = settings.home / "head.log"
     log_offset = log_path.stat().st_size if log_path.exists() else 0
-    log = open(log_path, "ab")  # noqa: SIM115 - the head keeps it open
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab")  # the head keeps it open
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True,
                             env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    log.close()
     from ray._private.services import get_node_ip_address
 
     address = f"{get_node_ip_address()}:{port}"
     state = ServiceState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
                          address=address, home=str(settings.home),
-                         started_at=datetime.now(UTC).isoformat(), pids=[proc.pid])
-    settings.service_file.write_text(json.dumps(state))
+                         started_at=datetime.now(UTC).isoformat(), pids=[proc.pid],
+                         resources=dict(resources))
+    state.save(settings)
     try:
         _wait_for_head(proc, log_path, log_offset, timeout)
-        _start_actor(address)
+        service_pid = _start_actor(address)
+        state["service_pid"] = service_pid
+        state["service_create_time"] = psutil.Process(service_pid).create_time()
+        # A head can report "started" and die a moment later (a port taken, a raylet
+        # that cannot start): only call it up once both are still alive.
+        time.sleep(1.0)
+        if proc.poll() is not None:
+            raise ClusterError(f"`ray start` exited with {proc.returncode} just after starting")
+        if not state.service_alive:
+            raise ClusterError("the dispatcher service died just after starting")
     except Exception as exc:
+        state["last_error"] = str(exc)
         stop(settings)
+        _write_private(settings.home / "last_start_error.txt",
+                       f"{datetime.now(UTC).isoformat()} {exc}".encode())
+        tail = _log_tail(log_path, log_offset)
         raise ClusterError(
-            f"The qflow head did not come up: {exc}. See {settings.home / 'head.log'}.") from exc
+            f"The qflow head did not come up: {exc}. Its log is {log_path}"
+            + (f"; it ends with:\n{tail}" if tail else ".")) from exc
+    (settings.home / "last_start_error.txt").unlink(missing_ok=True)
     state["pids"] = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(True))]
-    settings.service_file.write_text(json.dumps(state))
+    state.save(settings)
     return state
+
+
+def _log_tail(path: Path, offset: int, lines: int = 8) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _wait_for_head(proc: subprocess.Popen, log_path: Path, offset: int, timeout: float) -> None:
@@ -155,11 +212,14 @@ def _wait_for_head(proc: subprocess.Popen, log_path: Path, offset: int, timeout:
     raise ClusterError(f"`ray start` did not report a running head within {timeout} s")
 
 
-def _start_actor(address: str) -> None:
+def _start_actor(address: str) -> int:
+    """Start the detached dispatcher actor on the head; return its process id."""
     enable_token_auth()
     for attempt in range(5):
         try:
-            ray.init(address=address, namespace=SERVICE_NAMESPACE, log_to_driver=False)
+            with quiet_ray():
+                ray.init(address=address, namespace=SERVICE_NAMESPACE, log_to_driver=False,
+                         logging_level=logging.ERROR)
             break
         except ConnectionError:
             if attempt == 4:
@@ -169,13 +229,17 @@ def _start_actor(address: str) -> None:
         actor = ray.remote(DispatcherService).options(
             name=SERVICE_NAME, namespace=SERVICE_NAMESPACE, lifetime="detached",
             max_concurrency=64, num_cpus=0, get_if_exists=True).remote()
-        ray.get(actor.ping.remote(), timeout=120)
+        return ray.get(actor.ping.remote(), timeout=120)
     finally:
         ray.shutdown()
 
 
-def stop(settings: Settings, timeout: float = 30.0) -> list[int]:
-    """Stop what :func:`start` started, by pid; return the pids that were stopped."""
+def stop(settings: Settings, timeout: float = 5.0) -> list[int]:
+    """Stop what :func:`start` started, by pid; return the pids that were stopped.
+
+    Every process gets SIGTERM at once and ``timeout`` seconds to go, then SIGKILL:
+    the head keeps no state that outlives it (the store is SQLite, written as it goes).
+    """
     state = ServiceState.load(settings)
     if state is None:
         return []
@@ -194,10 +258,10 @@ def stop(settings: Settings, timeout: float = 30.0) -> list[int]:
                     procs[pid] = p
             except (psutil.Error, ProcessLookupError):
                 pass
-    if state["pid"] in procs:
+    for p in procs.values():
         try:
-            os.kill(state["pid"], signal.SIGTERM)
-        except ProcessLookupError:
+            p.terminate()
+        except psutil.Error:
             pass
     _, alive = psutil.wait_procs(list(procs.values()), timeout=timeout)
     for p in alive:
@@ -205,7 +269,7 @@ def stop(settings: Settings, timeout: float = 30.0) -> list[int]:
             p.kill()
         except psutil.Error:
             pass
-    psutil.wait_procs(alive, timeout=10)
+    psutil.wait_procs(alive, timeout=5)
     _forget_default_address(state["address"])
     settings.service_file.unlink(missing_ok=True)
     return sorted(procs)
@@ -228,8 +292,31 @@ def _forget_default_address(address: str) -> None:
 
 
 def status(settings: Settings) -> dict[str, Any]:
-    """Whether a head runs for this QFLOW_HOME, and where."""
+    """Whether a head and its dispatcher service run for this QFLOW_HOME, and why not.
+
+    Returns:
+        ``running`` (both up), ``head`` and ``service`` (each up or not), ``home``,
+        ``reason`` when something is down, and what ``qflow start`` recorded.
+    """
     state = ServiceState.load(settings)
-    if state is None or not state.alive:
-        return {"running": False, "home": str(settings.home)}
-    return {"running": True, **state}
+    info: dict[str, Any] = {"home": str(settings.home)}
+    if state is None:
+        reason = "no qflow head was started for this QFLOW_HOME"
+        try:
+            reason = ("the last `qflow start` failed: "
+                      + (settings.home / "last_start_error.txt").read_text().strip())
+        except OSError:
+            pass
+        return {**info, "running": False, "head": False, "service": False, "reason": reason}
+    head, service = state.alive, state.service_alive
+    info.update(state, home=str(settings.home), head=head, service=service,
+                running=head and service)
+    if not head:
+        info["reason"] = (f"the head (pid {state['pid']}) has exited; see "
+                          f"{settings.home / 'head.log'}. Run `qflow stop` to clear it, then "
+                          "`qflow start`.")
+    elif not service:
+        info["reason"] = (f"the head runs, but its dispatcher service (pid "
+                          f"{state.get('service_pid')}) is dead, so dispatches cannot run. "
+                          "Restart with `qflow stop && qflow start`.")
+    return info

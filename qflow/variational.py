@@ -24,7 +24,10 @@ import numpy as np
 import ray
 
 import qflow
-from qflow.exceptions import BackendError, QflowConfigError, QflowInputError
+from qflow._cluster import ensure_feasible
+from qflow._traceback import remote_cause
+from qflow.exceptions import (BackendError, InfeasibleResourceError, QflowConfigError,
+                              QflowInputError)
 
 __all__ = ["LoopResult", "ScipyOptimizer", "minimize"]
 
@@ -151,13 +154,18 @@ def _start_actor(loop_id: str, spec: dict[str, Any]) -> Any:
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     bundle = {"CPU": 1.0, **spec["backend"].ray_resources()}
+    what = f"The variational loop's actor for backend {spec['backend']!r}"
+    ensure_feasible(bundle, what)
     pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{_actor_name(loop_id)}-pg",
                          lifetime="detached")
-    if not pg.wait(timeout_seconds=60):
-        ray.util.remove_placement_group(pg)
-        raise BackendError(
-            f"No Ray node can hold {bundle} for backend {spec['backend']!r}. Start a node "
-            "advertising those resources (see ray-cluster.yaml), or pick another backend.")
+    # A feasible request waits for resources to free up (other loops finishing, an
+    # autoscaler adding a node); it fails only once no node could ever hold it.
+    while not pg.wait(timeout_seconds=10):
+        try:
+            ensure_feasible(bundle, what)
+        except InfeasibleResourceError:
+            ray.util.remove_placement_group(pg)
+            raise
     actor = ray.remote(_LoopActor).options(
         name=_actor_name(loop_id), namespace=_NAMESPACE, lifetime="detached",
         num_cpus=1, resources={k: v for k, v in bundle.items() if k != "CPU"},
@@ -203,9 +211,12 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
             # Resume from this chunk's input: the last finished chunk's params.
             _stop_actor(loop_id)
             state = {**state, "restarts": state["restarts"] + 1}
-        except BaseException:
+        except BaseException as exc:
             _stop_actor(loop_id)
-            raise
+            cause = remote_cause(exc)
+            if cause is exc:
+                raise
+            raise cause from None  # the user's circuit or optimizer raised
     raise AssertionError("unreachable")
 
 
@@ -235,9 +246,22 @@ def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], step
 
 def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
                    optimizer: Any) -> None:
-    """Fail before spending compute: wires out of range, or no scalar to differentiate."""
+    """Fail before spending compute: a QNode where its body belongs, params the circuit
+    never reads, wires out of range, or no scalar to differentiate."""
     import pennylane as qml
 
+    if isinstance(circuit, qml.QNode):
+        raise QflowInputError(
+            f"minimize takes the circuit function (a QNode body: gates, then one "
+            f"qml.expval), and builds the QNode itself on the backend's device; got the QNode "
+            f"{getattr(circuit, '__name__', circuit)!r}. Pass its function instead: "
+            f"circuit=my_qnode.func, or drop the @qml.qnode decorator.")
+    if not callable(circuit):
+        raise QflowInputError(f"circuit must be a function of the params array; got "
+                              f"{type(circuit).__name__} {circuit!r}.")
+    if params.ndim != 1 or params.size == 0:
+        raise QflowInputError(f"params must be a non-empty 1-D array of floats; got shape "
+                              f"{params.shape}.")
     try:
         tape = qml.tape.make_qscript(circuit)(params)
     except Exception as exc:
@@ -250,6 +274,13 @@ def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
             f"The circuit uses wires {used}, but wires={wires} gives 0..{wires - 1}. Pass "
             f"wires={max(tape.wires.tolist(), key=lambda w: w if isinstance(w, int) else -1) + 1}"
             " or fix the circuit.")
+    unused = _unused_params(circuit, params.size)
+    if unused:
+        raise QflowInputError(
+            f"The circuit never reads params {_ranges(unused)} of the {params.size} given, so "
+            f"the optimizer would move them for nothing (and report a cost that does not "
+            f"depend on them). Pass exactly the params the circuit uses "
+            f"({params.size - len(unused)} here), or use them in the circuit.")
     gradient_based = hasattr(optimizer, "compute_grad") or (
         isinstance(optimizer, ScipyOptimizer) and optimizer.method.upper() in ("BFGS", "L-BFGS-B",
                                                                              "CG", "NEWTON-CG"))
@@ -259,6 +290,46 @@ def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
             f"{type(optimizer).__name__} needs a differentiable scalar cost, but the circuit "
             f"returns {[type(m).__name__ for m in ms]}. Return one qml.expval(H), or use a "
             "gradient-free optimizer (a callable (cost_fn, params) -> (params, cost)).")
+
+
+def _unused_params(circuit: Callable[..., Any], n: int) -> list[int]:
+    """Indices of params no gate depends on; [] when that cannot be told.
+
+    The circuit's tape is built (nothing is simulated) at a random point and the
+    Jacobian of its gate parameters with respect to ``params`` is taken with autograd:
+    an all-zero column is a param the circuit never reads. Circuits that autograd
+    cannot trace are not judged.
+    """
+    import autograd
+    import pennylane as qml
+    from pennylane import numpy as pnp
+
+    def gate_params(p: Any) -> Any:
+        tape = qml.tape.make_qscript(circuit)(p)
+        traced = [qml.math.reshape(x, (-1,)) for x in tape.get_parameters(trainable_only=False)
+                  if isinstance(x, autograd.numpy.numpy_boxes.ArrayBox)]
+        return pnp.concatenate(traced) if traced else pnp.zeros(1) * p[0]
+
+    point = pnp.array(np.random.default_rng(12345).uniform(0.1, 1.0, n), requires_grad=True)
+    try:
+        jac = np.asarray(autograd.jacobian(gate_params)(point))
+    except Exception:  # not traceable (or raises at this point): no verdict
+        return []
+    if jac.ndim != 2 or jac.shape[1] != n or not np.all(np.isfinite(jac)):
+        return []
+    return [i for i in range(n) if not np.any(jac[:, i])]
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` as ``0..2, 5``."""
+    out, start = [], None
+    for i, idx in enumerate(indices):
+        if start is None:
+            start = idx
+        if i + 1 == len(indices) or indices[i + 1] != idx + 1:
+            out.append(str(start) if start == idx else f"{start}..{idx}")
+            start = None
+    return ", ".join(out)
 
 
 def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,

@@ -37,36 +37,42 @@ def qflow_home() -> str:
     return _HOME
 
 
-_SLURM_RECIPE = os.path.join(os.path.dirname(_ROOT), "shared", "local-slurm")
+_SLURM_SCRIPT = os.path.join(_ROOT, "scripts", "local_slurm.py")
+_CANNOT_INSTALL = 3  # scripts/local_slurm.py: Slurm cannot be installed here
 
 
 @pytest.fixture(scope="session")
 def local_slurm() -> Iterator[str]:
     """A real single-node Slurm with accounting, started here and stopped afterwards.
 
-    Uses the recipe in ../shared/local-slurm (it installs the Debian packages on first
-    use). Tests marked `slurm` get it automatically; if it cannot start they fail.
+    ``scripts/local_slurm.py`` installs the Debian packages on first use. Where it
+    cannot (not root, no apt-get) the Slurm tests skip with its reason; any other
+    failure to start fails them.
     """
     import subprocess
+    import sys
 
-    start = os.path.join(_SLURM_RECIPE, "start.sh")
-    if not os.path.exists(start):
-        pytest.fail(f"Slurm tests need the local Slurm recipe at {_SLURM_RECIPE}.")
-    # The recipe's daemons use fixed ports, so there is one local Slurm per machine.
-    base = os.environ.get("LOCAL_SLURM_BASE", "/tmp/local-slurm")
-    env = {**os.environ, "LOCAL_SLURM_BASE": base, "LOCAL_SLURM_CPUS": "4"}
-    out = subprocess.run(["bash", start], env=env, capture_output=True, text=True, timeout=900)
+    # The daemons use fixed ports, so there is one local Slurm per machine.
+    base = os.environ.get("LOCAL_SLURM_BASE", "/tmp/qflow-slurm")
+    cmd = [sys.executable, _SLURM_SCRIPT, "--base", base]
+    out = subprocess.run([*cmd, "--cpus", "4", "start"], capture_output=True, text=True,
+                         timeout=1200)
+    if out.returncode == _CANNOT_INSTALL:
+        pytest.skip(out.stderr.strip())
     if out.returncode != 0:
         pytest.fail(f"local Slurm did not start:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     os.environ["SLURM_CONF"] = os.path.join(base, "etc", "slurm.conf")
     yield base
-    subprocess.run(["bash", os.path.join(_SLURM_RECIPE, "stop.sh")], env=env,
-                   capture_output=True, timeout=300)
+    subprocess.run([*cmd, "stop"], capture_output=True, timeout=300)
     os.environ.pop("SLURM_CONF", None)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test marked `slurm` runs with the session's local Slurm."""
-    for item in items:
-        if item.get_closest_marker("slurm") and "local_slurm" not in item.fixturenames:
-            item.fixturenames.insert(0, "local_slurm")
+@pytest.fixture(autouse=True)
+def _slurm_for_marked(request: pytest.FixtureRequest) -> None:
+    """Tests marked `slurm`, and only those, get the session's local Slurm.
+
+    (Asked for here rather than by editing ``item.fixturenames``: that list is shared
+    by every case of a parametrised test, so unmarked cases would start Slurm too.)
+    """
+    if request.node.get_closest_marker("slurm"):
+        request.getfixturevalue("local_slurm")

@@ -4,13 +4,53 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+
+import cloudpickle
+
+from qflow.exceptions import StoreError
 
 #: Columns of a dispatch row.
 DISPATCH_FIELDS = (
     "dispatch_id", "name", "status", "parent_id", "parent_node_id", "created_at",
     "start_time", "end_time", "error", "inputs", "result", "graph", "graph_text",
+    "owner", "heartbeat",
 )
+#: The columns a status check reads: never the input, result or graph blobs.
+STATUS_FIELDS = ("dispatch_id", "name", "status", "parent_id", "created_at", "start_time",
+                 "end_time", "error", "owner", "heartbeat")
+#: Statuses after which nothing more happens to a dispatch or node.
+FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+
+
+def now_iso() -> str:
+    """The time now, in UTC, as the store writes it."""
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class UnreadableBlob:
+    """A stored value whose file is gone or refused; reading it raises StoreError.
+
+    Only that one value is lost: the rest of the dispatch stays readable.
+    """
+
+    path: str
+    reason: str
+
+    def error(self) -> StoreError:
+        return StoreError(f"A stored value cannot be read from {self.path}: {self.reason}. "
+                          "The rest of the dispatch is intact; rerun the node to recreate "
+                          "it (qflow.redispatch).")
+
+
+def loads(blob: bytes | UnreadableBlob) -> Any:
+    """Unpickle a stored value, raising StoreError for one that cannot be read."""
+    if isinstance(blob, UnreadableBlob):
+        raise blob.error()
+    return cloudpickle.loads(blob)
 #: Columns of a node row. ``output`` is the cloudpickled value.
 NODE_FIELDS = (
     "dispatch_id", "node_id", "name", "kind", "parents", "status", "start_time",
@@ -29,12 +69,31 @@ class ResultStore(abc.ABC):
         """Insert a dispatch and all its nodes in one transaction."""
 
     @abc.abstractmethod
-    def update_dispatch(self, dispatch_id: str, **fields: Any) -> None:
-        """Set fields of a dispatch row."""
+    def update_dispatch(self, dispatch_id: str, *, only_if_unfinished: bool = False,
+                        **fields: Any) -> bool:
+        """Set fields of a dispatch row; with ``only_if_unfinished``, only while it has no
+        end time. True if a row changed."""
 
     @abc.abstractmethod
     def update_nodes(self, dispatch_id: str, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         """Set fields of several node rows in one transaction."""
+
+    @abc.abstractmethod
+    def end_dispatch(self, dispatch_id: str, status: str, error: str | None) -> bool:
+        """End a dispatch nothing will finish: set its status, error and end time, and
+        cancel its unfinished nodes. False, changing nothing, if it had already ended."""
+
+    @abc.abstractmethod
+    def claim(self, dispatch_ids: Sequence[str], owner: str, heartbeat: float) -> None:
+        """Record who runs these dispatches, and when it was last alive."""
+
+    @abc.abstractmethod
+    def get_status(self, dispatch_id: str) -> dict[str, Any] | None:
+        """The :data:`STATUS_FIELDS` of a dispatch (no blobs), or None."""
+
+    @abc.abstractmethod
+    def unfinished(self) -> list[dict[str, Any]]:
+        """The :data:`STATUS_FIELDS` of every dispatch without an end time."""
 
     @abc.abstractmethod
     def get_dispatch(self, dispatch_id: str) -> dict[str, Any] | None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from qflow.exceptions import StoreError
-from qflow.store.base import DISPATCH_FIELDS, NODE_FIELDS, ResultStore
+from qflow.store.base import (DISPATCH_FIELDS, FINAL_STATUSES, NODE_FIELDS, STATUS_FIELDS,
+                              ResultStore, UnreadableBlob, now_iso)
 
 #: Outputs larger than this go to a file beside the database.
 BLOB_INLINE_LIMIT = 256 * 1024
@@ -46,9 +50,32 @@ def _v1(db: sqlite3.Connection) -> None:
     )
 
 
+def _v2(db: sqlite3.Connection) -> None:
+    # The owner of a running dispatch (host, pid, process start time) and its last sign
+    # of life, so that any reader can tell a dispatch nothing is running any more.
+    _run_script(db, """
+        ALTER TABLE dispatches ADD COLUMN owner TEXT;
+        ALTER TABLE dispatches ADD COLUMN heartbeat REAL;
+        CREATE INDEX dispatches_status ON dispatches(status)
+    """)
+
+
 #: Migration N brings a database from schema version N-1 to N. Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def private_mkdir(path: Path) -> None:
+    """Create ``path`` and any missing parents, each readable by its owner only."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # another process made it just now
+            pass
 
 
 class SQLiteStore(ResultStore):
@@ -67,11 +94,85 @@ class SQLiteStore(ResultStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._memory = self.path == ":memory:"
-        self._blob_dir = None if self._memory else Path(self.path).parent / "blobs"
+        self._home = None if self._memory else Path(self.path).parent
+        self._blob_dir = None if self._memory else self._home / "blobs"
         self._local = threading.local()
         self._shared: sqlite3.Connection | None = None
         self._lock = threading.RLock()
+        if not self._memory:
+            self._prepare_file()
         self._migrate()
+
+    # -- opening
+    def _advice(self) -> str:
+        return (f"Move {self.path} aside (qflow then starts a new, empty store there) or "
+                "point QFLOW_HOME at another folder.")
+
+    def _prepare_file(self) -> None:
+        """Check the home and the database file; create both, owner-only, when missing.
+
+        A new database is built under a temporary name and linked into place, so another
+        process never sees it half made, and a 0-byte file is always damage, never "new".
+        """
+        path = Path(self.path)
+        home = path.parent
+        if home.exists() and not home.is_dir():
+            raise StoreError(f"QFLOW_HOME {home} is a file, not a folder. Point QFLOW_HOME "
+                             "at a folder (it is created if missing).")
+        try:
+            private_mkdir(home)
+            if home.stat().st_uid == os.getuid():
+                home.chmod(0o700)  # inputs and outputs can hold secrets
+        except OSError as exc:
+            raise StoreError(f"Cannot create the qflow home {home}: {exc.strerror or exc}. "
+                             "Set QFLOW_HOME to a folder you can write.") from exc
+        if path.exists():
+            if path.is_dir():
+                raise StoreError(f"The results store {path} is a folder, not a file. "
+                                 + self._advice())
+            if path.stat().st_size == 0:
+                raise StoreError(
+                    f"The results store {path} is empty (0 bytes): it was truncated, so its "
+                    "history is gone. " + self._advice())
+            return
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            with contextlib.closing(db):
+                os.chmod(tmp, 0o600)
+                db.execute("PRAGMA journal_mode=WAL")
+                self._apply_migrations(db)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:  # another process made it first: use theirs
+                pass
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"Cannot create the results store {path}: {exc}. Set QFLOW_HOME "
+                             "to a folder you can write.") from exc
+        finally:
+            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"),
+                             tmp.with_name(tmp.name + "-shm")):
+                leftover.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        """Turn sqlite3's errors into a StoreError that names the file and what to do."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "not a database" in text or "malformed" in text:
+                why = "is corrupt (not a SQLite database any more)"
+            elif "readonly" in text or "read-only" in text:
+                why = "is read-only for this user"
+                raise StoreError(f"The results store {self.path} {why} ({text}). Make it and "
+                                 "its folder writable, or point QFLOW_HOME elsewhere.") from exc
+            elif "locked" in text:
+                raise StoreError(f"The results store {self.path} stayed locked by another "
+                                 f"process for over a minute ({text}). Try again.") from exc
+            else:
+                why = f"cannot be used ({text})"
+            raise StoreError(f"The results store {self.path} {why}. " + self._advice()) from exc
 
     # -- connections: one per thread for a file, one shared for :memory:
     def _db(self) -> sqlite3.Connection:
@@ -82,60 +183,83 @@ class SQLiteStore(ResultStore):
             return self._shared
         db = getattr(self._local, "db", None)
         if db is None:
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            with self._translated():
                 db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.Error as exc:
-                raise StoreError(
-                    f"Cannot open the results store at {self.path}: {exc}. Set QFLOW_HOME to a "
-                    "writable folder."
-                ) from exc
             db.row_factory = sqlite3.Row
             self._local.db = db
         return db
 
-    def _write(self, fn: Callable[[sqlite3.Connection], None]) -> None:
-        with self._lock:
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock, self._translated():
             db = self._db()
             db.execute("BEGIN IMMEDIATE")
             try:
-                fn(db)
+                out = fn(db)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            return out
 
-    def _migrate(self) -> None:
-        def run(db: sqlite3.Connection) -> None:
+    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock, self._translated():
+            return self._db().execute(sql, params).fetchall()
+
+    def _apply_migrations(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"The results store at {self.path} has schema version {version}, newer "
+                f"than this qflow understands ({SCHEMA_VERSION}). Upgrade qflow-runtime, "
+                "or point QFLOW_HOME elsewhere."
+            )
+        if version == SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"The results store at {self.path} has schema version {version}, newer "
-                    f"than this qflow understands ({SCHEMA_VERSION}). Upgrade qflow-runtime, "
-                    "or point QFLOW_HOME elsewhere."
-                )
             for migration in MIGRATIONS[version:]:
                 migration(db)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
-        self._write(run)
+    def _migrate(self) -> None:
+        with self._lock, self._translated():
+            self._apply_migrations(self._db())
 
-    # -- blobs
+    # -- blobs: files are named relative to the home, so a moved home still reads
     def _put_blob(self, dispatch_id: str, node_id: Any, blob: bytes | None) -> bytes | None:
         if blob is None or self._blob_dir is None or len(blob) <= BLOB_INLINE_LIMIT:
             return blob
-        path = self._blob_dir / dispatch_id.replace("/", "_") / f"{node_id}.pkl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(blob)
-        return _FILE_PREFIX + str(path).encode()
+        rel = Path("blobs") / dispatch_id.replace("/", "_") / f"{node_id}.pkl"
+        path = self._home / rel
+        try:
+            private_mkdir(path.parent)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(blob)
+        except OSError as exc:
+            raise StoreError(f"Cannot write {path}: {exc.strerror or exc}. Free space or "
+                             "fix permissions under QFLOW_HOME.") from exc
+        return _FILE_PREFIX + rel.as_posix().encode()
 
-    @staticmethod
-    def _get_blob(value: bytes | None) -> bytes | None:
-        if value is not None and value.startswith(_FILE_PREFIX):
-            return Path(value[len(_FILE_PREFIX):].decode()).read_bytes()
-        return value
+    def _get_blob(self, value: bytes | None) -> bytes | UnreadableBlob | None:
+        if value is None or not value.startswith(_FILE_PREFIX) or self._blob_dir is None:
+            return value
+        name = value[len(_FILE_PREFIX):].decode(errors="replace")
+        path = (self._home / name).resolve()
+        if not path.is_relative_to(self._blob_dir.resolve()):
+            return UnreadableBlob(name, "it points outside the store's blobs folder, so it "
+                                        "is not read")
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            return UnreadableBlob(str(path), f"{exc.strerror or exc}")
 
     # -- interface
     def create_dispatch(self, dispatch: dict[str, Any], nodes: Sequence[dict[str, Any]]) -> None:
@@ -161,13 +285,41 @@ class SQLiteStore(ResultStore):
 
         self._write(run)
 
-    def update_dispatch(self, dispatch_id: str, **fields: Any) -> None:
+    def update_dispatch(self, dispatch_id: str, *, only_if_unfinished: bool = False,
+                        **fields: Any) -> bool:
         for k in ("inputs", "result", "graph"):
             if k in fields:
                 fields[k] = self._put_blob(dispatch_id, k, fields[k])
         sets = ", ".join(f"{k} = :{k}" for k in fields)
-        self._write(lambda db: db.execute(
-            f"UPDATE dispatches SET {sets} WHERE dispatch_id = :_id", {**fields, "_id": dispatch_id}))
+        where = " AND end_time IS NULL" if only_if_unfinished else ""
+        return bool(self._write(lambda db: db.execute(
+            f"UPDATE dispatches SET {sets} WHERE dispatch_id = :_id{where}",
+            {**fields, "_id": dispatch_id}).rowcount))
+
+    def end_dispatch(self, dispatch_id: str, status: str, error: str | None) -> bool:
+        final = tuple(FINAL_STATUSES)
+        now = now_iso()
+
+        def run(db: sqlite3.Connection) -> bool:
+            changed = db.execute(
+                "UPDATE dispatches SET status = ?, error = COALESCE(error, ?), end_time = ? "
+                "WHERE dispatch_id = ? AND end_time IS NULL",
+                (status, error, now, dispatch_id)).rowcount
+            if changed:
+                db.execute(
+                    f"UPDATE nodes SET status = 'CANCELLED', end_time = COALESCE(end_time, ?) "
+                    f"WHERE dispatch_id = ? AND status NOT IN ({', '.join('?' * len(final))})",
+                    (now, dispatch_id, *final))
+            return bool(changed)
+
+        return self._write(run)
+
+    def claim(self, dispatch_ids: Sequence[str], owner: str, heartbeat: float) -> None:
+        if not dispatch_ids:
+            return
+        self._write(lambda db: db.executemany(
+            "UPDATE dispatches SET owner = ?, heartbeat = ? WHERE dispatch_id = ?",
+            [(owner, heartbeat, d) for d in dispatch_ids]))
 
     def update_nodes(self, dispatch_id: str, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         if not updates:
@@ -189,32 +341,35 @@ class SQLiteStore(ResultStore):
         self._write(run)
 
     def get_dispatch(self, dispatch_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db().execute(
-                "SELECT * FROM dispatches WHERE dispatch_id = ?", (dispatch_id,)).fetchone()
-        if row is None:
+        rows = self._read("SELECT * FROM dispatches WHERE dispatch_id = ?", (dispatch_id,))
+        if not rows:
             return None
-        out = dict(row)
+        out = dict(rows[0])
         for k in ("inputs", "result", "graph"):
             out[k] = self._get_blob(out[k])
         return out
 
+    def get_status(self, dispatch_id: str) -> dict[str, Any] | None:
+        rows = self._read(f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches "
+                          "WHERE dispatch_id = ?", (dispatch_id,))
+        return dict(rows[0]) if rows else None
+
     def get_nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db().execute(
-                "SELECT * FROM nodes WHERE dispatch_id = ? ORDER BY node_id", (dispatch_id,)
-            ).fetchall()
         out = []
-        for row in rows:
+        for row in self._read("SELECT * FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
+                              (dispatch_id,)):
             d = dict(row)
             d["output"] = self._get_blob(d["output"])
             out.append(d)
         return out
 
     def list_dispatches(self, limit: int = 20) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db().execute(
-                "SELECT dispatch_id, name, status, created_at, start_time, end_time, error "
-                "FROM dispatches WHERE parent_id IS NULL ORDER BY created_at DESC LIMIT ?",
-                (limit,)).fetchall()
+        rows = self._read(
+            f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE parent_id IS NULL "
+            "ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [dict(r) for r in rows]
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        rows = self._read(f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches "
+                          "WHERE end_time IS NULL")
         return [dict(r) for r in rows]

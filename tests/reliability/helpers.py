@@ -1,0 +1,53 @@
+"""Run qflow in child processes, as separate scripts and CLI calls would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+QFLOW = [sys.executable, "-m", "qflow.cli"]
+
+
+def env_for(home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a script whose results store is ``home``; no RAY_ADDRESS."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(QFLOW_HOME=str(home), QFLOW_NUM_CPUS="2", **extra)
+    return env
+
+
+def run(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def script(code: str) -> list[str]:
+    return [sys.executable, "-c", textwrap.dedent(code)]
+
+
+def spawn(code: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(script(code), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def read_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> str:
+    """The first stdout line of ``proc`` that starts with ``prefix``, without it."""
+    import selectors
+    import time
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not sel.select(timeout=1):
+            if proc.poll() is not None:
+                break
+            continue
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            break
+        if line.startswith(prefix):
+            return line[len(prefix):].strip()
+    raise AssertionError(f"no {prefix!r} line from the child; stderr:\n"
+                         f"{proc.stderr.read()[-3000:] if proc.poll() is not None else ''}")

@@ -1,0 +1,235 @@
+"""No dispatch stays RUNNING with nothing running it, and no record contradicts itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+import qflow
+from qflow._lease import gone_reason, owner_token, reap
+from qflow.exceptions import (ClusterConnectionError, DispatchTimeoutError,
+                              InfeasibleResourceError, QflowError)
+from qflow.store.sqlite import SQLiteStore
+from tests.reliability.helpers import env_for, read_line, run, script, spawn
+
+LONG = """
+    import time, qflow
+    @qflow.electron
+    def slow(x):
+        time.sleep(x)
+        return x
+    @qflow.lattice
+    def flow(x):
+        return slow(slow(x))
+    dispatch_id = qflow.dispatch(flow)(60)
+    while qflow.get_result(dispatch_id, status_only=True)["status"] != "RUNNING":
+        time.sleep(0.05)
+    print("ID", dispatch_id, flush=True)
+"""
+
+
+def _store(home) -> SQLiteStore:
+    return SQLiteStore(home / "qflow.db")
+
+
+def _row(home, dispatch_id):
+    return _store(home).get_dispatch(dispatch_id)
+
+
+class TestOwnerUnit:
+    """The lease rules, on rows written by hand: no Ray, no child process."""
+
+    def _insert(self, store, owner, status="RUNNING"):
+        store.create_dispatch(
+            {"dispatch_id": "d", "name": "f", "status": status, "created_at": "x",
+             "owner": owner, "heartbeat": time.time()},
+            [{"node_id": 0, "name": "a", "kind": "electron", "status": "RUNNING"},
+             {"node_id": 1, "name": "b", "kind": "electron", "status": "COMPLETED"}])
+
+    def test_live_owner_is_left_alone(self, tmp_path):
+        store = _store(tmp_path)
+        self._insert(store, owner_token())
+        assert gone_reason(owner_token(), time.time()) is None
+        assert not reap(store, store.get_status("d"))
+
+    def test_dead_owner_fails_dispatch_and_cancels_nodes(self, tmp_path):
+        store = _store(tmp_path)
+        dead = json.dumps({"host": json.loads(owner_token())["host"], "pid": 999_999_999,
+                           "started": 1.0, "role": "client"})
+        self._insert(store, dead)
+        assert reap(store, store.get_status("d"))
+        row = store.get_dispatch("d")
+        assert row["status"] == "FAILED" and row["end_time"]
+        assert "exited or was killed" in row["error"] and "qflow start" in row["error"]
+        assert [n["status"] for n in store.get_nodes("d")] == ["CANCELLED", "COMPLETED"]
+        assert not reap(store, store.get_status("d")), "a dispatch is ended once"
+
+    def test_reused_pid_is_not_the_owner(self, tmp_path):
+        mine = json.loads(owner_token())
+        mine["started"] = mine["started"] - 1000  # same pid, another process
+        assert "exited or was killed" in gone_reason(json.dumps(mine), time.time())
+
+    def test_other_host_goes_by_heartbeat(self):
+        other = json.dumps({"host": "elsewhere", "pid": 1, "started": 1.0, "role": "service"})
+        assert gone_reason(other, time.time()) is None
+        assert "not been heard from" in gone_reason(other, time.time() - 3600)
+
+    def test_cancelled_orphan_ends_cancelled(self, tmp_path):
+        store = _store(tmp_path)
+        dead = json.dumps({"host": json.loads(owner_token())["host"], "pid": 999_999_999,
+                           "started": 1.0, "role": "client"})
+        self._insert(store, dead, status="CANCELLED")
+        assert reap(store, store.get_status("d"))
+        row = store.get_dispatch("d")
+        assert row["status"] == "CANCELLED" and row["end_time"]
+
+    def test_ended_dispatch_is_never_given_an_exit_error(self, tmp_path):
+        store = _store(tmp_path)
+        self._insert(store, owner_token())
+        assert store.update_dispatch("d", only_if_unfinished=True, status="COMPLETED",
+                                     end_time="t", error=None)
+        assert not store.end_dispatch("d", "FAILED", "The dispatching process exited")
+        row = store.get_dispatch("d")
+        assert row["status"] == "COMPLETED" and row["error"] is None
+
+
+@pytest.mark.slow
+class TestKilledClient:
+    def test_sigkill_embedded_client(self, tmp_path):
+        """A SIGKILLed embedded client: readers end the dispatch FAILED with the reason."""
+        env = env_for(tmp_path)
+        child = spawn(LONG, env)
+        dispatch_id = read_line(child, "ID ")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        reader = run(script(f"""
+            import qflow
+            res = qflow.get_result({dispatch_id!r}, wait=True, timeout=60)
+            print("STATUS", res.status)
+            print("NODES", [n["status"] for n in res.get_all_node_results()])
+            print("ERROR", res.error.splitlines()[0])
+        """), env)
+        assert "STATUS FAILED" in reader.stdout, reader.stderr[-2000:]
+        assert "RUNNING" not in reader.stdout.split("NODES", 1)[1].splitlines()[0]
+        assert "exited or was killed" in reader.stdout
+        row = _row(tmp_path, dispatch_id)
+        assert row["end_time"] is not None
+
+    def test_clean_exit_with_dispatch_running(self, tmp_path):
+        """A script that exits without waiting: FAILED with the reason, no RUNNING node."""
+        env = env_for(tmp_path)
+        out = run(script(LONG), env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        row = _row(tmp_path, dispatch_id)
+        assert row["status"] == "FAILED" and "exited before the dispatch finished" in row["error"]
+        assert row["end_time"] is not None
+        assert {n["status"] for n in _store(tmp_path).get_nodes(dispatch_id)} <= {
+            "CANCELLED", "NEW_OBJECT", "COMPLETED", "FAILED"}
+        assert "RUNNING" not in run([*__import__("tests.reliability.helpers", fromlist=["QFLOW"]).QFLOW,
+                                     "show", dispatch_id], env).stdout
+
+    def test_completed_dispatch_has_no_exit_error(self, tmp_path):
+        env = env_for(tmp_path)
+        out = run(script("""
+            import qflow
+            @qflow.electron
+            def one():
+                return 1
+            @qflow.lattice
+            def flow():
+                return one()
+            print("ID", qflow.dispatch_sync(flow)().dispatch_id)
+        """), env)
+        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        row = _row(tmp_path, dispatch_id)
+        assert row["status"] == "COMPLETED" and row["error"] is None
+
+    def test_cancel_of_an_orphan_ends_it(self, tmp_path):
+        """cancel() on a dispatch nothing runs sets end_time, so wait returns."""
+        env = env_for(tmp_path)
+        child = spawn(LONG, env)
+        dispatch_id = read_line(child, "ID ")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(30)
+        out = run(script(f"""
+            import qflow
+            print(qflow.cancel({dispatch_id!r}))
+            print("STATUS", qflow.get_result({dispatch_id!r}, wait=True, timeout=20).status)
+        """), env)
+        assert "STATUS CANCELLED" in out.stdout, out.stderr[-2000:]
+        assert _row(tmp_path, dispatch_id)["end_time"] is not None
+
+
+def test_unreachable_cluster_leaves_no_row(tmp_path):
+    """A dispatch whose cluster connection fails leaves no NEW_OBJECT ghost row."""
+    env = env_for(tmp_path, RAY_ADDRESS="127.0.0.1:1")
+    out = run(script("""
+        import qflow
+        from qflow.exceptions import ClusterConnectionError
+        @qflow.lattice
+        def flow():
+            return 1
+        try:
+            qflow.dispatch(flow)()
+        except ClusterConnectionError:
+            print("REFUSED")
+    """), env)
+    assert "REFUSED" in out.stdout, out.stderr[-2000:]
+    assert _store(tmp_path).list_dispatches() == []
+    assert issubclass(ClusterConnectionError, QflowError)
+
+
+@qflow.electron(num_cpus=1000)
+def greedy():
+    return 1
+
+
+@qflow.electron(resources={"no-such-resource": 1})
+def exotic():
+    return 1
+
+
+class TestInfeasible:
+    def test_too_many_cpus(self, qflow_home):
+        @qflow.lattice
+        def flow():
+            return greedy()
+
+        before = len(qflow._api._runtime().store.list_dispatches(10_000))
+        t0 = time.monotonic()
+        with pytest.raises(InfeasibleResourceError, match=r"'CPU': asked 1000") as err:
+            qflow.dispatch(flow)()
+        assert time.monotonic() - t0 < 10
+        assert "greedy(0)" in str(err.value)
+        assert len(qflow._api._runtime().store.list_dispatches(10_000)) == before
+
+    def test_unknown_custom_resource(self):
+        @qflow.lattice
+        def flow():
+            return exotic()
+
+        with pytest.raises(InfeasibleResourceError, match="'no-such-resource': asked 1"):
+            qflow.dispatch(flow)()
+
+
+@qflow.electron
+def nap(t):
+    time.sleep(t)
+    return t
+
+
+def test_wait_timeout_is_a_qflow_timeout_error():
+    @qflow.lattice
+    def flow():
+        return nap(3)
+
+    dispatch_id = qflow.dispatch(flow)()
+    with pytest.raises(DispatchTimeoutError) as err:
+        qflow.get_result(dispatch_id, wait=True, timeout=0.2)
+    assert isinstance(err.value, TimeoutError) and isinstance(err.value, QflowError)
+    assert qflow.get_result(dispatch_id, wait=True, timeout=60).result == 3
