@@ -56,6 +56,7 @@ class _Runtime:
         with self._lock:
             if not self._ray_checked:
                 self.mode = ensure_ray(self.settings)
+                _register_exit_hook()
                 self._service = None if self.mode == "embedded" else find_service()
                 self._ray_checked = True
             if self._service is None and live_address(self.settings) is not None:
@@ -98,6 +99,7 @@ class _Runtime:
         """At exit, end this process's unfinished dispatches, which die with it."""
         for dispatch_id, dispatcher in list(self.local.items()):
             if not dispatcher.done.is_set():
+                dispatcher.abandon()
                 self.store.end_dispatch(
                     dispatch_id, Status.FAILED,
                     "The dispatching process exited before the dispatch finished. Run "
@@ -120,13 +122,25 @@ def _runtime() -> _Runtime:
         return _runtimes[key]
 
 
-@atexit.register
 def _on_exit() -> None:
     for rt in list(_runtimes.values()):
         try:
             rt.abandon_running()
         except Exception:  # the store may already be gone at interpreter exit
             pass
+
+
+_exit_hook_registered = False
+
+
+def _register_exit_hook() -> None:
+    """Register :func:`_on_exit` after ``ray.init`` registered Ray's own shutdown, so
+    that (atexit runs last-in, first-out) unfinished dispatches are ended while Ray is
+    still up, before their tasks die with it and the dispatcher writes their failure."""
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        atexit.register(_on_exit)
 
 
 def init(address: str | None = None, *, num_cpus: int | None = None,

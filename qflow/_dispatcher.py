@@ -132,8 +132,14 @@ class Dispatcher:
         self._values: dict[int, Any] = {}
         self._state: dict[int, Status] = {n.node_id: Status.NEW_OBJECT for n in graph.nodes}
         self._updates: list[tuple[int, dict[str, Any]]] = []
+        self._abandoned = False
 
     # ---------------------------------------------------------------- control
+    def abandon(self) -> None:
+        """Stop writing to the store: this process is exiting and another record of the
+        dispatch's end (written by the caller) must not be overwritten."""
+        self._abandoned = True
+
     def cancel(self, task_ids: Iterable[int] | None = None) -> None:
         """Cancel the whole dispatch, or only ``task_ids`` (their dependants never run)."""
         with self._lock:
@@ -152,7 +158,8 @@ class Dispatcher:
 
     def _flush(self) -> None:
         updates, self._updates = self._updates, []
-        self.store.update_nodes(self.dispatch_id, updates)
+        if not self._abandoned:
+            self.store.update_nodes(self.dispatch_id, updates)
 
     def _value(self, node_id: int) -> Any:
         if node_id not in self._values:

@@ -234,7 +234,7 @@ def _start_actor(address: str) -> int:
         ray.shutdown()
 
 
-def stop(settings: Settings, timeout: float = 5.0) -> list[int]:
+def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
     """Stop what :func:`start` started, by pid; return the pids that were stopped.
 
     Every process gets SIGTERM at once and ``timeout`` seconds to go, then SIGKILL:
