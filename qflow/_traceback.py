@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import traceback
 from types import TracebackType
 
@@ -12,6 +13,9 @@ import qflow
 # qflow's runtime package; its backends and algorithms stay visible, since a user's
 # circuit or cost function is called from there and those frames help.
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(qflow.__file__)) + os.sep
+
+
+_REMOTE = "Raised in the backend's worker:"
 
 
 @functools.cache
@@ -47,7 +51,8 @@ def user_traceback(exc: BaseException) -> str:
     te = traceback.TracebackException.from_exception(exc)
     for part in _chain(te):
         kept = [f for f in part.stack if not _hidden(f.filename)]
-        if kept or issubclass(part.exc_type or object, qflow.QflowError):
+        remote = any(n.startswith(_REMOTE) for n in (part.__notes__ or ()))
+        if kept or remote or issubclass(part.exc_type or object, qflow.QflowError):
             part.stack = traceback.StackSummary.from_list(kept)
     return "".join(te.format())
 
@@ -100,7 +105,12 @@ def remote_cause(exc: BaseException) -> BaseException:
     cause = getattr(exc, "cause", None)
     if not isinstance(cause, BaseException) or isinstance(cause, ray.exceptions.RayError):
         return exc
-    remote = _strip_text(getattr(exc, "traceback_str", "") or "")
-    if remote and remote not in getattr(cause, "__notes__", ()):
-        cause.add_note("Raised remotely:\n" + remote)
+    text = getattr(exc, "traceback_str", None) or str(exc)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln for ln in text.splitlines()[1:]  # the first names Ray's worker process
+             if ln.strip() and set(ln.strip()) - set("^~")]
+    remote = _strip_text("\n".join(lines))
+    note = _REMOTE + "\n" + remote
+    if remote and note not in getattr(cause, "__notes__", ()):
+        cause.add_note(note)
     return cause

@@ -399,6 +399,10 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
     """
     loop_id, spec_blob, state = prepare(circuit, params, wires=wires, backend=backend,
                                         optimizer=optimizer, steps=steps, pack=pack, tol=tol)
+    spec = cloudpickle.loads(spec_blob)
+    qflow._api._runtime().service()  # connected, so the check below sees the cluster
+    ensure_feasible({"CPU": 1.0, **spec["backend"].ray_resources()},
+                    f"The variational loop's actor for backend {spec['backend']!r}")
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, steps, pack)
     res = qflow.get_result(dispatch_id, wait=True)

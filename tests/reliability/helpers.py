@@ -14,7 +14,7 @@ QFLOW = [sys.executable, "-m", "qflow.cli"]
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     """The environment of a script whose results store is ``home``; no RAY_ADDRESS."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(QFLOW_HOME=str(home), QFLOW_NUM_CPUS="2", **extra)
+    env.update({"QFLOW_HOME": str(home), "QFLOW_NUM_CPUS": "2", **extra})
     return env
 
 
