@@ -1,7 +1,8 @@
 """Per-electron latency of a chain of trivial electrons, three ways, in one run:
 per-electron Slurm jobs, Ray-on-Slurm (workers inside one Slurm job), plain local Ray.
 
-Needs a running Slurm (e.g. ../shared/local-slurm/start.sh and SLURM_CONF set).
+Needs a running Slurm (e.g. `python scripts/local_slurm.py start`, then
+SLURM_CONF=/tmp/qflow-slurm/etc/slurm.conf).
 Usage: python benchmarks/slurm.py [--chain 10] [--out benchmarks/results/slurm.json]
 """
 

@@ -5,9 +5,10 @@
 they are missing (apt, as root), then starts munge, MariaDB, slurmdbd, slurmctld and
 slurmd with every file under ``$LOCAL_SLURM_BASE`` (default ``/tmp/qflow-slurm``):
 nothing is written to /etc, so clients need ``SLURM_CONF=<base>/etc/slurm.conf``.
-It records which daemons *it* started in ``<base>/started``; ``stop`` stops exactly
-those, by pid, after cancelling the jobs still queued. A daemon that was already
-running is used and left alone.
+It records which daemons *it* started in ``<base>/started``, under an ``--owner`` tag
+(the test session passes its own); ``stop --owner TAG`` stops exactly those, by pid,
+after cancelling the jobs still queued. A daemon that was already running, started
+by anyone else, is used and left alone.
 
 Why accounting: without slurmdbd, ``sacct`` fails and submitit never learns that a
 job was cancelled or hit its time limit, so ``job.result()`` would block forever.
@@ -94,8 +95,9 @@ def _pid(pidfile: Path) -> int | None:
 class LocalSlurm:
     """The daemons of one private Slurm under ``base``."""
 
-    def __init__(self, base: Path, cpus: int | None = None) -> None:
+    def __init__(self, base: Path, cpus: int | None = None, owner: str = "manual") -> None:
         self.base = base
+        self.owner = owner
         self.cpus = cpus or os.cpu_count() or 1
         self.conf = base / "etc" / "slurm.conf"
         self.sock = base / "munge" / "munge.socket.2"
@@ -212,16 +214,16 @@ StorageLoc=slurm_acct_db
         (b / "db" / "init.sql").write_text(grants)
 
     # ------------------------------------------------------------ daemons
-    def _started(self) -> list[str]:
+    def _started(self) -> dict[str, str]:
+        """Daemon name -> the owner tag of the ``start`` that started it."""
         try:
-            return json.loads((self.base / "started").read_text())
+            data = json.loads((self.base / "started").read_text())
         except (OSError, ValueError):
-            return []
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def _mark_started(self, name: str) -> None:
-        names = self._started()
-        if name not in names:
-            (self.base / "started").write_text(json.dumps([*names, name]))
+        (self.base / "started").write_text(json.dumps({**self._started(), name: self.owner}))
 
     def start(self) -> None:
         ensure_packages()
@@ -286,9 +288,10 @@ StorageLoc=slurm_acct_db
         return state.rstrip("*") in ("idle", "mixed", "allocated")
 
     def stop(self) -> None:
-        started = self._started()
+        record = self._started()
+        started = [name for name, owner in record.items() if owner == self.owner]
         if not started:
-            _log("nothing was started here; nothing to stop")
+            _log(f"nothing was started here by {self.owner!r}; nothing to stop")
             return
         if self.running("slurmctld"):
             jobs = _run("squeue", "-h", "-o", "%A", env=self.env, check=False).stdout.split()
@@ -308,7 +311,8 @@ StorageLoc=slurm_acct_db
             if _alive(pid, name):
                 os.kill(pid, signal.SIGKILL)
             _log(f"stopped {name} (pid {pid})")
-        (self.base / "started").unlink(missing_ok=True)
+        rest = {k: v for k, v in record.items() if k not in started}
+        (self.base / "started").write_text(json.dumps(rest))
 
     def _wait_quiet(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -323,8 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=os.environ.get("LOCAL_SLURM_BASE", "/tmp/qflow-slurm"))
     parser.add_argument("--cpus", type=int, default=None,
                         help="CPUs the node advertises (more than exist lets jobs share)")
+    parser.add_argument("--owner", default="manual",
+                        help="tag of what `start` starts; `stop` stops only that tag's daemons")
     args = parser.parse_args(argv)
-    slurm = LocalSlurm(Path(args.base), cpus=args.cpus)
+    slurm = LocalSlurm(Path(args.base), cpus=args.cpus, owner=args.owner)
     try:
         slurm.start() if args.action == "start" else slurm.stop()
     except CannotInstall as exc:

@@ -10,6 +10,38 @@ from pathlib import Path
 
 QFLOW = [sys.executable, "-m", "qflow.cli"]
 
+#: A script that dispatches a 60 s electron, waits until it runs, prints "ID <id>" and
+#: exits (ending the dispatch FAILED, as a script exiting early does).
+LONG_DISPATCH = """
+    import time, qflow
+    @qflow.electron
+    def slow(x):
+        time.sleep(x)
+        return x
+    @qflow.lattice
+    def flow(x):
+        return slow(slow(x))
+    dispatch_id = qflow.dispatch(flow)(60)
+    while qflow.get_result(dispatch_id, status_only=True)["status"] != "RUNNING":
+        time.sleep(0.05)
+    print("ID", dispatch_id, flush=True)
+"""
+
+#: A script that runs a one-electron lattice to the end and prints "ID <id>" and
+#: "RESULT <result>".
+ONE_ELECTRON = """
+    import qflow
+    @qflow.electron
+    def one():
+        return 1
+    @qflow.lattice
+    def flow():
+        return one()
+    res = qflow.dispatch_sync(flow)()
+    print("ID", res.dispatch_id)
+    print("RESULT", res.result)
+"""
+
 
 def env_for(home: Path, **extra: str) -> dict[str, str]:
     """The environment of a script whose results store is ``home``; no RAY_ADDRESS."""

@@ -8,7 +8,7 @@ import pytest
 
 import qflow
 from qflow.exceptions import GraphBuildError, QflowConfigError, QflowInputError
-from tests.reliability.helpers import QFLOW, env_for, run, script
+from tests.reliability.helpers import ONE_ELECTRON, QFLOW, env_for, run, script
 
 
 @qflow.electron
@@ -158,18 +158,27 @@ class TestUserTracebacks:
 
 def test_no_ray_chatter_on_cli_or_scripts(tmp_path):
     env = env_for(tmp_path)
-    out = run(script("""
-        import qflow
-        @qflow.electron
-        def one():
-            return 1
-        @qflow.lattice
-        def flow():
-            return one()
-        print("RESULT", qflow.dispatch_sync(flow)().result)
-    """), env)
-    assert out.stdout.strip() == "RESULT 1", out
+    out = run(script(ONE_ELECTRON), env)
+    assert out.stdout.splitlines()[-1] == "RESULT 1", out
     for noise in ("Token authentication", "INFO", "WARNING", "[20"):
         assert noise not in out.stderr, out.stderr
     listed = run([*QFLOW, "list"], env)
     assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+
+
+@qflow.electron
+def noisy():
+    print("\x1b[2J\x1b[Hcleared \x1b]0;owned\x07title \x1b[31mred\x1b[0m done")
+    return 1
+
+
+def test_logs_strip_terminal_control_sequences(qflow_home):
+    @qflow.lattice
+    def flow():
+        return noisy()
+
+    res = qflow.dispatch_sync(flow)()
+    assert "\x1b" in res.get_node_result(0)["stdout"]  # stored as printed
+    out = run([*QFLOW, "logs", res.dispatch_id], env_for(qflow_home))
+    assert out.returncode == 0 and "cleared title red done" in out.stdout, out
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout

@@ -14,22 +14,10 @@ from qflow._lease import gone_reason, owner_token, reap
 from qflow.exceptions import (ClusterConnectionError, DispatchTimeoutError,
                               InfeasibleResourceError, QflowError)
 from qflow.store.sqlite import SQLiteStore
-from tests.reliability.helpers import QFLOW, env_for, read_line, run, script, spawn
+from tests.reliability.helpers import (LONG_DISPATCH, ONE_ELECTRON, QFLOW, env_for, read_line,
+                                      run, script, spawn)
 
-LONG = """
-    import time, qflow
-    @qflow.electron
-    def slow(x):
-        time.sleep(x)
-        return x
-    @qflow.lattice
-    def flow(x):
-        return slow(slow(x))
-    dispatch_id = qflow.dispatch(flow)(60)
-    while qflow.get_result(dispatch_id, status_only=True)["status"] != "RUNNING":
-        time.sleep(0.05)
-    print("ID", dispatch_id, flush=True)
-"""
+LONG = LONG_DISPATCH
 #: The same, then staying alive until killed.
 LONG_ALIVE = LONG + "    time.sleep(600)\n"
 
@@ -145,16 +133,7 @@ class TestKilledClient:
 
     def test_completed_dispatch_has_no_exit_error(self, tmp_path):
         env = env_for(tmp_path)
-        out = run(script("""
-            import qflow
-            @qflow.electron
-            def one():
-                return 1
-            @qflow.lattice
-            def flow():
-                return one()
-            print("ID", qflow.dispatch_sync(flow)().dispatch_id)
-        """), env)
+        out = run(script(ONE_ELECTRON), env)
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
         row = _row(tmp_path, dispatch_id)
         assert row["status"] == "COMPLETED" and row["error"] is None

@@ -14,22 +14,7 @@ import pytest
 from qflow.exceptions import ClusterError
 from qflow.service import status as service_status
 from qflow.settings import Settings
-from tests.reliability.helpers import QFLOW, env_for, run, script
-
-DISPATCH_LONG = """
-    import time, qflow
-    @qflow.electron
-    def slow(x):
-        time.sleep(x)
-        return x
-    @qflow.lattice
-    def flow(x):
-        return slow(x)
-    dispatch_id = qflow.dispatch(flow)(120)
-    while qflow.get_result(dispatch_id, status_only=True)["status"] != "RUNNING":
-        time.sleep(0.05)
-    print("ID", dispatch_id)
-"""
+from tests.reliability.helpers import LONG_DISPATCH, QFLOW, env_for, run, script
 
 SIMULATED_QPU_LOOP = """
     import pennylane as qml
@@ -59,7 +44,7 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
             "{backend}", "'simulated.qpu'")), env, timeout=240)
         assert "COST True" in qpu.stdout, qpu.stderr[-3000:]
 
-        out = run(script(DISPATCH_LONG), env)
+        out = run(script(LONG_DISPATCH), env)
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
         os.kill(state["service_pid"], signal.SIGKILL)
         psutil.Process(state["service_pid"]).wait(30) if psutil.pid_exists(

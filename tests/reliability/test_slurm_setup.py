@@ -65,3 +65,15 @@ def test_not_slurm_deselects_every_slurm_case_and_starts_none(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert ran.returncode == 0, ran.stdout[-3000:]
     assert not base.exists(), "a Slurm was started for unmarked tests"
+
+
+def test_stop_leaves_daemons_started_by_others(tmp_path, capsys):
+    """A Slurm someone else started (another owner tag) is left running."""
+    import json
+
+    mod = _script()
+    (tmp_path / "started").write_text(json.dumps({"slurmd": "manual", "munged": "manual"}))
+    assert mod.main(["stop", "--base", str(tmp_path), "--owner", "pytest-1"]) == 0
+    assert "nothing was started here by 'pytest-1'" in capsys.readouterr().out
+    assert json.loads((tmp_path / "started").read_text()) == {"slurmd": "manual",
+                                                             "munged": "manual"}
