@@ -64,7 +64,8 @@ def enable_token_auth() -> None:
         )
     except ImportError:  # a Ray without token auth
         return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    with quiet_ray():  # its "token authentication is enabled" notice is Ray's, not news
+        maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def _probe(address: str, timeout: float = 3.0) -> None:

@@ -45,6 +45,9 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
         assert "COST True" in qpu.stdout, qpu.stderr[-3000:]
 
         out = run(script(LONG_DISPATCH), env)
+        # A script joining the head prints nothing of Ray's own (token notice, log lines).
+        assert "Token authentication" not in out.stderr + started.stderr, out.stderr
+        assert "WARNING" not in out.stderr and "INFO" not in out.stderr, out.stderr
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
         os.kill(state["service_pid"], signal.SIGKILL)
         psutil.Process(state["service_pid"]).wait(30) if psutil.pid_exists(
