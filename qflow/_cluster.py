@@ -21,6 +21,27 @@ SERVICE_NAME = "qflow-dispatcher"
 SERVICE_NAMESPACE = "qflow"
 
 
+# Ray's private APIs are used from this module only, each behind a fallback.
+
+
+def ray_address_file() -> Path | None:
+    """Ray's machine-wide file where ``ray start --head`` announces its address."""
+    try:
+        from ray._common.utils import get_ray_address_file
+    except ImportError:
+        return None
+    return Path(get_ray_address_file(None))
+
+
+def node_ip() -> str:
+    """This machine's address as Ray would advertise it."""
+    try:
+        from ray._private.services import get_node_ip_address
+    except ImportError:
+        return "127.0.0.1"
+    return get_node_ip_address()
+
+
 def announced_address() -> str | None:
     """The head a ``ray start --head`` on this machine announced in Ray's address file.
 

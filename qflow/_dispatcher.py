@@ -9,9 +9,10 @@ record each node as it finishes, evaluate ``OP`` nodes, and decide the outcome.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import collections
 import hashlib
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable
@@ -21,11 +22,13 @@ from typing import Any
 import cloudpickle
 import ray
 
-from qflow._graph import Expr, Graph, NodeKind, Ref
+from qflow._graph import Graph, NodeKind
 from qflow._lease import Heartbeat
-from qflow._options import DEFAULT_OPTIONS
+from qflow._plan import Plan, plan
+from qflow._recorder import Recorder
 from qflow._status import Status
-from qflow._task import META_ATTR, PickledFunction, TaskCall
+from qflow._sublattice import SublatticeCall
+from qflow._task import OUTCOME_ATTR, NodeOutcome, PickledFunction, TaskCall
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
 from qflow.store.base import ResultStore, now_iso
@@ -98,16 +101,22 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
     )
 
 
-def _unwrap(exc: BaseException) -> tuple[BaseException, dict[str, Any] | None]:
-    """The user's exception behind a Ray error, and the meta the task attached to it."""
+def _unwrap(exc: BaseException) -> tuple[BaseException, NodeOutcome | None]:
+    """The user's exception behind a Ray error, and the outcome the task attached."""
     cause = exc
     if isinstance(exc, ray.exceptions.RayTaskError):
         cause = getattr(exc, "cause", None) or exc
-    return cause, getattr(cause, META_ATTR, None)
+    return cause, getattr(cause, OUTCOME_ATTR, None)
 
 
 class Dispatcher:
     """Executes ``graph`` as dispatch ``dispatch_id``; :meth:`run` blocks until done.
+
+    The loop is event-driven: each submission's completion is pushed into one queue
+    by a callback, and handling it touches only that node, its waiting dependants
+    and the OP nodes that read it, so the cost per completion does not grow with
+    the graph. A cancel arrives as an event too (or, from another process, through
+    a status-only read of the dispatch row at most every 0.25 s).
 
     Args:
         store: where node and dispatch rows are written.
@@ -124,67 +133,27 @@ class Dispatcher:
         self.heartbeat = heartbeat
         self.done = threading.Event()
         self.status: Status = Status.NEW_OBJECT
-        self._wake: cf.Future = cf.Future()
-        self._lock = threading.Lock()
+        self.rec = Recorder(store, dispatch_id, [n.node_id for n in graph.nodes])
+        self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancel_all = False
         self._cancel_nodes: set[int] = set()
         self._blobs: dict[int, bytes] = {}
         self._values: dict[int, Any] = {}
-        self._state: dict[int, Status] = {n.node_id: Status.NEW_OBJECT for n in graph.nodes}
-        self._updates: list[tuple[int, dict[str, Any]]] = []
-        self._abandoned = False
+        self._refs: dict[int, Any] = {}
 
     # ---------------------------------------------------------------- control
     def abandon(self) -> None:
         """Stop writing to the store: this process is exiting and another record of the
         dispatch's end (written by the caller) must not be overwritten."""
-        self._abandoned = True
+        self.rec.abandon()
 
     def cancel(self, task_ids: Iterable[int] | None = None) -> None:
         """Cancel the whole dispatch, or only ``task_ids`` (their dependants never run)."""
-        with self._lock:
-            if task_ids is None:
-                self._cancel_all = True
-            else:
-                self._cancel_nodes.update(task_ids)
-            wake, self._wake = self._wake, cf.Future()
-        wake.set_result(None)
-
-    # ---------------------------------------------------------------- helpers
-    def _record(self, node_id: int, **fields: Any) -> None:
-        if "status" in fields:
-            self._state[node_id] = fields["status"]
-        self._updates.append((node_id, fields))
-
-    def _flush(self) -> None:
-        updates, self._updates = self._updates, []
-        if not self._abandoned:
-            self.store.update_nodes(self.dispatch_id, updates)
-
-    def _value(self, node_id: int) -> Any:
-        if node_id not in self._values:
-            self._values[node_id] = cloudpickle.loads(self._blobs[node_id])
-        return self._values[node_id]
-
-    def _calls(self) -> dict[int, TaskCall]:
-        ops = self.graph.op_exprs()
-        calls = {}
-        pickled: dict[int, PickledFunction] = {}
-        for node in self.graph.nodes:
-            if node.kind is NodeKind.OP:
-                continue
-            if id(node.fn) not in pickled:
-                pickled[id(node.fn)] = PickledFunction(node.fn)
-            args = tuple(e.substitute(ops) for e in node.args)
-            kwargs = {k: e.substitute(ops) for k, e in node.kwargs.items()}
-            deps: dict[int, None] = {}
-            for expr in [*args, *kwargs.values(), *(Ref(a).substitute(ops) for a in node.after)]:
-                deps.update(dict.fromkeys(expr.refs()))
-            calls[node.node_id] = TaskCall(
-                dispatch_id=self.dispatch_id, node_id=node.node_id, name=node.name,
-                kind=node.kind, fn=pickled[id(node.fn)], args=args, kwargs=kwargs, dep_ids=tuple(deps),
-                options=node.options or DEFAULT_OPTIONS)
-        return calls
+        if task_ids is None:
+            self._cancel_all = True
+        else:
+            self._cancel_nodes.update(task_ids)
+        self._events.put(None)
 
     # ---------------------------------------------------------------- run
     def run(self) -> Status:
@@ -204,113 +173,137 @@ class Dispatcher:
             self.done.set()
         return self.status
 
+    def _task_calls(self, the_plan: Plan) -> dict[int, TaskCall]:
+        pickled: dict[int, PickledFunction] = {}
+        calls = {}
+        for nid, pc in the_plan.calls.items():
+            fn = pc.fn
+            if pc.kind is NodeKind.SUBLATTICE:
+                fn = SublatticeCall(fn, f"{self.dispatch_id}/{nid}", pc.label)
+            elif id(fn) not in pickled:
+                pickled[id(fn)] = PickledFunction(fn)
+            calls[nid] = TaskCall(
+                dispatch_id=self.dispatch_id, node_id=nid, name=pc.name, kind=pc.kind,
+                fn=fn if pc.kind is NodeKind.SUBLATTICE else pickled[id(fn)],
+                program=pc.program, args=pc.args, kwargs=pc.kwargs, dep_ids=pc.dep_ids,
+                options=pc.options)
+        return calls
+
     def _run(self) -> Status:
-        calls = self._calls()
-        ops = self.graph.op_exprs()
-        # Which OP nodes wait on which real nodes, so each completion checks only its own.
-        op_waits = {i: set(e.substitute(ops).refs()) for i, e in ops.items()}
-        op_by_real: dict[int, list[int]] = {}
-        for op_id, reals in op_waits.items():
-            for real in reals:
-                op_by_real.setdefault(real, []).append(op_id)
-
-        self.store.update_dispatch(self.dispatch_id, status=Status.RUNNING, start_time=now_iso())
-        pending = list(calls)
-        refs: dict[int, Any] = {}
+        the_plan = plan(self.graph)
+        calls = self._task_calls(the_plan)
+        self._op_waiting = {op: len(set(ps)) for op, ps in the_plan.op_parents.items()}
+        self._plan = the_plan
+        # Which real nodes wait for which refs: a node is ready when all its deps have
+        # a value ref (for Ray nodes, at once on submit: Ray itself orders them).
+        missing = {nid: len(c.dep_ids) for nid, c in calls.items()}
+        waiters: dict[int, list[int]] = {}
+        for nid, c in calls.items():
+            for dep in c.dep_ids:
+                waiters.setdefault(dep, []).append(nid)
+        ready = collections.deque(nid for nid, n in missing.items() if n == 0)
+        running: dict[int, Submission] = {}
         blocked: set[int] = set()
-        running: dict[cf.Future, tuple[int, Submission]] = {}
+
+        def ref_ready(nid: int) -> None:
+            for child in waiters.get(nid, ()):
+                missing[child] -= 1
+                if missing[child] == 0:
+                    ready.append(child)
+
+        def block(nid: int) -> None:
+            """``nid`` will never have a value: nor will anything waiting on it."""
+            todo = [nid]
+            while todo:
+                n = todo.pop()
+                if n in blocked:
+                    continue
+                blocked.add(n)
+                todo.extend(c for c in waiters.get(n, ()) if c not in running)
+
+        self.rec.started()
         last_poll = time.monotonic()
-
-        def completed(node_id: int) -> None:
-            for op_id in op_by_real.get(node_id, ()):
-                op_waits[op_id].discard(node_id)
-                if not op_waits[op_id]:
-                    self._finish_op(op_id, ops[op_id].substitute(ops))
-
         while True:
-            progressed = True
-            while progressed:
-                progressed, still = False, []
-                for nid in pending:
-                    if self._advance(calls[nid], refs, blocked, running, completed):
-                        progressed = True
-                    else:
-                        still.append(nid)
-                pending = still
-            self._flush()
+            while ready:
+                nid = ready.popleft()
+                if nid in blocked:
+                    continue
+                call = calls[nid]
+                if nid in self._cancel_nodes:
+                    self.rec.node(nid, status=Status.CANCELLED)
+                    block(nid)
+                elif nid in self.reuse:
+                    self._reuse(nid)
+                    ref_ready(nid)
+                else:
+                    sub = self._submit(call)
+                    if sub is None:
+                        block(nid)
+                        continue
+                    running[nid] = sub
+                    self.rec.node(nid, status=Status.RUNNING)
+                    sub.done.add_done_callback(lambda fut, nid=nid: self._events.put(nid))
+                    if sub.value_ref is not None:
+                        self._refs[nid] = sub.value_ref
+                        ref_ready(nid)
+            self.rec.flush()
 
             if self._cancel_all:
-                for nid, sub in running.values():
-                    self._cancel_submission(call=calls[nid], sub=sub)
-                self._cancel_unfinished()
-                self._flush()
-                self.store.update_dispatch(self.dispatch_id, only_if_unfinished=True,
-                                           status=Status.CANCELLED, end_time=now_iso())
+                for nid, sub in running.items():
+                    self._cancel_submission(calls[nid], sub)
+                self.rec.cancel_unfinished(only_running=False)
+                self.rec.finish(status=Status.CANCELLED)
                 return Status.CANCELLED
-            for nid, sub in list(running.values()):
-                if nid in self._cancel_nodes and not sub.cancelled:
-                    self._cancel_submission(call=calls[nid], sub=sub)
-                    self._record(nid, status=Status.CANCELLED, end_time=now_iso())
-            if not running and not pending:
-                break
-            if not running:  # pending nodes wait on refs that can no longer appear
-                blocked.update(pending)
-                pending = []
-                continue
+            for nid in self._cancel_nodes & running.keys():
+                sub = running[nid]
+                if not sub.cancelled:
+                    self._cancel_submission(calls[nid], sub)
+                    self.rec.node(nid, status=Status.CANCELLED, end_time=now_iso())
+            if not running:
+                break  # whatever is left waits on a node that failed or was cancelled
 
-            done, _ = cf.wait([*running, self._wake], timeout=_POLL_S,
-                              return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                if fut not in running:
-                    continue
-                nid, sub = running.pop(fut)
-                if self._finish_node(nid, fut, refs, blocked):
-                    completed(nid)
-            self._flush()
+            try:
+                event = self._events.get(timeout=_POLL_S)
+            except queue.Empty:
+                event = None
+            while True:
+                if event is not None and event in running:
+                    sub = running.pop(event)
+                    if self._finish_node(event, sub):
+                        if event not in self._refs:  # made outside Ray: ref only now
+                            self._refs[event] = sub.value_ref
+                            ref_ready(event)
+                    else:
+                        block(event)
+                try:
+                    event = self._events.get_nowait()
+                except queue.Empty:
+                    break
+            self.rec.flush()
             if time.monotonic() - last_poll > _POLL_S:
                 last_poll = time.monotonic()
                 row = self.store.get_status(self.dispatch_id) or {}
                 if row.get("status") == Status.CANCELLED:  # cancelled from another process
                     self._cancel_all = True
+        return self._finalize()
 
-        return self._finalize(ops)
+    # ---------------------------------------------------------------- nodes
+    def _reuse(self, nid: int) -> None:
+        blob = self.reuse[nid]
+        self._blobs[nid] = blob
+        self._refs[nid] = ray.put(self._value(nid))
+        now = now_iso()
+        self.rec.node(nid, status=Status.COMPLETED, output=blob, start_time=now,
+                      end_time=now, stdout="", stderr="", error=None)
+        self._completed(nid)
 
-    def _advance(self, call: TaskCall, refs: dict[int, Any], blocked: set[int],
-                 running: dict[cf.Future, tuple[int, Submission]], completed: Any) -> bool:
-        """Submit, reuse, cancel or block one pending node; False if it must keep waiting."""
-        nid = call.node_id
-        if nid in self._cancel_nodes:
-            self._record(nid, status=Status.CANCELLED)
-            blocked.add(nid)
-        elif any(d in blocked for d in call.dep_ids):
-            blocked.add(nid)
-        elif nid in self.reuse:
-            self._blobs[nid] = self.reuse[nid]
-            refs[nid] = ray.put(self._value(nid))
-            self._record(nid, status=Status.COMPLETED, output=self.reuse[nid],
-                         start_time=now_iso(), end_time=now_iso(), stdout="", stderr="",
-                         error=None)
-            completed(nid)
-        elif all(d in refs for d in call.dep_ids):
-            sub = self._submit(call, refs)
-            if sub is None:
-                blocked.add(nid)
-                return True
-            if sub.value_ref is not None:
-                refs[nid] = sub.value_ref
-            running[sub.done] = (nid, sub)
-            self._record(nid, status=Status.RUNNING)
-        else:
-            return False
-        return True
-
-    def _submit(self, call: TaskCall, refs: dict[int, Any]) -> Submission | None:
+    def _submit(self, call: TaskCall) -> Submission | None:
         try:
             executor = resolve_executor(call.options.executor)
-            return executor.submit(call, [refs[d] for d in call.dep_ids])
+            return executor.submit(call, [self._refs[d] for d in call.dep_ids])
         except Exception as exc:  # e.g. arguments Ray cannot serialize
-            self._record(call.node_id, status=Status.FAILED, end_time=now_iso(),
-                         error=f"Electron {call.label} could not be submitted: {exc!r}")
+            self.rec.node(call.node_id, status=Status.FAILED, end_time=now_iso(),
+                          error=f"Electron {call.label} could not be submitted: {exc!r}")
             return None
 
     def _cancel_submission(self, call: TaskCall, sub: Submission) -> None:
@@ -320,95 +313,113 @@ class Dispatcher:
         except Exception:  # already finished or gone: nothing left to stop
             pass
 
-    def _finish_node(self, nid: int, fut: cf.Future, refs: dict[int, Any],
-                     blocked: set[int]) -> bool:
+    def _finish_node(self, nid: int, sub: Submission) -> bool:
         """Record a finished submission; True when it completed."""
-        if self._state[nid] is Status.CANCELLED:
-            blocked.add(nid)
+        if self.rec.state[nid] is Status.CANCELLED:
             return False
+        fut = sub.done
         exc = fut.exception()
         if exc is None:
-            meta = fut.result()
-            if "value_ref" in meta:
-                refs[nid] = meta.pop("value_ref")
-            self._blobs[nid] = meta["output_blob"]
-            self._import_sublattice(nid, meta)
-            self._record(nid, status=Status.COMPLETED, output=meta["output_blob"],
-                         start_time=_iso(meta["start_time"]), end_time=_iso(meta["end_time"]),
-                         stdout=meta["stdout"], stderr=meta["stderr"],
-                         ray_node_id=meta.get("ray_node_id"), error=None)
+            outcome: NodeOutcome = fut.result()
+            if outcome.value_ref is not None:
+                sub.value_ref = outcome.value_ref
+            blob = outcome.output_blob
+            if blob is None:  # a large output travels once, as the task's value
+                blob = ray.get(self._refs.get(nid, sub.value_ref)).blob
+            else:
+                self._blobs[nid] = blob
+            self._import_sublattice(nid, outcome)
+            self.rec.node(nid, status=Status.COMPLETED, output=blob,
+                          start_time=_iso(outcome.start_time), end_time=_iso(outcome.end_time),
+                          stdout=outcome.stdout, stderr=outcome.stderr,
+                          ray_node_id=outcome.ray_node_id, error=None)
+            self._completed(nid)
             return True
-        blocked.add(nid)
-        cause, meta = _unwrap(exc)
-        if meta is not None and meta.get("node_id") == nid:
-            self._import_sublattice(nid, meta)
-            self._record(nid, status=Status.FAILED, error=meta["error"],
-                         start_time=_iso(meta["start_time"]), end_time=_iso(meta["end_time"]),
-                         stdout=meta["stdout"], stderr=meta["stderr"],
-                         ray_node_id=meta.get("ray_node_id"))
-        elif meta is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
-            self._record(nid, status=Status.FAILED, end_time=now_iso(),
-                         error=f"{type(cause).__name__}: {cause}")
+        cause, outcome = _unwrap(exc)
+        if outcome is not None and outcome.node_id == nid:
+            self._import_sublattice(nid, outcome)
+            self.rec.node(nid, status=Status.FAILED, error=outcome.error,
+                          start_time=_iso(outcome.start_time),
+                          end_time=_iso(outcome.end_time) or now_iso(),
+                          stdout=outcome.stdout, stderr=outcome.stderr,
+                          ray_node_id=outcome.ray_node_id)
+        elif outcome is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
+            self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),
+                          error=f"{type(cause).__name__}: {cause}")
         else:  # a parent failed or was cancelled, so this node never ran
-            self._record(nid, status=Status.NEW_OBJECT)
+            self.rec.node(nid, status=Status.NEW_OBJECT)
         return False
 
-    def _import_sublattice(self, nid: int, meta: dict[str, Any]) -> None:
-        data = meta.get("sublattice")
-        if data is not None:
-            sub_id = self.store.import_(data, parent_id=self.dispatch_id, parent_node_id=nid)
-            self._record(nid, sublattice_id=sub_id)
+    def _import_sublattice(self, nid: int, outcome: NodeOutcome) -> None:
+        if outcome.sublattice is not None:
+            sub_id = self.store.import_(outcome.sublattice, parent_id=self.dispatch_id,
+                                        parent_node_id=nid)
+            self.rec.node(nid, sublattice_id=sub_id)
 
-    def _finish_op(self, op_id: int, expr: Expr) -> None:
+    # ---------------------------------------------------------------- values and OPs
+    def _value(self, nid: int) -> Any:
+        if nid not in self._values:
+            blob = self._blobs.get(nid)
+            if blob is None:  # large: fetched again from Ray rather than kept here
+                return cloudpickle.loads(ray.get(self._refs[nid]).blob)
+            self._values[nid] = cloudpickle.loads(blob)
+        return self._values[nid]
+
+    def _completed(self, nid: int) -> None:
+        """Evaluate every OP node that ``nid`` completes, from direct parents' values."""
+        todo = [nid]
+        while todo:
+            done = todo.pop()
+            for op in self._plan.dependants.get(done, ()):
+                self._op_waiting[op] -= 1
+                if self._op_waiting[op] == 0 and self._finish_op(op):
+                    todo.append(op)
+
+    def _finish_op(self, op_id: int) -> bool:
+        node = self.graph.nodes[op_id]
         try:
-            value = expr.evaluate({r: self._value(r) for r in expr.refs()})
+            value = node.expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
             blob = cloudpickle.dumps(value)
         except Exception as exc:
-            self._record(op_id, status=Status.FAILED, end_time=now_iso(),
-                         error=f"{self.graph.nodes[op_id].label}: {exc!r}")
-            return
+            self.rec.node(op_id, status=Status.FAILED, end_time=now_iso(),
+                          error=f"{node.label}: {exc!r}")
+            return False
         self._values[op_id], self._blobs[op_id] = value, blob
-        self._record(op_id, status=Status.COMPLETED, output=blob, start_time=now_iso(),
-                     end_time=now_iso(), stdout="", stderr="")
+        now = now_iso()
+        self.rec.node(op_id, status=Status.COMPLETED, output=blob, start_time=now,
+                      end_time=now, stdout="", stderr="")
+        return True
 
-    def _finalize(self, ops: dict[int, Expr]) -> Status:
+    def _finalize(self) -> Status:
         nodes = self.graph.nodes
-        failed = [n for n in nodes if self._state[n.node_id] is Status.FAILED]
-        fields: dict[str, Any] = {"end_time": now_iso()}
+        state = self.rec.state
+        failed = [n for n in nodes if state[n.node_id] is Status.FAILED]
+        fields: dict[str, Any] = {}
         row = self.store.get_status(self.dispatch_id) or {}
         whole_cancel = self._cancel_all or row.get("status") == Status.CANCELLED
         if whole_cancel:
             fields.update(status=Status.CANCELLED)
         elif failed:
-            errors = self.store.get_nodes(self.dispatch_id)
-            text = {r["node_id"]: r["error"] or "" for r in errors}
+            self.rec.flush()
+            text = {r["node_id"]: r["error"] or "" for r in self.store.get_nodes(self.dispatch_id)
+                    if r["status"] == Status.FAILED}
             fields.update(status=Status.FAILED, error="\n".join(
-                f"Electron {n.label} failed:\n{text[n.node_id].rstrip()}" for n in failed))
-        elif any(s is Status.CANCELLED for s in self._state.values()):
+                f"Electron {n.label} failed:\n{text.get(n.node_id, '').rstrip()}"
+                for n in failed))
+        elif any(s is Status.CANCELLED for s in state.values()):
             fields.update(status=Status.CANCELLED,
                           error="Cancelled nodes: " + ", ".join(
-                              n.label for n in nodes if self._state[n.node_id] is Status.CANCELLED))
+                              n.label for n in nodes if state[n.node_id] is Status.CANCELLED))
         else:
-            expr = self.graph.output.substitute(ops)
+            expr = self.graph.output
             try:
-                value = expr.evaluate({r: self._value(r) for r in expr.refs()})
+                value = expr.evaluate({r: self._value(r) for r in set(expr.refs())})
                 fields.update(status=Status.COMPLETED, result=cloudpickle.dumps(value),
                               error=None)
             except Exception as exc:
                 fields.update(status=Status.FAILED,
                               error=f"The lattice's return value could not be built: {exc!r}")
         if fields["status"] is not Status.COMPLETED:
-            self._cancel_unfinished(only_running=not whole_cancel)
-            self._flush()
-        # Conditional: whoever ended the dispatch first (this, or a reader that found its
-        # owner gone) wins, so a record never says both COMPLETED and "exited early".
-        self.store.update_dispatch(self.dispatch_id, only_if_unfinished=True, **fields)
+            self.rec.cancel_unfinished(only_running=not whole_cancel)
+        self.rec.finish(**fields)
         return fields["status"]
-
-    def _cancel_unfinished(self, only_running: bool = False) -> None:
-        """Mark nodes that will now never finish CANCELLED (after a failure or a partial
-        cancel, only the RUNNING ones: the rest simply never ran, and stay NEW_OBJECT)."""
-        stuck = {Status.RUNNING} if only_running else {Status.RUNNING, Status.NEW_OBJECT}
-        for nid, state in list(self._state.items()):
-            if state in stuck:
-                self._record(nid, status=Status.CANCELLED, end_time=now_iso())

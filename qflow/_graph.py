@@ -4,8 +4,8 @@ A lattice function runs once, with a build context active, to record a
 :class:`Graph`. Electron calls become ``ELECTRON`` or ``SUBLATTICE`` nodes; what a
 lattice does to their outputs (indexing, attributes, arithmetic, containers)
 becomes ``OP`` nodes. ``OP`` nodes never run as tasks of their own: their
-expression is folded into whichever task consumes them, and the dispatcher
-evaluates it for the record.
+expression is compiled into the program of whichever task consumes them (see
+:mod:`qflow._plan`), and the dispatcher evaluates it for the record.
 """
 
 from __future__ import annotations
@@ -37,10 +37,6 @@ class Expr:
     def evaluate(self, values: Mapping[int, Any]) -> Any:
         raise NotImplementedError
 
-    def substitute(self, exprs: Mapping[int, Expr]) -> Expr:
-        """Replace references to the nodes in ``exprs`` by their expressions."""
-        return self
-
 
 @dataclass(frozen=True, slots=True)
 class Const(Expr):
@@ -60,10 +56,6 @@ class Ref(Expr):
     def evaluate(self, values: Mapping[int, Any]) -> Any:
         return values[self.node_id]
 
-    def substitute(self, exprs: Mapping[int, Expr]) -> Expr:
-        inner = exprs.get(self.node_id)
-        return self if inner is None else inner.substitute(exprs)
-
 
 @dataclass(frozen=True, slots=True)
 class Apply(Expr):
@@ -78,9 +70,6 @@ class Apply(Expr):
 
     def evaluate(self, values: Mapping[int, Any]) -> Any:
         return OPERATORS[self.op](*(o.evaluate(values) for o in self.operands))
-
-    def substitute(self, exprs: Mapping[int, Expr]) -> Expr:
-        return Apply(self.op, tuple(o.substitute(exprs) for o in self.operands))
 
 
 def _build_list(*items: Any) -> list:
@@ -195,29 +184,34 @@ class Graph:
         return node
 
     def topo_order(self) -> list[Node]:
-        """Nodes with every parent before its children (``wait`` can point forward)."""
-        order, state = [], {}
+        """Nodes with every parent before its children (``wait`` can point forward).
 
-        def visit(node: Node) -> None:
-            if state.get(node.node_id) == 2:
-                return
-            if state.get(node.node_id) == 1:
-                raise GraphBuildError(
-                    f"qflow.wait made a cycle through {node.label}: a node cannot wait for "
-                    "one of its own dependants. Remove that wait."
-                )
-            state[node.node_id] = 1
-            for parent in node.parents():
-                visit(self.nodes[parent])
-            state[node.node_id] = 2
-            order.append(node)
-
-        for node in self.nodes:
-            visit(node)
+        Iterative, so a chain of any length is fine.
+        """
+        order: list[Node] = []
+        state: dict[int, int] = {}  # 1: on the path, 2: placed
+        for root in self.nodes:
+            if state.get(root.node_id) == 2:
+                continue
+            stack = [(root, iter(root.parents()))]
+            state[root.node_id] = 1
+            while stack:
+                node, parents = stack[-1]
+                for parent in parents:
+                    seen = state.get(parent)
+                    if seen == 1:
+                        raise GraphBuildError(
+                            f"qflow.wait made a cycle through {self.nodes[parent].label}: a "
+                            "node cannot wait for one of its own dependants. Remove that wait.")
+                    if seen is None:
+                        state[parent] = 1
+                        stack.append((self.nodes[parent], iter(self.nodes[parent].parents())))
+                        break
+                else:
+                    stack.pop()
+                    state[node.node_id] = 2
+                    order.append(node)
         return order
-
-    def op_exprs(self) -> dict[int, Expr]:
-        return {n.node_id: n.expr for n in self.nodes if n.kind is NodeKind.OP and n.expr}
 
     def describe(self) -> str:
         """The graph as indented text, one node a line with its parents."""

@@ -1,4 +1,9 @@
-"""A sublattice node: its lattice is built and run where the node runs."""
+"""A sublattice node: a plain callable that runs its lattice as a child dispatch.
+
+The dispatcher wraps a sublattice's lattice in :class:`SublatticeCall` when it
+makes the node's task, so the worker side only calls a function; the child's
+records travel back in the :class:`~qflow._task.SublatticeOutput` it returns.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +11,34 @@ from typing import Any
 
 import cloudpickle
 
-from qflow._dispatcher import Dispatcher, record_new_dispatch
 from qflow._status import Status
-from qflow._task import PickledFunction, TaskCall
+from qflow._task import SublatticeOutput
 from qflow.exceptions import DispatchFailedError
-from qflow.store.sqlite import SQLiteStore
 
 
-def run_sublattice(call: TaskCall, args: list[Any], kwargs: dict[str, Any],
-                   meta: dict[str, Any]) -> Any:
-    """Run ``call.fn`` (a Lattice) as a child dispatch; put its records in ``meta``.
+class SublatticeCall:
+    """Calling it builds ``lattice``'s graph with the arguments and runs it, as dispatch
+    ``<parent>/<node>``, on this worker's Ray (the child's electrons are Ray tasks of
+    their own, so independent ones run in parallel)."""
 
-    The child's electrons are Ray tasks of their own, so they run in parallel where
-    independent. Its rows travel back in ``meta["sublattice"]`` for the parent's store.
-    """
-    lattice = call.fn.load() if isinstance(call.fn, PickledFunction) else call.fn
-    child_id = f"{call.dispatch_id}/{call.node_id}"
-    store = SQLiteStore(":memory:")
-    graph = lattice.build_graph(*args, **kwargs)
-    record_new_dispatch(store, child_id, graph,
-                        inputs=cloudpickle.dumps({"args": tuple(args), "kwargs": kwargs}),
-                        graph_blob=None)
-    status = Dispatcher(store, child_id, graph).run()
-    meta["sublattice"] = store.export(child_id)
-    row = store.get_dispatch(child_id) or {}
-    if status != Status.COMPLETED:
-        raise DispatchFailedError(
-            f"Sublattice {call.label} ended {status}:\n{row.get('error') or ''}".rstrip())
-    return cloudpickle.loads(row["result"])
+    def __init__(self, lattice: Any, child_id: str, label: str) -> None:
+        self.lattice, self.child_id, self.label = lattice, child_id, label
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SublatticeOutput:
+        from qflow._dispatcher import Dispatcher, record_new_dispatch
+        from qflow.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(":memory:")
+        graph = self.lattice.build_graph(*args, **kwargs)
+        record_new_dispatch(store, self.child_id, graph,
+                            inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
+                            graph_blob=None)
+        status = Dispatcher(store, self.child_id, graph).run()
+        export = store.export(self.child_id)
+        row = store.get_dispatch(self.child_id) or {}
+        if status != Status.COMPLETED:
+            exc = DispatchFailedError(
+                f"Sublattice {self.label} ended {status}:\n{row.get('error') or ''}".rstrip())
+            exc.__qflow_sublattice__ = export  # type: ignore[attr-defined]
+            raise exc
+        return SublatticeOutput(cloudpickle.loads(row["result"]), export)

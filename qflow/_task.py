@@ -1,10 +1,11 @@
 """What runs where an electron runs: hooks, the function, capture and timing.
 
 The dispatcher hands an executor a :class:`TaskCall` and the values of the nodes it
-reads; :func:`execute_call` turns them into ``(value, meta)``. ``meta`` carries the
-pickled output, captured stdout/stderr, timings and the Ray node. On failure the
-exception is re-raised unchanged (so Ray's ``retry_exceptions`` still matches its
-type) with the same meta attached as ``__qflow_meta__``.
+reads; :func:`execute_call` turns them into ``(value, outcome)``: the value for
+dependants, and a :class:`NodeOutcome` (the pickled output, captured stdout/stderr,
+timings, the Ray node) for the store. On failure the exception is re-raised
+unchanged (so Ray's ``retry_exceptions`` still matches its type) with the outcome
+attached as ``__qflow_outcome__``.
 """
 
 from __future__ import annotations
@@ -20,12 +21,71 @@ from typing import Any
 
 import cloudpickle
 
-from qflow._graph import Expr, NodeKind
-from qflow._traceback import user_traceback
+from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
+from qflow._plan import Operand, Program, resolve
+from qflow._traceback import user_traceback
 from qflow.exceptions import QflowSerializationError
 
-META_ATTR = "__qflow_meta__"
+OUTCOME_ATTR = "__qflow_outcome__"
+
+
+@dataclass
+class NodeOutcome:
+    """What running one node produced, for the store.
+
+    Attributes:
+        node_id: the node.
+        start_time, end_time: when it ran (UTC), or None if it never started.
+        stdout, stderr: what it printed.
+        ray_node_id: the Ray node it ran on.
+        output_blob: the pickled output (None on failure).
+        error: the user's traceback (None on success).
+        sublattice: a sublattice's child dispatch, exported for the parent's store.
+        value_ref: for executors that make the value outside Ray, its ObjectRef.
+        slurm_job_id: the Slurm job that ran it, if any.
+    """
+
+    node_id: int
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    stdout: str = ""
+    stderr: str = ""
+    ray_node_id: str | None = None
+    output_blob: bytes | None = None
+    error: str | None = None
+    sublattice: dict[str, Any] | None = None
+    value_ref: Any = None
+    slurm_job_id: str | None = None
+
+
+#: Outputs whose pickle is larger than this travel to dependants as that pickle
+#: (:class:`PickledValue`), so each is serialized once, not once for Ray and once for
+#: the store, and is shipped once.
+LARGE_OUTPUT = 1024 * 1024
+
+
+class PickledValue:
+    """A large node output, already pickled: what dependants and the store receive."""
+
+    __slots__ = ("blob",)
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = blob
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PickledValue, (self.blob,))
+
+    def load(self) -> Any:
+        return cloudpickle.loads(self.blob)
+
+
+@dataclass(frozen=True)
+class SublatticeOutput:
+    """What a sublattice's callable returns: the value and the child's records."""
+
+    value: Any
+    export: dict[str, Any]
 
 
 class PickledFunction:
@@ -57,15 +117,17 @@ class PickledFunction:
 
 @dataclass
 class TaskCall:
-    """One electron or sublattice, with its arguments folded to real-node references."""
+    """One electron or sublattice, with a program that builds its arguments from the
+    outputs of the real nodes ``dep_ids`` (see :mod:`qflow._plan`)."""
 
     dispatch_id: str
     node_id: int
     name: str
     kind: NodeKind
     fn: Any
-    args: tuple[Expr, ...]
-    kwargs: dict[str, Expr]
+    program: Program
+    args: tuple[Operand, ...]
+    kwargs: dict[str, Operand]
     dep_ids: tuple[int, ...]
     options: ElectronOptions = field(default_factory=ElectronOptions)
 
@@ -98,47 +160,42 @@ def _ray_node_id() -> str | None:
     return None
 
 
-def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
-    """Run one node where it was scheduled and return ``(value, meta)``."""
-    values = dict(zip(call.dep_ids, dep_values))
-    meta: dict[str, Any] = {
-        "node_id": call.node_id,
-        "start_time": datetime.now(UTC),
-        "ray_node_id": _ray_node_id(),
-    }
+def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOutcome]:
+    """Run one node where it was scheduled and return ``(value, outcome)``."""
+    values = {d: v.load() if isinstance(v, PickledValue) else v
+              for d, v in zip(call.dep_ids, dep_values)}
+    outcome = NodeOutcome(node_id=call.node_id, start_time=datetime.now(UTC),
+                          ray_node_id=_ray_node_id())
     out, err = _Tee(sys.stdout), _Tee(sys.stderr)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             opts = call.options
             opts.deps_bash.run()
-            kwargs = {k: e.evaluate(values) for k, e in call.kwargs.items()}
+            steps = call.program.run(values)
+            kwargs = {k: resolve(o, values, steps) for k, o in call.kwargs.items()}
             for hook in opts.call_before:
                 retval = hook.call()
                 if hook.retval_keyword:
                     kwargs[hook.retval_keyword] = retval
-            args = [e.evaluate(values) for e in call.args]
-            if call.kind is NodeKind.SUBLATTICE:
-                from qflow._sublattice import run_sublattice
-
-                value = run_sublattice(call, args, kwargs, meta)
-            else:
-                fn = call.fn.load() if isinstance(call.fn, PickledFunction) else call.fn
-                value = fn(*args, **kwargs)
+            args = [resolve(o, values, steps) for o in call.args]
+            fn = call.fn.load() if isinstance(call.fn, PickledFunction) else call.fn
+            value = fn(*args, **kwargs)
+            if isinstance(value, SublatticeOutput):
+                outcome.sublattice, value = value.export, value.value
             for hook in opts.call_after:
                 hook.call()
-        meta["output_blob"] = _dumps_output(call, value)
+        outcome.output_blob = _dumps_output(call, value)
     except BaseException as exc:
-        meta.update(
-            end_time=datetime.now(UTC),
-            stdout=out.getvalue(),
-            stderr=err.getvalue(),
-            error=user_traceback(exc),
-        )
+        outcome.sublattice = getattr(exc, "__qflow_sublattice__", None)
+        outcome.end_time = datetime.now(UTC)
+        outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
+        outcome.error = user_traceback(exc)
         with contextlib.suppress(Exception):
-            setattr(exc, META_ATTR, meta)
+            setattr(exc, OUTCOME_ATTR, outcome)
         raise
-    meta.update(end_time=datetime.now(UTC), stdout=out.getvalue(), stderr=err.getvalue())
-    return value, meta
+    outcome.end_time = datetime.now(UTC)
+    outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
+    return value, outcome
 
 
 def _dumps_output(call: TaskCall, value: Any) -> bytes:

@@ -24,8 +24,8 @@ import cloudpickle
 import psutil
 import ray
 
-from qflow._cluster import (SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, quiet_ray,
-                            ray_cli)
+from qflow._cluster import (SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, node_ip,
+                            quiet_ray, ray_address_file, ray_cli)
 from qflow.exceptions import ClusterError
 from qflow.settings import Settings
 
@@ -148,15 +148,14 @@ def start(settings: Settings, num_cpus: int | None = None,
         cmd.append(f"--resources={json.dumps(dict(resources))}")
     log_path = settings.home / "head.log"
     log_offset = log_path.stat().st_size if log_path.exists() else 0
+    announced = _read_default_address()
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     log = os.fdopen(fd, "ab")  # the head keeps it open
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True,
                             env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
     log.close()
-    from ray._private.services import get_node_ip_address
-
-    address = f"{get_node_ip_address()}:{port}"
+    address = f"{node_ip()}:{port}"
     state = ServiceState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
                          address=address, home=str(settings.home),
                          started_at=datetime.now(UTC).isoformat(), pids=[proc.pid],
@@ -164,6 +163,10 @@ def start(settings: Settings, num_cpus: int | None = None,
     state.save(settings)
     try:
         _wait_for_head(proc, log_path, log_offset, timeout)
+        # `ray start` announced this head in Ray's machine-wide address file, where any
+        # script (of any QFLOW_HOME) would join it. It is found through service.json
+        # instead, so put back what the file said before.
+        _restore_default_address(address, announced)
         service_pid = _start_actor(address)
         state["service_pid"] = service_pid
         state["service_create_time"] = psutil.Process(service_pid).create_time()
@@ -275,20 +278,35 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
     return sorted(procs)
 
 
+def _read_default_address() -> str | None:
+    pointer = ray_address_file()
+    try:
+        return pointer.read_text().strip() or None if pointer else None
+    except OSError:
+        return None
+
+
+def _restore_default_address(ours: str, previous: str | None) -> None:
+    """Make Ray's address file say ``previous`` again, if it now names our head."""
+    pointer = ray_address_file()
+    try:
+        if pointer is None or pointer.read_text().strip() != ours:
+            return
+        if previous:
+            pointer.write_text(previous)
+        else:
+            pointer.unlink()
+    except OSError:  # gone already: nothing to undo
+        pass
+
+
 def _forget_default_address(address: str) -> None:
     """Remove Ray's pointer to our head, as ``ray stop`` would, but only if it is ours.
 
     ``ray start`` writes it; a later plain ``ray.init()`` would try to join the
     dead head through it instead of starting a fresh local Ray.
     """
-    try:
-        from ray._common.utils import get_ray_address_file
-
-        pointer = Path(get_ray_address_file(None))
-        if pointer.read_text().strip() == address:
-            pointer.unlink()
-    except (ImportError, OSError):  # a Ray without the pointer file: nothing to forget
-        pass
+    _restore_default_address(address, None)
 
 
 def status(settings: Settings) -> dict[str, Any]:

@@ -16,10 +16,11 @@ class Submission:
     """A node handed to an executor.
 
     Attributes:
-        done: resolves to the node's ``meta`` dict, or raises its exception.
+        done: resolves to the node's :class:`~qflow._task.NodeOutcome`, or raises its
+            exception (carrying the outcome as ``__qflow_outcome__`` where it ran).
         value_ref: a Ray ObjectRef of the output that downstream Ray tasks can take
             at once. Executors that produce the value outside Ray leave it None and
-            put ``meta["value_ref"]`` when done.
+            set ``outcome.value_ref`` when done.
         handle: whatever :meth:`Executor.cancel` needs.
     """
 

@@ -34,9 +34,9 @@ class LocalExecutor(Executor):
         def work() -> None:
             try:
                 values = ray.get(list(deps)) if deps else []
-                value, meta = execute_call(call, values)
-                meta["value_ref"] = ray.put(value)
-                done.set_result(meta)
+                value, outcome = execute_call(call, values)
+                outcome.value_ref = ray.put(value)
+                done.set_result(outcome)
             except BaseException as exc:  # handed to the dispatcher, never swallowed
                 done.set_exception(exc)
 

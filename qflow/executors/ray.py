@@ -8,13 +8,19 @@ from typing import Any
 import ray
 
 from qflow._graph import NodeKind
-from qflow._task import TaskCall, execute_call
+from qflow._task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execute_call
 from qflow.executors.base import Executor, Submission
 
 
 @ray.remote(num_returns=2)
-def _run_node(call: TaskCall, *dep_values: Any) -> tuple[Any, dict[str, Any]]:
-    return execute_call(call, dep_values)
+def _run_node(call: TaskCall, *dep_values: Any) -> tuple[Any, NodeOutcome]:
+    value, outcome = execute_call(call, dep_values)
+    blob = outcome.output_blob
+    if blob is not None and len(blob) > LARGE_OUTPUT:
+        # One pickle, shipped once: dependants and the store both take these bytes.
+        outcome.output_blob = None
+        return PickledValue(blob), outcome
+    return value, outcome
 
 
 class RayExecutor(Executor):
@@ -63,8 +69,8 @@ class RayExecutor(Executor):
         return remote
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
-        value_ref, meta_ref = self._remote(call).remote(call, *deps)
-        return Submission(done=meta_ref.future(), value_ref=value_ref, handle=value_ref)
+        value_ref, outcome_ref = self._remote(call).remote(call, *deps)
+        return Submission(done=outcome_ref.future(), value_ref=value_ref, handle=value_ref)
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in

@@ -13,7 +13,7 @@ from typing import Any
 import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qflow._task import META_ATTR, TaskCall, execute_call
+from qflow._task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
 from qflow.exceptions import QflowConfigError, SlurmError
 from qflow.executors.base import Executor, Submission
 from qflow.settings import Settings
@@ -134,14 +134,14 @@ class SlurmExecutor(Executor):
 
     def _finish(self, call: TaskCall, job: Any, done: Future, holder: dict[str, Any]) -> None:
         try:
-            value, meta = self._wait(call, job, holder)
-            meta["value_ref"] = ray.put(value)
-            meta["slurm_job_id"] = job.job_id
-            done.set_result(meta)
+            value, outcome = self._wait(call, job, holder)
+            outcome.value_ref = ray.put(value)
+            outcome.slurm_job_id = str(job.job_id)
+            done.set_result(outcome)
         except BaseException as exc:  # handed to the dispatcher, never swallowed
             done.set_exception(exc)
 
-    def _wait(self, call: TaskCall, job: Any, holder: dict[str, Any]) -> tuple[Any, dict]:
+    def _wait(self, call: TaskCall, job: Any, holder: dict[str, Any]) -> tuple[Any, NodeOutcome]:
         cfg = self.config
         deadline = time.monotonic() + cfg.max_wait_s
         while not job.done():
@@ -169,8 +169,8 @@ class SlurmExecutor(Executor):
     @staticmethod
     def _failure(call: TaskCall, job: Any, text: str) -> SlurmError:
         err = SlurmError(f"Slurm job {job.job_id} for electron {call.label} {text}")
-        setattr(err, META_ATTR, {"node_id": call.node_id, "error": str(err), "stdout": "",
-                                 "stderr": "", "start_time": None, "end_time": None})
+        setattr(err, OUTCOME_ATTR, NodeOutcome(node_id=call.node_id, error=str(err),
+                                               slurm_job_id=str(job.job_id)))
         return err
 
     def cancel(self, submission: Submission) -> None:

@@ -1,0 +1,69 @@
+"""Every status change of one dispatch and its nodes, batched into store writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qflow._status import Status
+from qflow.store.base import ResultStore, now_iso
+
+
+class Recorder:
+    """Records node and dispatch changes for one dispatch.
+
+    Node changes are kept in memory (``state`` always has each node's latest status)
+    and written in one transaction per :meth:`flush`. After :meth:`abandon` nothing
+    more is written: the process is exiting and another writer ended the dispatch.
+
+    Example:
+        >>> from qflow.store.sqlite import SQLiteStore
+        >>> store = SQLiteStore(":memory:")
+        >>> store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "NEW_OBJECT",
+        ...                        "created_at": "t"}, [{"node_id": 0, "name": "a",
+        ...                        "kind": "electron", "status": "NEW_OBJECT"}])
+        >>> rec = Recorder(store, "d", [0])
+        >>> rec.node(0, status=Status.RUNNING)
+        >>> rec.flush()
+        >>> store.get_nodes("d")[0]["status"]
+        'RUNNING'
+    """
+
+    def __init__(self, store: ResultStore, dispatch_id: str, node_ids: list[int]) -> None:
+        self.store, self.dispatch_id = store, dispatch_id
+        self.state: dict[int, Status] = dict.fromkeys(node_ids, Status.NEW_OBJECT)
+        self._updates: list[tuple[int, dict[str, Any]]] = []
+        self.abandoned = False
+
+    def node(self, node_id: int, **fields: Any) -> None:
+        if "status" in fields:
+            self.state[node_id] = fields["status"]
+        self._updates.append((node_id, fields))
+
+    def flush(self) -> None:
+        updates, self._updates = self._updates, []
+        if updates and not self.abandoned:
+            self.store.update_nodes(self.dispatch_id, updates)
+
+    def started(self) -> None:
+        if not self.abandoned:
+            self.store.update_dispatch(self.dispatch_id, status=Status.RUNNING,
+                                       start_time=now_iso())
+
+    def cancel_unfinished(self, only_running: bool) -> None:
+        """Nodes that will now never finish become CANCELLED (after a failure or a
+        partial cancel only the RUNNING ones: the rest never ran and stay NEW_OBJECT)."""
+        stuck = {Status.RUNNING} if only_running else {Status.RUNNING, Status.NEW_OBJECT}
+        for nid, state in list(self.state.items()):
+            if state in stuck:
+                self.node(nid, status=Status.CANCELLED, end_time=now_iso())
+
+    def finish(self, **fields: Any) -> None:
+        """End the dispatch, unless something else (a reader that found this process
+        gone) ended it first: a record never says both COMPLETED and "exited early"."""
+        self.flush()
+        if not self.abandoned:
+            self.store.update_dispatch(self.dispatch_id, only_if_unfinished=True,
+                                       end_time=now_iso(), **fields)
+
+    def abandon(self) -> None:
+        self.abandoned = True
