@@ -31,6 +31,11 @@ import time
 from pathlib import Path
 
 CANNOT_INSTALL = 3
+# Debian puts the daemons in /usr/sbin, which a root shell's PATH may lack (su, cron,
+# CI runners): look there too, for which() and for every command this script runs.
+for _sbin in ("/usr/local/sbin", "/usr/sbin", "/sbin"):
+    if _sbin not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + _sbin
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge", "slurmdbd",
             "mariadb-server-core", "mariadb-client-core"]
 BINARIES = ["slurmctld", "slurmd", "sinfo", "munged", "mungekey", "slurmdbd", "mariadbd",
