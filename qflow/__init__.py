@@ -32,6 +32,8 @@ from qflow.lattice import lattice as lattice
 from qflow.qelectron import qelectron as qelectron
 from qflow.result import Result as Result
 from qflow.result import TransportableObject as TransportableObject
+from qflow.retention import delete as delete
+from qflow.retention import gc as gc
 
 #: Covalent's ``ct.status``: ``qflow.status.COMPLETED`` and friends.
 status = Status
@@ -42,12 +44,14 @@ __all__ = [
     "cancel",
     "DepsBash",
     "DepsCall",
+    "delete",
     "DepsPip",
     "dispatch",
     "dispatch_sync",
     "Electron",
     "electron",
     "ElectronOptions",
+    "gc",
     "get_result",
     "init",
     "Lattice",

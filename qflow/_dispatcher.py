@@ -28,7 +28,7 @@ from qflow._plan import Plan, plan
 from qflow._recorder import Recorder
 from qflow._status import Status
 from qflow._sublattice import SublatticeCall
-from qflow._task import OUTCOME_ATTR, NodeOutcome, PickledFunction, TaskCall
+from qflow._task import OUTCOME_ATTR, NodeOutcome, PickledFunction, TaskCall, dumps_value
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
 from qflow.store.base import ResultStore, now_iso
@@ -379,7 +379,7 @@ class Dispatcher:
         node = self.graph.nodes[op_id]
         try:
             value = node.expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
-            blob = cloudpickle.dumps(value)
+            blob = dumps_value(value)
         except Exception as exc:
             self.rec.node(op_id, status=Status.FAILED, end_time=now_iso(),
                           error=f"{node.label}: {exc!r}")
@@ -414,7 +414,7 @@ class Dispatcher:
             expr = self.graph.output
             try:
                 value = expr.evaluate({r: self._value(r) for r in set(expr.refs())})
-                fields.update(status=Status.COMPLETED, result=cloudpickle.dumps(value),
+                fields.update(status=Status.COMPLETED, result=dumps_value(value),
                               error=None)
             except Exception as exc:
                 fields.update(status=Status.FAILED,

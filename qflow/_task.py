@@ -198,9 +198,19 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     return value, outcome
 
 
+def dumps_value(value: Any) -> bytes:
+    """Pickle a node output or result for the store.
+
+    Protocol 4 because it pickles equal values to equal bytes: protocol 5 marks a
+    read-only numpy buffer (every array a Ray task receives) differently from a
+    writeable one, and content-named blob files rely on equal bytes.
+    """
+    return cloudpickle.dumps(value, protocol=4)
+
+
 def _dumps_output(call: TaskCall, value: Any) -> bytes:
     try:
-        return cloudpickle.dumps(value)
+        return dumps_value(value)
     except Exception as exc:
         raise QflowSerializationError(
             f"The output of electron {call.label} cannot be pickled: {exc!r}. Return plain "

@@ -139,6 +139,8 @@ def status() -> None:
     ended = reap_all(store)
     if ended:
         click.echo(f"ended {ended} dispatch(es) that nothing was running any more")
+    click.echo(f"store {settings.db_path}: {_size(store.size_bytes())} "
+               "(`qflow gc --older-than 30d` removes old dispatches)")
     if "pid" in info and not info["running"]:
         sys.exit(1)
 
@@ -212,6 +214,38 @@ def logs(dispatch_id: str, node: int | None) -> None:
             click.echo("-- stderr\n" + printable(n["stderr"]).rstrip())
         if n["error"]:
             click.echo("-- error\n" + printable(n["error"]).rstrip())
+
+
+@main.command()
+@click.argument("dispatch_ids", nargs=-1, required=True)
+def delete(dispatch_ids: tuple[str, ...]) -> None:
+    """Delete finished dispatches with their nodes, sublattices and blob files."""
+    import qflow
+
+    n = qflow.delete(list(dispatch_ids))
+    click.echo(f"deleted {n} dispatch record(s)")
+
+
+@main.command()
+@click.option("--older-than", default="30d", show_default=True,
+              help="Age such as 30d, 12h or 90m; dispatches that ended before it go.")
+def gc(older_than: str) -> None:
+    """Delete every finished dispatch that ended more than --older-than ago."""
+    import qflow
+    from qflow._api import _runtime
+
+    before = _runtime().store.size_bytes()
+    n = qflow.gc(older_than)
+    after = _runtime().store.size_bytes()
+    click.echo(f"deleted {n} dispatch record(s); store {_size(before)} -> {_size(after)}")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 @main.group()

@@ -96,6 +96,19 @@ class ResultStore(abc.ABC):
         """The :data:`STATUS_FIELDS` of every dispatch without an end time."""
 
     @abc.abstractmethod
+    def delete_dispatches(self, dispatch_ids: Sequence[str]) -> int:
+        """Delete dispatches, their nodes, their sublattices and the blobs only they
+        used; return how many dispatch rows went."""
+
+    @abc.abstractmethod
+    def finished_before(self, iso_time: str) -> list[str]:
+        """Top-level dispatches that ended before ``iso_time``."""
+
+    @abc.abstractmethod
+    def size_bytes(self) -> int:
+        """What the store takes on disk, blobs included."""
+
+    @abc.abstractmethod
     def get_dispatch(self, dispatch_id: str) -> dict[str, Any] | None:
         """The dispatch row, or None."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import sqlite3
 import threading
@@ -236,13 +237,20 @@ class SQLiteStore(ResultStore):
     def _put_blob(self, dispatch_id: str, node_id: Any, blob: bytes | None) -> bytes | None:
         if blob is None or self._blob_dir is None or len(blob) <= BLOB_INLINE_LIMIT:
             return blob
-        rel = Path("blobs") / dispatch_id.replace("/", "_") / f"{node_id}.pkl"
+        # Named by content: a value passed on unchanged, or reused by a redispatch, is
+        # one file however many nodes hold it.
+        digest = hashlib.sha256(blob).hexdigest()
+        rel = Path("blobs") / digest[:2] / f"{digest}.pkl"
         path = self._home / rel
         try:
+            if path.exists() and path.stat().st_size == len(blob):
+                return _FILE_PREFIX + rel.as_posix().encode()
             private_mkdir(path.parent)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            tmp = path.with_name(f".{digest}.{uuid.uuid4().hex}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
+            os.replace(tmp, path)  # readers never see a half-written file
         except OSError as exc:
             raise StoreError(f"Cannot write {path}: {exc.strerror or exc}. Free space or "
                              "fix permissions under QFLOW_HOME.") from exc
@@ -368,6 +376,56 @@ class SQLiteStore(ResultStore):
             f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE parent_id IS NULL "
             "ORDER BY created_at DESC LIMIT ?", (limit,))
         return [dict(r) for r in rows]
+
+    def delete_dispatches(self, dispatch_ids: Sequence[str]) -> int:
+        def run(db: sqlite3.Connection) -> int:
+            n = 0
+            for d in dispatch_ids:
+                like = d.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+                where = "dispatch_id = ? OR dispatch_id LIKE ? ESCAPE '\\'"
+                db.execute(f"DELETE FROM nodes WHERE {where}", (d, like))
+                n += db.execute(f"DELETE FROM dispatches WHERE {where}", (d, like)).rowcount
+            return n
+
+        deleted = self._write(run)
+        self.sweep_blobs()
+        return deleted
+
+    def finished_before(self, iso_time: str) -> list[str]:
+        rows = self._read("SELECT dispatch_id FROM dispatches WHERE parent_id IS NULL AND "
+                          "end_time IS NOT NULL AND end_time < ?", (iso_time,))
+        return [r["dispatch_id"] for r in rows]
+
+    def sweep_blobs(self) -> int:
+        """Delete blob files no row points at; return the bytes freed."""
+        if self._blob_dir is None or not self._blob_dir.exists():
+            return 0
+        prefix = _FILE_PREFIX
+        used = set()
+        for sql in ("SELECT output AS b FROM nodes WHERE substr(output, 1, ?) = ?",
+                    "SELECT inputs AS b FROM dispatches WHERE substr(inputs, 1, ?) = ?",
+                    "SELECT result AS b FROM dispatches WHERE substr(result, 1, ?) = ?",
+                    "SELECT graph AS b FROM dispatches WHERE substr(graph, 1, ?) = ?"):
+            for row in self._read(sql, (len(prefix), prefix)):
+                used.add((self._home / row["b"][len(prefix):].decode()).resolve())
+        freed = 0
+        for path in self._blob_dir.rglob("*"):
+            if path.is_file() and path.resolve() not in used and not path.name.endswith(".tmp"):
+                size = path.stat().st_size
+                path.unlink(missing_ok=True)
+                freed += size
+        for folder in sorted((p for p in self._blob_dir.rglob("*") if p.is_dir()), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only empty ones go
+        return freed
+
+    def size_bytes(self) -> int:
+        if self._home is None:
+            return 0
+        files = [Path(self.path), Path(self.path + "-wal"), Path(self.path + "-shm")]
+        if self._blob_dir is not None and self._blob_dir.exists():
+            files += [p for p in self._blob_dir.rglob("*") if p.is_file()]
+        return sum(p.stat().st_size for p in files if p.exists())
 
     def unfinished(self) -> list[dict[str, Any]]:
         rows = self._read(f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches "
