@@ -17,7 +17,7 @@ from qflow._cluster import check_feasible, ensure_ray, find_service
 from qflow._dispatcher import Dispatcher, check_picklable, fingerprints, record_new_dispatch
 from qflow._graph import Graph
 from qflow._status import Status
-from qflow._lease import Heartbeat, reap
+from qflow._lease import Heartbeat, owner_role, reap, service_verdict
 from qflow.electron import Electron
 from qflow.exceptions import (ClusterError, DispatchNotFoundError, DispatchTimeoutError,
                               QflowInputError, QflowSerializationError)
@@ -216,7 +216,7 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
     dispatch_id = str(uuid.uuid4())
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
     record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,
-                        graph_blob=cloudpickle.dumps({"lattice": lat}),
+                        graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
                         owner=rt.heartbeat.owner)
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id
@@ -346,15 +346,26 @@ def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
         local = rt.local.get(dispatch_id)
         if local is not None and not local.done.wait(timeout):
             raise _timed_out(dispatch_id, timeout)
-        pause = 0.002
+        pause, checked = 0.002, time.monotonic()
         while not _finished(row := _status_row(rt, dispatch_id)):
             if deadline is not None and time.monotonic() > deadline:
                 raise _timed_out(dispatch_id, timeout)
+            if time.monotonic() - checked > 1.0:
+                checked = time.monotonic()
+                _raise_if_paused(rt, row)
             time.sleep(pause)
             pause = min(pause * 1.5, 0.1)
     if status_only:
         return {"id": dispatch_id, "status": Status(row["status"])}
     return Result(rt.store, _row(rt, dispatch_id))
+
+
+def _raise_if_paused(rt: _Runtime, row: dict[str, Any]) -> None:
+    """Waiting for a dispatch whose ``qflow start`` head is stopped would never end."""
+    if owner_role(row.get("owner")) == "service":
+        verdict, why = service_verdict(rt.store, row)
+        if verdict == "paused":
+            raise ClusterError(f"Dispatch {row['dispatch_id']} is paused: {why}.")
 
 
 def _timed_out(dispatch_id: str, timeout: float | None) -> DispatchTimeoutError:
@@ -387,12 +398,16 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
         rt.store.update_dispatch(dispatch_id, status=Status.CANCELLED)
         if dispatch_id not in rt.local and reap(rt.store, {**row, "status": Status.CANCELLED}):
             return f"Cancelled dispatch {dispatch_id} (nothing was running it any more)."
+        if owner_role(row.get("owner")) == "service" and \
+                service_verdict(rt.store, row)[0] == "paused":
+            rt.store.end_dispatch(dispatch_id, Status.CANCELLED, None)
+            return f"Cancelled dispatch {dispatch_id} (its qflow head is not running)."
     else:
         rt.store.update_nodes(dispatch_id, [(i, {"status": Status.CANCELLED}) for i in ids])
     local = rt.local.get(dispatch_id)
     if local is not None:
         local.cancel(ids)
-    elif rt.service() is not None:
+    elif owner_role(row.get("owner")) == "service" and rt.service() is not None:
         ray.get(rt.service().cancel.remote(dispatch_id, ids))
     what = "dispatch" if ids is None else f"nodes {ids} of dispatch"
     return f"Cancelled {what} {dispatch_id}."

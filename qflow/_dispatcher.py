@@ -124,13 +124,17 @@ class Dispatcher:
         graph: the graph to run.
         reuse: node id -> pickled output of nodes to take from an earlier dispatch.
         heartbeat: claims the dispatch for this process while it runs.
+        resumed: this picks up a dispatch a dead dispatcher left unfinished; the nodes
+            in ``reuse`` completed then, and keep their records as they are.
     """
 
     def __init__(self, store: ResultStore, dispatch_id: str, graph: Graph,
-                 reuse: dict[int, bytes] | None = None, heartbeat: Heartbeat | None = None) -> None:
+                 reuse: dict[int, bytes] | None = None, heartbeat: Heartbeat | None = None,
+                 resumed: bool = False) -> None:
         self.store, self.dispatch_id, self.graph = store, dispatch_id, graph
         self.reuse = reuse or {}
         self.heartbeat = heartbeat
+        self.resumed = resumed
         self.done = threading.Event()
         self.status: Status = Status.NEW_OBJECT
         self.rec = Recorder(store, dispatch_id, [n.node_id for n in graph.nodes])
@@ -221,7 +225,8 @@ class Dispatcher:
                 blocked.add(n)
                 todo.extend(c for c in waiters.get(n, ()) if c not in running)
 
-        self.rec.started()
+        if not self.resumed:
+            self.rec.started()
         last_poll = time.monotonic()
         while True:
             while ready:
@@ -292,9 +297,12 @@ class Dispatcher:
         blob = self.reuse[nid]
         self._blobs[nid] = blob
         self._refs[nid] = ray.put(self._value(nid))
-        now = now_iso()
-        self.rec.node(nid, status=Status.COMPLETED, output=blob, start_time=now,
-                      end_time=now, stdout="", stderr="", error=None)
+        if self.resumed:  # it ran before the crash: its record is already right
+            self.rec.state[nid] = Status.COMPLETED
+        else:
+            now = now_iso()
+            self.rec.node(nid, status=Status.COMPLETED, output=blob, start_time=now,
+                          end_time=now, stdout="", stderr="", error=None)
         self._completed(nid)
 
     def _submit(self, call: TaskCall) -> Submission | None:

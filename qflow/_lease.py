@@ -27,6 +27,9 @@ from qflow.store.base import ResultStore
 HEARTBEAT_S = 5.0
 #: A dispatch owned on another host is orphaned after this long without a heartbeat.
 STALE_AFTER_S = 60.0
+#: A dead dispatcher service on a live head is given this long (since its last
+#: heartbeat) for Ray to restart it, after which its dispatches are ended.
+SERVICE_RESTART_GRACE_S = 30.0
 
 _HOST = socket.gethostname()
 
@@ -70,11 +73,68 @@ def gone_reason(owner: str | None, heartbeat: float | None, now: float | None = 
     return None
 
 
+def _info(owner: str | None) -> dict[str, Any]:
+    try:
+        info = json.loads(owner or "")
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def owner_role(owner: str | None) -> str | None:
+    """``"client"`` or ``"service"``, or None for a row without an owner."""
+    return _info(owner).get("role")
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the owner process still runs (on another host: assumed, see reap)."""
+    info = _info(owner)
+    if info.get("host") != _HOST:
+        return bool(info)
+    return _create_time(int(info.get("pid", -1))) == info.get("started")
+
+
+def service_verdict(store: ResultStore, row: dict[str, Any]) -> tuple[str, str | None]:
+    """For a dispatch the ``qflow start`` service ran: ``("running", None)`` while a
+    service runs or is being restarted by Ray (it resumes the dispatch),
+    ``("paused", why)`` while no head runs (the next ``qflow start`` resumes it), or
+    ``("gone", why)`` when the head runs but its service stayed dead."""
+    if owner_alive(row.get("owner")):
+        return "running", None
+    path = getattr(store, "path", None)
+    if not path or path == ":memory:":
+        return "gone", "its dispatcher service is gone"
+    from pathlib import Path
+
+    from qflow.service import status
+    from qflow.settings import Settings
+
+    home = Path(path).parent
+    info = status(Settings(home=home))
+    if info["running"]:
+        return "running", None
+    if not info["head"]:
+        return "paused", (f"it ran on the qflow head for {home}, which is not running now; "
+                          "`qflow start` resumes it (completed nodes are kept), "
+                          "`qflow cancel` ends it")
+    age = time.time() - (row.get("heartbeat") or 0.0)
+    if age < SERVICE_RESTART_GRACE_S:
+        return "running", None
+    return "gone", (f"Nothing runs this dispatch any more: the qflow dispatcher service died "
+                    f"and was not restarted within {SERVICE_RESTART_GRACE_S:.0f} s. Restart it "
+                    "with `qflow stop && qflow start` (which resumes it).")
+
+
 def reap(store: ResultStore, row: dict[str, Any]) -> bool:
     """End ``row``'s dispatch if its owner is gone; True if this call ended it."""
     if row.get("end_time") is not None:
         return False
-    reason = gone_reason(row.get("owner"), row.get("heartbeat"))
+    if owner_role(row.get("owner")) == "service":
+        verdict, reason = service_verdict(store, row)
+        if verdict != "gone":
+            return False
+    else:
+        reason = gone_reason(row.get("owner"), row.get("heartbeat"))
     if reason is None:
         return False
     status = Status.CANCELLED if row.get("status") == Status.CANCELLED else Status.FAILED

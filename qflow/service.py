@@ -33,27 +33,49 @@ __all__ = ["DispatcherService", "ServiceState", "start", "status", "stop"]
 
 
 class DispatcherService:
-    """Runs dispatches on threads inside a detached actor, so they survive the client."""
+    """Runs dispatches on threads inside a detached actor, so they survive the client.
 
-    def __init__(self) -> None:
+    Ray restarts the actor if its process dies (``max_restarts=-1``). Each
+    incarnation records its pid in ``service.json`` and resumes every dispatch that
+    a previous one left unfinished in the store: completed nodes keep their records
+    and outputs and are not run again; the rest run.
+
+    Args:
+        home: the ``QFLOW_HOME`` whose store this service serves, to resume from.
+    """
+
+    def __init__(self, home: str | None = None) -> None:
         self._stores: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
+        if home is not None:
+            settings = Settings(home=Path(home))
+            state = ServiceState.load(settings)
+            if state is not None:
+                pid = os.getpid()
+                state.update(service_pid=pid, service_create_time=psutil.Process(pid).create_time())
+                state.save(settings)
+            threading.Thread(target=self._resume_all, args=(str(settings.db_path),),
+                             name="qflow-resume", daemon=True).start()
 
     def ping(self) -> int:
         return os.getpid()
 
-    def run(self, db_path: str, dispatch_id: str, graph_blob: bytes,
-            reuse: dict[int, bytes]) -> None:
-        from qflow._dispatcher import Dispatcher
+    def _store(self, db_path: str) -> tuple[Any, Any]:
         from qflow._lease import Heartbeat
         from qflow.store.sqlite import SQLiteStore
 
         if db_path not in self._stores:
             store = SQLiteStore(db_path)
             self._stores[db_path] = (store, Heartbeat(store, role="service"))
-        store, heartbeat = self._stores[db_path]
-        dispatcher = Dispatcher(store, dispatch_id, cloudpickle.loads(graph_blob), reuse,
-                                heartbeat=heartbeat)
+        return self._stores[db_path]
+
+    def _start(self, db_path: str, dispatch_id: str, graph: Any, reuse: dict[int, bytes],
+               resumed: bool = False) -> None:
+        from qflow._dispatcher import Dispatcher
+
+        store, heartbeat = self._store(db_path)
+        dispatcher = Dispatcher(store, dispatch_id, graph, reuse, heartbeat=heartbeat,
+                                resumed=resumed)
         self._runs[dispatch_id] = dispatcher
 
         def run() -> None:
@@ -62,7 +84,39 @@ class DispatcherService:
             finally:  # the store has the outcome; drop the outputs the dispatcher holds
                 self._runs.pop(dispatch_id, None)
 
-        threading.Thread(target=run, daemon=True).start()
+        threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
+
+    def run(self, db_path: str, dispatch_id: str, graph_blob: bytes,
+            reuse: dict[int, bytes]) -> None:
+        self._start(db_path, dispatch_id, cloudpickle.loads(graph_blob), reuse)
+
+    def _resume_all(self, db_path: str) -> None:
+        """Pick up what a previous incarnation of this service left unfinished."""
+        from qflow._lease import owner_role, owner_alive
+        from qflow._status import Status
+        from qflow.store.base import loads
+
+        store, _ = self._store(db_path)
+        for row in store.unfinished():
+            if owner_role(row.get("owner")) != "service" or owner_alive(row.get("owner")):
+                continue
+            dispatch_id = row["dispatch_id"]
+            try:
+                if row["status"] == Status.CANCELLED:
+                    store.end_dispatch(dispatch_id, Status.CANCELLED, None)
+                    continue
+                full = store.get_dispatch(dispatch_id) or {}
+                saved, inputs = loads(full["graph"]), loads(full["inputs"])
+                graph = saved["lattice"].build_graph(
+                    *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"])
+                done = {r["node_id"]: r["output"] for r in store.get_nodes(dispatch_id)
+                        if r["status"] == Status.COMPLETED and r["kind"] != "op"
+                        and isinstance(r["output"], bytes)}
+                self._start(db_path, dispatch_id, graph, done, resumed=True)
+            except Exception as exc:  # one broken record must not stop the others
+                store.end_dispatch(dispatch_id, Status.FAILED,
+                                   f"The restarted dispatcher service could not resume it: "
+                                   f"{exc!r}")
 
     def cancel(self, dispatch_id: str, task_ids: list[int] | None) -> None:
         dispatcher = self._runs.get(dispatch_id)
@@ -167,7 +221,7 @@ def start(settings: Settings, num_cpus: int | None = None,
         # script (of any QFLOW_HOME) would join it. It is found through service.json
         # instead, so put back what the file said before.
         _restore_default_address(address, announced)
-        service_pid = _start_actor(address)
+        service_pid = _start_actor(address, settings)
         state["service_pid"] = service_pid
         state["service_create_time"] = psutil.Process(service_pid).create_time()
         # A head can report "started" and die a moment later (a port taken, a raylet
@@ -215,7 +269,7 @@ def _wait_for_head(proc: subprocess.Popen, log_path: Path, offset: int, timeout:
     raise ClusterError(f"`ray start` did not report a running head within {timeout} s")
 
 
-def _start_actor(address: str) -> int:
+def _start_actor(address: str, settings: Settings) -> int:
     """Start the detached dispatcher actor on the head; return its process id."""
     enable_token_auth()
     for attempt in range(5):
@@ -231,7 +285,8 @@ def _start_actor(address: str) -> int:
     try:
         actor = ray.remote(DispatcherService).options(
             name=SERVICE_NAME, namespace=SERVICE_NAMESPACE, lifetime="detached",
-            max_concurrency=64, num_cpus=0, get_if_exists=True).remote()
+            max_concurrency=64, num_cpus=0, get_if_exists=True,
+            max_restarts=-1).remote(str(settings.home))
         return ray.get(actor.ping.remote(), timeout=120)
     finally:
         ray.shutdown()

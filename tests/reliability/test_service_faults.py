@@ -49,19 +49,28 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
         assert "Token authentication" not in out.stderr + started.stderr, out.stderr
         assert "WARNING" not in out.stderr and "INFO" not in out.stderr, out.stderr
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
-        os.kill(state["service_pid"], signal.SIGKILL)
-        psutil.Process(state["service_pid"]).wait(30) if psutil.pid_exists(
-            state["service_pid"]) else None
+        # Killed for good (Ray would restart a service whose process merely died).
+        killed = run(script("""
+            import ray, qflow
+            from qflow._cluster import SERVICE_NAME, SERVICE_NAMESPACE
+            qflow.init()
+            ray.kill(ray.get_actor(SERVICE_NAME, namespace=SERVICE_NAMESPACE), no_restart=True)
+            print("KILLED")
+        """), env)
+        assert "KILLED" in killed.stdout, killed.stderr[-3000:]
+        deadline = time.monotonic() + 30
+        while psutil.pid_exists(state["service_pid"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
 
         reader = run(script(f"""
             import qflow
-            res = qflow.get_result({dispatch_id!r}, wait=True, timeout=60)
+            res = qflow.get_result({dispatch_id!r}, wait=True, timeout=90)
             print("STATUS", res.status)
             print("NODES", sorted({{n["status"] for n in res.get_all_node_results()}}))
             print("ERROR", res.error)
         """), env)
         assert "STATUS FAILED" in reader.stdout, reader.stderr[-3000:]
-        assert "dispatcher service" in reader.stdout and "RUNNING" not in reader.stdout
+        assert "dispatcher service died" in reader.stdout and "RUNNING" not in reader.stdout
 
         st = run([*QFLOW, "status"], env)
         assert st.returncode == 1 and "dispatcher service" in st.stdout and "dead" in st.stdout

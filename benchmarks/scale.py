@@ -1,0 +1,235 @@
+"""How qflow's dispatcher scales with the graph, against bare Ray in the same run.
+
+Workloads of trivial electrons, each timed for qflow (dispatch -> result) and for
+bare Ray doing the same tasks:
+  fanout N   N independent electrons, then one reduce over all of them;
+  chain N    N electrons, each taking the previous output;
+  sum N      N electrons whose outputs the lattice adds up with ``sum()`` (OP nodes
+             evaluated by the dispatcher; bare Ray sums in the driver);
+  single     a one-electron dispatch -> result on a warm cluster.
+
+The dispatcher runs in this process (embedded Ray), so its peak memory is this
+process's peak RSS during the run, sampled every 20 ms, above what it was before.
+
+Usage:
+    python benchmarks/scale.py [--quick] [--repeats 3] [--out benchmarks/results/scale.json]
+
+Prints a markdown table (medians, with min-max over the repeats) and writes JSON and
+a PNG of time and memory against N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("QFLOW_HOME", tempfile.mkdtemp(prefix="qflow-bench-"))
+
+import psutil  # noqa: E402
+import ray  # noqa: E402
+
+import qflow  # noqa: E402
+
+
+@ray.remote
+def _bare_inc(x: int) -> int:
+    return x + 1
+
+
+@ray.remote
+def _bare_sum(*xs: int) -> int:
+    return sum(xs)
+
+
+@qflow.electron
+def inc(x: int) -> int:
+    return x + 1
+
+
+@qflow.electron
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@qflow.lattice
+def fanout(n: int) -> int:
+    return total([inc(i) for i in range(n)])
+
+
+@qflow.lattice
+def chain(n: int) -> int:
+    x = 0
+    for _ in range(n):
+        x = inc(x)
+    return x
+
+
+@qflow.lattice
+def summed(n: int) -> int:
+    return sum(inc(i) for i in range(n))
+
+
+@qflow.lattice
+def single(x: int) -> int:
+    return inc(x)
+
+
+def bare_fanout(n: int) -> int:
+    return ray.get(_bare_sum.remote(*[_bare_inc.remote(i) for i in range(n)]))
+
+
+def bare_chain(n: int) -> int:
+    ref = _bare_inc.remote(0)
+    for _ in range(n - 1):
+        ref = _bare_inc.remote(ref)
+    return ray.get(ref)
+
+
+def bare_summed(n: int) -> int:
+    return sum(ray.get([_bare_inc.remote(i) for i in range(n)]))
+
+
+class PeakRSS:
+    """Peak resident memory of this process while in the ``with`` block, in MiB above
+    what it was on entry."""
+
+    def __enter__(self) -> PeakRSS:
+        self._proc = psutil.Process()
+        gc.collect()
+        self.base = self.peak = self._proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def _time(fn, *args) -> tuple[float, float]:
+    with PeakRSS() as mem:
+        t0 = time.perf_counter()
+        fn(*args)
+        seconds = time.perf_counter() - t0
+    return seconds, mem.mib
+
+
+def _qflow(lat):
+    def run(n: int) -> None:
+        res = qflow.dispatch_sync(lat)(n)
+        if res.status != "COMPLETED":
+            raise RuntimeError(f"{lat.__name__}({n}) ended {res.status}: {res.error}")
+    return run
+
+
+def measure(name: str, n: int, bare, ours, repeats: int) -> dict:
+    rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": []}
+    for _ in range(repeats):  # alternate, so drift on a noisy box hits both alike
+        s, m = _time(bare, n)
+        rows["bare"].append(s)
+        rows["bare_mib"].append(m)
+        s, m = _time(ours, n)
+        rows["qflow"].append(s)
+        rows["qflow_mib"].append(m)
+    ratios = [q / b for q, b in zip(rows["qflow"], rows["bare"])]
+    med = statistics.median
+    out = {"workload": name, "n": n, "repeats": repeats, **rows,
+           "bare_s": med(rows["bare"]), "qflow_s": med(rows["qflow"]),
+           "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+           "qflow_peak_mib": med(rows["qflow_mib"])}
+    print(f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
+          f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
+          f"{out['qflow_peak_mib']:.0f} MiB |", flush=True)
+    return out
+
+
+def single_latency(repeats: int) -> dict:
+    qflow.dispatch_sync(single)(0)  # warm: workers up, function cached
+    times = []
+    for i in range(max(20, repeats * 10)):
+        t0 = time.perf_counter()
+        qflow.dispatch_sync(single)(i)
+        times.append((time.perf_counter() - t0) * 1000)
+    out = {"workload": "single", "ms": statistics.median(times), "ms_min": min(times),
+           "ms_max": max(times), "samples": len(times)}
+    print(f"| single dispatch -> result, warm | 1 | - | {out['ms']:.1f} ms "
+          f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - |", flush=True)
+    return out
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("fanout", "chain", "sum"):
+        rows = sorted((r for r in results if r["workload"] == name), key=lambda r: r["n"])
+        if not rows:
+            continue
+        ns = [r["n"] for r in rows]
+        ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", label=f"qflow {name}")
+        ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", label=f"bare Ray {name}")
+        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "o-", label=f"qflow {name}")
+    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak RSS (MiB)")):
+        ax.set_xlabel("electrons (N)")
+        ax.set_ylabel(label)
+        ax.set_xscale("log")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    ax_t.set_yscale("log")
+    fig.suptitle("qflow dispatcher against bare Ray, same run")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="N up to 2,000, 2 repeats")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--out", default="benchmarks/results/scale.json")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 3)
+    fan = [500, 2000] if args.quick else [1000, 10_000, 20_000]
+    chains = [100, 500] if args.quick else [100, 1000]
+    sums = [2000] if args.quick else [10_000]
+
+    qflow.init()
+    print(f"Ray {ray.__version__}, {os.cpu_count()} cores, {repeats} repeats\n")
+    print("| workload | N | bare Ray | qflow | ratio (min-max) | dispatcher peak |")
+    print("|---|---:|---:|---:|---:|---:|")
+    results = [measure("fanout", n, bare_fanout, _qflow(fanout), repeats) for n in fan]
+    results += [measure("chain", n, bare_chain, _qflow(chain), repeats) for n in chains]
+    results += [measure("sum", n, bare_summed, _qflow(summed), repeats) for n in sums]
+    results.append(single_latency(repeats))
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"ray": ray.__version__, "cores": os.cpu_count(),
+                               "results": results}, indent=1))
+    plot([r for r in results if "n" in r], out.with_suffix(".png"))
+    print(f"\nwrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
