@@ -42,9 +42,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "cancel",
+    "delete",
     "DepsBash",
     "DepsCall",
-    "delete",
     "DepsPip",
     "dispatch",
     "dispatch_sync",

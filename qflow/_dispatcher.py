@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import os
 import queue
 import threading
 import time
@@ -35,9 +34,6 @@ from qflow.store.base import ResultStore, now_iso
 
 _POLL_S = 0.25
 
-# The dispatcher reads every node's outcome itself; a failed node's value ref is
-# dropped unread on purpose, so Ray's "Unhandled error" log line would be noise.
-os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
 
 
 def _iso(value: Any) -> str | None:

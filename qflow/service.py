@@ -26,6 +26,7 @@ import ray
 
 from qflow._cluster import (SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, node_ip,
                             quiet_ray, ray_address_file, ray_cli)
+from qflow._wait import wait_until
 from qflow.exceptions import ClusterError
 from qflow.settings import Settings
 
@@ -257,16 +258,17 @@ def _log_tail(path: Path, offset: int, lines: int = 8) -> str:
 
 
 def _wait_for_head(proc: subprocess.Popen, log_path: Path, offset: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def exited() -> None:
         if proc.poll() is not None:
             raise ClusterError(f"`ray start` exited with {proc.returncode}")
+
+    def started() -> bool:
         with open(log_path, "rb") as f:
             f.seek(offset)
-            if b"Ray runtime started" in f.read():
-                return
-        time.sleep(0.2)
-    raise ClusterError(f"`ray start` did not report a running head within {timeout} s")
+            return b"Ray runtime started" in f.read()
+
+    wait_until(started, timeout, check=exited, on_timeout=lambda: ClusterError(
+        f"`ray start` did not report a running head within {timeout} s"))
 
 
 def _start_actor(address: str, settings: Settings) -> int:

@@ -18,6 +18,7 @@ import ray
 from qflow._cluster import ray_cli
 from qflow.exceptions import ClusterError, SlurmError
 from qflow.executors.slurm import SlurmExecutor
+from qflow._wait import wait_until
 from qflow.settings import Settings
 
 __all__ = ["SlurmAllocation", "slurm_down", "slurm_up"]
@@ -80,31 +81,32 @@ def slurm_up(nodes: int = 1, *, time_min: int = 60, cpus_per_task: int = 1,
     ex.update_parameters(ntasks_per_node=1, nodes=nodes)
     job = ex.submit(_ray_worker, address, cpus_per_task)
     resource = f"slurm:{job.job_id}"
-    deadline = time.monotonic() + wait_s
-    while ray.cluster_resources().get(resource, 0) < nodes * cpus_per_task:
+    def ended_early() -> None:
         if job.done():
             raise SlurmError(f"Ray-on-Slurm job {job.job_id} ended before joining: "
                              f"{job.exception()}")
-        if time.monotonic() > deadline:
-            job.cancel(check=False)
-            raise SlurmError(f"Ray-on-Slurm job {job.job_id} did not join within {wait_s} s.")
-        time.sleep(0.5)
+
+    def late() -> SlurmError:
+        job.cancel(check=False)
+        return SlurmError(f"Ray-on-Slurm job {job.job_id} did not join within {wait_s} s.")
+
+    wait_until(lambda: ray.cluster_resources().get(resource, 0) >= nodes * cpus_per_task,
+               wait_s, interval=0.5, check=ended_early, on_timeout=late)
     return SlurmAllocation(job_id=str(job.job_id), resource=resource, nodes=nodes)
 
 
 def slurm_down(allocation: SlurmAllocation, wait_s: float = 60.0) -> None:
     """Cancel the allocation's job and wait until its Ray nodes have left."""
     subprocess.run(["scancel", allocation.job_id], check=False, capture_output=True)
-    deadline = time.monotonic() + wait_s
-    while ray.cluster_resources().get(allocation.resource, 0) > 0:
-        if time.monotonic() > deadline:
-            raise SlurmError(f"Ray nodes of job {allocation.job_id} still present after "
-                             f"{wait_s} s.")
-        time.sleep(0.5)
-    while _in_queue(allocation.job_id):  # COMPLETING: its processes are still exiting
-        if time.monotonic() > deadline:
-            raise SlurmError(f"Slurm job {allocation.job_id} still queued after {wait_s} s.")
-        time.sleep(0.5)
+    t0 = time.monotonic()
+    wait_until(lambda: ray.cluster_resources().get(allocation.resource, 0) <= 0, wait_s,
+               interval=0.5, on_timeout=lambda: SlurmError(
+                   f"Ray nodes of job {allocation.job_id} still present after {wait_s} s."))
+    # COMPLETING: its processes are still exiting.
+    wait_until(lambda: not _in_queue(allocation.job_id),
+               max(0.0, wait_s - (time.monotonic() - t0)), interval=0.5,
+               on_timeout=lambda: SlurmError(
+                   f"Slurm job {allocation.job_id} still queued after {wait_s} s."))
     from qflow.service import _forget_default_address
 
     # `ray start --address` inside the job pointed Ray's default-address file at this head.

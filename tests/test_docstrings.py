@@ -11,6 +11,8 @@ MODULES = [
     "qflow.store.sqlite", "qflow.qelectron", "qflow.variational",
     "qflow.backends.pennylane", "qflow.backends.simulated", "qflow.backends.braket",
     "qflow.algorithms.vqe", "qflow.algorithms.qaoa", "qflow.algorithms.scan",
+    "qflow._plan", "qflow._recorder", "qflow._wait", "qflow._traceback", "qflow.retention",
+    "qflow.cli", "qflow.settings",
 ]
 
 

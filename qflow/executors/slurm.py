@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qflow._task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
 from qflow.exceptions import QflowConfigError, SlurmError
+from qflow._wait import wait_until
 from qflow.executors.base import Executor, Submission
 from qflow.settings import Settings
 
@@ -143,15 +144,17 @@ class SlurmExecutor(Executor):
 
     def _wait(self, call: TaskCall, job: Any, holder: dict[str, Any]) -> tuple[Any, NodeOutcome]:
         cfg = self.config
-        deadline = time.monotonic() + cfg.max_wait_s
-        while not job.done():
+        def cancelled() -> None:
             if holder.get("cancelled"):
                 raise SlurmError(f"Slurm job {job.job_id} for {call.label} was cancelled.")
-            if time.monotonic() > deadline:
-                job.cancel(check=False)
-                raise self._failure(call, job, f"did not finish within max_wait_s={cfg.max_wait_s}"
-                                    " s; it was cancelled")
-            time.sleep(cfg.poll_s)
+
+        def late() -> SlurmError:
+            job.cancel(check=False)
+            return self._failure(call, job, f"did not finish within max_wait_s={cfg.max_wait_s}"
+                                 " s; it was cancelled")
+
+        wait_until(job.done, cfg.max_wait_s, interval=cfg.poll_s, check=cancelled,
+                   on_timeout=late)
         try:
             return job.result()
         except Exception as exc:
