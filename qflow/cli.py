@@ -18,7 +18,7 @@ _CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\
 
 
 def printable(text: str) -> str:
-    """``text`` without terminal control sequences, so that what an electron printed
+    r"""``text`` without terminal control sequences, so that what an electron printed
     cannot move the cursor, retitle the window or hide lines in the user's terminal.
 
     Example:
