@@ -27,7 +27,7 @@ from qflow._plan import Plan, plan
 from qflow._recorder import Recorder
 from qflow._status import Status
 from qflow._sublattice import SublatticeCall
-from qflow._task import OUTCOME_ATTR, NodeOutcome, PickledFunction, TaskCall, dumps_value
+from qflow._task import OUTCOME_ATTR, CallTemplate, NodeOutcome, TaskCall, dumps_value
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
 from qflow.store.base import ResultStore, now_iso
@@ -174,19 +174,20 @@ class Dispatcher:
         return self.status
 
     def _task_calls(self, the_plan: Plan) -> dict[int, TaskCall]:
-        pickled: dict[int, PickledFunction] = {}
+        templates: dict[tuple, CallTemplate] = {}
         calls = {}
         for nid, pc in the_plan.calls.items():
-            fn = pc.fn
-            if pc.kind is NodeKind.SUBLATTICE:
-                fn = SublatticeCall(fn, f"{self.dispatch_id}/{nid}", pc.label)
-            elif id(fn) not in pickled:
-                pickled[id(fn)] = PickledFunction(fn)
-            calls[nid] = TaskCall(
-                dispatch_id=self.dispatch_id, node_id=nid, name=pc.name, kind=pc.kind,
-                fn=fn if pc.kind is NodeKind.SUBLATTICE else pickled[id(fn)],
-                program=pc.program, args=pc.args, kwargs=pc.kwargs, dep_ids=pc.dep_ids,
-                options=pc.options)
+            if pc.kind is NodeKind.SUBLATTICE:  # each runs its own child dispatch
+                template = CallTemplate(self.dispatch_id, pc.name, pc.kind, SublatticeCall(
+                    pc.fn, f"{self.dispatch_id}/{nid}", pc.label), pc.options)
+            else:
+                key = (id(pc.fn), id(pc.options), pc.name)
+                template = templates.get(key)
+                if template is None:
+                    template = templates[key] = CallTemplate(
+                        self.dispatch_id, pc.name, pc.kind, pc.fn, pc.options)
+            calls[nid] = TaskCall(template=template, node_id=nid, program=pc.program,
+                                  args=pc.args, kwargs=pc.kwargs, dep_ids=pc.dep_ids)
         return calls
 
     def _run(self) -> Status:

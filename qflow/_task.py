@@ -10,12 +10,13 @@ attached as ``__qflow_outcome__``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import io
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -115,21 +116,60 @@ class PickledFunction:
         return fn
 
 
+class CallTemplate:
+    """What the tasks of one function share in a dispatch: the dispatch id, the node
+    name and kind, the function and the options.
+
+    It is pickled once, however many tasks carry it, and unpickled once per worker:
+    a fan-out of 10,000 would otherwise make Ray pickle the function and options
+    10,000 times.
+    """
+
+    __slots__ = ("dispatch_id", "name", "kind", "fn", "options", "_blob")
+    _loaded: collections.OrderedDict[str, CallTemplate] = collections.OrderedDict()
+
+    def __init__(self, dispatch_id: str, name: str, kind: NodeKind, fn: Any,
+                 options: ElectronOptions) -> None:
+        self.dispatch_id, self.name, self.kind, self.fn = dispatch_id, name, kind, fn
+        self.options = options
+        self._blob: tuple[bytes, str] | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        if self._blob is None:
+            blob = cloudpickle.dumps((self.dispatch_id, self.name, self.kind, self.fn,
+                                      self.options))
+            self._blob = (blob, hashlib.sha1(blob).hexdigest())
+        return (_load_template, self._blob)
+
+
+def _load_template(blob: bytes, digest: str) -> CallTemplate:
+    cache = CallTemplate._loaded
+    template = cache.get(digest)
+    if template is None:
+        template = cache[digest] = CallTemplate(*cloudpickle.loads(blob))
+        if len(cache) > 256:  # a long-lived worker serves many dispatches
+            cache.popitem(last=False)
+    return template
+
+
 @dataclass
 class TaskCall:
-    """One electron or sublattice, with a program that builds its arguments from the
-    outputs of the real nodes ``dep_ids`` (see :mod:`qflow._plan`)."""
+    """One electron or sublattice: its shared :class:`CallTemplate`, and a program that
+    builds its arguments from the outputs of the real nodes ``dep_ids`` (see
+    :mod:`qflow._plan`)."""
 
-    dispatch_id: str
+    template: CallTemplate
     node_id: int
-    name: str
-    kind: NodeKind
-    fn: Any
     program: Program
     args: tuple[Operand, ...]
     kwargs: dict[str, Operand]
     dep_ids: tuple[int, ...]
-    options: ElectronOptions = field(default_factory=ElectronOptions)
+
+    dispatch_id = property(lambda self: self.template.dispatch_id)
+    name = property(lambda self: self.template.name)
+    kind = property(lambda self: self.template.kind)
+    fn = property(lambda self: self.template.fn)
+    options = property(lambda self: self.template.options)
 
     @property
     def label(self) -> str:
@@ -178,8 +218,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                 if hook.retval_keyword:
                     kwargs[hook.retval_keyword] = retval
             args = [resolve(o, values, steps) for o in call.args]
-            fn = call.fn.load() if isinstance(call.fn, PickledFunction) else call.fn
-            value = fn(*args, **kwargs)
+            value = call.fn(*args, **kwargs)
             if isinstance(value, SublatticeOutput):
                 outcome.sublattice, value = value.export, value.value
             for hook in opts.call_after:

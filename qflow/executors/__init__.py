@@ -17,8 +17,16 @@ _instances: dict[str, Executor] = {}
 
 
 def default_executor_name() -> str:
-    """The available executor with the highest affinity."""
-    return max(Executor.registry.values(), key=lambda c: c.affinity()).name()
+    """The available executor with the highest affinity (decided once per process:
+    affinities probe the machine, e.g. for ``sbatch``)."""
+    global _default
+    if _default is None or _default[0] != len(Executor.registry):  # a new executor class
+        best = max(Executor.registry.values(), key=lambda c: c.affinity()).name()
+        _default = (len(Executor.registry), best)
+    return _default[1]
+
+
+_default: tuple[int, str] | None = None
 
 
 def resolve_executor(spec: Any) -> Executor:
