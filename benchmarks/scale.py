@@ -182,14 +182,16 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in ("fanout", "chain", "sum"):
+    for name, color in (("fanout", "tab:blue"), ("chain", "tab:green"), ("sum", "tab:purple")):
         rows = sorted((r for r in results if r["workload"] == name), key=lambda r: r["n"])
         if not rows:
             continue
         ns = [r["n"] for r in rows]
-        ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", label=f"qflow {name}")
-        ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", label=f"bare Ray {name}")
-        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "o-", label=f"qflow {name}")
+        ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", color=color, label=f"qflow {name}")
+        ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", color=color, alpha=0.6,
+                  label=f"bare Ray {name}")
+        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "o-", color=color,
+                  label=f"qflow {name}")
     for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak RSS (MiB)")):
         ax.set_xlabel("electrons (N)")
         ax.set_ylabel(label)
