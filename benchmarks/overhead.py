@@ -29,58 +29,8 @@ import ray  # noqa: E402
 
 import qflow  # noqa: E402
 
-
-@ray.remote
-def _bare_inc(x: int) -> int:
-    return x + 1
-
-
-@ray.remote
-def _bare_sum(*xs: int) -> int:
-    return sum(xs)
-
-
-@qflow.electron
-def inc(x: int) -> int:
-    return x + 1
-
-
-@qflow.electron
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-
-@qflow.lattice
-def chain(n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = inc(x)
-    return x
-
-
-@qflow.lattice
-def fanout(m: int) -> int:
-    return total([inc(i) for i in range(m)])
-
-
-@qflow.lattice
-def single(x: int) -> int:
-    return inc(x)
-
-
-def bare_chain(n: int) -> int:
-    ref = _bare_inc.remote(0)
-    for _ in range(n - 1):
-        ref = _bare_inc.remote(ref)
-    return ray.get(ref)
-
-
-def bare_fanout(m: int) -> int:
-    return ray.get(_bare_sum.remote(*[_bare_inc.remote(i) for i in range(m)]))
-
-
-def bare_single(x: int) -> int:
-    return ray.get(_bare_inc.remote(x))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workloads import bare_chain, bare_fanout, bare_single, chain, fanout, single  # noqa: E402
 
 
 def _time(fn, repeats: int) -> float:

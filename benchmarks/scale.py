@@ -38,63 +38,9 @@ import ray  # noqa: E402
 
 import qflow  # noqa: E402
 
-
-@ray.remote
-def _bare_inc(x: int) -> int:
-    return x + 1
-
-
-@ray.remote
-def _bare_sum(*xs: int) -> int:
-    return sum(xs)
-
-
-@qflow.electron
-def inc(x: int) -> int:
-    return x + 1
-
-
-@qflow.electron
-def total(xs: list[int]) -> int:
-    return sum(xs)
-
-
-@qflow.lattice
-def fanout(n: int) -> int:
-    return total([inc(i) for i in range(n)])
-
-
-@qflow.lattice
-def chain(n: int) -> int:
-    x = 0
-    for _ in range(n):
-        x = inc(x)
-    return x
-
-
-@qflow.lattice
-def summed(n: int) -> int:
-    return sum(inc(i) for i in range(n))
-
-
-@qflow.lattice
-def single(x: int) -> int:
-    return inc(x)
-
-
-def bare_fanout(n: int) -> int:
-    return ray.get(_bare_sum.remote(*[_bare_inc.remote(i) for i in range(n)]))
-
-
-def bare_chain(n: int) -> int:
-    ref = _bare_inc.remote(0)
-    for _ in range(n - 1):
-        ref = _bare_inc.remote(ref)
-    return ray.get(ref)
-
-
-def bare_summed(n: int) -> int:
-    return sum(ray.get([_bare_inc.remote(i) for i in range(n)]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from workloads import (bare_chain, bare_fanout, bare_summed, chain, fanout,  # noqa: E402
+                       single, summed)
 
 
 class PeakRSS:
