@@ -193,31 +193,33 @@ def start(settings: Settings, num_cpus: int | None = None,
     from qflow.store.sqlite import SQLiteStore
 
     SQLiteStore(settings.db_path)  # a broken store fails here, not inside the service
-    ray_bin = ray_cli()
-    port = _free_port()
-    cmd = [ray_bin, "start", "--head", "--block", f"--port={port}",
-           "--include-dashboard=false", "--disable-usage-stats"]
-    if num_cpus is not None:
-        cmd.append(f"--num-cpus={num_cpus}")
-    if resources:
-        cmd.append(f"--resources={json.dumps(dict(resources))}")
     log_path = settings.home / "head.log"
-    log_offset = log_path.stat().st_size if log_path.exists() else 0
     announced = _read_default_address()
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    log = os.fdopen(fd, "ab")  # the head keeps it open
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
-    log.close()
+    # The port is free when chosen but may be taken before the head binds it (Ray's own
+    # components pick random ports too): a head that fails on a taken port is retried.
+    failure: ClusterError | None = None
+    for attempt in range(3):
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
+        port = _free_port()
+        proc = _spawn_head(settings, port, num_cpus, resources, log_path)
+        try:
+            _wait_for_head(proc, log_path, log_offset, timeout)
+            failure = None
+            break
+        except ClusterError as exc:
+            failure = exc
+            if attempt == 2 or not _port_taken(log_path, log_offset):
+                break  # reported below, with the head's log
+            proc.wait(30)
     address = f"{node_ip()}:{port}"
-    state = ServiceState(pid=proc.pid, create_time=psutil.Process(proc.pid).create_time(),
+    state = ServiceState(pid=proc.pid, create_time=_create_time(proc.pid),
                          address=address, home=str(settings.home),
                          started_at=datetime.now(UTC).isoformat(), pids=[proc.pid],
                          resources=dict(resources))
     state.save(settings)
     try:
-        _wait_for_head(proc, log_path, log_offset, timeout)
+        if failure is not None:
+            raise failure
         # `ray start` announced this head in Ray's machine-wide address file, where any
         # script (of any QFLOW_HOME) would join it. It is found through service.json
         # instead, so put back what the file said before.
@@ -245,6 +247,33 @@ def start(settings: Settings, num_cpus: int | None = None,
     state["pids"] = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(True))]
     state.save(settings)
     return state
+
+
+def _spawn_head(settings: Settings, port: int, num_cpus: int | None,
+                resources: tuple[tuple[str, float], ...], log_path: Path) -> subprocess.Popen:
+    cmd = [ray_cli(), "start", "--head", "--block", f"--port={port}",
+           "--include-dashboard=false", "--disable-usage-stats"]
+    if num_cpus is not None:
+        cmd.append(f"--num-cpus={num_cpus}")
+    if resources:
+        cmd.append(f"--resources={json.dumps(dict(resources))}")
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:  # the child keeps its own copy open
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+
+
+def _port_taken(log_path: Path, offset: int) -> bool:
+    text = _log_tail(log_path, offset, lines=200)
+    return "already in use" in text or "Failed to start the grpc server" in text
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:  # it died already: the wait below reports why
+        return None
 
 
 def _log_tail(path: Path, offset: int, lines: int = 8) -> str:

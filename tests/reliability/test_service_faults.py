@@ -157,3 +157,19 @@ def test_embedded_ray_offers_resources_from_the_environment(tmp_path):
         print("RES", ray.cluster_resources().get("qpu:simulated"))
     """), env_for(tmp_path))
     assert "MODE embedded" in api.stdout and "RES 2.0" in api.stdout, api.stderr[-3000:]
+
+
+def test_start_retries_a_port_taken_under_it(tmp_path, monkeypatch):
+    """A head that loses its port to another process is started again on a new one."""
+    from qflow import service
+
+    fake = tmp_path / "fake-ray"
+    count = tmp_path / "count"
+    fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
+                    "echo 'Check failed: server_ Failed to start the grpc server. Address "
+                    "already in use'\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(service, "ray_cli", lambda: str(fake))
+    with pytest.raises(ClusterError, match="exited with 1"):
+        service.start(Settings(home=tmp_path / "home"))
+    assert len(count.read_text().split()) == 3
