@@ -89,9 +89,13 @@ class _Runtime:
         def run() -> None:
             try:
                 dispatcher.run()
+            except BaseException:  # kept as dispatcher.crash: get_result raises it
+                pass
             finally:
                 # The store has the outcome; keeping the dispatcher would keep every output.
-                self.local.pop(dispatch_id, None)
+                # (A crashed one stays, so that waiting on it reports the crash.)
+                if dispatcher.crash is None:
+                    self.local.pop(dispatch_id, None)
 
         threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
 
@@ -344,8 +348,13 @@ def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
     if wait and not _finished(row):
         deadline = None if timeout is None else time.monotonic() + timeout
         local = rt.local.get(dispatch_id)
-        if local is not None and not local.done.wait(timeout):
-            raise _timed_out(dispatch_id, timeout)
+        if local is not None:
+            if not local.done.wait(timeout):
+                raise _timed_out(dispatch_id, timeout)
+            if local.crash is not None and not _finished(_status_row(rt, dispatch_id)):
+                raise ClusterError(
+                    f"The dispatcher of {dispatch_id} stopped without recording an end: "
+                    f"{local.crash!r}") from local.crash
         pause, checked = 0.002, time.monotonic()
         while not _finished(row := _status_row(rt, dispatch_id)):
             if deadline is not None and time.monotonic() > deadline:

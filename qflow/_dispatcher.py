@@ -10,6 +10,7 @@ record each node as it finishes, evaluate ``OP`` nodes, and decide the outcome.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import queue
 import threading
@@ -131,6 +132,8 @@ class Dispatcher:
         self.reuse = reuse or {}
         self.heartbeat = heartbeat
         self.resumed = resumed
+        #: What stopped the dispatcher itself, if anything did.
+        self.crash: BaseException | None = None
         self.done = threading.Event()
         self.status: Status = Status.NEW_OBJECT
         self.rec = Recorder(store, dispatch_id, [n.node_id for n in graph.nodes])
@@ -164,8 +167,10 @@ class Dispatcher:
             self.status = self._run()
         except BaseException as exc:
             self.status = Status.FAILED
-            self.store.end_dispatch(self.dispatch_id, Status.FAILED,
-                                    f"The dispatcher itself failed: {exc!r}")
+            self.crash = exc
+            with contextlib.suppress(Exception):  # the store may be what failed
+                self.store.end_dispatch(self.dispatch_id, Status.FAILED,
+                                        f"The dispatcher itself failed: {exc!r}")
             raise
         finally:
             if self.heartbeat is not None:

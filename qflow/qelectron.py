@@ -16,16 +16,14 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
+from qflow import _warm as warm
 from qflow._graph import current_graph
 from qflow._options import ElectronOptions
 from qflow._task import PickledFunction
-from qflow._traceback import remote_cause
 from qflow.electron import Electron
 from qflow.exceptions import QflowConfigError
 
 __all__ = ["QElectron", "qelectron"]
-
-_NAMESPACE = "qflow"
 
 
 class _BackendActor:
@@ -57,22 +55,26 @@ def _plain(value: Any) -> Any:
     return np.asarray(value) if hasattr(value, "shape") else value
 
 
-def backend_actor(backend: Any, wires: int) -> Any:
-    """The warm actor for (backend, wires), started on first use on the backend's node."""
+def _actor_name(backend_blob: bytes, wires: int) -> str:
+    return f"qflow-backend-{hashlib.sha1(backend_blob).hexdigest()[:12]}-{wires}"
+
+
+def run_on_actor(backend: Any, wires: int, fn: PickledFunction, args: tuple,
+                 kwargs: dict) -> Any:
+    """Run a circuit on the warm actor for (backend, wires), started on first use on
+    the backend's node; a dead one is replaced once."""
     import ray
 
     blob = cloudpickle.dumps(backend)
-    name = f"qflow-backend-{hashlib.sha1(blob).hexdigest()[:12]}-{wires}"
-    handle = _handles.get(name)
-    if handle is None:
-        # Held here: a named actor dies once no process references it.
-        handle = _handles[name] = ray.remote(_BackendActor).options(
-            name=name, namespace=_NAMESPACE, get_if_exists=True, num_cpus=1,
+    name = _actor_name(blob, wires)
+
+    def start() -> Any:
+        # Not detached: it lives while a process holds its handle (the cache does).
+        return ray.remote(_BackendActor).options(
+            name=name, namespace=warm.NAMESPACE, get_if_exists=True, num_cpus=1,
             resources=backend.ray_resources() or None, max_concurrency=1).remote(blob, wires)
-    return handle
 
-
-_handles: dict[str, Any] = {}
+    return warm.call(name, start, lambda actor: actor.run.remote(fn, args, kwargs))
 
 
 class QElectron(Electron):
@@ -86,17 +88,7 @@ class QElectron(Electron):
         pickled = PickledFunction(fn)
 
         def run_on_backend(*args: Any, **kwargs: Any) -> Any:
-            import ray
-
-            try:
-                try:
-                    return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
-                except ray.exceptions.RayActorError:  # the warm actor died: start a fresh one
-                    _handles.clear()
-                    return ray.get(backend_actor(backend, wires).run.remote(pickled, args, kwargs))
-            except ray.exceptions.RayTaskError as exc:
-                # The user's circuit raised: re-raise their exception, with their frames.
-                raise remote_cause(exc) from None
+            return run_on_actor(backend, wires, pickled, args, kwargs)
 
         run_on_backend.__name__ = fn.__name__
         run_on_backend.__qualname__ = getattr(fn, "__qualname__", fn.__name__)

@@ -24,14 +24,12 @@ import numpy as np
 import ray
 
 import qflow
+from qflow import _warm as warm
 from qflow._cluster import ensure_feasible
-from qflow._traceback import remote_cause
 from qflow.exceptions import (BackendError, InfeasibleResourceError, QflowConfigError,
                               QflowInputError)
 
 __all__ = ["LoopResult", "ScipyOptimizer", "minimize"]
-
-_NAMESPACE = "qflow"
 
 
 @dataclass(frozen=True)
@@ -167,7 +165,7 @@ def _start_actor(loop_id: str, spec: dict[str, Any]) -> Any:
             ray.util.remove_placement_group(pg)
             raise
     actor = ray.remote(_LoopActor).options(
-        name=_actor_name(loop_id), namespace=_NAMESPACE, lifetime="detached",
+        name=_actor_name(loop_id), namespace=warm.NAMESPACE, lifetime="detached",
         num_cpus=1, resources={k: v for k, v in bundle.items() if k != "CPU"},
         scheduling_strategy=PlacementGroupSchedulingStrategy(pg),
         max_concurrency=1).remote(cloudpickle.dumps(spec))
@@ -177,9 +175,9 @@ def _start_actor(loop_id: str, spec: dict[str, Any]) -> Any:
 def _stop_actor(loop_id: str) -> None:
     from ray.util.placement_group import get_placement_group, remove_placement_group
 
-    _actors.pop(loop_id, None)
+    warm.forget(_actor_name(loop_id))
     try:
-        ray.kill(ray.get_actor(_actor_name(loop_id), namespace=_NAMESPACE))
+        ray.kill(ray.get_actor(_actor_name(loop_id), namespace=warm.NAMESPACE))
     except ValueError:
         pass
     try:
@@ -194,34 +192,24 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
     """Run ``k`` optimizer steps on the loop's actor, starting one if needed."""
     if state["converged"]:
         return {**state, "costs": [], "seconds": 0.0}
-    for attempt in range(2):
-        actor = _actors.get(loop_id)
-        if actor is None:
-            try:
-                actor = ray.get_actor(_actor_name(loop_id), namespace=_NAMESPACE)
-            except ValueError:
-                actor = _start_actor(loop_id, cloudpickle.loads(spec_blob))
-            _actors[loop_id] = actor
-        try:
-            return ray.get(actor.run.remote(state, k, last))
-        except ray.exceptions.RayActorError:
-            _actors.pop(loop_id, None)
-            if attempt:
-                raise
-            # Resume from this chunk's input: the last finished chunk's params.
-            _stop_actor(loop_id)
-            state = {**state, "restarts": state["restarts"] + 1}
-        except BaseException as exc:
-            _stop_actor(loop_id)
-            cause = remote_cause(exc)
-            if cause is exc:
-                raise
-            raise cause from None  # the user's circuit or optimizer raised
-    raise AssertionError("unreachable")
+    sent = {"state": state}
+
+    def restarted() -> None:
+        # Resume from this chunk's input: the last finished chunk's params.
+        _stop_actor(loop_id)
+        sent["state"] = {**sent["state"], "restarts": sent["state"]["restarts"] + 1}
+
+    try:
+        return warm.call(_actor_name(loop_id),
+                         lambda: _start_actor(loop_id, cloudpickle.loads(spec_blob)),
+                         lambda actor: actor.run.remote(sent["state"], k, last),
+                         on_death=restarted)
+    except BaseException:
+        _stop_actor(loop_id)
+        raise
 
 
-#: Actor handles this worker process already looked up, by loop id.
-_actors: dict[str, Any] = {}
+
 
 
 @qflow.electron(num_cpus=0)

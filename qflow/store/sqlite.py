@@ -97,8 +97,8 @@ class SQLiteStore(ResultStore):
         self._memory = self.path == ":memory:"
         self._home = None if self._memory else Path(self.path).parent
         self._blob_dir = None if self._memory else self._home / "blobs"
-        self._local = threading.local()
         self._shared: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._lock = threading.RLock()
         if not self._memory:
             self._prepare_file()
@@ -175,22 +175,23 @@ class SQLiteStore(ResultStore):
                 why = f"cannot be used ({text})"
             raise StoreError(f"The results store {self.path} {why}. " + self._advice()) from exc
 
-    # -- connections: one per thread for a file, one shared for :memory:
+    # -- one connection per store: every use holds self._lock anyway, so more would add
+    # file descriptors and shared-memory maps, not concurrency. (Other processes have
+    # their own; SQLite's WAL locking serialises writers across them.)
     def _db(self) -> sqlite3.Connection:
-        if self._memory:
-            if self._shared is None:
-                self._shared = sqlite3.connect(":memory:", check_same_thread=False)
-                self._shared.row_factory = sqlite3.Row
-            return self._shared
-        db = getattr(self._local, "db", None)
-        if db is None:
+        if self._shared is None or self._pid != os.getpid():
             with self._translated():
-                db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
+                if self._memory:
+                    db = sqlite3.connect(":memory:", isolation_level=None,
+                                         check_same_thread=False)
+                else:
+                    db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                         check_same_thread=False)
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
             db.row_factory = sqlite3.Row
-            self._local.db = db
-        return db
+            self._shared, self._pid = db, os.getpid()
+        return self._shared
 
     def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         with self._lock, self._translated():

@@ -221,3 +221,26 @@ def test_wait_timeout_is_a_qflow_timeout_error():
         qflow.get_result(dispatch_id, wait=True, timeout=0.2)
     assert isinstance(err.value, TimeoutError) and isinstance(err.value, QflowError)
     assert qflow.get_result(dispatch_id, wait=True, timeout=60).result == 3
+
+
+def test_a_crashed_dispatcher_is_reported_not_waited_on(monkeypatch):
+    """If the dispatcher itself dies and cannot even record it (a broken store), waiting
+    on the dispatch raises at once instead of spinning forever."""
+    from qflow._dispatcher import Dispatcher
+    from qflow.exceptions import ClusterError
+    from qflow.store.sqlite import SQLiteStore
+
+    def broken(self):
+        raise RuntimeError("simulated dispatcher crash")
+
+    monkeypatch.setattr(Dispatcher, "_run", broken)
+    monkeypatch.setattr(SQLiteStore, "end_dispatch", lambda *a, **k: (_ for _ in ()).throw(
+        OSError("simulated broken store")))
+
+    @qflow.lattice
+    def flow():
+        return nap(0)
+
+    dispatch_id = qflow.dispatch(flow)()
+    with pytest.raises(ClusterError, match="stopped without recording an end"):
+        qflow.get_result(dispatch_id, wait=True, timeout=30)

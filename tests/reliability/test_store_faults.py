@@ -80,13 +80,10 @@ class TestDamagedStore:
         _dispatch(store)
         ro = SQLiteStore.__new__(SQLiteStore)
         ro.__dict__.update(store.__dict__)
-        import threading
-
-        ro._local = threading.local()
         db = sqlite3.connect(f"file:{tmp_path / 'qflow.db'}?mode=ro", uri=True,
-                             isolation_level=None)
+                             isolation_level=None, check_same_thread=False)
         db.row_factory = sqlite3.Row
-        ro._local.db = db
+        ro._shared = db
         with pytest.raises(StoreError, match="read-only"):
             ro.update_dispatch("d1", status="FAILED")
 
