@@ -4,8 +4,6 @@ start, custom resources, and a quick `qflow stop`."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 
 import psutil
