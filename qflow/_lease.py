@@ -47,32 +47,6 @@ def owner_token(role: str = "client") -> str:
     return json.dumps({"host": _HOST, "pid": pid, "started": _create_time(pid), "role": role})
 
 
-def gone_reason(owner: str | None, heartbeat: float | None, now: float | None = None) -> str | None:
-    """Why the owner of an unfinished dispatch cannot finish it, or None if it may."""
-    if not owner:
-        return None  # not claimed yet (or written by a qflow without owners): leave it
-    try:
-        info: dict[str, Any] = json.loads(owner)
-    except ValueError:
-        return None
-    who = ("the qflow dispatcher service" if info.get("role") == "service"
-           else "the process that dispatched it")
-    where = f"pid {info.get('pid')} on {info.get('host')}"
-    if info.get("host") == _HOST:
-        if _create_time(int(info.get("pid", -1))) == info.get("started"):
-            return None
-        advice = ("Restart the service with `qflow stop && qflow start`, then redispatch."
-                  if info.get("role") == "service" else
-                  "Run `qflow start` first so that dispatches outlive the script, or keep the "
-                  "script alive until get_result(..., wait=True) returns.")
-        return f"Nothing runs this dispatch any more: {who} ({where}) exited or was killed. {advice}"
-    age = (now or time.time()) - (heartbeat or 0.0)
-    if age > STALE_AFTER_S:
-        return (f"Nothing runs this dispatch any more: {who} ({where}) has not been heard "
-                f"from for {age:.0f} s. Redispatch it.")
-    return None
-
-
 def _info(owner: str | None) -> dict[str, Any]:
     try:
         info = json.loads(owner or "")
@@ -92,6 +66,29 @@ def owner_alive(owner: str | None) -> bool:
     if info.get("host") != _HOST:
         return bool(info)
     return _create_time(int(info.get("pid", -1))) == info.get("started")
+
+
+def gone_reason(owner: str | None, heartbeat: float | None, now: float | None = None) -> str | None:
+    """Why the owner of an unfinished dispatch cannot finish it, or None if it may."""
+    info = _info(owner)
+    if not info:
+        return None  # not claimed yet (or written by a qflow without owners): leave it
+    who = ("the qflow dispatcher service" if info.get("role") == "service"
+           else "the process that dispatched it")
+    where = f"pid {info.get('pid')} on {info.get('host')}"
+    if info.get("host") == _HOST:
+        if owner_alive(owner):
+            return None
+        advice = ("Restart the service with `qflow stop && qflow start`, then redispatch."
+                  if info.get("role") == "service" else
+                  "Run `qflow start` first so that dispatches outlive the script, or keep the "
+                  "script alive until get_result(..., wait=True) returns.")
+        return f"Nothing runs this dispatch any more: {who} ({where}) exited or was killed. {advice}"
+    age = (now or time.time()) - (heartbeat or 0.0)
+    if age > STALE_AFTER_S:
+        return (f"Nothing runs this dispatch any more: {who} ({where}) has not been heard "
+                f"from for {age:.0f} s. Redispatch it.")
+    return None
 
 
 def service_verdict(store: ResultStore, row: dict[str, Any]) -> tuple[str, str | None]:

@@ -58,8 +58,9 @@ def delete(dispatch_ids: Iterable[str] | str) -> int:
 
     ids = [dispatch_ids] if isinstance(dispatch_ids, str) else list(dispatch_ids)
     rt = _runtime()
-    running = [d for d in ids if not (Status(_status_row(rt, d)["status"]).is_final
-                                      and _status_row(rt, d)["end_time"])]
+    rows = [_status_row(rt, d) for d in ids]  # raises for an unknown id
+    running = [r["dispatch_id"] for r in rows if not (Status(r["status"]).is_final
+                                                      and r["end_time"])]
     if running:
         raise QflowInputError(
             f"Dispatches {running} are still running; cancel them first "
