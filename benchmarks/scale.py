@@ -6,7 +6,9 @@ bare Ray doing the same tasks:
   chain N    N electrons, each taking the previous output;
   sum N      N electrons whose outputs the lattice adds up with ``sum()`` (OP nodes
              evaluated by the dispatcher; bare Ray sums in the driver);
-  single     a one-electron dispatch -> result on a warm cluster.
+  single     a one-electron dispatch -> result on a warm cluster;
+  big N      N electrons each returning a 50 MiB array, then one reduce: the
+             dispatcher's memory must not grow with the outputs' size.
 
 The dispatcher runs in this process (embedded Ray), so its peak memory is this
 process's peak RSS during the run, sampled every 20 ms, above what it was before.
@@ -39,8 +41,8 @@ import ray  # noqa: E402
 import qflow  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import (bare_chain, bare_fanout, bare_summed, chain, fanout,  # noqa: E402
-                       single, summed)
+from workloads import (bare_big_outputs, bare_chain, bare_fanout, bare_summed,  # noqa: E402
+                       big_outputs, chain, fanout, single, summed)
 
 
 class PeakRSS:
@@ -100,10 +102,10 @@ def measure(name: str, n: int, bare, ours, repeats: int) -> dict:
     out = {"workload": name, "n": n, "repeats": repeats, **rows,
            "bare_s": med(rows["bare"]), "qflow_s": med(rows["qflow"]),
            "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-           "qflow_peak_mib": med(rows["qflow_mib"])}
+           "qflow_peak_mib": med(rows["qflow_mib"]), "bare_peak_mib": med(rows["bare_mib"])}
     print(f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
           f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
-          f"{out['qflow_peak_mib']:.0f} MiB |", flush=True)
+          f"{out['qflow_peak_mib']:.0f} MiB | {out['bare_peak_mib']:.0f} MiB |", flush=True)
     return out
 
 
@@ -117,7 +119,7 @@ def single_latency(repeats: int) -> dict:
     out = {"workload": "single", "ms": statistics.median(times), "ms_min": min(times),
            "ms_max": max(times), "samples": len(times)}
     print(f"| single dispatch -> result, warm | 1 | - | {out['ms']:.1f} ms "
-          f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - |", flush=True)
+          f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - | - |", flush=True)
     return out
 
 
@@ -163,11 +165,12 @@ def main(argv: list[str] | None = None) -> int:
 
     qflow.init()
     print(f"Ray {ray.__version__}, {os.cpu_count()} cores, {repeats} repeats\n")
-    print("| workload | N | bare Ray | qflow | ratio (min-max) | dispatcher peak |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS | bare peak RSS |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     results = [measure("fanout", n, bare_fanout, _qflow(fanout), repeats) for n in fan]
     results += [measure("chain", n, bare_chain, _qflow(chain), repeats) for n in chains]
     results += [measure("sum", n, bare_summed, _qflow(summed), repeats) for n in sums]
+    results.append(measure("big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats))
     results.append(single_latency(repeats))
 
     out = Path(args.out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import cloudpickle
+import numpy as np
 import ray
 import ray.cloudpickle
 
@@ -24,6 +25,35 @@ def _bare_inc(x: int) -> int:
 @ray.remote
 def _bare_sum(*xs: int) -> int:
     return sum(xs)
+
+
+@ray.remote
+def _bare_big(i: int, mib: int) -> np.ndarray:
+    return np.full(mib * 2**20 // 8, float(i))
+
+
+@ray.remote
+def _bare_checksum(*arrays: np.ndarray) -> float:
+    return float(sum(a[0] for a in arrays))
+
+
+@qflow.electron
+def big(i: int, mib: int) -> np.ndarray:
+    return np.full(mib * 2**20 // 8, float(i))
+
+
+@qflow.electron
+def checksum(arrays: list[np.ndarray]) -> float:
+    return float(sum(a[0] for a in arrays))
+
+
+@qflow.lattice
+def big_outputs(n: int, mib: int = 50) -> float:
+    return checksum([big(i, mib) for i in range(n)])
+
+
+def bare_big_outputs(n: int, mib: int = 50) -> float:
+    return ray.get(_bare_checksum.remote(*[_bare_big.remote(i, mib) for i in range(n)]))
 
 
 @qflow.electron

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, overload
 
 from qflow._graph import Graph, NodeKind, building, to_expr
-from qflow._options import ElectronOptions
+from qflow._options import DEFAULT_OPTIONS, ElectronOptions
 from qflow.exceptions import QflowInputError
 
 __all__ = ["Lattice", "lattice"]
@@ -62,9 +62,15 @@ class Lattice:
         with building(graph, _replace or {}):
             returned = self.workflow_function(*bound.args, **bound.kwargs)
         graph.output = to_expr(returned)
+        # One merged object per distinct electron options: the tasks of a fan-out then
+        # share one CallTemplate, so the function is pickled once, not once per task.
+        merged: dict[int, ElectronOptions] = {}
         for node in graph.nodes:
             if node.kind is not NodeKind.OP:
-                node.options = (node.options or ElectronOptions()).merged_over(self.options)
+                own = node.options or DEFAULT_OPTIONS
+                if id(own) not in merged:
+                    merged[id(own)] = own.merged_over(self.options)
+                node.options = merged[id(own)]
         graph.topo_order()  # rejects wait() cycles before anything runs
         return graph
 

@@ -7,20 +7,21 @@ from typing import Any
 
 import ray
 
+from qflow._completions import watch
 from qflow._graph import NodeKind
 from qflow._task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execute_call
 from qflow.executors.base import Executor, Submission
 
 
 @ray.remote(num_returns=2)
-def _run_node(call: TaskCall, *dep_values: Any) -> tuple[Any, NodeOutcome]:
+def _run_node(call: TaskCall, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
     value, outcome = execute_call(call, dep_values)
     blob = outcome.output_blob
     if blob is not None and len(blob) > LARGE_OUTPUT:
         # One pickle, shipped once: dependants and the store both take these bytes.
         outcome.output_blob = None
-        return PickledValue(blob), outcome
-    return value, outcome
+        return PickledValue(blob), outcome.to_wire()
+    return value, outcome.to_wire()
 
 
 class RayExecutor(Executor):
@@ -70,7 +71,7 @@ class RayExecutor(Executor):
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         value_ref, outcome_ref = self._remote(call).remote(call, *deps)
-        return Submission(done=outcome_ref.future(), value_ref=value_ref, handle=value_ref)
+        return Submission(done=watch(outcome_ref, NodeOutcome.from_wire), value_ref=value_ref, handle=value_ref)
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in

@@ -1,0 +1,55 @@
+"""One ray.wait thread turns ObjectRefs into futures: values, errors, many at once."""
+
+import time
+
+import pytest
+import ray
+
+from qflow._completions import watch
+
+
+@ray.remote
+def _after(seconds, value):
+    time.sleep(seconds)
+    return value
+
+
+@ray.remote
+def _fail():
+    raise ValueError("boom")
+
+
+def test_values_arrive_in_any_order():
+    futures = [watch(_after.remote(0.3 - 0.1 * i, i)) for i in range(3)]
+    assert [f.result(timeout=30) for f in futures] == [0, 1, 2]
+
+
+def test_a_failure_reaches_only_its_own_future():
+    ok, bad = watch(_after.remote(0, "ok")), watch(_fail.remote())
+    assert ok.result(timeout=30) == "ok"
+    with pytest.raises(ray.exceptions.RayTaskError, match="boom"):
+        bad.result(timeout=30)
+
+
+def test_a_failing_convert_is_the_futures_error_and_the_watcher_goes_on():
+    def convert(value):
+        raise RuntimeError(f"cannot convert {value}")
+
+    with pytest.raises(RuntimeError, match="cannot convert 1"):
+        watch(ray.put(1), convert).result(timeout=30)
+    assert watch(ray.put(2)).result(timeout=30) == 2
+
+
+def test_a_thousand_in_flight():
+    refs = [_after.remote(0, i) for i in range(1000)]
+    futures = [watch(r) for r in refs]
+    assert sum(f.result(timeout=60) for f in futures) == sum(range(1000))
+
+
+def test_a_cancelled_task_raises_cancelled():
+    ref = _after.remote(30, None)
+    fut = watch(ref)
+    time.sleep(0.5)
+    ray.cancel(ref, force=True)
+    with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
+        fut.result(timeout=30)
