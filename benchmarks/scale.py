@@ -11,7 +11,9 @@ bare Ray doing the same tasks:
              dispatcher's memory must not grow with the outputs' size.
 
 The dispatcher runs in this process (embedded Ray), so its peak memory is this
-process's peak RSS during the run, sampled every 20 ms, above what it was before.
+process's peak during the run, sampled every 50 ms, above what it was before: as RSS,
+and as USS (private memory). RSS also counts the pages of Ray's shared object store
+that this process maps when it reads a large output to store it; USS does not.
 
 Usage:
     python benchmarks/scale.py [--quick] [--repeats 3] [--out benchmarks/results/scale.json]
@@ -45,39 +47,48 @@ from workloads import (bare_big_outputs, bare_chain, bare_fanout, bare_summed,  
                        big_outputs, chain, fanout, single, summed)
 
 
-class PeakRSS:
-    """Peak resident memory of this process while in the ``with`` block, in MiB above
-    what it was on entry."""
+class PeakMemory:
+    """Peak RSS and USS of this process while in the ``with`` block, in MiB above what
+    they were on entry."""
 
-    def __enter__(self) -> PeakRSS:
+    def __enter__(self) -> PeakMemory:
         self._proc = psutil.Process()
         gc.collect()
-        self.base = self.peak = self._proc.memory_info().rss
+        m = self._proc.memory_full_info()
+        self.base, self.peak = (m.rss, m.uss), [m.rss, m.uss]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
+    def _take(self) -> None:
+        m = self._proc.memory_full_info()  # about 2 ms: every 50 ms costs 4% of a core
+        self.peak = [max(self.peak[0], m.rss), max(self.peak[1], m.uss)]
+
     def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
+        while not self._stop.wait(0.05):
+            self._take()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
+        self._take()
 
     @property
-    def mib(self) -> float:
-        return (self.peak - self.base) / 2**20
+    def rss_mib(self) -> float:
+        return (self.peak[0] - self.base[0]) / 2**20
+
+    @property
+    def uss_mib(self) -> float:
+        return (self.peak[1] - self.base[1]) / 2**20
 
 
-def _time(fn, *args) -> tuple[float, float]:
-    with PeakRSS() as mem:
+def _time(fn, *args) -> tuple[float, float, float]:
+    with PeakMemory() as mem:
         t0 = time.perf_counter()
         fn(*args)
         seconds = time.perf_counter() - t0
-    return seconds, mem.mib
+    return seconds, mem.rss_mib, mem.uss_mib
 
 
 def _qflow(lat):
@@ -89,23 +100,26 @@ def _qflow(lat):
 
 
 def measure(name: str, n: int, bare, ours, repeats: int) -> dict:
-    rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": []}
+    rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": [], "qflow_uss_mib": [],
+            "bare_uss_mib": []}
     for _ in range(repeats):  # alternate, so drift on a noisy box hits both alike
-        s, m = _time(bare, n)
-        rows["bare"].append(s)
-        rows["bare_mib"].append(m)
-        s, m = _time(ours, n)
-        rows["qflow"].append(s)
-        rows["qflow_mib"].append(m)
+        for who, fn in (("bare", bare), ("qflow", ours)):
+            s, rss, uss = _time(fn, n)
+            rows[who].append(s)
+            rows[f"{who}_mib"].append(rss)
+            rows[f"{who}_uss_mib"].append(uss)
     ratios = [q / b for q, b in zip(rows["qflow"], rows["bare"])]
     med = statistics.median
     out = {"workload": name, "n": n, "repeats": repeats, **rows,
            "bare_s": med(rows["bare"]), "qflow_s": med(rows["qflow"]),
            "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-           "qflow_peak_mib": med(rows["qflow_mib"]), "bare_peak_mib": med(rows["bare_mib"])}
+           "qflow_peak_mib": med(rows["qflow_mib"]), "bare_peak_mib": med(rows["bare_mib"]),
+           "qflow_peak_uss_mib": med(rows["qflow_uss_mib"]),
+           "bare_peak_uss_mib": med(rows["bare_uss_mib"])}
     print(f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
           f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
-          f"{out['qflow_peak_mib']:.0f} MiB | {out['bare_peak_mib']:.0f} MiB |", flush=True)
+          f"{out['qflow_peak_mib']:.0f} / {out['qflow_peak_uss_mib']:.0f} MiB | "
+          f"{out['bare_peak_mib']:.0f} / {out['bare_peak_uss_mib']:.0f} MiB |", flush=True)
     return out
 
 
@@ -138,9 +152,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", color=color, label=f"qflow {name}")
         ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", color=color, alpha=0.6,
                   label=f"bare Ray {name}")
-        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "o-", color=color,
+        ax_m.plot(ns, [r["qflow_peak_uss_mib"] for r in rows], "o-", color=color,
                   label=f"qflow {name}")
-    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak RSS (MiB)")):
+    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak USS (MiB)")):
         ax.set_xlabel("electrons (N)")
         ax.set_ylabel(label)
         ax.set_xscale("log")
@@ -165,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
     qflow.init()
     print(f"Ray {ray.__version__}, {os.cpu_count()} cores, {repeats} repeats\n")
-    print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS | bare peak RSS |")
+    print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS / USS "
+          "| bare peak RSS / USS |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     results = [measure("fanout", n, bare_fanout, _qflow(fanout), repeats) for n in fan]
     results += [measure("chain", n, bare_chain, _qflow(chain), repeats) for n in chains]

@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -27,7 +28,7 @@ import ray
 #: per ref), within these bounds: a lone task is noticed as soon as it finishes, and a
 #: new one joins the watched set within the lower bound.
 _WAIT_PER_REF_S = 20e-6
-_WAIT_MIN_S, _WAIT_MAX_S = 0.01, 0.5
+_WAIT_MIN_S, _WAIT_MAX_S = 0.01, 0.25
 
 
 class _Watcher:
@@ -35,26 +36,52 @@ class _Watcher:
         self._lock = threading.Condition()
         self._new: list[tuple[Any, Future, Callable[[Any], Any] | None]] = []
         self._thread: threading.Thread | None = None
+        self._closing = False
+        self._exit_hook = False
 
     def watch(self, ref: Any, convert: Callable[[Any], Any] | None) -> Future:
         fut: Future = Future()
         with self._lock:
             self._new.append((ref, fut, convert))
             if self._thread is None or not self._thread.is_alive():
+                self._closing = False
                 self._thread = threading.Thread(target=self._run, name="qflow-completions",
                                                 daemon=True)
                 self._thread.start()
+                # Registered after ray.init registered its shutdown, so (atexit runs last
+                # in, first out) this thread is out of ray.wait before Ray goes down:
+                # Ray ends the whole process when a thread calls it after shutdown.
+                if not self._exit_hook:
+                    self._exit_hook = True
+                    atexit.register(self.close)
             self._lock.notify()
         return fut
+
+    def close(self) -> None:
+        """Stop watching (at exit): the thread leaves its current ``ray.wait`` and ends."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=_WAIT_MAX_S + 2)
 
     def _run(self) -> None:
         pending: dict[Any, tuple[Future, Callable[[Any], Any] | None]] = {}
         while True:
             with self._lock:
-                while not self._new and not pending:
+                while not self._new and not pending and not self._closing:
                     self._lock.wait()
+                if self._closing:
+                    return
                 new, self._new = self._new, []
             pending.update((ref, (fut, convert)) for ref, fut, convert in new)
+            if not ray.is_initialized():  # shut down under us: nothing pending will finish
+                gone = RuntimeError("Ray was shut down while these tasks ran.")
+                for fut, _ in pending.values():
+                    _settle(fut, gone)
+                pending.clear()
+                continue
             refs = list(pending)
             timeout = min(_WAIT_MAX_S, max(_WAIT_MIN_S, len(refs) * _WAIT_PER_REF_S))
             try:

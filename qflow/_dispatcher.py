@@ -22,7 +22,7 @@ from typing import Any
 import cloudpickle
 import ray
 
-from qflow._graph import Graph, NodeKind
+from qflow._graph import Apply, Expr, Graph, NodeKind, Ref
 from qflow._lease import Heartbeat
 from qflow._plan import Plan, plan
 from qflow._recorder import Recorder
@@ -31,9 +31,12 @@ from qflow._sublattice import SublatticeCall
 from qflow._task import OUTCOME_ATTR, CallTemplate, NodeOutcome, TaskCall, dumps_value
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
-from qflow.store.base import ResultStore, now_iso
+from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
+#: OP nodes that only collect their operands: over large outputs they are recorded as
+#: recipes (DerivedOutput) rather than evaluated into a second copy.
+_CONTAINER_OPS = frozenset({"list", "tuple", "dict"})
 
 
 
@@ -61,10 +64,23 @@ def fingerprints(graph: Graph) -> dict[int, str]:
     return out
 
 
+class _Discard:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
 def check_picklable(graph: Graph) -> None:
     """Raise :class:`QflowSerializationError` naming the first electron whose function or
     arguments cannot be pickled, before any compute is spent."""
-    checked: set[int] = set()  # a fan-out calls one function many times: check it once
+    functions = {id(n.fn): n.fn for n in graph.nodes}  # a fan-out shares one function
+    try:  # one pickler for everything (per-node picklers cost more than the dispatch),
+        # writing nowhere, so big arguments are never all held as bytes at once
+        cloudpickle.Pickler(_Discard(), protocol=4).dump(
+            (list(functions.values()), [(n.args, n.kwargs) for n in graph.nodes]))
+        return
+    except Exception:  # find the culprit below, to name it
+        pass
+    checked: set[int] = set()
     for node in graph.nodes:
         parts = {f"argument {i}": a for i, a in enumerate(node.args)}
         parts.update({f"argument {k!r}": v for k, v in node.kwargs.items()})
@@ -142,6 +158,9 @@ class Dispatcher:
         self._cancel_nodes: set[int] = set()
         self._blobs: dict[int, bytes] = {}
         self._values: dict[int, Any] = {}
+        #: Nodes whose value is not held here: large outputs (read back from Ray when
+        #: needed) and containers of them (stored as a DerivedOutput recipe).
+        self._not_held: set[int] = set()
         self._refs: dict[int, Any] = {}
 
     # ---------------------------------------------------------------- control
@@ -334,8 +353,10 @@ class Dispatcher:
             if outcome.value_ref is not None:
                 sub.value_ref = outcome.value_ref
             blob = outcome.output_blob
-            if blob is None:  # a large output travels once, as the task's value
+            large = blob is None
+            if large:  # a large output travels once, as the task's value
                 blob = ray.get(self._refs.get(nid, sub.value_ref)).blob
+                self._not_held.add(nid)
             else:
                 self._blobs[nid] = blob
             self._import_sublattice(nid, outcome)
@@ -343,6 +364,9 @@ class Dispatcher:
                           start_time=_iso(outcome.start_time), end_time=_iso(outcome.end_time),
                           stdout=outcome.stdout, stderr=outcome.stderr,
                           ray_node_id=outcome.ray_node_id, error=None)
+            if large:  # to disk now: one large output held here at a time
+                del blob
+                self.rec.flush()
             self._completed(nid)
             return True
         cause, outcome = _unwrap(exc)
@@ -369,11 +393,27 @@ class Dispatcher:
     # ---------------------------------------------------------------- values and OPs
     def _value(self, nid: int) -> Any:
         if nid not in self._values:
-            blob = self._blobs.get(nid)
-            if blob is None:  # large: fetched again from Ray rather than kept here
+            if nid in self._not_held:
+                if nid in self._plan.op_parents:  # a container of large outputs
+                    return self.graph.nodes[nid].expr.evaluate(
+                        {p: self._value(p) for p in self._plan.op_parents[nid]})
                 return cloudpickle.loads(ray.get(self._refs[nid]).blob)
-            self._values[nid] = cloudpickle.loads(blob)
+            self._values[nid] = cloudpickle.loads(self._blobs[nid])
         return self._values[nid]
+
+    def _derived(self, expr: Expr) -> bool:
+        """Whether ``expr`` only collects outputs into containers, and at least one of
+        them is not held here: then it is stored as a recipe, not as a copy."""
+        todo, found = [expr], False
+        while todo:
+            e = todo.pop()
+            if isinstance(e, Ref):
+                found = found or e.node_id in self._not_held
+            elif isinstance(e, Apply):
+                if e.op not in _CONTAINER_OPS:
+                    return False
+                todo.extend(e.operands)
+        return found
 
     def _completed(self, nid: int) -> None:
         """Evaluate every OP node that ``nid`` completes, from direct parents' values."""
@@ -387,6 +427,12 @@ class Dispatcher:
 
     def _finish_op(self, op_id: int) -> bool:
         node = self.graph.nodes[op_id]
+        if self._derived(node.expr):
+            self._not_held.add(op_id)
+            now = now_iso()
+            self.rec.node(op_id, status=Status.COMPLETED, start_time=now, end_time=now,
+                          output=dumps_value(DerivedOutput(node.expr)), stdout="", stderr="")
+            return True
         try:
             value = node.expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
             blob = dumps_value(value)
@@ -423,9 +469,12 @@ class Dispatcher:
         else:
             expr = self.graph.output
             try:
-                value = expr.evaluate({r: self._value(r) for r in set(expr.refs())})
-                fields.update(status=Status.COMPLETED, result=dumps_value(value),
-                              error=None)
+                if self._derived(expr):  # built from stored outputs on reading
+                    result = dumps_value(DerivedOutput(expr))
+                else:
+                    result = dumps_value(
+                        expr.evaluate({r: self._value(r) for r in set(expr.refs())}))
+                fields.update(status=Status.COMPLETED, result=result, error=None)
             except Exception as exc:
                 fields.update(status=Status.FAILED,
                               error=f"The lattice's return value could not be built: {exc!r}")

@@ -120,6 +120,8 @@ class _Compiler:
         return expr.operands if isinstance(expr, Apply) else ()
 
     def operand(self, root: Expr) -> Operand:
+        if isinstance(root, Const):  # most arguments: no walk needed
+            return ("c", root.value)
         stack = [root]
         while stack:
             expr = stack[-1]

@@ -41,4 +41,6 @@ class SublatticeCall:
                 f"Sublattice {self.label} ended {status}:\n{row.get('error') or ''}".rstrip())
             exc.__qflow_sublattice__ = export  # type: ignore[attr-defined]
             raise exc
-        return SublatticeOutput(cloudpickle.loads(row["result"]), export)
+        from qflow.result import Result
+
+        return SublatticeOutput(Result(store, row).result, export)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-
 from qflow._status import Status
+from qflow.exceptions import StoreError
 from qflow.store.base import ResultStore, UnreadableBlob, loads
 
 __all__ = ["Result", "TransportableObject"]
@@ -19,15 +20,18 @@ class TransportableObject:
     It also compares equal to the value, so new code can skip the call.
     """
 
-    __slots__ = ("_blob", "_value", "_loaded")
+    __slots__ = ("_blob", "_value", "_loaded", "_node_value")
 
-    def __init__(self, blob: bytes | UnreadableBlob | None) -> None:
+    def __init__(self, blob: bytes | UnreadableBlob | None,
+                 node_value: Callable[[int], Any] | None = None) -> None:
         self._blob, self._value, self._loaded = blob, None, False
+        self._node_value = node_value
 
     def get_deserialized(self) -> Any:
         """The output value."""
         if not self._loaded:
-            self._value = loads(self._blob) if self._blob is not None else None
+            self._value = (loads(self._blob, self._node_value) if self._blob is not None
+                           else None)
             self._loaded = True
         return self._value
 
@@ -58,6 +62,7 @@ class Result:
         self._store = store
         self._row = row
         self._nodes: list[dict[str, Any]] | None = None
+        self._by_id: dict[int, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return (f"Result(dispatch_id={self.dispatch_id!r}, lattice={self.lattice_name!r}, "
@@ -81,7 +86,7 @@ class Result:
         blob = self._row.get("result")
         if self.status != Status.COMPLETED or blob is None:
             return None
-        return loads(blob)
+        return loads(blob, self._node_value)
 
     @property
     def error(self) -> str | None:
@@ -112,6 +117,16 @@ class Result:
             self._nodes = self._store.get_nodes(self.dispatch_id)
         return self._nodes
 
+    def _node_value(self, node_id: int) -> Any:
+        """A node's output value (what a DerivedOutput is built from)."""
+        if self._by_id is None:
+            self._by_id = {r["node_id"]: r for r in self._node_rows()}
+        row = self._by_id.get(node_id)
+        if row is None or row["output"] is None:
+            raise StoreError(f"Dispatch {self.dispatch_id} has no stored output for node "
+                             f"{node_id}, which its result is built from.")
+        return loads(row["output"], self._node_value)
+
     def _node_dict(self, row: dict[str, Any]) -> dict[str, Any]:
         sub_id = row.get("sublattice_id")
         sub_row = self._store.get_dispatch(sub_id) if sub_id else None
@@ -121,7 +136,8 @@ class Result:
             "kind": row["kind"],
             "parents": ast.literal_eval(row["parents"] or "[]"),
             "status": Status(row["status"]),
-            "output": TransportableObject(row["output"]) if row["output"] is not None else None,
+            "output": (TransportableObject(row["output"], self._node_value)
+                       if row["output"] is not None else None),
             "error": row["error"],
             "start_time": _dt(row["start_time"]),
             "end_time": _dt(row["end_time"]),
@@ -149,5 +165,6 @@ class Result:
     def get_all_node_outputs(self) -> dict[str, TransportableObject | None]:
         """``{"name(node_id)": output}`` for every node, in call order."""
         return {f"{r['name']}({r['node_id']})":
-                TransportableObject(r["output"]) if r["output"] is not None else None
+                TransportableObject(r["output"], self._node_value)
+                if r["output"] is not None else None
                 for r in self._node_rows()}

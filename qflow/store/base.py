@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -46,11 +46,35 @@ class UnreadableBlob:
                           "it (qflow.redispatch).")
 
 
-def loads(blob: bytes | UnreadableBlob) -> Any:
-    """Unpickle a stored value, raising StoreError for one that cannot be read."""
+@dataclass(frozen=True)
+class DerivedOutput:
+    """A stored value that is a container of other nodes' outputs, kept as the recipe
+    (an expression over those node ids) instead of a second copy of their data.
+
+    A list of eight 50 MiB outputs would otherwise be pickled again as one 400 MiB
+    value: stored once per node that holds it, and held whole by the dispatcher.
+    """
+
+    expr: Any  # a qflow._graph.Expr: refs() and evaluate(values)
+
+    def resolve(self, node_value: Callable[[int], Any]) -> Any:
+        return self.expr.evaluate({r: node_value(r) for r in set(self.expr.refs())})
+
+
+def loads(blob: bytes | UnreadableBlob, node_value: Callable[[int], Any] | None = None) -> Any:
+    """Unpickle a stored value, raising StoreError for one that cannot be read.
+
+    ``node_value(node_id)`` gives the outputs a :class:`DerivedOutput` is made of.
+    """
     if isinstance(blob, UnreadableBlob):
         raise blob.error()
-    return cloudpickle.loads(blob)
+    value = cloudpickle.loads(blob)
+    if isinstance(value, DerivedOutput):
+        if node_value is None:
+            raise StoreError("This stored value is built from other nodes' outputs; read it "
+                             "through qflow.get_result(...), which knows those nodes.")
+        return value.resolve(node_value)
+    return value
 #: Columns of a node row. ``output`` is the cloudpickled value.
 NODE_FIELDS = (
     "dispatch_id", "node_id", "name", "kind", "parents", "status", "start_time",
