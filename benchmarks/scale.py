@@ -11,9 +11,11 @@ bare Ray doing the same tasks:
              dispatcher's memory must not grow with the outputs' size.
 
 The dispatcher runs in this process (embedded Ray), so its peak memory is this
-process's peak during the run, sampled every 50 ms, above what it was before: as RSS,
-and as USS (private memory). RSS also counts the pages of Ray's shared object store
-that this process maps when it reads a large output to store it; USS does not.
+process's peak during the run, above what it was before: RSS sampled every 20 ms, and
+for the large-output workload also USS (private memory) every 50 ms. RSS counts the
+pages of Ray's shared object store that this process maps when it reads a large output
+to store it; USS does not. USS is not sampled elsewhere: reading it costs about 2 ms
+of this process's time, which would slow the dispatcher it measures.
 
 Usage:
     python benchmarks/scale.py [--quick] [--repeats 3] [--out benchmarks/results/scale.json]
@@ -48,25 +50,35 @@ from workloads import (bare_big_outputs, bare_chain, bare_fanout, bare_summed,  
 
 
 class PeakMemory:
-    """Peak RSS and USS of this process while in the ``with`` block, in MiB above what
-    they were on entry."""
+    """Peak RSS (and with ``uss``, USS) of this process while in the ``with`` block, in
+    MiB above what they were on entry."""
+
+    def __init__(self, uss: bool = False) -> None:
+        self.uss = uss
+
+    def _read(self) -> tuple[int, int]:
+        if self.uss:
+            m = self._proc.memory_full_info()
+            return m.rss, m.uss
+        rss = self._proc.memory_info().rss
+        return rss, rss
 
     def __enter__(self) -> PeakMemory:
         self._proc = psutil.Process()
         gc.collect()
-        m = self._proc.memory_full_info()
-        self.base, self.peak = (m.rss, m.uss), [m.rss, m.uss]
+        self.base = self._read()
+        self.peak = list(self.base)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def _take(self) -> None:
-        m = self._proc.memory_full_info()  # about 2 ms: every 50 ms costs 4% of a core
-        self.peak = [max(self.peak[0], m.rss), max(self.peak[1], m.uss)]
+        rss, uss = self._read()
+        self.peak = [max(self.peak[0], rss), max(self.peak[1], uss)]
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.05):
+        while not self._stop.wait(0.05 if self.uss else 0.02):
             self._take()
 
     def __exit__(self, *exc: object) -> None:
@@ -83,10 +95,10 @@ class PeakMemory:
         return (self.peak[1] - self.base[1]) / 2**20
 
 
-def _time(fn, *args) -> tuple[float, float, float]:
-    with PeakMemory() as mem:
+def _time(fn, n, uss: bool = False) -> tuple[float, float, float]:
+    with PeakMemory(uss) as mem:
         t0 = time.perf_counter()
-        fn(*args)
+        fn(n)
         seconds = time.perf_counter() - t0
     return seconds, mem.rss_mib, mem.uss_mib
 
@@ -99,27 +111,32 @@ def _qflow(lat):
     return run
 
 
-def measure(name: str, n: int, bare, ours, repeats: int) -> dict:
+def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False) -> dict:
     rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": [], "qflow_uss_mib": [],
             "bare_uss_mib": []}
     for _ in range(repeats):  # alternate, so drift on a noisy box hits both alike
         for who, fn in (("bare", bare), ("qflow", ours)):
-            s, rss, uss = _time(fn, n)
+            s, rss_mib, uss_mib = _time(fn, n, uss)
             rows[who].append(s)
-            rows[f"{who}_mib"].append(rss)
-            rows[f"{who}_uss_mib"].append(uss)
+            rows[f"{who}_mib"].append(rss_mib)
+            if uss:
+                rows[f"{who}_uss_mib"].append(uss_mib)
     ratios = [q / b for q, b in zip(rows["qflow"], rows["bare"])]
     med = statistics.median
     out = {"workload": name, "n": n, "repeats": repeats, **rows,
            "bare_s": med(rows["bare"]), "qflow_s": med(rows["qflow"]),
            "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
            "qflow_peak_mib": med(rows["qflow_mib"]), "bare_peak_mib": med(rows["bare_mib"]),
-           "qflow_peak_uss_mib": med(rows["qflow_uss_mib"]),
-           "bare_peak_uss_mib": med(rows["bare_uss_mib"])}
+           "qflow_peak_uss_mib": med(rows["qflow_uss_mib"]) if uss else None,
+           "bare_peak_uss_mib": med(rows["bare_uss_mib"]) if uss else None}
+
+    def mem(who: str) -> str:
+        uss_text = f" / {out[f'{who}_peak_uss_mib']:.0f}" if uss else ""
+        return f"{out[f'{who}_peak_mib']:.0f}{uss_text} MiB"
+
     print(f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
           f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
-          f"{out['qflow_peak_mib']:.0f} / {out['qflow_peak_uss_mib']:.0f} MiB | "
-          f"{out['bare_peak_mib']:.0f} / {out['bare_peak_uss_mib']:.0f} MiB |", flush=True)
+          f"{mem('qflow')} | {mem('bare')} |", flush=True)
     return out
 
 
@@ -152,9 +169,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", color=color, label=f"qflow {name}")
         ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", color=color, alpha=0.6,
                   label=f"bare Ray {name}")
-        ax_m.plot(ns, [r["qflow_peak_uss_mib"] for r in rows], "o-", color=color,
+        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "o-", color=color,
                   label=f"qflow {name}")
-    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak USS (MiB)")):
+    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak RSS (MiB)")):
         ax.set_xlabel("electrons (N)")
         ax.set_ylabel(label)
         ax.set_xscale("log")
@@ -179,13 +196,14 @@ def main(argv: list[str] | None = None) -> int:
 
     qflow.init()
     print(f"Ray {ray.__version__}, {os.cpu_count()} cores, {repeats} repeats\n")
-    print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS / USS "
-          "| bare peak RSS / USS |")
+    print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS (/ USS) "
+          "| bare peak RSS (/ USS) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     results = [measure("fanout", n, bare_fanout, _qflow(fanout), repeats) for n in fan]
     results += [measure("chain", n, bare_chain, _qflow(chain), repeats) for n in chains]
     results += [measure("sum", n, bare_summed, _qflow(summed), repeats) for n in sums]
-    results.append(measure("big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats))
+    results.append(measure("big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats,
+                           uss=True))
     results.append(single_latency(repeats))
 
     out = Path(args.out)
