@@ -22,13 +22,14 @@ from typing import Any
 import cloudpickle
 import ray
 
-from qflow._graph import Apply, Expr, Graph, NodeKind, Ref
+from qflow._graph import Apply, Const, Expr, Graph, NodeKind, Ref
 from qflow._lease import Heartbeat
 from qflow._plan import Plan, plan
 from qflow._recorder import Recorder
 from qflow._status import Status
 from qflow._sublattice import SublatticeCall
-from qflow._task import OUTCOME_ATTR, CallTemplate, NodeOutcome, TaskCall, dumps_value
+from qflow._task import (OUTCOME_ATTR, PLAIN_TYPES, CallTemplate, NodeOutcome, TaskCall,
+                         dumps_value)
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
@@ -73,10 +74,11 @@ def check_picklable(graph: Graph) -> None:
     """Raise :class:`QflowSerializationError` naming the first electron whose function or
     arguments cannot be pickled, before any compute is spent."""
     functions = {id(n.fn): n.fn for n in graph.nodes}  # a fan-out shares one function
+    values = [v for n in graph.nodes for v in (*n.args, *n.kwargs.values())
+              if type(v) is not Const or type(v.value) not in PLAIN_TYPES]
     try:  # one pickler for everything (per-node picklers cost more than the dispatch),
         # writing nowhere, so big arguments are never all held as bytes at once
-        cloudpickle.Pickler(_Discard(), protocol=4).dump(
-            (list(functions.values()), [(n.args, n.kwargs) for n in graph.nodes]))
+        cloudpickle.Pickler(_Discard(), protocol=4).dump((list(functions.values()), values))
         return
     except Exception:  # find the culprit below, to name it
         pass

@@ -54,6 +54,9 @@ class Program:
         return results
 
 
+_NO_STEPS = Program()
+
+
 def resolve(operand: Operand, values: Mapping[int, Any], results: list[Any]) -> Any:
     kind, ref = operand
     if kind == "c":
@@ -98,8 +101,8 @@ class Plan:
 class _Compiler:
     """Compiles the argument expressions of one consuming node into one Program."""
 
-    def __init__(self, graph: Graph) -> None:
-        self.graph = graph
+    def __init__(self, op_exprs: Mapping[int, Expr]) -> None:
+        self.op_exprs = op_exprs  # OP node id -> its expression
         self.steps: list[tuple[str, tuple[Operand, ...]]] = []
         self.deps: dict[int, None] = {}
         self._done: dict[int, Operand] = {}  # id(expr) -> operand
@@ -107,11 +110,7 @@ class _Compiler:
 
     def _op_expr(self, expr: Expr) -> Expr | None:
         """For a Ref to an OP node, that node's expression."""
-        if isinstance(expr, Ref):
-            node = self.graph.nodes[expr.node_id]
-            if node.kind is NodeKind.OP and node.expr is not None:
-                return node.expr
-        return None
+        return self.op_exprs.get(expr.node_id) if type(expr) is Ref else None
 
     def _children(self, expr: Expr) -> tuple[Expr, ...]:
         inner = self._op_expr(expr)
@@ -157,6 +156,8 @@ def plan(graph: Graph) -> Plan:
     calls: dict[int, PlannedCall] = {}
     op_parents: dict[int, tuple[int, ...]] = {}
     dependants: dict[int, list[int]] = {}
+    op_exprs = {n.node_id: n.expr for n in graph.nodes
+                if n.kind is NodeKind.OP and n.expr is not None}
     for node in graph.nodes:
         if node.kind is NodeKind.OP:
             parents = tuple(node.parents())
@@ -164,7 +165,15 @@ def plan(graph: Graph) -> Plan:
             for p in parents:
                 dependants.setdefault(p, []).append(node.node_id)
             continue
-        comp = _Compiler(graph)
+        options = node.options or DEFAULT_OPTIONS
+        if not node.after and not node.kwargs and all(type(e) is Const for e in node.args):
+            # Literal arguments only (most of a fan-out): nothing to compile.
+            calls[node.node_id] = PlannedCall(
+                node_id=node.node_id, name=node.name, kind=node.kind, fn=node.fn,
+                program=_NO_STEPS, args=tuple(("c", e.value) for e in node.args), kwargs={},
+                dep_ids=(), options=options)
+            continue
+        comp = _Compiler(op_exprs)
         args = tuple(comp.operand(e) for e in node.args)
         kwargs = {k: comp.operand(e) for k, e in node.kwargs.items()}
         for after in node.after:  # qflow.wait: ordering only, through OP nodes too
@@ -172,5 +181,5 @@ def plan(graph: Graph) -> Plan:
         calls[node.node_id] = PlannedCall(
             node_id=node.node_id, name=node.name, kind=node.kind, fn=node.fn,
             program=Program(tuple(comp.steps)), args=args, kwargs=kwargs,
-            dep_ids=tuple(comp.deps), options=node.options or DEFAULT_OPTIONS)
+            dep_ids=tuple(comp.deps), options=options)
     return Plan(calls=calls, op_parents=op_parents, dependants=dependants)

@@ -210,9 +210,9 @@ class TaskCall:
         """
         blob, digest = self.template.wire()
         spec = (self.node_id, self.program, self.args, self.kwargs, self.dep_ids)
-        plain = all(_plain(o) for o in self.args) and all(
-            _plain(o) for o in self.kwargs.values()) and all(
-            _plain(o) for _, operands in self.program.steps for o in operands)
+        plain = all(map(_plain, self.args)) and (not self.kwargs or all(
+            map(_plain, self.kwargs.values()))) and (not self.program.steps or all(
+            _plain(o) for _, operands in self.program.steps for o in operands))
         return blob, digest, (pickle.dumps(spec, protocol=5) if plain
                               else cloudpickle.dumps(spec, protocol=5))
 
@@ -224,11 +224,11 @@ class TaskCall:
 
 
 #: Literals the standard pickler writes exactly as cloudpickle would.
-_PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
+PLAIN_TYPES = frozenset({int, float, complex, str, bytes, bool, type(None)})
 
 
 def _plain(operand: Operand) -> bool:
-    return operand[0] != "c" or type(operand[1]) in _PLAIN_TYPES
+    return operand[0] != "c" or type(operand[1]) in PLAIN_TYPES
 
 
 class _Tee(io.StringIO):

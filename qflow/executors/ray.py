@@ -42,8 +42,20 @@ class RayExecutor(Executor):
 
     def __init__(self) -> None:
         self._remote_by_options: dict[Any, Any] = {}
+        self._remote_by_id: dict[int, tuple[Any, Any, Any]] = {}
 
     def _remote(self, call: TaskCall) -> Any:
+        # Options objects are shared by the nodes of a lattice: decide once per object.
+        cached = self._remote_by_id.get(id(call.options))
+        if cached is not None and cached[0] is call.options and cached[1] is call.kind:
+            return cached[2]
+        remote = self._make_remote(call)
+        self._remote_by_id[id(call.options)] = (call.options, call.kind, remote)
+        if len(self._remote_by_id) > 4096:  # a long-lived service sees many lattices
+            self._remote_by_id.clear()
+        return remote
+
+    def _make_remote(self, call: TaskCall) -> Any:
         opts = call.options
         ray_opts: dict[str, Any] = {}
         if opts.num_cpus is not None:
