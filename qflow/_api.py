@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import inspect
 import threading
 import time
 import uuid
@@ -14,13 +15,24 @@ import cloudpickle
 import ray
 
 from qflow._cluster import check_feasible, ensure_ray, find_service
-from qflow._dispatcher import Dispatcher, check_picklable, fingerprints, record_new_dispatch
+from qflow._dispatcher import (
+    Dispatcher,
+    check_picklable,
+    fingerprints,
+    record_new_dispatch,
+)
 from qflow._graph import Graph
-from qflow._status import Status
 from qflow._lease import Heartbeat, owner_role, reap, service_verdict
+from qflow._status import Status
+from qflow._text import value_text
 from qflow.electron import Electron
-from qflow.exceptions import (ClusterError, DispatchNotFoundError, DispatchTimeoutError,
-                              QflowInputError, QflowSerializationError)
+from qflow.exceptions import (
+    ClusterError,
+    DispatchNotFoundError,
+    DispatchTimeoutError,
+    QflowInputError,
+    QflowSerializationError,
+)
 from qflow.lattice import Lattice
 from qflow.result import Result
 from qflow.service import live_address
@@ -221,9 +233,19 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
     record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,
                         graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
-                        owner=rt.heartbeat.owner)
+                        owner=rt.heartbeat.owner, source=_source(lat),
+                        inputs_text=value_text({"args": args, "kwargs": kwargs}))
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id
+
+
+def _source(lat: Lattice) -> str | None:
+    """The lattice's source, for readers of the store (None when Python has none, e.g.
+    a function typed into a REPL)."""
+    try:
+        return inspect.getsource(lat.workflow_function)
+    except (OSError, TypeError):
+        return None
 
 
 def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int, bytes]:

@@ -28,8 +28,15 @@ from qflow._plan import Plan, plan
 from qflow._recorder import Recorder
 from qflow._status import Status
 from qflow._sublattice import SublatticeCall
-from qflow._task import (OUTCOME_ATTR, PLAIN_TYPES, CallTemplate, NodeOutcome, TaskCall,
-                         dumps_value)
+from qflow._task import (
+    OUTCOME_ATTR,
+    PLAIN_TYPES,
+    CallTemplate,
+    NodeOutcome,
+    TaskCall,
+    dumps_value,
+)
+from qflow._text import value_text
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
@@ -104,16 +111,24 @@ def check_picklable(graph: Graph) -> None:
 def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
                         inputs: bytes | None, graph_blob: bytes | None,
                         parent_id: str | None = None, parent_node_id: int | None = None,
-                        owner: str | None = None) -> None:
+                        owner: str | None = None, inputs_text: str | None = None,
+                        source: str | None = None) -> None:
     """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node."""
     store.create_dispatch(
         {"dispatch_id": dispatch_id, "name": graph.name, "status": Status.NEW_OBJECT,
          "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": now_iso(),
-         "owner": owner, "heartbeat": time.time(),
+         "owner": owner, "heartbeat": time.time(), "inputs_text": inputs_text,
+         "source": source,
          "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
         [{"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
           "parents": repr(n.parents()), "status": Status.NEW_OBJECT} for n in graph.nodes],
     )
+
+
+def _derived_text(expr: Expr) -> str:
+    ids = sorted(set(expr.refs()))
+    shown = ", ".join(map(str, ids[:20])) + (", ..." if len(ids) > 20 else "")
+    return f"<built from the outputs of nodes {shown}>"
 
 
 def _unwrap(exc: BaseException) -> tuple[BaseException, NodeOutcome | None]:
@@ -363,6 +378,7 @@ class Dispatcher:
                 self._blobs[nid] = blob
             self._import_sublattice(nid, outcome)
             self.rec.node(nid, status=Status.COMPLETED, output=blob,
+                          output_text=outcome.output_text,
                           start_time=_iso(outcome.start_time), end_time=_iso(outcome.end_time),
                           stdout=outcome.stdout, stderr=outcome.stderr,
                           ray_node_id=outcome.ray_node_id, error=None)
@@ -433,7 +449,8 @@ class Dispatcher:
             self._not_held.add(op_id)
             now = now_iso()
             self.rec.node(op_id, status=Status.COMPLETED, start_time=now, end_time=now,
-                          output=dumps_value(DerivedOutput(node.expr)), stdout="", stderr="")
+                          output=dumps_value(DerivedOutput(node.expr)),
+                          output_text=_derived_text(node.expr), stdout="", stderr="")
             return True
         try:
             value = node.expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
@@ -445,7 +462,7 @@ class Dispatcher:
         self._values[op_id], self._blobs[op_id] = value, blob
         now = now_iso()
         self.rec.node(op_id, status=Status.COMPLETED, output=blob, start_time=now,
-                      end_time=now, stdout="", stderr="")
+                      end_time=now, stdout="", stderr="", output_text=value_text(value))
         return True
 
     def _finalize(self) -> Status:
@@ -472,11 +489,12 @@ class Dispatcher:
             expr = self.graph.output
             try:
                 if self._derived(expr):  # built from stored outputs on reading
-                    result = dumps_value(DerivedOutput(expr))
+                    result, text = dumps_value(DerivedOutput(expr)), _derived_text(expr)
                 else:
-                    result = dumps_value(
-                        expr.evaluate({r: self._value(r) for r in set(expr.refs())}))
-                fields.update(status=Status.COMPLETED, result=result, error=None)
+                    value = expr.evaluate({r: self._value(r) for r in set(expr.refs())})
+                    result, text = dumps_value(value), value_text(value)
+                fields.update(status=Status.COMPLETED, result=result, result_text=text,
+                              error=None)
             except Exception as exc:
                 fields.update(status=Status.FAILED,
                               error=f"The lattice's return value could not be built: {exc!r}")

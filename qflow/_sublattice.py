@@ -13,6 +13,7 @@ import cloudpickle
 
 from qflow._status import Status
 from qflow._task import SublatticeOutput
+from qflow._text import value_text
 from qflow.exceptions import DispatchFailedError
 
 
@@ -32,7 +33,8 @@ class SublatticeCall:
         graph = self.lattice.build_graph(*args, **kwargs)
         record_new_dispatch(store, self.child_id, graph,
                             inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
-                            graph_blob=None)
+                            graph_blob=None,
+                            inputs_text=value_text({"args": args, "kwargs": kwargs}))
         status = Dispatcher(store, self.child_id, graph).run()
         export = store.export(self.child_id)
         row = store.get_dispatch(self.child_id) or {}

@@ -26,6 +26,7 @@ import cloudpickle
 from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
 from qflow._plan import Operand, Program, resolve
+from qflow._text import value_text
 from qflow._traceback import user_traceback
 from qflow.exceptions import QflowSerializationError
 
@@ -46,6 +47,7 @@ class NodeOutcome:
         sublattice: a sublattice's child dispatch, exported for the parent's store.
         value_ref: for executors that make the value outside Ray, its ObjectRef.
         slurm_job_id: the Slurm job that ran it, if any.
+        output_text: a short text form of the output, for readers that never unpickle.
     """
 
     node_id: int
@@ -59,20 +61,21 @@ class NodeOutcome:
     sublattice: dict[str, Any] | None = None
     value_ref: Any = None
     slurm_job_id: str | None = None
+    output_text: str | None = None
 
     def to_wire(self) -> tuple[Any, ...]:
         """Plain values only (times as POSIX seconds): Ray ships a tuple of these several
         times faster than the dataclass, once per task. ``value_ref`` stays behind."""
         return (self.node_id, _ts(self.start_time), _ts(self.end_time), self.stdout,
                 self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
-                self.slurm_job_id)
+                self.slurm_job_id, self.output_text)
 
     @classmethod
     def from_wire(cls, wire: Sequence[Any]) -> NodeOutcome:
-        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm = wire
+        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text = wire
         return cls(node_id=nid, start_time=_dt(start), end_time=_dt(end), stdout=stdout,
                    stderr=stderr, ray_node_id=ray_node, output_blob=blob, error=error,
-                   sublattice=sub, slurm_job_id=slurm)
+                   sublattice=sub, slurm_job_id=slurm, output_text=text)
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -285,6 +288,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             for hook in opts.call_after:
                 hook.call()
         outcome.output_blob = _dumps_output(call, value)
+        outcome.output_text = value_text(value)
     except BaseException as exc:
         outcome.sublattice = getattr(exc, "__qflow_sublattice__", None)
         outcome.end_time = datetime.now(UTC)

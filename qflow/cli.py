@@ -161,12 +161,32 @@ def list_(limit: int) -> None:
         click.echo(f"{r['dispatch_id']}  {r['status']:<10} {r['created_at'][:19]}  {r['name']}")
 
 
+def _view(dispatch_id: str) -> dict[str, Any]:
+    from qflow._api import _not_found, _runtime
+    from qflow._lease import reap_all
+    from qflow.ui.views import dispatch_view
+
+    rt = _runtime()
+    reap_all(rt.store)
+    view = dispatch_view(rt.store, dispatch_id, with_layout=False)
+    if view is None:
+        raise _not_found(rt, dispatch_id)
+    return view
+
+
 @main.command()
 @click.argument("dispatch_id")
-def show(dispatch_id: str) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the dispatch as JSON (the UI's /api/dispatches/ID).")
+def show(dispatch_id: str, as_json: bool) -> None:
     """Show a dispatch: its nodes, statuses, timings, errors and graph."""
     import qflow
 
+    if as_json:
+        import json
+
+        click.echo(json.dumps(_view(dispatch_id), indent=1))
+        return
     res = qflow.get_result(dispatch_id)
     click.echo(f"dispatch {res.dispatch_id}  lattice {res.lattice_name}  status {res.status}")
     click.echo(f"started {res.start_time}  ended {res.end_time}")
@@ -183,6 +203,46 @@ def show(dispatch_id: str) -> None:
     if res.error:
         click.echo("error:\n" + res.error)
     click.echo(res.graph_text)
+
+
+@main.command()
+@click.argument("dispatch_id")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
+              show_default=True, help="json: the whole dispatch; csv: a row per node.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file instead of standard output.")
+def export(dispatch_id: str, fmt: str, output: str | None) -> None:
+    """Export a dispatch's record (outputs as their recorded text, never unpickled)."""
+    import json
+
+    from qflow.ui.views import nodes_csv
+
+    view = _view(dispatch_id)
+    text = json.dumps(view, indent=1) + "\n" if fmt == "json" else nodes_csv(view)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        click.echo(f"wrote {output}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any non-loopback address requires a token.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+def ui(host: str, port: int) -> None:
+    """Serve the web UI over this QFLOW_HOME's results store until stopped (Ctrl-C)."""
+    try:
+        from qflow.ui.app import serve
+    except ImportError as exc:
+        raise QflowError(f"The web UI needs the ui extra ({exc.name} is missing): "
+                         "pip install 'qflow-runtime[ui]'.") from exc
+    from qflow.store.sqlite import SQLiteStore
+
+    settings = Settings.from_env()
+    serve(SQLiteStore(settings.db_path), host=host, port=port,
+          announce=lambda line: click.echo(line, err=False))
 
 
 @main.command()

@@ -6,6 +6,7 @@ import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 import cloudpickle
@@ -16,7 +17,7 @@ from qflow.exceptions import StoreError
 DISPATCH_FIELDS = (
     "dispatch_id", "name", "status", "parent_id", "parent_node_id", "created_at",
     "start_time", "end_time", "error", "inputs", "result", "graph", "graph_text",
-    "owner", "heartbeat",
+    "owner", "heartbeat", "result_text", "inputs_text", "source",
 )
 #: The columns a status check reads: never the input, result or graph blobs.
 STATUS_FIELDS = ("dispatch_id", "name", "status", "parent_id", "created_at", "start_time",
@@ -79,7 +80,59 @@ def loads(blob: bytes | UnreadableBlob, node_value: Callable[[int], Any] | None 
 NODE_FIELDS = (
     "dispatch_id", "node_id", "name", "kind", "parents", "status", "start_time",
     "end_time", "error", "stdout", "stderr", "output", "ray_node_id", "sublattice_id",
+    "output_text",
 )
+
+
+class SortKey(StrEnum):
+    """Columns a dispatch list can be sorted by."""
+
+    CREATED = "created_at"
+    NAME = "name"
+    STATUS = "status"
+    STARTED = "start_time"
+    ENDED = "end_time"
+
+
+@dataclass(frozen=True)
+class DispatchQuery:
+    """What :meth:`ResultStore.search_dispatches` returns a page of.
+
+    Args:
+        status: only this status (any of :class:`qflow.Status`), or all.
+        text: a substring of the name, or a prefix of the id.
+        sort: a :class:`SortKey` value.
+        descending: newest (or largest) first.
+        offset, limit: the page; ``limit`` is 1 to 500.
+    """
+
+    status: str | None = None
+    text: str = ""
+    sort: SortKey = SortKey.CREATED
+    descending: bool = True
+    offset: int = 0
+    limit: int = 50
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "sort", SortKey(self.sort))
+        except ValueError:
+            raise StoreError(f"Cannot sort dispatches by {self.sort!r}; valid keys are "
+                             f"{', '.join(k.value for k in SortKey)}.") from None
+        if not (isinstance(self.limit, int) and 1 <= self.limit <= 500):
+            raise StoreError(f"A page holds 1 to 500 dispatches; got limit={self.limit!r}.")
+        if not (isinstance(self.offset, int) and self.offset >= 0):
+            raise StoreError(f"offset must be a whole number >= 0; got {self.offset!r}.")
+
+
+@dataclass(frozen=True)
+class DispatchPage:
+    """A page of dispatch rows (:data:`STATUS_FIELDS` plus ``nodes_total`` and
+    ``nodes_done``), how many match in all, and the count per status."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    counts: dict[str, int]
 
 
 class ResultStore(abc.ABC):
@@ -143,6 +196,25 @@ class ResultStore(abc.ABC):
     @abc.abstractmethod
     def list_dispatches(self, limit: int = 20) -> list[dict[str, Any]]:
         """Top-level dispatches, newest first, without blobs."""
+
+    @abc.abstractmethod
+    def search_dispatches(self, query: DispatchQuery) -> DispatchPage:
+        """One page of top-level dispatches matching ``query``, with status counts and
+        each row's node progress; no blobs are read."""
+
+    @abc.abstractmethod
+    def get_node_texts(self, dispatch_id: str) -> list[dict[str, Any]]:
+        """The node rows of a dispatch without the ``output`` blob (its ``output_text``
+        instead), by node id: what readers that never unpickle need."""
+
+    @abc.abstractmethod
+    def children(self, dispatch_id: str) -> list[dict[str, Any]]:
+        """The :data:`STATUS_FIELDS` (and ``parent_node_id``) of a dispatch's sublattices."""
+
+    @abc.abstractmethod
+    def change_marker(self) -> Any:
+        """A value that differs after any write to the store, by any process; cheap
+        enough to poll a few times a second."""
 
     def export(self, dispatch_id: str) -> dict[str, Any]:
         """A dispatch and its nodes (and their sublattices) as plain data."""

@@ -14,11 +14,17 @@ from typing import Any
 
 from qflow.exceptions import StoreError
 from qflow.store.base import (DISPATCH_FIELDS, FINAL_STATUSES, NODE_FIELDS, STATUS_FIELDS,
+                              DispatchPage, DispatchQuery,
                               ResultStore, UnreadableBlob, now_iso)
 
 #: Outputs larger than this go to a file beside the database.
 BLOB_INLINE_LIMIT = 256 * 1024
 _FILE_PREFIX = b"qflow-blob-file:"
+
+
+def _like_escaped(text: str) -> str:
+    """``text`` matched literally by ``LIKE ... ESCAPE '\\'``."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
@@ -61,8 +67,21 @@ def _v2(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # Text forms written when values are recorded, so that readers such as the web UI
+    # show outputs without ever unpickling stored data; the lattice's source; and an
+    # index for listing top-level dispatches newest first.
+    _run_script(db, """
+        ALTER TABLE nodes ADD COLUMN output_text TEXT;
+        ALTER TABLE dispatches ADD COLUMN result_text TEXT;
+        ALTER TABLE dispatches ADD COLUMN inputs_text TEXT;
+        ALTER TABLE dispatches ADD COLUMN source TEXT;
+        CREATE INDEX dispatches_top ON dispatches(parent_id, created_at)
+    """)
+
+
 #: Migration N brings a database from schema version N-1 to N. Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -372,6 +391,54 @@ class SQLiteStore(ResultStore):
             out.append(d)
         return out
 
+    def search_dispatches(self, query: DispatchQuery) -> DispatchPage:
+        where, params = ["parent_id IS NULL"], []
+        if query.text:
+            where.append("(name LIKE ? ESCAPE '\\' OR dispatch_id LIKE ? ESCAPE '\\')")
+            like = _like_escaped(query.text)
+            params += [f"%{like}%", f"{like}%"]
+        counts = {r[0]: r[1] for r in self._read(
+            f"SELECT status, count(*) FROM dispatches WHERE {' AND '.join(where)} "
+            "GROUP BY status", params)}
+        if query.status:
+            where.append("status = ?")
+            params.append(query.status)
+        order = "DESC" if query.descending else "ASC"
+        rows = [dict(r) for r in self._read(
+            f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE {' AND '.join(where)} "
+            f"ORDER BY {query.sort.value} {order}, dispatch_id {order} LIMIT ? OFFSET ?",
+            [*params, query.limit, query.offset])]
+        if rows:
+            marks = ", ".join("?" * len(rows))
+            progress = {r[0]: (r[1], r[2]) for r in self._read(
+                "SELECT dispatch_id, count(*), sum(status = 'COMPLETED') FROM nodes "
+                f"WHERE dispatch_id IN ({marks}) GROUP BY dispatch_id",
+                [r["dispatch_id"] for r in rows])}
+            for r in rows:
+                r["nodes_total"], r["nodes_done"] = progress.get(r["dispatch_id"], (0, 0))
+        total = counts.get(query.status, 0) if query.status else sum(counts.values())
+        return DispatchPage(rows=rows, total=total, counts=counts)
+
+    def get_node_texts(self, dispatch_id: str) -> list[dict[str, Any]]:
+        fields = [f for f in NODE_FIELDS if f != "output"]
+        return [dict(r) for r in self._read(
+            f"SELECT {', '.join(fields)} FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
+            (dispatch_id,))]
+
+    def children(self, dispatch_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._read(
+            f"SELECT {', '.join(STATUS_FIELDS)}, parent_node_id FROM dispatches "
+            "WHERE parent_id = ? ORDER BY parent_node_id", (dispatch_id,))]
+
+    def change_marker(self) -> Any:
+        # data_version moves on commits by other connections; total_changes() on this
+        # process's own (one per store per process), so together they see every write.
+        def run(db: sqlite3.Connection) -> Any:
+            return (db.execute("PRAGMA data_version").fetchone()[0], db.total_changes)
+
+        with self._lock, self._translated():
+            return run(self._db())
+
     def list_dispatches(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._read(
             f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE parent_id IS NULL "
@@ -382,7 +449,7 @@ class SQLiteStore(ResultStore):
         def run(db: sqlite3.Connection) -> int:
             n = 0
             for d in dispatch_ids:
-                like = d.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+                like = _like_escaped(d) + "/%"
                 where = "dispatch_id = ? OR dispatch_id LIKE ? ESCAPE '\\'"
                 db.execute(f"DELETE FROM nodes WHERE {where}", (d, like))
                 n += db.execute(f"DELETE FROM dispatches WHERE {where}", (d, like)).rowcount

@@ -1,0 +1,39 @@
+"""Short text forms of values, written to the store beside the pickles.
+
+Readers that must not unpickle (the web UI, exports) show these instead. Each is
+capped: a 10,000-element list or a 50 MiB array becomes a few lines, not megabytes.
+
+Example:
+    >>> value_text(list(range(100)))
+    '[0, 1, 2, 3, 4, 5, ...]'
+    >>> len(value_text("x" * 10_000)) <= TEXT_LIMIT
+    True
+"""
+
+from __future__ import annotations
+
+import reprlib
+from typing import Any
+
+#: The longest text stored for one value.
+TEXT_LIMIT = 2000
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = _repr.maxdeque = 6
+_repr.maxdict = 10
+_repr.maxstring = 400
+_repr.maxother = TEXT_LIMIT
+_repr.maxlong = 200
+
+
+def value_text(value: Any) -> str:
+    """``repr(value)``, abbreviated and capped at :data:`TEXT_LIMIT` characters; never
+    raises (a broken ``__repr__`` gives a note instead)."""
+    try:
+        text = _repr.repr(value)
+    except Exception as exc:  # a user's __repr__ can fail: say so rather than fail the node
+        text = f"<{type(value).__name__}: repr failed: {exc!r}>"
+    if len(text) > TEXT_LIMIT:
+        text = text[: TEXT_LIMIT - 3] + "..."
+    return text

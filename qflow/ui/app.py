@@ -1,0 +1,190 @@
+"""The ``qflow ui`` web app: Starlette routes over the results store.
+
+Pages (HTML, with a little JavaScript) and the JSON they are built from:
+
+=========================================  ============================================
+``/``                                      dispatch list
+``/dispatch/{id}``                         a dispatch: graph, timeline, nodes, actions
+``/api/dispatches?status&q&sort&order&page&per_page``  the list as JSON
+``/api/dispatches/{id}``                   a dispatch as JSON (``?format=csv``: nodes)
+``/api/dispatches/{id}/nodes/{node}``      one node with its full stdout/stderr
+``/api/events[?dispatch={id}]``            server-sent events: ``change`` on every write
+``POST /api/dispatches/{id}/cancel``       cancel (CSRF token required)
+``POST /api/dispatches/{id}/redispatch``   run again, ``{"reuse": true}`` reuses results
+=========================================  ============================================
+
+Example:
+    >>> from starlette.testclient import TestClient
+    >>> from qflow.store.sqlite import SQLiteStore
+    >>> app = create_app(SQLiteStore(":memory:"))
+    >>> TestClient(app, base_url="http://127.0.0.1:8765").get("/api/dispatches").json()["total"]
+    0
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from qflow.exceptions import QflowError, StoreError
+from qflow.store.base import DispatchQuery, ResultStore
+from qflow.ui.security import Guard, GuardMiddleware
+from qflow.ui.views import dispatch_view, node_view, nodes_csv
+
+_HERE = Path(__file__).parent
+#: Seconds between checks of the store for the event stream.
+EVENT_POLL_S = 0.5
+#: Seconds between keep-alive comments on an idle event stream.
+KEEPALIVE_S = 15.0
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
+    """The ASGI app over ``store``, behind ``guard`` (loopback, no token, by default)."""
+    guard = guard or Guard.for_bind("127.0.0.1", 8765)
+    templates = Jinja2Templates(directory=str(_HERE / "templates"))
+
+    def query_from(request: Request) -> DispatchQuery:
+        q = request.query_params
+        try:
+            page = int(q.get("page", "1"))
+            per_page = int(q.get("per_page", "50"))
+        except ValueError as exc:
+            raise StoreError(f"page and per_page are whole numbers: {exc}") from None
+        if page < 1:
+            raise StoreError(f"page counts from 1; got {page}.")
+        return DispatchQuery(status=q.get("status") or None, text=q.get("q", "").strip(),
+                             sort=q.get("sort", "created_at"),
+                             descending=q.get("order", "desc") != "asc",
+                             offset=(page - 1) * per_page, limit=per_page)
+
+    def list_json(request: Request) -> dict[str, Any]:
+        query = query_from(request)
+        page = store.search_dispatches(query)
+        return {"rows": page.rows, "total": page.total, "counts": page.counts,
+                "page": query.offset // query.limit + 1, "per_page": query.limit}
+
+    async def index(request: Request) -> Response:
+        try:
+            data = list_json(request)
+        except StoreError as exc:
+            return HTMLResponse(str(exc), status_code=400)
+        return templates.TemplateResponse(request, "index.html", {
+            "data": data, "csrf": guard.csrf, "query": dict(request.query_params)})
+
+    async def api_list(request: Request) -> Response:
+        try:
+            return JSONResponse(list_json(request))
+        except StoreError as exc:
+            return _error(400, str(exc))
+
+    async def dispatch_page(request: Request) -> Response:
+        view = dispatch_view(store, request.path_params["dispatch_id"])
+        if view is None:
+            return HTMLResponse("No such dispatch.", status_code=404)
+        return templates.TemplateResponse(request, "dispatch.html", {
+            "d": view, "csrf": guard.csrf})
+
+    async def api_dispatch(request: Request) -> Response:
+        view = dispatch_view(store, request.path_params["dispatch_id"])
+        if view is None:
+            return _error(404, f"No dispatch {request.path_params['dispatch_id']!r}.")
+        if request.query_params.get("format") == "csv":
+            return Response(nodes_csv(view), media_type="text/csv")
+        return JSONResponse(view)
+
+    async def api_node(request: Request) -> Response:
+        node = node_view(store, request.path_params["dispatch_id"],
+                         request.path_params["node_id"])
+        if node is None:
+            return _error(404, "No such node.")
+        return JSONResponse(node)
+
+    async def events(request: Request) -> Response:
+        dispatch_id = request.query_params.get("dispatch")
+
+        async def stream() -> AsyncIterator[str]:
+            last, idle = None, 0.0
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                marker = await asyncio.to_thread(store.change_marker)
+                if marker != last:
+                    last, idle = marker, 0.0
+                    data: dict[str, Any] = {"marker": list(marker)}
+                    if dispatch_id:
+                        row = await asyncio.to_thread(store.get_status, dispatch_id)
+                        data["status"] = row["status"] if row else None
+                    yield f"event: change\ndata: {json.dumps(data)}\n\n"
+                elif idle >= KEEPALIVE_S:
+                    idle = 0.0
+                    yield ": keep-alive\n\n"
+                await asyncio.sleep(EVENT_POLL_S)
+                idle += EVENT_POLL_S
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    async def cancel(request: Request) -> Response:
+        import qflow
+
+        dispatch_id = request.path_params["dispatch_id"]
+        try:
+            qflow.cancel(dispatch_id)
+        except QflowError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"cancelled": dispatch_id})
+
+    async def redispatch(request: Request) -> Response:
+        import qflow
+
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        reuse = bool(body.get("reuse", False)) if isinstance(body, dict) else False
+        try:
+            new_id = await asyncio.to_thread(
+                lambda: qflow.redispatch(request.path_params["dispatch_id"],
+                                         reuse_previous_results=reuse)())
+        except QflowError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"dispatch_id": new_id})
+
+    routes = [
+        Route("/", index),
+        Route("/dispatch/{dispatch_id:path}", dispatch_page),
+        Route("/api/dispatches", api_list),
+        Route("/api/dispatches/{dispatch_id:path}/nodes/{node_id:int}", api_node),
+        Route("/api/dispatches/{dispatch_id:path}/cancel", cancel, methods=["POST"]),
+        Route("/api/dispatches/{dispatch_id:path}/redispatch", redispatch, methods=["POST"]),
+        Route("/api/dispatches/{dispatch_id:path}", api_dispatch),
+        Route("/api/events", events),
+        Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    return GuardMiddleware(app, guard)
+
+
+def serve(store: ResultStore, host: str = "127.0.0.1", port: int = 8765,
+          token: str | None = None, announce: Any = print) -> None:
+    """Serve the UI until interrupted; ``announce`` gets the URL (with the token, once)."""
+    import uvicorn
+
+    guard = Guard.for_bind(host, port, token)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/"
+    announce(f"qflow UI at {url}?token={guard.token}" if guard.token else f"qflow UI at {url}")
+    uvicorn.run(create_app(store, guard), host=host, port=port, log_level="warning")

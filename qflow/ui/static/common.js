@@ -1,0 +1,52 @@
+// Shared helpers for the qflow UI pages: time formatting, escaping, live updates.
+"use strict";
+const STATUSES = ["NEW_OBJECT", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+
+function esc(text) {
+  return String(text ?? "").replace(/[&<>"']/g, c => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c]));
+}
+
+// Stored times are UTC; show them in the viewer's zone, and say which zone.
+function fmtTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  return d.toLocaleString(undefined, {year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"});
+}
+
+function fmtSeconds(s) {
+  if (s === null || s === undefined) return "";
+  if (s < 1) return (s * 1000).toFixed(0) + " ms";
+  if (s < 120) return s.toFixed(1) + " s";
+  if (s < 7200) return (s / 60).toFixed(1) + " min";
+  return (s / 3600).toFixed(1) + " h";
+}
+
+function runtime(row) {
+  if (!row.start_time) return null;
+  const end = row.end_time ? new Date(row.end_time) : new Date();
+  return (end - new Date(row.start_time)) / 1000;
+}
+
+function chip(status) {
+  return `<span class="chip s-${esc(status)}">${esc(status)}</span>`;
+}
+
+// Calls onChange whenever the store changes; shows whether the stream is connected.
+function follow(query, onChange) {
+  const live = document.getElementById("live");
+  const source = new EventSource("/api/events" + (query ? "?" + query : ""));
+  source.addEventListener("change", ev => onChange(JSON.parse(ev.data)));
+  source.onopen = () => live.classList.add("on");
+  source.onerror = () => live.classList.remove("on");
+  return source;
+}
+
+async function post(url, body) {
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const r = await fetch(url, {method: "POST", headers: {"X-CSRF-Token": csrf,
+    "Content-Type": "application/json"}, body: JSON.stringify(body || {})});
+  const data = await r.json().catch(() => ({error: r.statusText}));
+  if (!r.ok) throw new Error(data.error || r.statusText);
+  return data;
+}

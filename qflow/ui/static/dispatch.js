@@ -1,0 +1,145 @@
+// One dispatch: header and actions, the graph (pan and zoom), a timeline, the node panel.
+"use strict";
+(function () {
+  let d = JSON.parse(document.getElementById("initial").textContent);
+  const id = d.dispatch_id, api = "/api/dispatches/" + encodeURIComponent(id);
+  const W = 150, H = 34;
+  let selected = null, view = null;
+  const FINAL = ["COMPLETED", "FAILED", "CANCELLED"];
+
+  function header() {
+    document.getElementById("crumbs").innerHTML = d.breadcrumbs.map((c, i) =>
+      i === d.breadcrumbs.length - 1 ? `<span>${esc(c.name)}</span>`
+        : `<a href="/dispatch/${encodeURIComponent(c.dispatch_id)}">${esc(c.name)}</a>`).join(" / ");
+    document.getElementById("title").innerHTML = `${esc(d.name)} ${chip(d.status)}`;
+    document.getElementById("meta").innerHTML =
+      `<span class="mono">${esc(id)}</span> &middot; created ${fmtTime(d.created_at)}` +
+      (d.start_time ? ` &middot; started ${fmtTime(d.start_time)}` : "") +
+      (d.end_time ? ` &middot; ended ${fmtTime(d.end_time)}` : "") +
+      ` &middot; runtime ${fmtSeconds(runtime(d))} &middot; ${d.progress.done}/${d.progress.total} nodes completed`;
+    const err = document.getElementById("error");
+    err.hidden = !d.error; err.textContent = d.error || "";
+    document.getElementById("cancel").disabled = FINAL.includes(d.status);
+    document.getElementById("inputs").textContent = d.inputs_text || "";
+    document.getElementById("result").textContent = d.status === "COMPLETED" ? (d.result_text || "") : "(none yet)";
+    document.getElementById("source").textContent = d.source || "(source not available)";
+    document.getElementById("json").href = api;
+    document.getElementById("csv").href = api + "?format=csv";
+  }
+
+  function drawGraph() {
+    const box = document.getElementById("graph");
+    const L = d.layout, pos = L.nodes;
+    if (!view) view = {x: -20, y: -20, w: Math.max(L.width + 40, 400), h: Math.max(L.height + 40, 200)};
+    let edges = "", nodes = "";
+    for (const n of d.nodes) {
+      const [x, y] = pos[n.node_id];
+      for (const p of n.parents) {
+        if (!pos[p]) continue;
+        const [px, py] = pos[p];
+        edges += `<path d="M${px},${py + H / 2} C${px},${(py + y) / 2} ${x},${(py + y) / 2} ${x},${y - H / 2}"/>`;
+      }
+      const label = n.name.length > 18 ? n.name.slice(0, 17) + "\u2026" : n.name;
+      nodes += `<g class="node s-${n.status} k-${n.kind}${selected === n.node_id ? " sel" : ""}" data-node="${n.node_id}" transform="translate(${x - W / 2},${y - H / 2})">
+        <rect width="${W}" height="${H}" rx="6"/><text x="${W / 2}" y="${H / 2 + 4}">${esc(label)} \u00b7 ${n.node_id}</text>
+        <title>${esc(n.name)} (${n.node_id}) ${n.status}</title></g>`;
+    }
+    box.innerHTML = `<svg id="graph-svg" viewBox="${view.x} ${view.y} ${view.w} ${view.h}"><g class="edges">${edges}</g>${nodes}</svg>`;
+  }
+
+  function drawTimeline() {
+    const rows = d.nodes.filter(n => n.start_time);
+    const box = document.getElementById("timeline");
+    if (!rows.length) { box.innerHTML = `<p class="muted">No node has started yet.</p>`; return; }
+    const t0 = Math.min(...rows.map(n => +new Date(n.start_time)));
+    const t1 = Math.max(...rows.map(n => n.end_time ? +new Date(n.end_time) : Date.now()));
+    const span = Math.max(t1 - t0, 1), width = 900, rowH = 18, left = 220;
+    const bars = rows.map((n, i) => {
+      const s = +new Date(n.start_time), e = n.end_time ? +new Date(n.end_time) : Date.now();
+      const x = left + (s - t0) / span * (width - left - 10), w = Math.max((e - s) / span * (width - left - 10), 2);
+      const where = n.ray_node_id ? ` on Ray node ${n.ray_node_id.slice(0, 8)}` : "";
+      return `<g class="s-${n.status}" data-node="${n.node_id}"><text x="4" y="${i * rowH + 13}">${esc(n.name)} (${n.node_id})</text>
+        <rect x="${x}" y="${i * rowH + 3}" width="${w}" height="${rowH - 6}"><title>${esc(n.name)} (${n.node_id}): ${fmtSeconds((e - s) / 1000)}${esc(where)}</title></rect></g>`;
+    }).join("");
+    box.innerHTML = `<p class="muted">${fmtTime(new Date(t0).toISOString())} \u2192 ${fmtSeconds(span / 1000)}</p>
+      <svg class="gantt" width="${width}" height="${rows.length * rowH + 6}">${bars}</svg>`;
+  }
+
+  async function showNode(nid) {
+    selected = nid;
+    const r = await fetch(`${api}/nodes/${nid}`);
+    if (!r.ok) return;
+    const n = await r.json();
+    const sub = n.sublattice_id ? `<p><a class="sub" href="/dispatch/${encodeURIComponent(n.sublattice_id)}">Open the sublattice's graph \u2192</a></p>` : "";
+    document.getElementById("node").innerHTML = `<h2>${esc(n.name)} <span class="muted">(${n.node_id})</span></h2>
+      <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span></p>${sub}
+      <dl><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
+      <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd class="mono">${esc(n.ray_node_id || "\u2014")}</dd></dl>
+      <h3>Output</h3><pre class="out">${esc(n.output_text ?? "")}</pre>
+      ${n.error ? `<h3>Error</h3><pre class="error">${esc(n.error)}</pre>` : ""}
+      <h3>stdout</h3><pre class="log" id="stdout">${esc(n.stdout)}</pre>
+      <h3>stderr</h3><pre class="log">${esc(n.stderr)}</pre>`;
+    const log = document.getElementById("stdout");
+    log.scrollTop = log.scrollHeight;  // a live tail: newest lines in view
+    document.querySelectorAll("#graph .node").forEach(g => g.classList.toggle("sel", +g.dataset.node === nid));
+  }
+
+  async function reload() {
+    const r = await fetch(api);
+    if (!r.ok) return;
+    d = await r.json();
+    header(); drawGraph(); drawTimeline();
+    if (selected !== null) showNode(selected);
+  }
+
+  // Pan and zoom by editing the viewBox: the SVG stays crisp at any scale.
+  const graph = document.getElementById("graph");
+  graph.addEventListener("wheel", ev => {
+    ev.preventDefault();
+    const svg = document.getElementById("graph-svg"), rect = svg.getBoundingClientRect();
+    const k = ev.deltaY > 0 ? 1.15 : 1 / 1.15;
+    const fx = (ev.clientX - rect.left) / rect.width, fy = (ev.clientY - rect.top) / rect.height;
+    const nw = view.w * k, nh = view.h * k;
+    view = {x: view.x + (view.w - nw) * fx, y: view.y + (view.h - nh) * fy, w: nw, h: nh};
+    svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+  }, {passive: false});
+  let drag = null;
+  graph.addEventListener("mousedown", ev => { drag = {x: ev.clientX, y: ev.clientY, moved: false}; });
+  window.addEventListener("mouseup", () => { setTimeout(() => { drag = null; }, 0); });
+  graph.addEventListener("mousemove", ev => {
+    if (!drag || !(ev.buttons & 1)) return;
+    const svg = document.getElementById("graph-svg"), rect = svg.getBoundingClientRect();
+    const dx = (ev.clientX - drag.x) * view.w / rect.width, dy = (ev.clientY - drag.y) * view.h / rect.height;
+    if (Math.abs(dx) + Math.abs(dy) > 0) drag.moved = true;
+    view.x -= dx; view.y -= dy; drag.x = ev.clientX; drag.y = ev.clientY;
+    svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+  });
+  graph.addEventListener("click", ev => {
+    const g = ev.target.closest("[data-node]");
+    if (g && !(drag && drag.moved)) showNode(+g.dataset.node);
+  });
+  document.getElementById("timeline").addEventListener("click", ev => {
+    const g = ev.target.closest("[data-node]");
+    if (g) showNode(+g.dataset.node);
+  });
+  document.querySelectorAll(".tabs button").forEach(b => b.addEventListener("click", () => {
+    document.querySelectorAll(".tabs button").forEach(x => x.classList.toggle("on", x === b));
+    document.getElementById("graph").hidden = b.dataset.tab !== "graph";
+    document.getElementById("timeline").hidden = b.dataset.tab !== "timeline";
+  }));
+
+  async function act(what, body, question) {
+    if (!confirm(question)) return;
+    try {
+      const out = await post(`${api}/${what}`, body);
+      if (out.dispatch_id) location.href = "/dispatch/" + encodeURIComponent(out.dispatch_id);
+      else reload();
+    } catch (e) { alert(e.message); }
+  }
+  document.getElementById("cancel").onclick = () => act("cancel", {}, `Cancel dispatch ${d.name} (${id})?`);
+  document.getElementById("redispatch").onclick = () => act("redispatch", {reuse: false}, `Run ${d.name} again with the same inputs?`);
+  document.getElementById("redispatch-reuse").onclick = () => act("redispatch", {reuse: true}, `Run ${d.name} again, reusing unchanged results?`);
+
+  header(); drawGraph(); drawTimeline();
+  follow("dispatch=" + encodeURIComponent(id), reload);
+})();

@@ -1,0 +1,66 @@
+// The dispatch list: status chips with counts, search, sorting, pages, live rows.
+"use strict";
+(function () {
+  const params = new URLSearchParams(location.search);
+  let data = JSON.parse(document.getElementById("initial").textContent);
+
+  function render() {
+    const counts = data.counts, all = Object.values(counts).reduce((a, b) => a + b, 0);
+    const current = params.get("status") || "";
+    const chipLink = (status, label, n) =>
+      `<a href="#" data-status="${status}" class="chip-link ${current === status ? "on" : ""}">${label} <b>${n}</b></a>`;
+    document.getElementById("chips").innerHTML = chipLink("", "All", all) +
+      STATUSES.map(s => chipLink(s, chip(s), counts[s] || 0)).join("");
+    const body = document.querySelector("#dispatches tbody");
+    body.innerHTML = data.rows.map(r => {
+      const total = r.nodes_total || 0, done = r.nodes_done || 0;
+      const pct = total ? Math.round(100 * done / total) : 0;
+      return `<tr data-id="${esc(r.dispatch_id)}">
+        <td><a href="/dispatch/${encodeURIComponent(r.dispatch_id)}">${esc(r.name)}</a></td>
+        <td>${chip(r.status)}</td>
+        <td><div class="bar" title="${done} of ${total} nodes completed"><span style="width:${pct}%"></span></div> ${done}/${total}</td>
+        <td>${fmtTime(r.created_at)}</td><td>${fmtTime(r.start_time)}</td>
+        <td>${fmtSeconds(runtime(r))}</td><td class="mono">${esc(r.dispatch_id.slice(0, 8))}</td></tr>`;
+    }).join("") || `<tr><td colspan="7" class="muted">No dispatches match.</td></tr>`;
+    const pages = Math.max(1, Math.ceil(data.total / data.per_page));
+    document.getElementById("pageinfo").textContent = `page ${data.page} of ${pages} (${data.total} dispatches)`;
+    document.getElementById("prev").disabled = data.page <= 1;
+    document.getElementById("next").disabled = data.page >= pages;
+    document.querySelectorAll("th[data-sort]").forEach(th => {
+      const on = (params.get("sort") || "created_at") === th.dataset.sort;
+      th.classList.toggle("sorted", on);
+      th.dataset.order = on && params.get("order") !== "asc" ? "desc" : "asc";
+    });
+  }
+
+  async function reload(push) {
+    const r = await fetch("/api/dispatches?" + params.toString());
+    if (r.ok) { data = await r.json(); render(); }
+    if (push) history.replaceState(null, "", "?" + params.toString());
+  }
+
+  document.getElementById("chips").addEventListener("click", ev => {
+    const a = ev.target.closest("a[data-status]");
+    if (!a) return;
+    ev.preventDefault();
+    a.dataset.status ? params.set("status", a.dataset.status) : params.delete("status");
+    params.delete("page");
+    reload(true);
+  });
+  document.getElementById("search").addEventListener("submit", ev => ev.preventDefault());
+  let typing;
+  document.getElementById("q").addEventListener("input", ev => {
+    clearTimeout(typing);
+    typing = setTimeout(() => { params.set("q", ev.target.value); params.delete("page"); reload(true); }, 200);
+  });
+  document.querySelectorAll("th[data-sort]").forEach(th => th.addEventListener("click", () => {
+    const on = (params.get("sort") || "created_at") === th.dataset.sort;
+    params.set("sort", th.dataset.sort);
+    params.set("order", on && params.get("order") !== "asc" ? "asc" : "desc");
+    reload(true);
+  }));
+  document.getElementById("prev").onclick = () => { params.set("page", data.page - 1); reload(true); };
+  document.getElementById("next").onclick = () => { params.set("page", data.page + 1); reload(true); };
+  render();
+  follow("", () => reload(false));
+})();

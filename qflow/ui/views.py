@@ -1,0 +1,116 @@
+"""What the UI and the CLI's JSON and CSV exports show of a dispatch: plain data read
+from the store, never an unpickled value (outputs appear as the text recorded beside
+them).
+
+Example:
+    >>> from qflow.store.sqlite import SQLiteStore
+    >>> store = SQLiteStore(":memory:")
+    >>> store.create_dispatch({"dispatch_id": "d", "name": "flow", "status": "COMPLETED",
+    ...                        "created_at": "2026-01-01T00:00:00+00:00"},
+    ...                       [{"node_id": 0, "name": "a", "kind": "electron",
+    ...                         "status": "COMPLETED"}])
+    >>> view = dispatch_view(store, "d")
+    >>> view["name"], [n["name"] for n in view["nodes"]], view["progress"]
+    ('flow', ['a'], {'done': 1, 'total': 1})
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import io
+from datetime import datetime
+from typing import Any
+
+from qflow.store.base import ResultStore
+from qflow.ui.layout import layered
+
+#: Characters of stdout/stderr a dispatch view carries per node (the node view has all).
+PREVIEW_CHARS = 300
+
+_DISPATCH_TEXT = ("dispatch_id", "name", "status", "parent_id", "parent_node_id",
+                  "created_at", "start_time", "end_time", "error", "inputs_text",
+                  "result_text", "source", "graph_text")
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    if not start or not end:
+        return None
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def _parents(text: str | None) -> list[int]:
+    try:
+        return list(ast.literal_eval(text or "[]"))
+    except (ValueError, SyntaxError):
+        return []
+
+
+def node_summary(row: dict[str, Any]) -> dict[str, Any]:
+    """A node as the dispatch view lists it: no full logs."""
+    return {
+        "node_id": row["node_id"], "name": row["name"], "kind": row["kind"],
+        "status": row["status"], "parents": _parents(row.get("parents")),
+        "start_time": row.get("start_time"), "end_time": row.get("end_time"),
+        "runtime_s": _seconds(row.get("start_time"), row.get("end_time")),
+        "ray_node_id": row.get("ray_node_id"), "sublattice_id": row.get("sublattice_id"),
+        "output_text": row.get("output_text"),
+        "error": (row.get("error") or "")[:PREVIEW_CHARS] or None,
+    }
+
+
+def node_view(store: ResultStore, dispatch_id: str, node_id: int) -> dict[str, Any] | None:
+    """One node with everything the store has on it, as text."""
+    for row in store.get_node_texts(dispatch_id):
+        if row["node_id"] == node_id:
+            return {**node_summary(row), "error": row.get("error"),
+                    "stdout": row.get("stdout") or "", "stderr": row.get("stderr") or ""}
+    return None
+
+
+def breadcrumbs(store: ResultStore, dispatch_id: str) -> list[dict[str, Any]]:
+    """The chain of parents down to ``dispatch_id``: ``[{dispatch_id, name, node_id}]``."""
+    chain: list[dict[str, Any]] = []
+    current: str | None = dispatch_id
+    while current is not None and len(chain) < 64:
+        row = store.get_status(current)
+        if row is None:
+            break
+        chain.append({"dispatch_id": current, "name": row["name"]})
+        current = row.get("parent_id")
+    return chain[::-1]
+
+
+def dispatch_view(store: ResultStore, dispatch_id: str,
+                  with_layout: bool = True) -> dict[str, Any] | None:
+    """A dispatch, its nodes (with a layered layout), its sublattices and breadcrumbs."""
+    row = store.get_dispatch(dispatch_id)
+    if row is None:
+        return None
+    nodes = [node_summary(r) for r in store.get_node_texts(dispatch_id)]
+    view: dict[str, Any] = {k: row.get(k) for k in _DISPATCH_TEXT}
+    view["runtime_s"] = _seconds(row.get("start_time"), row.get("end_time"))
+    view["nodes"] = nodes
+    view["progress"] = {"done": sum(n["status"] == "COMPLETED" for n in nodes),
+                        "total": len(nodes)}
+    view["sublattices"] = store.children(dispatch_id)
+    view["breadcrumbs"] = breadcrumbs(store, dispatch_id)
+    if with_layout:
+        layout = layered({n["node_id"]: n["parents"] for n in nodes})
+        view["layout"] = {"width": layout.width, "height": layout.height,
+                          "nodes": {str(i): [p.x, p.y] for i, p in layout.nodes.items()}}
+    return view
+
+
+_CSV_COLUMNS = ("node_id", "name", "kind", "status", "start_time", "end_time", "runtime_s",
+                "ray_node_id", "sublattice_id", "output_text", "error")
+
+
+def nodes_csv(view: dict[str, Any]) -> str:
+    """The nodes of a :func:`dispatch_view` as CSV, one row a node."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for node in view["nodes"]:
+        writer.writerow(node)
+    return out.getvalue()

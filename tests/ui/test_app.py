@@ -1,0 +1,215 @@
+"""The UI's JSON API, pages and event stream, over a store filled by real dispatches."""
+
+import json
+import time
+import uuid
+
+import pytest
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+import qflow
+from qflow._api import _runtime
+from qflow.cli import main
+from qflow.ui.app import create_app
+from qflow.ui.security import Guard
+
+BASE = "http://127.0.0.1:8765"
+
+
+@qflow.electron
+def shout(x):
+    print(f"shouting {x}")
+    return {"x": x, "loud": str(x).upper()}
+
+
+@qflow.electron
+def boom(x):
+    raise ValueError(f"no {x}")
+
+
+@qflow.electron
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+
+@qflow.lattice
+def inner(x):
+    return shout(x)
+
+
+def _lattice(name, body):
+    body.__name__ = body.__qualname__ = name
+    return qflow.lattice(body)
+
+
+@pytest.fixture(scope="module")
+def tag():
+    return "ui" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def dispatched(tag):
+    ok = _lattice(f"{tag}_ok", lambda x: [shout(x), shout(x + 1)])
+    bad = _lattice(f"{tag}_bad", lambda x: boom(x))
+    nested = _lattice(f"{tag}_nested", lambda x: qflow.electron(inner)(x))
+    ids = {"ok": qflow.dispatch(ok)(1), "bad": qflow.dispatch(bad)(2),
+           "nested": qflow.dispatch(nested)(3)}
+    for i in ids.values():
+        qflow.get_result(i, wait=True)
+    return ids
+
+
+@pytest.fixture
+def client():
+    with TestClient(create_app(_runtime().store), base_url=BASE) as c:
+        yield c
+
+
+def test_list_counts_search_sort_and_pages(client, dispatched, tag):
+    page = client.get("/api/dispatches", params={"q": tag}).json()
+    assert page["total"] == 3
+    assert page["counts"] == {"COMPLETED": 2, "FAILED": 1}
+    names = {r["name"] for r in page["rows"]}
+    assert names == {f"{tag}_ok", f"{tag}_bad", f"{tag}_nested"}  # the sublattice is not listed
+    ok = next(r for r in page["rows"] if r["name"] == f"{tag}_ok")
+    assert (ok["nodes_done"], ok["nodes_total"]) == (2, 2)
+    failed = client.get("/api/dispatches", params={"q": tag, "status": "FAILED"}).json()
+    assert [r["name"] for r in failed["rows"]] == [f"{tag}_bad"]
+    by_name = client.get("/api/dispatches",
+                         params={"q": tag, "sort": "name", "order": "asc", "per_page": 1,
+                                 "page": 2}).json()
+    assert [r["name"] for r in by_name["rows"]] == [f"{tag}_nested"]
+    assert by_name["page"] == 2 and by_name["total"] == 3
+    prefix = client.get("/api/dispatches", params={"q": dispatched["bad"][:13]}).json()
+    assert [r["dispatch_id"] for r in prefix["rows"]] == [dispatched["bad"]]
+
+
+def test_bad_list_parameters_say_what_is_valid(client):
+    r = client.get("/api/dispatches", params={"sort": "colour"})
+    assert r.status_code == 400 and "created_at" in r.json()["error"]
+    assert client.get("/api/dispatches", params={"per_page": 10_000}).status_code == 400
+    assert client.get("/api/dispatches", params={"page": "x"}).status_code == 400
+
+
+def test_dispatch_json_nodes_layout_and_texts(client, dispatched):
+    view = client.get(f"/api/dispatches/{dispatched['ok']}").json()
+    assert view["status"] == "COMPLETED" and view["progress"] == {"done": 2, "total": 2}
+    assert view["inputs_text"] == "{'args': (1,), 'kwargs': {}}"
+    assert "'loud': '1'" in view["result_text"]
+    assert "shout(x)" in view["source"]
+    assert set(view["layout"]["nodes"]) == {str(n["node_id"]) for n in view["nodes"]}
+    node = client.get(f"/api/dispatches/{dispatched['ok']}/nodes/0").json()
+    assert node["stdout"] == "shouting 1\n"
+    assert node["output_text"] == "{'loud': '1', 'x': 1}"
+    assert node["start_time"].endswith("+00:00")  # stored in UTC, said so
+    csv_text = client.get(f"/api/dispatches/{dispatched['ok']}?format=csv").text
+    assert csv_text.splitlines()[0].startswith("node_id,name,kind,status")
+    assert client.get("/api/dispatches/nope").status_code == 404
+    assert client.get(f"/api/dispatches/{dispatched['ok']}/nodes/99").status_code == 404
+
+
+def test_failed_node_keeps_its_full_traceback(client, dispatched):
+    node = client.get(f"/api/dispatches/{dispatched['bad']}/nodes/0").json()
+    assert node["status"] == "FAILED"
+    assert "Traceback" in node["error"] and "ValueError: no 2" in node["error"]
+
+
+def test_sublattice_drill_down_and_breadcrumbs(client, dispatched, tag):
+    parent = client.get(f"/api/dispatches/{dispatched['nested']}").json()
+    child_id = parent["nodes"][0]["sublattice_id"]
+    assert [s["dispatch_id"] for s in parent["sublattices"]] == [child_id]
+    child = client.get(f"/api/dispatches/{child_id}").json()
+    assert [c["name"] for c in child["breadcrumbs"]] == [f"{tag}_nested", "inner"]
+    assert child["nodes"][0]["output_text"] == "{'loud': '3', 'x': 3}"
+    assert client.get(f"/dispatch/{child_id}").status_code == 200
+
+
+def test_pages_render(client, dispatched, tag):
+    index = client.get("/", params={"q": tag})
+    assert index.status_code == 200 and f"{tag}_ok" in index.text
+    page = client.get(f"/dispatch/{dispatched['ok']}")
+    assert page.status_code == 200 and 'name="csrf-token"' in page.text
+    assert client.get("/static/dispatch.js").status_code == 200
+
+
+def test_views_never_unpickle(client, dispatched, monkeypatch):
+    import cloudpickle
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the UI unpickled stored data")
+
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    for url in ("/api/dispatches", f"/api/dispatches/{dispatched['ok']}",
+                f"/api/dispatches/{dispatched['ok']}/nodes/1", f"/dispatch/{dispatched['ok']}"):
+        assert client.get(url).status_code == 200, url
+
+
+def test_event_stream_reports_a_change(client):
+    with client.stream("GET", "/api/events") as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        for line in lines:
+            if line.startswith("event:"):
+                assert line == "event: change"
+                data = json.loads(next(lines)[len("data: "):])
+                assert len(data["marker"]) == 2
+                break
+
+
+@pytest.mark.slow
+def test_cancel_through_the_api(client, tag):
+    slow = _lattice(f"{tag}_slow", lambda: nap(60))
+    dispatch_id = qflow.dispatch(slow)()
+    guard = client.app.guard
+    r = client.post(f"/api/dispatches/{dispatch_id}/cancel",
+                    headers={"X-CSRF-Token": guard.csrf, "Origin": BASE})
+    assert r.status_code == 200, r.text
+    assert qflow.get_result(dispatch_id, wait=True, timeout=60).status == "CANCELLED"
+
+
+def test_cli_show_json_and_export(dispatched, tmp_path):
+    runner = CliRunner()
+    out = runner.invoke(main, ["show", dispatched["ok"], "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["progress"] == {"done": 2, "total": 2}
+    target = tmp_path / "nodes.csv"
+    out = runner.invoke(main, ["export", dispatched["ok"], "--format", "csv", "-o", str(target)])
+    assert out.exit_code == 0, out.output
+    assert target.read_text().count("\n") == 3
+    out = runner.invoke(main, ["export", "no-such-id"])
+    assert out.exit_code == 1 and "No dispatch" in out.output
+
+
+def test_security_guard():
+    store = _runtime().store
+    open_app = create_app(store, Guard.for_bind("0.0.0.0", 8765))
+    guard = open_app.guard
+    with TestClient(open_app, base_url="http://203.0.113.5:8765") as c:
+        assert c.get("/api/dispatches").status_code == 401
+        assert c.get("/api/dispatches", headers={"Authorization": "Bearer nope"}).status_code == 401
+        r = c.get("/?token=wrong", follow_redirects=False)
+        assert r.status_code == 401
+        r = c.get(f"/?token={guard.token}", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/"
+        cookie = r.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert c.get("/api/dispatches").status_code == 200  # the cookie now logs in
+    with TestClient(open_app, base_url="http://203.0.113.5:8765") as c:
+        ok = c.get("/api/dispatches", headers={"Authorization": f"Bearer {guard.token}"})
+        assert ok.status_code == 200
+    local = create_app(store)
+    with TestClient(local, base_url="http://evil.example:8765") as c:
+        assert c.get("/api/dispatches").status_code == 400  # DNS rebinding: wrong Host
+    with TestClient(local, base_url=BASE) as c:
+        url = "/api/dispatches/x/cancel"
+        assert c.post(url).status_code == 403  # no CSRF token
+        assert c.post(url, headers={"X-CSRF-Token": local.guard.csrf,
+                                    "Origin": "http://evil.example"}).status_code == 403
+        assert c.post(url, headers={"X-CSRF-Token": "wrong"}).status_code == 403
+        # Past the guard, an unknown id is the API's own 400.
+        assert c.post(url, headers={"X-CSRF-Token": local.guard.csrf,
+                                    "Origin": BASE}).status_code == 400
