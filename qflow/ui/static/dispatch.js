@@ -20,6 +20,9 @@
     const err = document.getElementById("error");
     err.hidden = !d.error; err.textContent = d.error || "";
     document.getElementById("cancel").disabled = FINAL.includes(d.status);
+    // A sublattice runs and reruns with its parent: its actions are the parent's.
+    for (const b of ["cancel", "redispatch", "redispatch-reuse"])
+      document.getElementById(b).hidden = Boolean(d.parent_id);
     document.getElementById("inputs").textContent = d.inputs_text || "";
     document.getElementById("result").textContent = d.status === "COMPLETED" ? (d.result_text || "") : "(none yet)";
     document.getElementById("source").textContent = d.source || "(source not available)";
@@ -30,14 +33,39 @@
   function drawGraph() {
     const box = document.getElementById("graph");
     const L = d.layout, pos = L.nodes;
-    if (!view) view = {x: -20, y: -20, w: Math.max(L.width + 40, 400), h: Math.max(L.height + 40, 200)};
+    if (!view) {
+      // One SVG unit per pixel unless the graph is larger: small graphs are not blown up.
+      const w = Math.max(L.width + 40, box.clientWidth || 800), h = Math.max(L.height + 40, box.clientHeight || 500);
+      const scale = Math.max(w / (box.clientWidth || w), h / (box.clientHeight || h));
+      view = {x: -20, y: -20, w: (box.clientWidth || w) * scale, h: (box.clientHeight || h) * scale};
+    }
     let edges = "", nodes = "";
+    // A node with more than BUNDLE children (or parents) gets one thick edge to the
+    // block they form: hundreds of single edges across a folded layer are only noise.
+    const BUNDLE = 40, children = {};
+    for (const n of d.nodes) for (const p of n.parents) (children[p] = children[p] || []).push(n.node_id);
+    const block = ids => {
+      const xs = ids.filter(i => pos[i]).map(i => pos[i][0]), ys = ids.filter(i => pos[i]).map(i => pos[i][1]);
+      return {x: (Math.min(...xs) + Math.max(...xs)) / 2, top: Math.min(...ys) - H / 2, bottom: Math.max(...ys) + H / 2};
+    };
+    const curve = (x1, y1, x2, y2, cls) =>
+      `<path class="${cls}" d="M${x1},${y1} C${x1},${(y1 + y2) / 2} ${x2},${(y1 + y2) / 2} ${x2},${y2}"/>`;
+    for (const [p, kids] of Object.entries(children)) {
+      if (kids.length > BUNDLE && pos[p]) {
+        const b = block(kids);
+        edges += curve(pos[p][0], pos[p][1] + H / 2, b.x, b.top, "bundle");
+      }
+    }
     for (const n of d.nodes) {
       const [x, y] = pos[n.node_id];
-      for (const p of n.parents) {
-        if (!pos[p]) continue;
-        const [px, py] = pos[p];
-        edges += `<path d="M${px},${py + H / 2} C${px},${(py + y) / 2} ${x},${(py + y) / 2} ${x},${y - H / 2}"/>`;
+      if (n.parents.length > BUNDLE) {
+        const b = block(n.parents);
+        edges += curve(b.x, b.bottom, x, y - H / 2, "bundle");
+      } else {
+        for (const p of n.parents) {
+          if (!pos[p] || (children[p] || []).length > BUNDLE) continue;
+          edges += curve(pos[p][0], pos[p][1] + H / 2, x, y - H / 2, "");
+        }
       }
       const label = n.name.length > 18 ? n.name.slice(0, 17) + "\u2026" : n.name;
       nodes += `<g class="node s-${n.status} k-${n.kind}${selected === n.node_id ? " sel" : ""}" data-node="${n.node_id}" transform="translate(${x - W / 2},${y - H / 2})">

@@ -23,7 +23,7 @@
         <td>${fmtSeconds(runtime(r))}</td><td class="mono">${esc(r.dispatch_id.slice(0, 8))}</td></tr>`;
     }).join("") || `<tr><td colspan="7" class="muted">No dispatches match.</td></tr>`;
     const pages = Math.max(1, Math.ceil(data.total / data.per_page));
-    document.getElementById("pageinfo").textContent = `page ${data.page} of ${pages} (${data.total} dispatches)`;
+    document.getElementById("pageinfo").textContent = `page ${data.page} of ${pages} (${data.total} dispatch${data.total === 1 ? "" : "es"})`;
     document.getElementById("prev").disabled = data.page <= 1;
     document.getElementById("next").disabled = data.page >= pages;
     document.querySelectorAll("th[data-sort]").forEach(th => {

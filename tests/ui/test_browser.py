@@ -1,0 +1,203 @@
+"""The UI in a real headless Chromium (Debian's, driven by Playwright): the list, a
+dispatch followed live, a node's stdout, a sublattice and back, and a cancel.
+
+Screenshots go to tests/artifacts/ (ignored by git).
+"""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import qflow
+from qflow._api import _runtime
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+TAG = "br" + uuid.uuid4().hex[:6]
+
+
+@qflow.electron
+def step(x, seconds):
+    print(f"step {x}: working for {seconds} s")
+    time.sleep(seconds)
+    return x + 1
+
+
+@qflow.electron
+def double(x):
+    print(f"doubling {x}")
+    return 2 * x
+
+
+@qflow.lattice
+def child(x):
+    return double(double(x))
+
+
+def _named(name, fn):
+    fn.__name__ = fn.__qualname__ = name
+    return qflow.lattice(fn)
+
+
+def _chain(x):
+    for _ in range(3):
+        x = step(x, 1.5)
+    return x
+
+
+chain3 = _named(f"{TAG}_chain", _chain)
+nested = _named(f"{TAG}_nested", lambda x: double(qflow.electron(child)(x)))
+long_nap = _named(f"{TAG}_long", lambda: step(0, 120))
+
+
+@pytest.fixture(scope="module")
+def chromium_path():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_chromium.py")],
+                         capture_output=True, text=True, timeout=1500)
+    if out.returncode == 3:
+        pytest.skip(out.stderr.strip())
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def server():
+    import uvicorn
+
+    from qflow.ui.app import create_app
+    from qflow.ui.security import Guard
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(_runtime().store, Guard.for_bind("127.0.0.1", port))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        assert time.monotonic() < deadline, "the UI server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path):
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        # --no-sandbox: Chromium refuses its sandbox when run as root, as CI machines do.
+        b = p.chromium.launch(executable_path=chromium_path, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_list_page_shows_dispatches_and_counts(page, server):
+    done = qflow.dispatch(nested)(1)
+    qflow.get_result(done, wait=True)
+    page.goto(f"{server}/?q={TAG}")
+    page.wait_for_selector(f"tr[data-id='{done}']")
+    row = page.locator(f"tr[data-id='{done}']")
+    assert "COMPLETED" in row.inner_text()
+    assert "2/2" in row.inner_text()  # the sublattice node and the last double
+    chips = page.locator("#chips").inner_text()
+    assert "COMPLETED" in chips and "CANCELLED" in chips
+    page.screenshot(path=str(ARTIFACTS / "list.png"), full_page=True)
+
+
+def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
+    dispatch_id = qflow.dispatch(chain3)(0)
+    page.goto(f"{server}/dispatch/{dispatch_id}")
+    page.wait_for_selector("#graph .node")
+    assert page.locator("#graph .node.s-COMPLETED").count() < 3
+    page.screenshot(path=str(ARTIFACTS / "dispatch-running.png"))
+    # No reload: the event stream turns the nodes green as they finish.
+    page.wait_for_function(
+        "document.querySelectorAll('#graph .node.s-COMPLETED').length === 3", timeout=60_000)
+    page.wait_for_selector("#title .chip.s-COMPLETED", timeout=30_000)
+    page.locator("#graph .node[data-node='1']").click()
+    page.wait_for_selector("#stdout")
+    assert "step 1: working for 1.5 s" in page.locator("#stdout").inner_text()
+    assert "UTC" in page.locator(".node-panel dl").inner_text() or \
+        "GMT" in page.locator(".node-panel dl").inner_text()
+    page.locator(".tabs button[data-tab='timeline']").click()
+    assert page.locator("#timeline svg.gantt g").count() == 3
+    page.screenshot(path=str(ARTIFACTS / "dispatch-done.png"))
+
+
+def test_into_a_sublattice_and_back(page, server):
+    dispatch_id = qflow.dispatch(nested)(5)
+    assert qflow.get_result(dispatch_id, wait=True).result == 40
+    page.goto(f"{server}/dispatch/{dispatch_id}")
+    page.locator("#graph .node.k-sublattice").first.click()
+    page.locator("a.sub").click()
+    page.wait_for_selector("#crumbs a")
+    assert page.locator("#title").inner_text().startswith("child")
+    page.wait_for_selector("#graph .node.s-COMPLETED")
+    page.screenshot(path=str(ARTIFACTS / "sublattice.png"))
+    page.locator("#crumbs a").first.click()
+    page.wait_for_selector("#title")
+    assert page.locator("#title").inner_text().startswith(f"{TAG}_nested")
+
+
+def test_cancel_from_the_page(page, server):
+    dispatch_id = qflow.dispatch(long_nap)()
+    page.goto(f"{server}/dispatch/{dispatch_id}")
+    page.wait_for_selector("#graph .node")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#cancel").click()
+    page.wait_for_selector("#title .chip.s-CANCELLED", timeout=60_000)
+    assert qflow.get_result(dispatch_id, wait=True, timeout=60).status == "CANCELLED"
+    page.screenshot(path=str(ARTIFACTS / "cancelled.png"))
+
+
+def test_a_500_node_graph_is_laid_out_in_layers(page, server):
+    from qflow.store.base import now_iso
+
+    store = _runtime().store
+    did = f"{TAG}-500"
+    nodes = [{"node_id": 0, "name": "prepare", "kind": "electron", "status": "COMPLETED",
+              "parents": "[]"}]
+    nodes += [{"node_id": k, "name": "evaluate", "kind": "electron",
+               "status": ["COMPLETED", "RUNNING", "FAILED"][k % 3], "parents": "[0]"}
+              for k in range(1, 499)]
+    nodes.append({"node_id": 499, "name": "reduce", "kind": "electron",
+                  "status": "NEW_OBJECT", "parents": repr(list(range(1, 499)))})
+    store.create_dispatch({"dispatch_id": did, "name": f"{TAG}_wide", "status": "RUNNING",
+                           "created_at": now_iso()}, nodes)
+    t0 = time.perf_counter()
+    page.goto(f"{server}/dispatch/{did}")
+    page.wait_for_function("document.querySelectorAll('#graph .node').length === 500")
+    assert time.perf_counter() - t0 < 10
+    page.screenshot(path=str(ARTIFACTS / "graph-500.png"))
+    # Zoom in on the top left with the wheel: the labels become readable.
+    box = page.locator("#graph").bounding_box()
+    page.mouse.move(box["x"] + 60, box["y"] + 60)
+    for _ in range(12):
+        page.mouse.wheel(0, -200)
+    page.screenshot(path=str(ARTIFACTS / "graph-500-zoomed.png"))
+    view_box = page.locator("#graph-svg").get_attribute("viewBox")
+    assert float(view_box.split()[2]) < 2000
+    assert page.locator("#graph path.bundle").count() == 2  # fan-out and fan-in, not 996
