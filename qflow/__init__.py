@@ -29,6 +29,7 @@ from qflow.electron import wait as wait
 from qflow.exceptions import QflowError as QflowError
 from qflow.lattice import Lattice as Lattice
 from qflow.lattice import lattice as lattice
+from qflow.metrics import log_metric as log_metric
 from qflow.qelectron import qelectron as qelectron
 from qflow.result import Result as Result
 from qflow.result import TransportableObject as TransportableObject
@@ -56,6 +57,7 @@ __all__ = [
     "init",
     "Lattice",
     "lattice",
+    "log_metric",
     "qelectron",
     "QflowError",
     "redispatch",

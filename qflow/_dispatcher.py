@@ -38,7 +38,7 @@ from qflow._task import (
 )
 from qflow._text import value_text
 from qflow.exceptions import QflowSerializationError
-from qflow.executors import Submission, resolve_executor
+from qflow.executors import Submission, default_executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
@@ -121,8 +121,19 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
          "source": source,
          "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
         [{"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
-          "parents": repr(n.parents()), "status": Status.NEW_OBJECT} for n in graph.nodes],
+          "parents": repr(n.parents()), "status": Status.NEW_OBJECT,
+          "executor": _executor_name(n)} for n in graph.nodes],
     )
+
+
+def _executor_name(node: Any) -> str | None:
+    """The executor a node runs on, by name, for the record (None for OP nodes)."""
+    if node.kind is NodeKind.OP:
+        return None
+    spec = node.options.executor if node.options is not None else None
+    if spec is None:
+        return default_executor_name()
+    return spec if isinstance(spec, str) else type(spec).name()
 
 
 def _derived_text(expr: Expr) -> str:
@@ -381,7 +392,9 @@ class Dispatcher:
                           output_text=outcome.output_text,
                           start_time=_iso(outcome.start_time), end_time=_iso(outcome.end_time),
                           stdout=outcome.stdout, stderr=outcome.stderr,
-                          ray_node_id=outcome.ray_node_id, error=None)
+                          ray_node_id=outcome.ray_node_id, error=None,
+                          slurm_job_id=outcome.slurm_job_id)
+            self.rec.metrics(outcome.metrics)
             if large:  # to disk now: one large output held here at a time
                 del blob
                 self.rec.flush()
@@ -394,7 +407,8 @@ class Dispatcher:
                           start_time=_iso(outcome.start_time),
                           end_time=_iso(outcome.end_time) or now_iso(),
                           stdout=outcome.stdout, stderr=outcome.stderr,
-                          ray_node_id=outcome.ray_node_id)
+                          ray_node_id=outcome.ray_node_id, slurm_job_id=outcome.slurm_job_id)
+            self.rec.metrics(outcome.metrics)
         elif outcome is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
             self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),
                           error=f"{type(cause).__name__}: {cause}")

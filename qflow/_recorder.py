@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from qflow._status import Status
-from qflow.store.base import ResultStore, now_iso
+from qflow.store.base import MetricPoint, ResultStore, now_iso
 
 
 class Recorder:
@@ -32,6 +32,7 @@ class Recorder:
         self.store, self.dispatch_id = store, dispatch_id
         self.state: dict[int, Status] = dict.fromkeys(node_ids, Status.NEW_OBJECT)
         self._updates: list[tuple[int, dict[str, Any]]] = []
+        self._metrics: list[MetricPoint] = []
         self.abandoned = False
 
     def node(self, node_id: int, **fields: Any) -> None:
@@ -39,10 +40,16 @@ class Recorder:
             self.state[node_id] = fields["status"]
         self._updates.append((node_id, fields))
 
+    def metrics(self, points: list[MetricPoint]) -> None:
+        self._metrics.extend(points)
+
     def flush(self) -> None:
         updates, self._updates = self._updates, []
         if updates and not self.abandoned:
             self.store.update_nodes(self.dispatch_id, updates)
+        points, self._metrics = self._metrics, []
+        if points and not self.abandoned:
+            self.store.add_metrics(self.dispatch_id, points)
 
     def started(self) -> None:
         if not self.abandoned:

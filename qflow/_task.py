@@ -17,7 +17,7 @@ import io
 import pickle
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,8 @@ from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
 from qflow._plan import Operand, Program, resolve
 from qflow._text import value_text
+from qflow.metrics import collecting
+from qflow.store.base import MetricPoint
 from qflow._traceback import user_traceback
 from qflow.exceptions import QflowSerializationError
 
@@ -48,6 +50,7 @@ class NodeOutcome:
         value_ref: for executors that make the value outside Ray, its ObjectRef.
         slurm_job_id: the Slurm job that ran it, if any.
         output_text: a short text form of the output, for readers that never unpickle.
+        metrics: what the electron logged with :func:`qflow.log_metric`.
     """
 
     node_id: int
@@ -62,20 +65,23 @@ class NodeOutcome:
     value_ref: Any = None
     slurm_job_id: str | None = None
     output_text: str | None = None
+    metrics: list[MetricPoint] = field(default_factory=list)
 
     def to_wire(self) -> tuple[Any, ...]:
         """Plain values only (times as POSIX seconds): Ray ships a tuple of these several
         times faster than the dataclass, once per task. ``value_ref`` stays behind."""
         return (self.node_id, _ts(self.start_time), _ts(self.end_time), self.stdout,
                 self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
-                self.slurm_job_id, self.output_text)
+                self.slurm_job_id, self.output_text,
+                [(p.name, p.step, p.value, p.time) for p in self.metrics])
 
     @classmethod
     def from_wire(cls, wire: Sequence[Any]) -> NodeOutcome:
-        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text = wire
+        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts = wire
         return cls(node_id=nid, start_time=_dt(start), end_time=_dt(end), stdout=stdout,
                    stderr=stderr, ray_node_id=ray_node, output_blob=blob, error=error,
-                   sublattice=sub, slurm_job_id=slurm, output_text=text)
+                   sublattice=sub, slurm_job_id=slurm, output_text=text,
+                   metrics=[MetricPoint(nid, *p) for p in pts])
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -272,7 +278,8 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                           ray_node_id=_ray_node_id())
     out, err = _Tee(sys.stdout), _Tee(sys.stderr)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                collecting(call.node_id) as outcome.metrics:
             opts = call.options
             opts.deps_bash.run()
             steps = call.program.run(values)

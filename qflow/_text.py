@@ -8,6 +8,8 @@ Example:
     '[0, 1, 2, 3, 4, 5, ...]'
     >>> len(value_text("x" * 10_000)) <= TEXT_LIMIT
     True
+    >>> value_text({"blob": bytes(1000)})
+    "{'blob': <1,000 bytes>}"
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from typing import Any
 #: The longest text stored for one value.
 TEXT_LIMIT = 2000
 
-_repr = reprlib.Repr()
+class _Repr(reprlib.Repr):
+    def repr_bytes(self, value: bytes, level: int) -> str:
+        # Pickles and binary payloads read as noise: say what they are.
+        return f"<{len(value):,} bytes>" if len(value) > 64 else repr(value)
+
+    repr_bytearray = repr_bytes
+
+
+_repr = _Repr()
 _repr.maxlevel = 3
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxfrozenset = _repr.maxdeque = 6
 _repr.maxdict = 10

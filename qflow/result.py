@@ -9,7 +9,7 @@ from typing import Any
 
 from qflow._status import Status
 from qflow.exceptions import StoreError
-from qflow.store.base import ResultStore, UnreadableBlob, loads
+from qflow.store.base import MetricPoint, ResultStore, UnreadableBlob, loads
 
 __all__ = ["Result", "TransportableObject"]
 
@@ -161,6 +161,14 @@ class Result:
     def get_all_node_results(self) -> list[dict[str, Any]]:
         """Every node, as :meth:`get_node_result` gives it, in call order."""
         return [self._node_dict(r) for r in self._node_rows()]
+
+    def get_metrics(self) -> dict[str, list[MetricPoint]]:
+        """What the electrons logged with :func:`qflow.log_metric`, by metric name, in
+        the order logged (each point has ``node_id, name, step, value, time``)."""
+        out: dict[str, list[MetricPoint]] = {}
+        for point in self._store.get_metrics([self.dispatch_id])[self.dispatch_id]:
+            out.setdefault(point.name, []).append(point)
+        return out
 
     def get_all_node_outputs(self) -> dict[str, TransportableObject | None]:
         """``{"name(node_id)": output}`` for every node, in call order."""

@@ -200,13 +200,16 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
         sent["state"] = {**sent["state"], "restarts": sent["state"]["restarts"] + 1}
 
     try:
-        return warm.call(_actor_name(loop_id),
-                         lambda: _start_actor(loop_id, cloudpickle.loads(spec_blob)),
-                         lambda actor: actor.run.remote(sent["state"], k, last),
-                         on_death=restarted)
+        out = warm.call(_actor_name(loop_id),
+                        lambda: _start_actor(loop_id, cloudpickle.loads(spec_blob)),
+                        lambda actor: actor.run.remote(sent["state"], k, last),
+                        on_death=restarted)
     except BaseException:
         _stop_actor(loop_id)
         raise
+    for i, cost in enumerate(out["costs"]):  # charted live by `qflow ui`
+        qflow.log_metric("cost", cost, step=sent["state"]["step"] + i)
+    return out
 
 
 

@@ -12,7 +12,7 @@ MODULES = [
     "qflow.backends.pennylane", "qflow.backends.simulated", "qflow.backends.braket",
     "qflow.algorithms.vqe", "qflow.algorithms.qaoa", "qflow.algorithms.scan",
     "qflow._plan", "qflow._recorder", "qflow._wait", "qflow._traceback", "qflow.retention",
-    "qflow.cli", "qflow.settings", "qflow._completions", "qflow._text",
+    "qflow.cli", "qflow.settings", "qflow._completions", "qflow._text", "qflow.metrics",
     "qflow.ui.layout", "qflow.ui.views", "qflow.ui.app",
 ]
 

@@ -80,7 +80,7 @@ def loads(blob: bytes | UnreadableBlob, node_value: Callable[[int], Any] | None 
 NODE_FIELDS = (
     "dispatch_id", "node_id", "name", "kind", "parents", "status", "start_time",
     "end_time", "error", "stdout", "stderr", "output", "ray_node_id", "sublattice_id",
-    "output_text",
+    "output_text", "executor", "slurm_job_id",
 )
 
 
@@ -123,6 +123,17 @@ class DispatchQuery:
             raise StoreError(f"A page holds 1 to 500 dispatches; got limit={self.limit!r}.")
         if not (isinstance(self.offset, int) and self.offset >= 0):
             raise StoreError(f"offset must be a whole number >= 0; got {self.offset!r}.")
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    """One value of a metric an electron logged (:func:`qflow.log_metric`)."""
+
+    node_id: int | None
+    name: str
+    step: float | None
+    value: float
+    time: float
 
 
 @dataclass(frozen=True)
@@ -212,6 +223,14 @@ class ResultStore(abc.ABC):
         """The :data:`STATUS_FIELDS` (and ``parent_node_id``) of a dispatch's sublattices."""
 
     @abc.abstractmethod
+    def add_metrics(self, dispatch_id: str, rows: Sequence[MetricPoint]) -> None:
+        """Append metric values logged by a dispatch's electrons."""
+
+    @abc.abstractmethod
+    def get_metrics(self, dispatch_ids: Sequence[str]) -> dict[str, list[MetricPoint]]:
+        """Every metric value of these dispatches, in the order they were logged."""
+
+    @abc.abstractmethod
     def change_marker(self) -> Any:
         """A value that differs after any write to the store, by any process; cheap
         enough to poll a few times a second."""
@@ -220,7 +239,8 @@ class ResultStore(abc.ABC):
         """A dispatch and its nodes (and their sublattices) as plain data."""
         nodes = self.get_nodes(dispatch_id)
         subs = [self.export(n["sublattice_id"]) for n in nodes if n.get("sublattice_id")]
-        return {"dispatch": self.get_dispatch(dispatch_id), "nodes": nodes, "subs": subs}
+        return {"dispatch": self.get_dispatch(dispatch_id), "nodes": nodes, "subs": subs,
+                "metrics": self.get_metrics([dispatch_id])[dispatch_id]}
 
     def import_(self, data: dict[str, Any], **overrides: Any) -> str:
         """Insert what :meth:`export` produced, with dispatch fields overridden."""
@@ -236,4 +256,5 @@ class ResultStore(abc.ABC):
                 node["sublattice_id"] = node["sublattice_id"].replace(old_id, new_id, 1)
             nodes.append(node)
         self.create_dispatch(dispatch, nodes)
+        self.add_metrics(new_id, data.get("metrics", []))
         return new_id

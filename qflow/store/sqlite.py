@@ -14,7 +14,7 @@ from typing import Any
 
 from qflow.exceptions import StoreError
 from qflow.store.base import (DISPATCH_FIELDS, FINAL_STATUSES, NODE_FIELDS, STATUS_FIELDS,
-                              DispatchPage, DispatchQuery,
+                              DispatchPage, DispatchQuery, MetricPoint,
                               ResultStore, UnreadableBlob, now_iso)
 
 #: Outputs larger than this go to a file beside the database.
@@ -76,7 +76,14 @@ def _v3(db: sqlite3.Connection) -> None:
         ALTER TABLE dispatches ADD COLUMN result_text TEXT;
         ALTER TABLE dispatches ADD COLUMN inputs_text TEXT;
         ALTER TABLE dispatches ADD COLUMN source TEXT;
-        CREATE INDEX dispatches_top ON dispatches(parent_id, created_at)
+        ALTER TABLE nodes ADD COLUMN executor TEXT;
+        ALTER TABLE nodes ADD COLUMN slurm_job_id TEXT;
+        CREATE INDEX dispatches_top ON dispatches(parent_id, created_at);
+        CREATE TABLE metrics (
+            dispatch_id TEXT NOT NULL, node_id INTEGER, name TEXT NOT NULL,
+            step REAL, value REAL, time REAL
+        );
+        CREATE INDEX metrics_dispatch ON metrics(dispatch_id, name, step)
     """)
 
 
@@ -419,6 +426,26 @@ class SQLiteStore(ResultStore):
         total = counts.get(query.status, 0) if query.status else sum(counts.values())
         return DispatchPage(rows=rows, total=total, counts=counts)
 
+    def add_metrics(self, dispatch_id: str, rows: Sequence[MetricPoint]) -> None:
+        if not rows:
+            return
+        self._write(lambda db: db.executemany(
+            "INSERT INTO metrics (dispatch_id, node_id, name, step, value, time) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(dispatch_id, r.node_id, r.name, r.step, r.value, r.time) for r in rows]))
+
+    def get_metrics(self, dispatch_ids: Sequence[str]) -> dict[str, list[MetricPoint]]:
+        out: dict[str, list[MetricPoint]] = {d: [] for d in dispatch_ids}
+        for chunk in range(0, len(dispatch_ids), 500):
+            ids = list(dispatch_ids[chunk:chunk + 500])
+            for r in self._read(
+                    "SELECT dispatch_id, node_id, name, step, value, time FROM metrics "
+                    f"WHERE dispatch_id IN ({', '.join('?' * len(ids))}) "
+                    "ORDER BY rowid", ids):
+                out[r[0]].append(MetricPoint(node_id=r[1], name=r[2], step=r[3], value=r[4],
+                                             time=r[5]))
+        return out
+
     def get_node_texts(self, dispatch_id: str) -> list[dict[str, Any]]:
         fields = [f for f in NODE_FIELDS if f != "output"]
         return [dict(r) for r in self._read(
@@ -452,6 +479,7 @@ class SQLiteStore(ResultStore):
                 like = _like_escaped(d) + "/%"
                 where = "dispatch_id = ? OR dispatch_id LIKE ? ESCAPE '\\'"
                 db.execute(f"DELETE FROM nodes WHERE {where}", (d, like))
+                db.execute(f"DELETE FROM metrics WHERE {where}", (d, like))
                 n += db.execute(f"DELETE FROM dispatches WHERE {where}", (d, like)).rowcount
             return n
 

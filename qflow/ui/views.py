@@ -54,6 +54,7 @@ def node_summary(row: dict[str, Any]) -> dict[str, Any]:
         "start_time": row.get("start_time"), "end_time": row.get("end_time"),
         "runtime_s": _seconds(row.get("start_time"), row.get("end_time")),
         "ray_node_id": row.get("ray_node_id"), "sublattice_id": row.get("sublattice_id"),
+        "executor": row.get("executor"), "slurm_job_id": row.get("slurm_job_id"),
         "output_text": row.get("output_text"),
         "error": (row.get("error") or "")[:PREVIEW_CHARS] or None,
     }
@@ -102,8 +103,30 @@ def dispatch_view(store: ResultStore, dispatch_id: str,
     return view
 
 
+def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
+    """Every metric the dispatch and its sublattices logged, by name: points with their
+    dispatch, node and step, in the order logged; and the name of each dispatch."""
+    names, order, todo = {}, [], [dispatch_id]
+    while todo and len(order) < 10_000:
+        current = todo.pop(0)
+        order.append(current)
+        for child in store.children(current):
+            names[child["dispatch_id"]] = child["name"]
+            todo.append(child["dispatch_id"])
+    row = store.get_status(dispatch_id)
+    names[dispatch_id] = row["name"] if row else dispatch_id
+    metrics: dict[str, list[dict[str, Any]]] = {}
+    for did, points in store.get_metrics(order).items():
+        for p in points:
+            metrics.setdefault(p.name, []).append(
+                {"dispatch_id": did, "node_id": p.node_id, "step": p.step, "value": p.value,
+                 "time": p.time})
+    return {"metrics": metrics, "dispatch_names": names}
+
+
 _CSV_COLUMNS = ("node_id", "name", "kind", "status", "start_time", "end_time", "runtime_s",
-                "ray_node_id", "sublattice_id", "output_text", "error")
+                "executor", "ray_node_id", "slurm_job_id", "sublattice_id", "output_text",
+                "error")
 
 
 def nodes_csv(view: dict[str, Any]) -> str:

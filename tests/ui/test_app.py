@@ -213,3 +213,26 @@ def test_security_guard():
         # Past the guard, an unknown id is the API's own 400.
         assert c.post(url, headers={"X-CSRF-Token": local.guard.csrf,
                                     "Origin": BASE}).status_code == 400
+
+
+@qflow.electron
+def point(x):
+    qflow.log_metric("energy", (x - 1.5) ** 2 - 1.0, step=x)
+    return x
+
+
+@qflow.lattice
+def one_point(x):
+    return point(x)
+
+
+def test_metrics_json_gathers_sublattices(client, tag):
+    sweep = _lattice(f"{tag}_sweep", lambda xs: [qflow.electron(one_point)(x) for x in xs])
+    dispatch_id = qflow.dispatch(sweep)([1.0, 1.5, 2.0])
+    assert qflow.get_result(dispatch_id, wait=True).status == "COMPLETED"
+    data = client.get(f"/api/dispatches/{dispatch_id}/metrics").json()
+    points = data["metrics"]["energy"]
+    assert sorted((p["step"], p["value"]) for p in points) == [
+        (1.0, -0.75), (1.5, -1.0), (2.0, -0.75)]
+    assert {data["dispatch_names"][p["dispatch_id"]] for p in points} == {"one_point"}
+    assert client.get("/api/dispatches/nope/metrics").status_code == 404

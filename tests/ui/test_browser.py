@@ -201,3 +201,47 @@ def test_a_500_node_graph_is_laid_out_in_layers(page, server):
     view_box = page.locator("#graph-svg").get_attribute("viewBox")
     assert float(view_box.split()[2]) < 2000
     assert page.locator("#graph path.bundle").count() == 2  # fan-out and fan-in, not 996
+
+
+@qflow.electron
+def sweep_point(x):
+    qflow.log_metric("energy", (x - 1.4) ** 2 - 1.1, step=x)
+    return x
+
+
+@qflow.lattice
+def sweep_one(x):
+    return sweep_point(x)
+
+
+sweep = _named(f"{TAG}_sweep",
+               lambda xs: [qflow.electron(sweep_one)(x) for x in xs])
+
+
+def test_charts_of_a_variational_loop_and_a_sweep(page, server):
+    import pennylane as qml
+
+    from qflow.variational import minimize
+
+    def circuit(p):
+        qml.RX(p[0], wires=0)
+        qml.RY(p[1], wires=0)
+        return qml.expval(qml.PauliZ(0))
+
+    loop = minimize(circuit, [0.3, 0.2], wires=1, steps=30, pack=10)
+    page.goto(f"{server}/dispatch/{loop.dispatch_id}")
+    chart = page.locator("figure.chart[data-metric='cost']")
+    chart.wait_for()
+    assert chart.locator("path.line").count() == 1 and chart.locator("path.best").count() == 1
+    assert "30 values" in chart.inner_text()
+    page.locator("#metrics").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "metrics-loop.png"), full_page=True)
+
+    dispatch_id = qflow.dispatch(sweep)([1.0, 1.2, 1.4, 1.6, 1.8])
+    qflow.get_result(dispatch_id, wait=True)
+    page.goto(f"{server}/dispatch/{dispatch_id}")
+    chart = page.locator("figure.chart[data-metric='energy']")
+    chart.wait_for()
+    assert chart.locator("path.line").count() == 1  # one curve across the five points
+    assert chart.locator("circle").count() == 5
+    page.screenshot(path=str(ARTIFACTS / "metrics-sweep.png"), full_page=True)

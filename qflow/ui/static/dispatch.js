@@ -101,7 +101,7 @@
     const sub = n.sublattice_id ? `<p><a class="sub" href="/dispatch/${encodeURIComponent(n.sublattice_id)}">Open the sublattice's graph \u2192</a></p>` : "";
     document.getElementById("node").innerHTML = `<h2>${esc(n.name)} <span class="muted">(${n.node_id})</span></h2>
       <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span></p>${sub}
-      <dl><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
+      <dl><dt>Executor</dt><dd>${esc(n.executor || "—")}${n.slurm_job_id ? ` (Slurm job ${esc(n.slurm_job_id)})` : ""}</dd><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
       <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd class="mono">${esc(n.ray_node_id || "\u2014")}</dd></dl>
       <h3>Output</h3><pre class="out">${esc(n.output_text ?? "")}</pre>
       ${n.error ? `<h3>Error</h3><pre class="error">${esc(n.error)}</pre>` : ""}
@@ -112,11 +112,50 @@
     document.querySelectorAll("#graph .node").forEach(g => g.classList.toggle("sel", +g.dataset.node === nid));
   }
 
+  // Metrics: a chart per name. A metric logged once by each of several sublattices (a
+  // scan's energy per bond length) is one curve; otherwise a line per dispatch, with
+  // the best (lowest) value so far dashed.
+  async function drawMetrics() {
+    const r = await fetch(api + "/metrics");
+    if (!r.ok) return;
+    const m = await r.json(), names = Object.keys(m.metrics);
+    document.getElementById("metrics").hidden = !names.length;
+    const colors = ["#2f6fed", "#1f9d55", "#d64545", "#d98a1c", "#7c3aed", "#0e7490"];
+    document.getElementById("charts").innerHTML = names.map(name => {
+      const points = m.metrics[name], groups = {};
+      for (const p of points) (groups[p.dispatch_id] = groups[p.dispatch_id] || []).push(p);
+      let series = Object.entries(groups).map(([did, pts]) => ({label: m.dispatch_names[did] || did, pts}));
+      if (series.length > 1 && series.every(s => s.pts.length === 1))
+        series = [{label: name, pts: points.slice()}];
+      series.forEach(s => s.pts.sort((a, b) => a.step - b.step));
+      const all = points, W = 460, H = 220, pad = 44;
+      const xs = all.map(p => p.step), ys = all.map(p => p.value);
+      let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
+      if (x0 === x1) { x0 -= 1; x1 += 1; } if (y0 === y1) { y0 -= 1; y1 += 1; }
+      const X = v => pad + (v - x0) / (x1 - x0) * (W - pad - 10), Y = v => H - 24 - (v - y0) / (y1 - y0) * (H - 40);
+      const lines = series.map((s, i) => {
+        const c = colors[i % colors.length];
+        const path = s.pts.map((p, j) => `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(p.value).toFixed(1)}`).join("");
+        let best = "", low = Infinity;
+        if (s.pts.length >= 3) best = `<path class="best" stroke="${c}" d="${s.pts.map((p, j) => { low = Math.min(low, p.value); return `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(low).toFixed(1)}`; }).join("")}"/>`;
+        const dots = s.pts.length <= 60 ? s.pts.map(p => `<circle cx="${X(p.step)}" cy="${Y(p.value)}" r="2.5" fill="${c}"><title>${esc(s.label)} step ${p.step}: ${p.value}</title></circle>`).join("") : "";
+        return `<path class="line" stroke="${c}" d="${path}"/>${best}${dots}`;
+      }).join("");
+      const legend = series.slice(0, 8).map((s, i) => `<span style="color:${colors[i % colors.length]}">● ${esc(s.label)}</span>`).join(" ") + (series.length > 8 ? ` +${series.length - 8} more` : "");
+      const lastBest = Math.min(...ys);
+      return `<figure class="chart" data-metric="${esc(name)}"><figcaption><b>${esc(name)}</b> <span class="muted">${points.length} values, best ${lastBest.toPrecision(8)}</span></figcaption>
+        <svg width="${W}" height="${H}"><line x1="${pad}" y1="${H - 24}" x2="${W - 10}" y2="${H - 24}" class="axis"/><line x1="${pad}" y1="8" x2="${pad}" y2="${H - 24}" class="axis"/>
+        <text x="${pad}" y="${H - 8}" class="tick">${x0.toPrecision(4)}</text><text x="${W - 10}" y="${H - 8}" class="tick" text-anchor="end">${x1.toPrecision(4)}</text>
+        <text x="${pad - 4}" y="${H - 26}" class="tick" text-anchor="end">${y0.toPrecision(5)}</text><text x="${pad - 4}" y="16" class="tick" text-anchor="end">${y1.toPrecision(5)}</text>
+        ${lines}</svg><div class="legend">${legend}</div></figure>`;
+    }).join("");
+  }
+
   async function reload() {
     const r = await fetch(api);
     if (!r.ok) return;
     d = await r.json();
-    header(); drawGraph(); drawTimeline();
+    header(); drawGraph(); drawTimeline(); drawMetrics();
     if (selected !== null) showNode(selected);
   }
 
@@ -168,6 +207,6 @@
   document.getElementById("redispatch").onclick = () => act("redispatch", {reuse: false}, `Run ${d.name} again with the same inputs?`);
   document.getElementById("redispatch-reuse").onclick = () => act("redispatch", {reuse: true}, `Run ${d.name} again, reusing unchanged results?`);
 
-  header(); drawGraph(); drawTimeline();
+  header(); drawGraph(); drawTimeline(); drawMetrics();
   follow("dispatch=" + encodeURIComponent(id), reload);
 })();

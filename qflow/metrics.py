@@ -1,0 +1,81 @@
+"""Metrics logged from inside electrons, for the record and the UI's live charts.
+
+Example:
+    >>> import qflow
+    >>> @qflow.electron
+    ... def train(steps):
+    ...     for i in range(steps):
+    ...         qflow.log_metric("loss", 1.0 / (i + 1), step=i)
+    ...     return "done"
+    >>> @qflow.lattice
+    ... def flow():
+    ...     return train(3)
+    >>> res = qflow.dispatch_sync(flow)()
+    >>> [round(p.value, 3) for p in res.get_metrics()["loss"]]
+    [1.0, 0.5, 0.333]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+import numbers
+import time
+from collections.abc import Iterator
+
+from qflow.exceptions import QflowInputError
+from qflow.store.base import MetricPoint
+
+__all__ = ["log_metric"]
+
+_CURRENT: contextvars.ContextVar[tuple[int, list[MetricPoint]] | None] = \
+    contextvars.ContextVar("qflow_metrics", default=None)
+
+
+@contextlib.contextmanager
+def collecting(node_id: int) -> Iterator[list[MetricPoint]]:
+    """Gather what :func:`log_metric` records while the node ``node_id`` runs."""
+    points: list[MetricPoint] = []
+    token = _CURRENT.set((node_id, points))
+    try:
+        yield points
+    finally:
+        _CURRENT.reset(token)
+
+
+def log_metric(name: str, value: float, step: float | None = None) -> None:
+    """Record ``value`` of metric ``name`` (at ``step``) for the electron running now.
+
+    The values are stored with the node when it finishes and charted live by
+    ``qflow ui``. Like Braket Hybrid Jobs' ``log_metric``, but for any electron.
+
+    Args:
+        name: the metric, e.g. ``"energy"``.
+        value: a real number (NaN and infinities are refused: they cannot be charted).
+        step: the iteration or x value; by default the count of earlier values of
+            ``name`` logged by this electron.
+
+    Raises:
+        QflowInputError: outside an electron, or for a value that is not a finite
+            real number.
+    """
+    current = _CURRENT.get()
+    if current is None:
+        raise QflowInputError(
+            f"log_metric({name!r}, ...) was called outside an electron. It records a "
+            "metric for the electron that calls it: call it inside an @qflow.electron "
+            "function.")
+    if not isinstance(name, str) or not name:
+        raise QflowInputError(f"A metric name is a non-empty string; got {name!r}.")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise QflowInputError(
+            f"Metric {name!r} takes a finite real number; got {type(value).__name__} "
+            f"{value!r}. Pass float(x) for a numpy scalar or a 0-d array.")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Real)):
+        raise QflowInputError(f"The step of metric {name!r} is a number or None; got {step!r}.")
+    node_id, points = current
+    if step is None:
+        step = sum(p.name == name for p in points)
+    points.append(MetricPoint(node_id=node_id, name=name, step=float(step),
+                              value=float(value), time=time.time()))
