@@ -52,15 +52,23 @@ def main() -> None:
               help="CPUs the head offers (default: all).")
 @click.option("--resources", default=None, metavar="JSON",
               help='Custom resources the head offers, e.g. \'{"qpu:simulated": 1}\'.')
-def start(num_cpus: int | None, resources: str | None) -> None:
+@click.option("--ui", "with_ui", is_flag=True, help="Also serve the web UI (`qflow ui`).")
+@click.option("--ui-host", default="127.0.0.1", show_default=True,
+              help="Where the UI listens; a non-loopback address requires its token.")
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+def start(num_cpus: int | None, resources: str | None, with_ui: bool, ui_host: str,
+          ui_port: int) -> None:
     """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
     from qflow import service
     from qflow.settings import parse_resources
 
     parsed = parse_resources(resources, "--resources") if resources else ()
-    state = service.start(Settings.from_env(), num_cpus=num_cpus, resources=parsed)
+    state = service.start(Settings.from_env(), num_cpus=num_cpus, resources=parsed,
+                          ui=(ui_host, ui_port) if with_ui else None)
     click.echo(f"qflow head running: pid {state['pid']}, address {state['address']}, "
                f"dispatcher service pid {state['service_pid']}, home {state['home']}")
+    if "ui_url" in state:
+        click.echo(f"qflow UI at {state['ui_url']}")
 
 
 @main.command()
@@ -127,6 +135,8 @@ def status() -> None:
         click.echo(f"running: pid {info['pid']}, address {info['address']}, dispatcher "
                    f"service pid {info['service_pid']}, since {info['started_at']}, "
                    f"home {info['home']}")
+        if "ui_url" in info:
+            click.echo(f"UI: {info['ui_url'].split('?')[0]} (pid {info['ui_pid']})")
     elif info["head"]:
         click.echo(f"broken: {info['reason']}")
     else:
@@ -240,8 +250,11 @@ def ui(host: str, port: int) -> None:
                          "pip install 'qflow-runtime[ui]'.") from exc
     from qflow.store.sqlite import SQLiteStore
 
+    import os
+
     settings = Settings.from_env()
     serve(SQLiteStore(settings.db_path), host=host, port=port,
+          token=os.environ.get("QFLOW_UI_TOKEN") or None,
           announce=lambda line: click.echo(line, err=False))
 
 

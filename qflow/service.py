@@ -177,8 +177,10 @@ def _free_port() -> int:
 
 
 def start(settings: Settings, num_cpus: int | None = None,
-          resources: tuple[tuple[str, float], ...] = (), timeout: float = 90.0) -> ServiceState:
-    """Start the head and the dispatcher actor, check both stay up, and record them.
+          resources: tuple[tuple[str, float], ...] = (), timeout: float = 90.0,
+          ui: tuple[str, int] | None = None) -> ServiceState:
+    """Start the head and the dispatcher actor, check both stay up, and record them;
+    with ``ui=(host, port)``, also ``qflow ui`` beside them (its URL is in ``ui_url``).
 
     Raises:
         ClusterError: one is already running for this QFLOW_HOME, or it did not come
@@ -233,6 +235,8 @@ def start(settings: Settings, num_cpus: int | None = None,
             raise ClusterError(f"`ray start` exited with {proc.returncode} just after starting")
         if not state.service_alive:
             raise ClusterError("the dispatcher service died just after starting")
+        if ui is not None:
+            state.update(_start_ui(settings, *ui))
     except Exception as exc:
         state["last_error"] = str(exc)
         stop(settings)
@@ -322,6 +326,43 @@ def _start_actor(address: str, settings: Settings) -> int:
         ray.shutdown()
 
 
+def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -> dict[str, Any]:
+    """Start ``qflow ui`` in its own process; wait until it answers."""
+    import secrets
+    import sys
+
+    from qflow.ui.security import is_loopback
+
+    token = None if is_loopback(host) else secrets.token_urlsafe(24)
+    env = {**os.environ, "QFLOW_HOME": str(settings.home)}
+    if token:
+        env["QFLOW_UI_TOKEN"] = token  # not in argv, where `ps` would show it
+    log_path = settings.home / "ui.log"  # private: it may hold the UI's token
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "qflow.cli", "ui", "--host", host,
+                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host.strip("[]")
+    while True:
+        if proc.poll() is not None:
+            raise ClusterError(f"`qflow ui` exited with {proc.returncode} at start; see "
+                               f"{log_path}: {_log_tail(log_path, 0)}")
+        try:
+            with socket.create_connection((probe, port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise ClusterError(f"`qflow ui` did not listen on {host}:{port} within "
+                                   f"{timeout:.0f} s; see {log_path}") from None
+            time.sleep(0.2)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    return {"ui_pid": proc.pid, "ui_create_time": _create_time(proc.pid), "ui_url": url}
+
+
 def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
     """Stop what :func:`start` started, by pid; return the pids that were stopped.
 
@@ -337,6 +378,9 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
         procs[main.pid] = main
         for child in main.children(recursive=True):
             procs[child.pid] = child
+    if "ui_pid" in state and _same_process({"pid": state["ui_pid"],
+                                            "create_time": state.get("ui_create_time")}):
+        procs[state["ui_pid"]] = psutil.Process(state["ui_pid"])
     for pid in state.get("pids", []):
         if pid not in procs:
             try:

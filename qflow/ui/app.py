@@ -12,6 +12,7 @@ Pages (HTML, with a little JavaScript) and the JSON they are built from:
 ``/api/events[?dispatch={id}]``            server-sent events: ``change`` on every write
 ``POST /api/dispatches/{id}/cancel``       cancel (CSRF token required)
 ``POST /api/dispatches/{id}/redispatch``   run again, ``{"reuse": true}`` reuses results
+``POST /api/delete``                       ``{"ids": [...]}``: delete finished dispatches
 =========================================  ============================================
 
 Example:
@@ -170,6 +171,22 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
             return _error(400, str(exc))
         return JSONResponse({"dispatch_id": new_id})
 
+    async def delete(request: Request) -> Response:
+        import qflow
+
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            return _error(400, 'Send {"ids": ["<dispatch id>", ...]}.')
+        try:
+            removed = await asyncio.to_thread(qflow.delete, ids)
+        except QflowError as exc:
+            return _error(400, str(exc))
+        return JSONResponse({"deleted": removed})
+
     routes = [
         Route("/", index),
         Route("/dispatch/{dispatch_id:path}", dispatch_page),
@@ -179,6 +196,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         Route("/api/dispatches/{dispatch_id:path}/cancel", cancel, methods=["POST"]),
         Route("/api/dispatches/{dispatch_id:path}/redispatch", redispatch, methods=["POST"]),
         Route("/api/dispatches/{dispatch_id:path}", api_dispatch),
+        Route("/api/delete", delete, methods=["POST"]),
         Route("/api/events", events),
         Mount("/static", StaticFiles(directory=str(_HERE / "static")), name="static"),
     ]

@@ -236,3 +236,20 @@ def test_metrics_json_gathers_sublattices(client, tag):
         (1.0, -0.75), (1.5, -1.0), (2.0, -0.75)]
     assert {data["dispatch_names"][p["dispatch_id"]] for p in points} == {"one_point"}
     assert client.get("/api/dispatches/nope/metrics").status_code == 404
+
+
+def test_delete_and_redispatch_through_the_api(client, tag):
+    flow = _lattice(f"{tag}_again", lambda x: shout(x))
+    first = qflow.dispatch(flow)(9)
+    qflow.get_result(first, wait=True)
+    csrf = {"X-CSRF-Token": client.app.guard.csrf, "Origin": BASE}
+    again = client.post(f"/api/dispatches/{first}/redispatch", json={"reuse": True},
+                        headers=csrf)
+    assert again.status_code == 200, again.text
+    second = again.json()["dispatch_id"]
+    res = qflow.get_result(second, wait=True)
+    assert res.status == "COMPLETED" and res.result == {"x": 9, "loud": "9"}
+    assert client.post("/api/delete", json={"ids": "x"}, headers=csrf).status_code == 400
+    gone = client.post("/api/delete", json={"ids": [first, second]}, headers=csrf)
+    assert gone.status_code == 200 and gone.json() == {"deleted": 2}
+    assert client.get(f"/api/dispatches/{first}").status_code == 404

@@ -245,3 +245,22 @@ def test_charts_of_a_variational_loop_and_a_sweep(page, server):
     assert chart.locator("path.line").count() == 1  # one curve across the five points
     assert chart.locator("circle").count() == 5
     page.screenshot(path=str(ARTIFACTS / "metrics-sweep.png"), full_page=True)
+
+
+def test_bulk_delete_from_the_list(page, server):
+    ids = [qflow.dispatch(nested)(i) for i in (7, 8)]
+    for i in ids:
+        qflow.get_result(i, wait=True)
+    page.goto(f"{server}/?q={TAG}_nested")
+    for i in ids:
+        page.locator(f"tr[data-id='{i}'] input.pick").check()
+    assert page.locator("#delete").inner_text() == "Delete 2 selected"
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#delete").click()
+    page.wait_for_function(
+        f"!document.querySelector(\"tr[data-id='{ids[0]}']\")", timeout=30_000)
+    from qflow.exceptions import DispatchNotFoundError
+
+    for i in ids:
+        with pytest.raises(DispatchNotFoundError):
+            qflow.get_result(i)

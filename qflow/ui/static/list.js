@@ -3,6 +3,7 @@
 (function () {
   const params = new URLSearchParams(location.search);
   let data = JSON.parse(document.getElementById("initial").textContent);
+  const picked = new Set();
 
   function render() {
     const counts = data.counts, all = Object.values(counts).reduce((a, b) => a + b, 0);
@@ -15,13 +16,17 @@
     body.innerHTML = data.rows.map(r => {
       const total = r.nodes_total || 0, done = r.nodes_done || 0;
       const pct = total ? Math.round(100 * done / total) : 0;
+      const finished = ["COMPLETED", "FAILED", "CANCELLED"].includes(r.status) && r.end_time;
       return `<tr data-id="${esc(r.dispatch_id)}">
+        <td><input type="checkbox" class="pick" value="${esc(r.dispatch_id)}" ${finished ? "" : "disabled title=\"still running: cancel it first\""} ${picked.has(r.dispatch_id) ? "checked" : ""}></td>
         <td><a href="/dispatch/${encodeURIComponent(r.dispatch_id)}">${esc(r.name)}</a></td>
         <td>${chip(r.status)}</td>
         <td><div class="bar" title="${done} of ${total} nodes completed"><span style="width:${pct}%"></span></div> ${done}/${total}</td>
         <td>${fmtTime(r.created_at)}</td><td>${fmtTime(r.start_time)}</td>
         <td>${fmtSeconds(runtime(r))}</td><td class="mono">${esc(r.dispatch_id.slice(0, 8))}</td></tr>`;
-    }).join("") || `<tr><td colspan="7" class="muted">No dispatches match.</td></tr>`;
+    }).join("") || `<tr><td colspan="8" class="muted">No dispatches match.</td></tr>`;
+    document.getElementById("delete").disabled = picked.size === 0;
+    document.getElementById("delete").textContent = picked.size ? `Delete ${picked.size} selected` : "Delete selected";
     const pages = Math.max(1, Math.ceil(data.total / data.per_page));
     document.getElementById("pageinfo").textContent = `page ${data.page} of ${pages} (${data.total} dispatch${data.total === 1 ? "" : "es"})`;
     document.getElementById("prev").disabled = data.page <= 1;
@@ -61,6 +66,23 @@
   }));
   document.getElementById("prev").onclick = () => { params.set("page", data.page - 1); reload(true); };
   document.getElementById("next").onclick = () => { params.set("page", data.page + 1); reload(true); };
+  document.querySelector("#dispatches tbody").addEventListener("change", ev => {
+    if (!ev.target.classList.contains("pick")) return;
+    ev.target.checked ? picked.add(ev.target.value) : picked.delete(ev.target.value);
+    render();
+  });
+  document.getElementById("all").addEventListener("change", ev => {
+    document.querySelectorAll(".pick:not(:disabled)").forEach(b => {
+      ev.target.checked ? picked.add(b.value) : picked.delete(b.value);
+    });
+    render();
+  });
+  document.getElementById("delete").onclick = async () => {
+    if (!confirm(`Delete ${picked.size} dispatch(es), their sublattices and stored outputs? This cannot be undone.`)) return;
+    try { await post("/api/delete", {ids: [...picked]}); picked.clear(); } catch (e) { alert(e.message); }
+    document.getElementById("all").checked = false;
+    reload(false);
+  };
   render();
   follow("", () => reload(false));
 })();
