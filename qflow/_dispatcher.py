@@ -393,7 +393,7 @@ class Dispatcher:
                           start_time=_iso(outcome.start_time), end_time=_iso(outcome.end_time),
                           stdout=outcome.stdout, stderr=outcome.stderr,
                           ray_node_id=outcome.ray_node_id, error=None,
-                          slurm_job_id=outcome.slurm_job_id)
+                          slurm_job_id=outcome.slurm_job_id, inputs_text=outcome.inputs_text)
             self.rec.metrics(outcome.metrics)
             if large:  # to disk now: one large output held here at a time
                 del blob
@@ -407,7 +407,8 @@ class Dispatcher:
                           start_time=_iso(outcome.start_time),
                           end_time=_iso(outcome.end_time) or now_iso(),
                           stdout=outcome.stdout, stderr=outcome.stderr,
-                          ray_node_id=outcome.ray_node_id, slurm_job_id=outcome.slurm_job_id)
+                          ray_node_id=outcome.ray_node_id, slurm_job_id=outcome.slurm_job_id,
+                          inputs_text=outcome.inputs_text)
             self.rec.metrics(outcome.metrics)
         elif outcome is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
             self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),

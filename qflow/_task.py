@@ -26,7 +26,7 @@ import cloudpickle
 from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
 from qflow._plan import Operand, Program, resolve
-from qflow._text import value_text
+from qflow._text import value_text, value_text_join
 from qflow.metrics import collecting
 from qflow.store.base import MetricPoint
 from qflow._traceback import user_traceback
@@ -51,6 +51,7 @@ class NodeOutcome:
         slurm_job_id: the Slurm job that ran it, if any.
         output_text: a short text form of the output, for readers that never unpickle.
         metrics: what the electron logged with :func:`qflow.log_metric`.
+        inputs_text: a short text form of the arguments the function was called with.
     """
 
     node_id: int
@@ -66,6 +67,7 @@ class NodeOutcome:
     slurm_job_id: str | None = None
     output_text: str | None = None
     metrics: list[MetricPoint] = field(default_factory=list)
+    inputs_text: str | None = None
 
     def to_wire(self) -> tuple[Any, ...]:
         """Plain values only (times as POSIX seconds): Ray ships a tuple of these several
@@ -73,15 +75,15 @@ class NodeOutcome:
         return (self.node_id, _ts(self.start_time), _ts(self.end_time), self.stdout,
                 self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
                 self.slurm_job_id, self.output_text,
-                [(p.name, p.step, p.value, p.time) for p in self.metrics])
+                [(p.name, p.step, p.value, p.time) for p in self.metrics], self.inputs_text)
 
     @classmethod
     def from_wire(cls, wire: Sequence[Any]) -> NodeOutcome:
-        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts = wire
+        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = wire
         return cls(node_id=nid, start_time=_dt(start), end_time=_dt(end), stdout=stdout,
                    stderr=stderr, ray_node_id=ray_node, output_blob=blob, error=error,
                    sublattice=sub, slurm_job_id=slurm, output_text=text,
-                   metrics=[MetricPoint(nid, *p) for p in pts])
+                   metrics=[MetricPoint(nid, *p) for p in pts], inputs_text=inp)
 
 
 def _ts(when: datetime | None) -> float | None:
@@ -289,6 +291,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                 if hook.retval_keyword:
                     kwargs[hook.retval_keyword] = retval
             args = [resolve(o, values, steps) for o in call.args]
+            outcome.inputs_text = _call_text(args, kwargs)
             value = call.fn(*args, **kwargs)
             if isinstance(value, SublatticeOutput):
                 outcome.sublattice, value = value.export, value.value
@@ -307,6 +310,12 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     outcome.end_time = datetime.now(UTC)
     outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
     return value, outcome
+
+
+def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """``(a, b, key=c)`` as the function received them, each abbreviated."""
+    parts = [value_text(a) for a in args] + [f"{k}={value_text(v)}" for k, v in kwargs.items()]
+    return value_text_join(parts)
 
 
 def dumps_value(value: Any) -> bytes:

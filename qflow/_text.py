@@ -47,3 +47,9 @@ def value_text(value: Any) -> str:
     if len(text) > TEXT_LIMIT:
         text = text[: TEXT_LIMIT - 3] + "..."
     return text
+
+
+def value_text_join(parts: list[str]) -> str:
+    """``(part, part, ...)`` capped at :data:`TEXT_LIMIT` characters."""
+    text = "(" + ", ".join(parts) + ")"
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 4] + "...)"

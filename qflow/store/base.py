@@ -80,7 +80,7 @@ def loads(blob: bytes | UnreadableBlob, node_value: Callable[[int], Any] | None 
 NODE_FIELDS = (
     "dispatch_id", "node_id", "name", "kind", "parents", "status", "start_time",
     "end_time", "error", "stdout", "stderr", "output", "ray_node_id", "sublattice_id",
-    "output_text", "executor", "slurm_job_id",
+    "output_text", "executor", "slurm_job_id", "inputs_text",
 )
 
 

@@ -78,6 +78,7 @@ def _v3(db: sqlite3.Connection) -> None:
         ALTER TABLE dispatches ADD COLUMN source TEXT;
         ALTER TABLE nodes ADD COLUMN executor TEXT;
         ALTER TABLE nodes ADD COLUMN slurm_job_id TEXT;
+        ALTER TABLE nodes ADD COLUMN inputs_text TEXT;
         CREATE INDEX dispatches_top ON dispatches(parent_id, created_at);
         CREATE TABLE metrics (
             dispatch_id TEXT NOT NULL, node_id INTEGER, name TEXT NOT NULL,

@@ -65,6 +65,7 @@ def node_view(store: ResultStore, dispatch_id: str, node_id: int) -> dict[str, A
     for row in store.get_node_texts(dispatch_id):
         if row["node_id"] == node_id:
             return {**node_summary(row), "error": row.get("error"),
+                    "inputs_text": row.get("inputs_text"),
                     "stdout": row.get("stdout") or "", "stderr": row.get("stderr") or ""}
     return None
 

@@ -85,7 +85,8 @@
     const bars = rows.map((n, i) => {
       const s = +new Date(n.start_time), e = n.end_time ? +new Date(n.end_time) : Date.now();
       const x = left + (s - t0) / span * (width - left - 10), w = Math.max((e - s) / span * (width - left - 10), 2);
-      const where = n.ray_node_id ? ` on Ray node ${n.ray_node_id.slice(0, 8)}` : "";
+      const where = (n.ray_node_id ? ` on Ray node ${n.ray_node_id.slice(0, 8)}` : "") +
+        (n.slurm_job_id ? ` in Slurm job ${n.slurm_job_id}` : "");
       return `<g class="s-${n.status}" data-node="${n.node_id}"><text x="4" y="${i * rowH + 13}">${esc(n.name)} (${n.node_id})</text>
         <rect x="${x}" y="${i * rowH + 3}" width="${w}" height="${rowH - 6}"><title>${esc(n.name)} (${n.node_id}): ${fmtSeconds((e - s) / 1000)}${esc(where)}</title></rect></g>`;
     }).join("");
@@ -103,6 +104,7 @@
       <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span></p>${sub}
       <dl><dt>Executor</dt><dd>${esc(n.executor || "—")}${n.slurm_job_id ? ` (Slurm job ${esc(n.slurm_job_id)})` : ""}</dd><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
       <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd class="mono">${esc(n.ray_node_id || "\u2014")}</dd></dl>
+      <h3>Inputs</h3><pre class="out">${esc(n.inputs_text ?? "")}</pre>
       <h3>Output</h3><pre class="out">${esc(n.output_text ?? "")}</pre>
       ${n.error ? `<h3>Error</h3><pre class="error">${esc(n.error)}</pre>` : ""}
       <h3>stdout</h3><pre class="log" id="stdout">${esc(n.stdout)}</pre>
