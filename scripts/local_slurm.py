@@ -100,9 +100,12 @@ def _pid(pidfile: Path) -> int | None:
 class LocalSlurm:
     """The daemons of one private Slurm under ``base``."""
 
-    def __init__(self, base: Path, cpus: int | None = None, owner: str = "manual") -> None:
+    def __init__(self, base: Path, cpus: int | None = None, owner: str = "manual",
+                 pid: int | None = None) -> None:
         self.base = base
         self.owner = owner
+        #: The process that uses the Slurm while this owner holds it (a test session).
+        self.user_pid = pid if pid is not None else os.getppid()
         self.cpus = cpus or os.cpu_count() or 1
         self.conf = base / "etc" / "slurm.conf"
         self.sock = base / "munge" / "munge.socket.2"
@@ -230,9 +233,31 @@ StorageLoc=slurm_acct_db
     def _mark_started(self, name: str) -> None:
         (self.base / "started").write_text(json.dumps({**self._started(), name: self.owner}))
 
+    # Two test sessions can overlap on one machine, and the daemons use fixed ports, so
+    # they share one Slurm. Each registers as a user; the last one out stops it.
+    def _register_user(self) -> None:
+        users = self.base / "users"
+        users.mkdir(parents=True, exist_ok=True)
+        (users / self.owner).write_text(str(self.user_pid))
+
+    def _other_users(self) -> list[str]:
+        alive = []
+        for f in sorted((self.base / "users").glob("*")):
+            if f.name == self.owner:
+                continue
+            try:
+                pid = int(f.read_text().strip())
+                os.kill(pid, 0)
+            except (OSError, ValueError):
+                f.unlink(missing_ok=True)  # its session is gone
+                continue
+            alive.append(f.name)
+        return alive
+
     def start(self) -> None:
         ensure_packages()
         self.write_config()
+        self._register_user()
         b = self.base
         if not self.running("munged"):
             _log("starting munged")
@@ -293,8 +318,18 @@ StorageLoc=slurm_acct_db
         return state.rstrip("*") in ("idle", "mixed", "allocated")
 
     def stop(self) -> None:
+        (self.base / "users" / self.owner).unlink(missing_ok=True)
         record = self._started()
         started = [name for name, owner in record.items() if owner == self.owner]
+        others = self._other_users()
+        if started and others:
+            # Still in use: hand our daemons to a session that uses them, which stops
+            # them when it ends, rather than pulling Slurm from under its jobs.
+            heir = others[0]
+            (self.base / "started").write_text(json.dumps(
+                {k: heir if v == self.owner else v for k, v in record.items()}))
+            _log(f"{', '.join(started)} still used by {', '.join(others)}: handed to {heir!r}")
+            return
         if not started:
             _log(f"nothing was started here by {self.owner!r}; nothing to stop")
             return
@@ -334,8 +369,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="CPUs the node advertises (more than exist lets jobs share)")
     parser.add_argument("--owner", default="manual",
                         help="tag of what `start` starts; `stop` stops only that tag's daemons")
+    parser.add_argument("--pid", type=int, default=None,
+                        help="the process using Slurm under this tag (default: the caller); "
+                             "`stop` leaves Slurm up while another tag's process is alive")
     args = parser.parse_args(argv)
-    slurm = LocalSlurm(Path(args.base), cpus=args.cpus, owner=args.owner)
+    slurm = LocalSlurm(Path(args.base), cpus=args.cpus, owner=args.owner, pid=args.pid)
     try:
         slurm.start() if args.action == "start" else slurm.stop()
     except CannotInstall as exc:

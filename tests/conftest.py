@@ -55,7 +55,8 @@ def local_slurm() -> Iterator[str]:
     # The daemons use fixed ports, so there is one local Slurm per machine.
     base = os.environ.get("LOCAL_SLURM_BASE", "/tmp/qflow-slurm")
     # Tagged with this session, so that stop leaves a Slurm someone else started alone.
-    cmd = [sys.executable, _SLURM_SCRIPT, "--base", base, "--owner", f"pytest-{os.getpid()}"]
+    cmd = [sys.executable, _SLURM_SCRIPT, "--base", base, "--owner", f"pytest-{os.getpid()}",
+           "--pid", str(os.getpid())]
     out = subprocess.run([*cmd, "--cpus", "4", "start"], capture_output=True, text=True,
                          timeout=1200)
     if out.returncode == _CANNOT_INSTALL:

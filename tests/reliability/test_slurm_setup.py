@@ -77,3 +77,23 @@ def test_stop_leaves_daemons_started_by_others(tmp_path, capsys):
     assert "nothing was started here by 'pytest-1'" in capsys.readouterr().out
     assert json.loads((tmp_path / "started").read_text()) == {"slurmd": "manual",
                                                              "munged": "manual"}
+
+
+def test_stop_hands_daemons_to_a_session_still_using_them(tmp_path, capsys):
+    """Two test sessions overlap on one Slurm: the first to end must not stop it under
+    the other (nor cancel its jobs); the other becomes the owner and stops it later."""
+    import json
+    import os
+
+    mod = _script()
+    (tmp_path / "started").write_text(json.dumps({"slurmctld": "pytest-1", "munged": "pytest-1"}))
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "pytest-1").write_text("999999999")  # this session, ending now
+    (users / "pytest-2").write_text(str(os.getpid()))  # still running: this process
+    (users / "pytest-3").write_text("999999998")  # a session that died without stopping
+    assert mod.main(["stop", "--base", str(tmp_path), "--owner", "pytest-1"]) == 0
+    assert "handed to 'pytest-2'" in capsys.readouterr().out
+    assert json.loads((tmp_path / "started").read_text()) == {"slurmctld": "pytest-2",
+                                                             "munged": "pytest-2"}
+    assert sorted(p.name for p in users.iterdir()) == ["pytest-2"]
