@@ -37,9 +37,14 @@ _repr.maxother = TEXT_LIMIT
 _repr.maxlong = 200
 
 
+_SCALARS = frozenset({int, float, bool, complex, type(None)})
+
+
 def value_text(value: Any) -> str:
     """``repr(value)``, abbreviated and capped at :data:`TEXT_LIMIT` characters; never
     raises (a broken ``__repr__`` gives a note instead)."""
+    if type(value) in _SCALARS:  # most outputs and arguments: reprlib's walk costs more
+        return repr(value)
     try:
         text = _repr.repr(value)
     except Exception as exc:  # a user's __repr__ can fail: say so rather than fail the node

@@ -367,12 +367,21 @@ class SQLiteStore(ResultStore):
                 fields["output"] = self._put_blob(dispatch_id, node_id, fields["output"])
             prepared.append((node_id, fields))
 
+        # Consecutive updates of the same columns go in one executemany (a completion
+        # batch updates the same columns of thousands of nodes); order is kept, since a
+        # node may change twice in one batch.
+        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
+        for node_id, fields in prepared:
+            keys = tuple(fields)
+            if not runs or runs[-1][0] != keys:
+                runs.append((keys, []))
+            runs[-1][1].append({**fields, "_d": dispatch_id, "_n": node_id})
+
         def run(db: sqlite3.Connection) -> None:
-            for node_id, fields in prepared:
-                sets = ", ".join(f"{k} = :{k}" for k in fields)
-                db.execute(
-                    f"UPDATE nodes SET {sets} WHERE dispatch_id = :_d AND node_id = :_n",
-                    {**fields, "_d": dispatch_id, "_n": node_id})
+            for keys, rows in runs:
+                sets = ", ".join(f"{k} = :{k}" for k in keys)
+                db.executemany(
+                    f"UPDATE nodes SET {sets} WHERE dispatch_id = :_d AND node_id = :_n", rows)
 
         self._write(run)
 

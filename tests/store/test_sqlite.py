@@ -85,3 +85,22 @@ def test_twenty_concurrent_dispatches_consistent():
         assert [n["status"] for n in res.get_all_node_results()] == ["COMPLETED"] * 3
     listed = {r["dispatch_id"] for r in qflow._api._runtime().store.list_dispatches(100)}
     assert set(ids) <= listed
+
+
+def test_updates_of_one_node_in_one_batch_keep_their_order(tmp_path):
+    """A node changed twice in one batch ends with the later change, whatever columns
+    each change sets."""
+    from qflow.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "s.db")
+    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
+                           "created_at": "t"},
+                          [{"node_id": i, "name": "a", "kind": "electron",
+                            "status": "NEW_OBJECT"} for i in range(2)])
+    store.update_nodes("d", [(0, {"status": "RUNNING"}),
+                             (0, {"status": "CANCELLED", "end_time": "t1"}),
+                             (1, {"status": "RUNNING"}),
+                             (0, {"status": "COMPLETED"})])
+    nodes = {n["node_id"]: n for n in store.get_nodes("d")}
+    assert nodes[0]["status"] == "COMPLETED" and nodes[0]["end_time"] == "t1"
+    assert nodes[1]["status"] == "RUNNING"
