@@ -219,6 +219,11 @@ class ResultStore(abc.ABC):
         instead), by node id: what readers that never unpickle need."""
 
     @abc.abstractmethod
+    def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
+        """``(node_id, status, start_time, end_time, ray_node_id, slurm_job_id,
+        sublattice_id)`` per node, by node id: what changes while a dispatch runs."""
+
+    @abc.abstractmethod
     def children(self, dispatch_id: str) -> list[dict[str, Any]]:
         """The :data:`STATUS_FIELDS` (and ``parent_node_id``) of a dispatch's sublattices."""
 

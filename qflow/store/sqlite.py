@@ -462,6 +462,12 @@ class SQLiteStore(ResultStore):
             f"SELECT {', '.join(fields)} FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
             (dispatch_id,))]
 
+    def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._read(
+            "SELECT node_id, status, start_time, end_time, ray_node_id, slurm_job_id, "
+            "sublattice_id FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
+            (dispatch_id,))]
+
     def children(self, dispatch_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self._read(
             f"SELECT {', '.join(STATUS_FIELDS)}, parent_node_id FROM dispatches "

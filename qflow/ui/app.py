@@ -9,6 +9,7 @@ Pages (HTML, with a little JavaScript) and the JSON they are built from:
 ``/api/dispatches/{id}``                   a dispatch as JSON (``?format=csv``: nodes)
 ``/api/dispatches/{id}/nodes/{node}``      one node with its full stdout/stderr
 ``/api/dispatches/{id}/metrics``           what its electrons (and sublattices') logged
+``/api/dispatches/{id}/state``             statuses and times only: what a live page polls
 ``/api/events[?dispatch={id}]``            server-sent events: ``change`` on every write
 ``POST /api/dispatches/{id}/cancel``       cancel (CSRF token required)
 ``POST /api/dispatches/{id}/redispatch``   run again, ``{"reuse": true}`` reuses results
@@ -41,7 +42,7 @@ from starlette.templating import Jinja2Templates
 from qflow.exceptions import QflowError, StoreError
 from qflow.store.base import DispatchQuery, ResultStore
 from qflow.ui.security import Guard, GuardMiddleware
-from qflow.ui.views import dispatch_view, metrics_view, node_view, nodes_csv
+from qflow.ui.views import dispatch_view, metrics_view, node_view, nodes_csv, state_view
 
 _HERE = Path(__file__).parent
 #: Seconds between checks of the store for the event stream.
@@ -114,6 +115,12 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         if node is None:
             return _error(404, "No such node.")
         return JSONResponse(node)
+
+    async def api_state(request: Request) -> Response:
+        view = state_view(store, request.path_params["dispatch_id"])
+        if view is None:
+            return _error(404, f"No dispatch {request.path_params['dispatch_id']!r}.")
+        return JSONResponse(view)
 
     async def api_metrics(request: Request) -> Response:
         dispatch_id = request.path_params["dispatch_id"]
@@ -193,6 +200,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         Route("/api/dispatches", api_list),
         Route("/api/dispatches/{dispatch_id:path}/nodes/{node_id:int}", api_node),
         Route("/api/dispatches/{dispatch_id:path}/metrics", api_metrics),
+        Route("/api/dispatches/{dispatch_id:path}/state", api_state),
         Route("/api/dispatches/{dispatch_id:path}/cancel", cancel, methods=["POST"]),
         Route("/api/dispatches/{dispatch_id:path}/redispatch", redispatch, methods=["POST"]),
         Route("/api/dispatches/{dispatch_id:path}", api_dispatch),

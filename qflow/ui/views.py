@@ -104,6 +104,23 @@ def dispatch_view(store: ResultStore, dispatch_id: str,
     return view
 
 
+STATE_COLUMNS = ("node_id", "status", "start_time", "end_time", "ray_node_id", "slurm_job_id",
+                 "sublattice_id")
+
+
+def state_view(store: ResultStore, dispatch_id: str) -> dict[str, Any] | None:
+    """What changes while a dispatch runs, compactly: its status and times, and one row
+    per node in :data:`STATE_COLUMNS` order. What a live page polls on each change."""
+    row = store.get_status(dispatch_id)
+    if row is None:
+        return None
+    nodes = store.get_node_states(dispatch_id)
+    return {"status": row["status"], "start_time": row["start_time"],
+            "end_time": row["end_time"], "error": row["error"], "columns": STATE_COLUMNS,
+            "nodes": nodes, "progress": {"done": sum(n[1] == "COMPLETED" for n in nodes),
+                                         "total": len(nodes)}}
+
+
 def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
     """Every metric the dispatch and its sublattices logged, by name: points with their
     dispatch, node and step, in the order logged; and the name of each dispatch."""

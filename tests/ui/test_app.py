@@ -254,3 +254,11 @@ def test_delete_and_redispatch_through_the_api(client, tag):
     gone = client.post("/api/delete", json={"ids": [first, second]}, headers=csrf)
     assert gone.status_code == 200 and gone.json() == {"deleted": 2}
     assert client.get(f"/api/dispatches/{first}").status_code == 404
+
+
+def test_state_json_is_the_compact_live_view(client, dispatched):
+    state = client.get(f"/api/dispatches/{dispatched['ok']}/state").json()
+    assert state["status"] == "COMPLETED" and state["progress"] == {"done": 2, "total": 2}
+    assert state["columns"][:2] == ["node_id", "status"]
+    assert [row[:2] for row in state["nodes"]] == [[0, "COMPLETED"], [1, "COMPLETED"]]
+    assert client.get("/api/dispatches/nope/state").status_code == 404

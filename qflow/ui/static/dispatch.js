@@ -153,6 +153,44 @@
     }).join("");
   }
 
+  // On each change: statuses and times only, patched into the drawn page. The whole
+  // view (texts, result, error) is fetched again once the dispatch has ended.
+  let busy = false, again = false;
+  async function refresh() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const r = await fetch(api + "/state");
+      if (!r.ok) return;
+      const st = await r.json();
+      if (FINAL.includes(st.status) && !FINAL.includes(d.status)) { await reload(); return; }
+      const byId = new Map(d.nodes.map(n => [n.node_id, n]));
+      let selectedChanged = false, changed = false;
+      for (const row of st.nodes) {
+        const n = byId.get(row[0]);
+        if (!n) continue;
+        const [, status, start, end, ray, slurm, sub] = row;
+        if (n.status !== status || n.end_time !== end || n.sublattice_id !== sub) {
+          changed = true;
+          if (n.node_id === selected) selectedChanged = true;
+          const g = document.querySelector(`#graph .node[data-node="${n.node_id}"]`);
+          if (g) g.classList.replace("s-" + n.status, "s-" + status);
+          Object.assign(n, {status, start_time: start, end_time: end, ray_node_id: ray,
+                            slurm_job_id: slurm, sublattice_id: sub});
+        }
+      }
+      Object.assign(d, {status: st.status, start_time: st.start_time, end_time: st.end_time,
+                        error: st.error, progress: st.progress});
+      header();
+      if (changed && !document.getElementById("timeline").hidden) drawTimeline();
+      if (selectedChanged) showNode(selected);
+      if (changed) drawMetrics();
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+
   async function reload() {
     const r = await fetch(api);
     if (!r.ok) return;
@@ -195,6 +233,7 @@
     document.querySelectorAll(".tabs button").forEach(x => x.classList.toggle("on", x === b));
     document.getElementById("graph").hidden = b.dataset.tab !== "graph";
     document.getElementById("timeline").hidden = b.dataset.tab !== "timeline";
+    if (b.dataset.tab === "timeline") drawTimeline();
   }));
 
   async function act(what, body, question) {
@@ -210,5 +249,5 @@
   document.getElementById("redispatch-reuse").onclick = () => act("redispatch", {reuse: true}, `Run ${d.name} again, reusing unchanged results?`);
 
   header(); drawGraph(); drawTimeline(); drawMetrics();
-  follow("dispatch=" + encodeURIComponent(id), reload);
+  follow("dispatch=" + encodeURIComponent(id), refresh);
 })();
