@@ -25,6 +25,7 @@ import cloudpickle
 
 from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
+from qflow import _progress as progress
 from qflow._plan import Operand, Program, resolve
 from qflow._text import value_text, value_text_join
 from qflow.metrics import collecting
@@ -279,6 +280,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     outcome = NodeOutcome(node_id=call.node_id, start_time=datetime.now(UTC),
                           ray_node_id=_ray_node_id())
     out, err = _Tee(sys.stdout), _Tee(sys.stderr)
+    progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
                 collecting(call.node_id) as outcome.metrics:
@@ -292,6 +294,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                     kwargs[hook.retval_keyword] = retval
             args = [resolve(o, values, steps) for o in call.args]
             outcome.inputs_text = _call_text(args, kwargs)
+            progress.inputs(outcome.inputs_text)
             value = call.fn(*args, **kwargs)
             if isinstance(value, SublatticeOutput):
                 outcome.sublattice, value = value.export, value.value
@@ -300,6 +303,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
         outcome.output_blob = _dumps_output(call, value)
         outcome.output_text = value_text(value)
     except BaseException as exc:
+        progress.end()
         outcome.sublattice = getattr(exc, "__qflow_sublattice__", None)
         outcome.end_time = datetime.now(UTC)
         outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
@@ -307,6 +311,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
         with contextlib.suppress(Exception):
             setattr(exc, OUTCOME_ATTR, outcome)
         raise
+    progress.end()
     outcome.end_time = datetime.now(UTC)
     outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
     return value, outcome

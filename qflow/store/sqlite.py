@@ -462,6 +462,18 @@ class SQLiteStore(ResultStore):
             f"SELECT {', '.join(fields)} FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
             (dispatch_id,))]
 
+    def note_progress(self, dispatch_id: str, node_id: int, **fields: Any) -> bool:
+        """Record that a node has started (``start_time``, ``ray_node_id``,
+        ``inputs_text``) and what it printed so far (``stdout``, ``stderr``), only while
+        its row still says RUNNING: a finished node's record is never overwritten."""
+        allowed = {"start_time", "ray_node_id", "inputs_text", "stdout", "stderr"}
+        if not fields or not set(fields) <= allowed:
+            raise StoreError(f"note_progress sets {sorted(allowed)}; got {sorted(fields)}.")
+        sets = ", ".join(f"{k} = :{k}" for k in fields)
+        return bool(self._write(lambda db: db.execute(
+            f"UPDATE nodes SET {sets} WHERE dispatch_id = :_d AND node_id = :_n "
+            "AND status = 'RUNNING'", {**fields, "_d": dispatch_id, "_n": node_id}).rowcount))
+
     def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._read(
             "SELECT node_id, status, start_time, end_time, ray_node_id, slurm_job_id, "

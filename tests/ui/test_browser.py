@@ -49,7 +49,7 @@ def _named(name, fn):
 
 def _chain(x):
     for _ in range(3):
-        x = step(x, 1.5)
+        x = step(x, 3)
     return x
 
 
@@ -132,6 +132,14 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
     page.goto(f"{server}/dispatch/{dispatch_id}")
     page.wait_for_selector("#graph .node")
     assert page.locator("#graph .node.s-COMPLETED").count() < 3
+    # A node that has run for a second is told apart from the ones still queued, and
+    # its panel tails what it printed so far.
+    page.wait_for_selector("#graph .node.s-RUNNING:not(.queued)", timeout=20_000)
+    running = page.locator("#graph .node.s-RUNNING:not(.queued)").first
+    running.click()
+    page.wait_for_function(
+        "(document.getElementById('stdout') || {}).textContent?.includes('working for 3 s')",
+        timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "dispatch-running.png"))
     # No reload: the event stream turns the nodes green as they finish.
     page.wait_for_function(
@@ -139,7 +147,7 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
     page.wait_for_selector("#title .chip.s-COMPLETED", timeout=30_000)
     page.locator("#graph .node[data-node='1']").click()
     page.wait_for_selector("#stdout")
-    assert "step 1: working for 1.5 s" in page.locator("#stdout").inner_text()
+    assert "step 1: working for 3 s" in page.locator("#stdout").inner_text()
     assert "UTC" in page.locator(".node-panel dl").inner_text() or \
         "GMT" in page.locator(".node-panel dl").inner_text()
     page.locator(".tabs button[data-tab='timeline']").click()

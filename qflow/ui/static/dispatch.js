@@ -68,11 +68,18 @@
         }
       }
       const label = n.name.length > 18 ? n.name.slice(0, 17) + "\u2026" : n.name;
-      nodes += `<g class="node s-${n.status} k-${n.kind}${selected === n.node_id ? " sel" : ""}" data-node="${n.node_id}" transform="translate(${x - W / 2},${y - H / 2})">
+      nodes += `<g class="node s-${n.status} k-${n.kind}${queued(n) ? " queued" : ""}${selected === n.node_id ? " sel" : ""}" data-node="${n.node_id}" transform="translate(${x - W / 2},${y - H / 2})">
         <rect width="${W}" height="${H}" rx="6"/><text x="${W / 2}" y="${H / 2 + 4}">${esc(label)} \u00b7 ${n.node_id}</text>
-        <title>${esc(n.name)} (${n.node_id}) ${n.status}</title></g>`;
+        <title>${esc(n.name)} (${n.node_id}) ${statusText(n)}</title></g>`;
     }
     box.innerHTML = `<svg id="graph-svg" viewBox="${view.x} ${view.y} ${view.w} ${view.h}"><g class="edges">${edges}</g>${nodes}</svg>`;
+  }
+
+  // RUNNING is written when a node is handed to Ray; its start, when it has run for a
+  // second (or when it ends). Until then it may still be queued.
+  function queued(n) { return n.status === "RUNNING" && !n.start_time; }
+  function statusText(n) {
+    return queued(n) ? "RUNNING (handed to Ray: queued, or started under a second ago)" : n.status;
   }
 
   function drawTimeline() {
@@ -101,7 +108,7 @@
     const n = await r.json();
     const sub = n.sublattice_id ? `<p><a class="sub" href="/dispatch/${encodeURIComponent(n.sublattice_id)}">Open the sublattice's graph \u2192</a></p>` : "";
     document.getElementById("node").innerHTML = `<h2>${esc(n.name)} <span class="muted">(${n.node_id})</span></h2>
-      <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span></p>${sub}
+      <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span>${queued(n) ? ` <span class="muted">handed to Ray; not started yet, or started under a second ago</span>` : ""}</p>${sub}
       <dl><dt>Executor</dt><dd>${esc(n.executor || "—")}${n.slurm_job_id ? ` (Slurm job ${esc(n.slurm_job_id)})` : ""}</dd><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
       <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd class="mono">${esc(n.ray_node_id || "\u2014")}</dd></dl>
       <h3>Inputs</h3><pre class="out">${esc(n.inputs_text ?? "")}</pre>
@@ -170,13 +177,19 @@
         const n = byId.get(row[0]);
         if (!n) continue;
         const [, status, start, end, ray, slurm, sub] = row;
-        if (n.status !== status || n.end_time !== end || n.sublattice_id !== sub) {
+        if (n.node_id === selected && status === "RUNNING") selectedChanged = true;  // live tail
+        if (n.status !== status || n.start_time !== start || n.end_time !== end ||
+            n.sublattice_id !== sub) {
           changed = true;
           if (n.node_id === selected) selectedChanged = true;
           const g = document.querySelector(`#graph .node[data-node="${n.node_id}"]`);
-          if (g) g.classList.replace("s-" + n.status, "s-" + status);
           Object.assign(n, {status, start_time: start, end_time: end, ray_node_id: ray,
                             slurm_job_id: slurm, sublattice_id: sub});
+          if (g) {
+            g.setAttribute("class", g.getAttribute("class").replace(/\bs-\w+/, "s-" + status));
+            g.classList.toggle("queued", queued(n));
+            g.querySelector("title").textContent = `${n.name} (${n.node_id}) ${statusText(n)}`;
+          }
         }
       }
       Object.assign(d, {status: st.status, start_time: st.start_time, end_time: st.end_time,
