@@ -12,6 +12,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import inspect
+import json
 import queue
 import threading
 import time
@@ -118,12 +120,29 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
         {"dispatch_id": dispatch_id, "name": graph.name, "status": Status.NEW_OBJECT,
          "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": now_iso(),
          "owner": owner, "heartbeat": time.time(), "inputs_text": inputs_text,
-         "source": source,
+         "source": source, "electron_sources": _electron_sources(graph),
          "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
         [{"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
           "parents": repr(n.parents()), "status": Status.NEW_OBJECT,
           "executor": _executor_name(n)} for n in graph.nodes],
     )
+
+
+def _electron_sources(graph: Graph) -> str | None:
+    """``{electron name: its function's source}`` as JSON, for readers that never
+    unpickle (functions without source, e.g. typed into a REPL, are left out)."""
+    sources: dict[str, str] = {}
+    seen: set[int] = set()
+    for node in graph.nodes:
+        if node.kind is NodeKind.OP or id(node.fn) in seen or node.name in sources:
+            continue
+        seen.add(id(node.fn))
+        fn = getattr(node.fn, "workflow_function", node.fn)  # a sublattice's lattice
+        try:
+            sources[node.name] = inspect.getsource(fn)
+        except (OSError, TypeError):
+            pass
+    return json.dumps(sources) if sources else None
 
 
 def _executor_name(node: Any) -> str | None:

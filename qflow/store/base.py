@@ -17,7 +17,7 @@ from qflow.exceptions import StoreError
 DISPATCH_FIELDS = (
     "dispatch_id", "name", "status", "parent_id", "parent_node_id", "created_at",
     "start_time", "end_time", "error", "inputs", "result", "graph", "graph_text",
-    "owner", "heartbeat", "result_text", "inputs_text", "source",
+    "owner", "heartbeat", "result_text", "inputs_text", "source", "electron_sources",
 )
 #: The columns a status check reads: never the input, result or graph blobs.
 STATUS_FIELDS = ("dispatch_id", "name", "status", "parent_id", "created_at", "start_time",

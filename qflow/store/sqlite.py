@@ -88,8 +88,14 @@ def _v3(db: sqlite3.Connection) -> None:
     """)
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # The source of each electron function of a dispatch, by name, as JSON: readers
+    # show it beside a node without unpickling the function.
+    _run_script(db, "ALTER TABLE dispatches ADD COLUMN electron_sources TEXT")
+
+
 #: Migration N brings a database from schema version N-1 to N. Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

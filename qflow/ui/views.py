@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import csv
 import io
+import json
 from datetime import datetime
 from typing import Any
 
@@ -64,7 +65,13 @@ def node_view(store: ResultStore, dispatch_id: str, node_id: int) -> dict[str, A
     """One node with everything the store has on it, as text."""
     for row in store.get_node_texts(dispatch_id):
         if row["node_id"] == node_id:
+            dispatch = store.get_dispatch(dispatch_id) or {}
+            try:
+                sources = json.loads(dispatch.get("electron_sources") or "{}")
+            except ValueError:
+                sources = {}
             return {**node_summary(row), "error": row.get("error"),
+                    "source": sources.get(row["name"]),
                     "inputs_text": row.get("inputs_text"),
                     "stdout": row.get("stdout") or "", "stderr": row.get("stderr") or ""}
     return None

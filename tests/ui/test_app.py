@@ -103,6 +103,7 @@ def test_dispatch_json_nodes_layout_and_texts(client, dispatched):
     node = client.get(f"/api/dispatches/{dispatched['ok']}/nodes/0").json()
     assert node["stdout"] == "shouting 1\n"
     assert node["inputs_text"] == "(1)" and node["executor"] == "ray"
+    assert node["source"].startswith("@qflow.electron\ndef shout(x):")
     assert node["output_text"] == "{'loud': '1', 'x': 1}"
     assert node["start_time"].endswith("+00:00")  # stored in UTC, said so
     csv_text = client.get(f"/api/dispatches/{dispatched['ok']}?format=csv").text

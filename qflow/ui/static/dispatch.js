@@ -115,7 +115,8 @@
       <h3>Output</h3><pre class="out">${esc(n.output_text ?? "")}</pre>
       ${n.error ? `<h3>Error</h3><pre class="error">${esc(n.error)}</pre>` : ""}
       <h3>stdout</h3><pre class="log" id="stdout">${esc(n.stdout)}</pre>
-      <h3>stderr</h3><pre class="log">${esc(n.stderr)}</pre>`;
+      <h3>stderr</h3><pre class="log">${esc(n.stderr)}</pre>
+      ${n.source ? `<details><summary>Function source</summary><pre>${esc(n.source)}</pre></details>` : ""}`;
     const log = document.getElementById("stdout");
     log.scrollTop = log.scrollHeight;  // a live tail: newest lines in view
     document.querySelectorAll("#graph .node").forEach(g => g.classList.toggle("sel", +g.dataset.node === nid));
