@@ -233,7 +233,7 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
     record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,
                         graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
-                        owner=rt.heartbeat.owner, source=_source(lat),
+                        owner=rt.heartbeat.owner, source=_source(lat), tags=lat.tags,
                         inputs_text=value_text({"args": args, "kwargs": kwargs}))
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id

@@ -114,13 +114,14 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
                         inputs: bytes | None, graph_blob: bytes | None,
                         parent_id: str | None = None, parent_node_id: int | None = None,
                         owner: str | None = None, inputs_text: str | None = None,
-                        source: str | None = None) -> None:
+                        source: str | None = None, tags: tuple[str, ...] = ()) -> None:
     """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node."""
     store.create_dispatch(
         {"dispatch_id": dispatch_id, "name": graph.name, "status": Status.NEW_OBJECT,
          "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": now_iso(),
          "owner": owner, "heartbeat": time.time(), "inputs_text": inputs_text,
          "source": source, "electron_sources": _electron_sources(graph),
+         "tags": json.dumps(list(tags)) if tags else None,
          "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
         [{"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
           "parents": repr(n.parents()), "status": Status.NEW_OBJECT,

@@ -22,7 +22,8 @@ class Lattice:
     (:func:`qflow.dispatch`).
     """
 
-    def __init__(self, fn: Callable[..., Any], options: ElectronOptions) -> None:
+    def __init__(self, fn: Callable[..., Any], options: ElectronOptions,
+                 tags: tuple[str, ...] = ()) -> None:
         if not callable(fn):
             raise QflowInputError(
                 f"qflow.lattice wraps a function; got {type(fn).__name__} {fn!r}. Decorate "
@@ -30,6 +31,7 @@ class Lattice:
             )
         self.workflow_function = fn
         self.options = options
+        self.tags = tags
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -86,6 +88,8 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
 
     Args:
         _func: the workflow function (when used without parentheses).
+        tags: labels recorded with each dispatch, e.g. ``["h2", "sto-3g"]``; ``qflow ui``
+            finds dispatches by them. (A qflow addition: Covalent has no tags.)
         **options: electron options applied to every electron that does not set its own
             (see :func:`qflow.electron`).
 
@@ -100,7 +104,21 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         >>> workflow(3)  # called directly: plain Python
         [0, 1, 4]
     """
+    tags = _tags(options.pop("tags", ()))
     opts = ElectronOptions.from_kwargs(**options)
     if _func is None:
-        return lambda fn: Lattice(fn, opts)
-    return Lattice(_func, opts)
+        return lambda fn: Lattice(fn, opts, tags)
+    return Lattice(_func, opts, tags)
+
+
+def _tags(tags: Any) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        tags = [tags]
+    try:
+        out = tuple(tags)
+    except TypeError:
+        out = None
+    if out is None or not all(isinstance(t, str) and t.strip() for t in out):
+        raise QflowInputError(f"tags is a list of non-empty strings such as ['h2', 'sto-3g']; "
+                              f"got {tags!r}.")
+    return tuple(dict.fromkeys(t.strip() for t in out))

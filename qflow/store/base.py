@@ -17,11 +17,11 @@ from qflow.exceptions import StoreError
 DISPATCH_FIELDS = (
     "dispatch_id", "name", "status", "parent_id", "parent_node_id", "created_at",
     "start_time", "end_time", "error", "inputs", "result", "graph", "graph_text",
-    "owner", "heartbeat", "result_text", "inputs_text", "source", "electron_sources",
+    "owner", "heartbeat", "result_text", "inputs_text", "source", "electron_sources", "tags",
 )
 #: The columns a status check reads: never the input, result or graph blobs.
 STATUS_FIELDS = ("dispatch_id", "name", "status", "parent_id", "created_at", "start_time",
-                 "end_time", "error", "owner", "heartbeat")
+                 "end_time", "error", "owner", "heartbeat", "tags")
 #: Statuses after which nothing more happens to a dispatch or node.
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
@@ -100,7 +100,7 @@ class DispatchQuery:
 
     Args:
         status: only this status (any of :class:`qflow.Status`), or all.
-        text: a substring of the name, or a prefix of the id.
+        text: a substring of the name or of a tag, or a prefix of the id.
         sort: a :class:`SortKey` value.
         descending: newest (or largest) first.
         offset, limit: the page; ``limit`` is 1 to 500.

@@ -94,8 +94,13 @@ def _v4(db: sqlite3.Connection) -> None:
     _run_script(db, "ALTER TABLE dispatches ADD COLUMN electron_sources TEXT")
 
 
+def _v5(db: sqlite3.Connection) -> None:
+    # A lattice's tags, as a JSON list, searched by the dispatch list.
+    _run_script(db, "ALTER TABLE dispatches ADD COLUMN tags TEXT")
+
+
 #: Migration N brings a database from schema version N-1 to N. Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -417,9 +422,10 @@ class SQLiteStore(ResultStore):
     def search_dispatches(self, query: DispatchQuery) -> DispatchPage:
         where, params = ["parent_id IS NULL"], []
         if query.text:
-            where.append("(name LIKE ? ESCAPE '\\' OR dispatch_id LIKE ? ESCAPE '\\')")
+            where.append("(name LIKE ? ESCAPE '\\' OR dispatch_id LIKE ? ESCAPE '\\' "
+                         "OR tags LIKE ? ESCAPE '\\')")
             like = _like_escaped(query.text)
-            params += [f"%{like}%", f"{like}%"]
+            params += [f"%{like}%", f"{like}%", f"%{like}%"]
         counts = {r[0]: r[1] for r in self._read(
             f"SELECT status, count(*) FROM dispatches WHERE {' AND '.join(where)} "
             "GROUP BY status", params)}

@@ -31,7 +31,7 @@ PREVIEW_CHARS = 300
 
 _DISPATCH_TEXT = ("dispatch_id", "name", "status", "parent_id", "parent_node_id",
                   "created_at", "start_time", "end_time", "error", "inputs_text",
-                  "result_text", "source", "graph_text")
+                  "result_text", "source", "graph_text", "tags")
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:

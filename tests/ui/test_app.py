@@ -263,3 +263,18 @@ def test_state_json_is_the_compact_live_view(client, dispatched):
     assert state["columns"][:2] == ["node_id", "status"]
     assert [row[:2] for row in state["nodes"]] == [[0, "COMPLETED"], [1, "COMPLETED"]]
     assert client.get("/api/dispatches/nope/state").status_code == 404
+
+
+def test_tags_are_recorded_and_searched(client, tag):
+    tagged = qflow.lattice(tags=["h2", f"{tag}-sto3g"])(lambda: shout(0))
+    tagged.__name__ = "tagged"
+    dispatch_id = qflow.dispatch(tagged)()
+    qflow.get_result(dispatch_id, wait=True)
+    found = client.get("/api/dispatches", params={"q": f"{tag}-sto"}).json()
+    assert [r["dispatch_id"] for r in found["rows"]] == [dispatch_id]
+    assert json.loads(found["rows"][0]["tags"]) == ["h2", f"{tag}-sto3g"]
+    assert json.loads(client.get(f"/api/dispatches/{dispatch_id}").json()["tags"])[0] == "h2"
+    with pytest.raises(qflow.QflowError, match="non-empty strings"):
+        qflow.lattice(tags=[""])(lambda: 1)
+    with pytest.raises(qflow.QflowError, match="non-empty strings"):
+        qflow.lattice(tags=5)(lambda: 1)

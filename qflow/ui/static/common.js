@@ -50,3 +50,10 @@ async function post(url, body) {
   if (!r.ok) throw new Error(data.error || r.statusText);
   return data;
 }
+
+// Tags are stored as a JSON list; shown as small labels.
+function tagChips(json) {
+  let tags = [];
+  try { tags = JSON.parse(json || "[]"); } catch (e) { tags = []; }
+  return tags.map(t => `<span class="tag">${esc(t)}</span>`).join("");
+}

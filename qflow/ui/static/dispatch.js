@@ -11,7 +11,7 @@
     document.getElementById("crumbs").innerHTML = d.breadcrumbs.map((c, i) =>
       i === d.breadcrumbs.length - 1 ? `<span>${esc(c.name)}</span>`
         : `<a href="/dispatch/${encodeURIComponent(c.dispatch_id)}">${esc(c.name)}</a>`).join(" / ");
-    document.getElementById("title").innerHTML = `${esc(d.name)} ${chip(d.status)}`;
+    document.getElementById("title").innerHTML = `${esc(d.name)} ${chip(d.status)} ${tagChips(d.tags)}`;
     document.getElementById("meta").innerHTML =
       `<span class="mono">${esc(id)}</span> &middot; created ${fmtTime(d.created_at)}` +
       (d.start_time ? ` &middot; started ${fmtTime(d.start_time)}` : "") +

@@ -19,7 +19,7 @@
       const finished = ["COMPLETED", "FAILED", "CANCELLED"].includes(r.status) && r.end_time;
       return `<tr data-id="${esc(r.dispatch_id)}">
         <td><input type="checkbox" class="pick" value="${esc(r.dispatch_id)}" ${finished ? "" : "disabled title=\"still running: cancel it first\""} ${picked.has(r.dispatch_id) ? "checked" : ""}></td>
-        <td><a href="/dispatch/${encodeURIComponent(r.dispatch_id)}">${esc(r.name)}</a></td>
+        <td><a href="/dispatch/${encodeURIComponent(r.dispatch_id)}">${esc(r.name)}</a> ${tagChips(r.tags)}</td>
         <td>${chip(r.status)}</td>
         <td><div class="bar" title="${done} of ${total} nodes completed"><span style="width:${pct}%"></span></div> ${done}/${total}</td>
         <td>${fmtTime(r.created_at)}</td><td>${fmtTime(r.start_time)}</td>
