@@ -76,15 +76,7 @@ def _v3(db: sqlite3.Connection) -> None:
         ALTER TABLE dispatches ADD COLUMN result_text TEXT;
         ALTER TABLE dispatches ADD COLUMN inputs_text TEXT;
         ALTER TABLE dispatches ADD COLUMN source TEXT;
-        ALTER TABLE nodes ADD COLUMN executor TEXT;
-        ALTER TABLE nodes ADD COLUMN slurm_job_id TEXT;
-        ALTER TABLE nodes ADD COLUMN inputs_text TEXT;
-        CREATE INDEX dispatches_top ON dispatches(parent_id, created_at);
-        CREATE TABLE metrics (
-            dispatch_id TEXT NOT NULL, node_id INTEGER, name TEXT NOT NULL,
-            step REAL, value REAL, time REAL
-        );
-        CREATE INDEX metrics_dispatch ON metrics(dispatch_id, name, step)
+        CREATE INDEX dispatches_top ON dispatches(parent_id, created_at)
     """)
 
 
@@ -99,8 +91,30 @@ def _v5(db: sqlite3.Connection) -> None:
     _run_script(db, "ALTER TABLE dispatches ADD COLUMN tags TEXT")
 
 
-#: Migration N brings a database from schema version N-1 to N. Append only.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _add_missing_columns(db: sqlite3.Connection, table: str, columns: dict[str, str]) -> None:
+    have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns.items():
+        if name not in have:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
+
+def _v6(db: sqlite3.Connection) -> None:
+    # Where each node ran and what it was called with, and the metrics table. Some
+    # development builds put part of this in version 3, so add only what is missing.
+    _add_missing_columns(db, "nodes", {"executor": "TEXT", "slurm_job_id": "TEXT",
+                                       "inputs_text": "TEXT"})
+    _run_script(db, """
+        CREATE TABLE IF NOT EXISTS metrics (
+            dispatch_id TEXT NOT NULL, node_id INTEGER, name TEXT NOT NULL,
+            step REAL, value REAL, time REAL
+        );
+        CREATE INDEX IF NOT EXISTS metrics_dispatch ON metrics(dispatch_id, name, step)
+    """)
+
+
+#: Migration N brings a database from schema version N-1 to N. Append only: a released
+#: migration is never edited (a store that ran it would not run it again).
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

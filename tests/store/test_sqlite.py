@@ -104,3 +104,36 @@ def test_updates_of_one_node_in_one_batch_keep_their_order(tmp_path):
     nodes = {n["node_id"]: n for n in store.get_nodes("d")}
     assert nodes[0]["status"] == "COMPLETED" and nodes[0]["end_time"] == "t1"
     assert nodes[1]["status"] == "RUNNING"
+
+
+def test_a_store_from_a_development_build_of_version_3_is_completed(tmp_path):
+    """Some development builds wrote version 3 with part of version 6 in it (node
+    executor and Slurm job, the metrics table) and others without: both upgrade."""
+    import sqlite3
+
+    from qflow.store import sqlite as sq
+
+    for extra in ("", """
+            ALTER TABLE nodes ADD COLUMN executor TEXT;
+            ALTER TABLE nodes ADD COLUMN slurm_job_id TEXT;
+            CREATE TABLE metrics (dispatch_id TEXT NOT NULL, node_id INTEGER,
+                                  name TEXT NOT NULL, step REAL, value REAL, time REAL);
+            CREATE INDEX metrics_dispatch ON metrics(dispatch_id, name, step)"""):
+        path = tmp_path / f"v3{len(extra)}.db"
+        db = sqlite3.connect(path, isolation_level=None)
+        for migration in sq.MIGRATIONS[:3]:
+            migration(db)
+        sq._run_script(db, extra)
+        db.execute("PRAGMA user_version=3")
+        db.close()
+        store = sq.SQLiteStore(path)
+        store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
+                               "created_at": "t", "tags": '["x"]'},
+                              [{"node_id": 0, "name": "a", "kind": "electron",
+                                "status": "RUNNING", "inputs_text": "(1)", "executor": "ray"}])
+        from qflow.store.base import MetricPoint
+
+        store.add_metrics("d", [MetricPoint(0, "m", 0.0, 1.0, 0.0)])
+        assert store.get_node_texts("d")[0]["inputs_text"] == "(1)"
+        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == \
+            sq.SCHEMA_VERSION
