@@ -14,9 +14,8 @@ from qflow.executors.base import Executor, Submission
 
 
 @ray.remote(num_returns=2)
-def _run_node(template: bytes, digest: str, spec: bytes,
-              *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
-    call = TaskCall.from_wire(template, digest, spec)
+def _run_node(wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
+    call = TaskCall.from_wire(wire)
     value, outcome = execute_call(call, dep_values)
     blob = outcome.output_blob
     if blob is not None and len(blob) > LARGE_OUTPUT:
@@ -84,7 +83,7 @@ class RayExecutor(Executor):
         return remote
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
-        value_ref, outcome_ref = self._remote(call).remote(*call.to_wire(), *deps)
+        value_ref, outcome_ref = self._remote(call).remote(call.to_wire(), *deps)
         return Submission(done=watch(outcome_ref, NodeOutcome.from_wire), value_ref=value_ref, handle=value_ref)
 
     def cancel(self, submission: Submission) -> None:

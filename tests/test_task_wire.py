@@ -1,0 +1,39 @@
+"""A TaskCall travels to Ray as one byte string and comes back whole (no Ray needed)."""
+
+import qflow
+from qflow._plan import plan
+from qflow._task import CallTemplate, TaskCall
+
+
+class Point:  # not a plain literal: the spec goes through cloudpickle
+    def __init__(self, x):
+        self.x = x
+
+
+@qflow.electron
+def use(a, b=None, **kw):
+    return a
+
+
+@qflow.lattice
+def flow():
+    first = use(1, b="two", c=3.0)
+    return use(first, b=Point(4)), use([first, 5])
+
+
+def test_every_call_round_trips():
+    the_plan = plan(flow.build_graph())
+    for nid, pc in the_plan.calls.items():
+        template = CallTemplate("d", pc.name, pc.kind, pc.fn, pc.options)
+        call = TaskCall(template=template, node_id=nid, program=pc.program, args=pc.args,
+                        kwargs=pc.kwargs, dep_ids=pc.dep_ids)
+        wire = call.to_wire()
+        assert isinstance(wire, bytes)
+        back = TaskCall.from_wire(wire)
+        assert (back.node_id, back.program, back.dep_ids) == (nid, pc.program, pc.dep_ids)
+        assert back.name == pc.name and back.options == pc.options
+        assert [o[0] for o in back.args] == [o[0] for o in pc.args]
+        assert sorted(back.kwargs) == sorted(pc.kwargs)
+        point = back.kwargs.get("b")
+        if point is not None and point[0] == "c" and not isinstance(point[1], str):
+            assert point[1].x == 4
