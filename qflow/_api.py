@@ -144,6 +144,11 @@ def _on_exit() -> None:
             rt.abandon_running()
         except Exception:  # the store may already be gone at interpreter exit
             pass
+    # After the dispatchers stopped submitting, before Ray's own exit hook shuts it
+    # down: a thread that calls Ray after that makes Ray end the process with an error.
+    from qflow import _completions
+
+    _completions.close()
 
 
 _exit_hook_registered = False

@@ -42,9 +42,11 @@ class _Watcher:
     def watch(self, ref: Any, convert: Callable[[Any], Any] | None) -> Future:
         fut: Future = Future()
         with self._lock:
+            if self._closing:  # the process is exiting: no new thread may call Ray now
+                fut.set_exception(RuntimeError("The process is exiting; not watched."))
+                return fut
             self._new.append((ref, fut, convert))
             if self._thread is None or not self._thread.is_alive():
-                self._closing = False
                 self._thread = threading.Thread(target=self._run, name="qflow-completions",
                                                 daemon=True)
                 self._thread.start()
@@ -58,7 +60,8 @@ class _Watcher:
         return fut
 
     def close(self) -> None:
-        """Stop watching (at exit): the thread leaves its current ``ray.wait`` and ends."""
+        """Stop watching for good (at exit): the thread leaves its current ``ray.wait``
+        and ends, and later calls to :func:`watch` start none."""
         with self._lock:
             self._closing = True
             self._lock.notify()
@@ -128,6 +131,11 @@ def _settle(fut: Future, exc: BaseException | None, value: Any = None,
 
 
 _watcher = _Watcher()
+
+
+def close() -> None:
+    """Stop watching before Ray shuts down (qflow's exit hook calls this)."""
+    _watcher.close()
 
 
 def watch(ref: Any, convert: Callable[[Any], Any] | None = None) -> Future:

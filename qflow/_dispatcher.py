@@ -212,10 +212,14 @@ class Dispatcher:
         self._refs: dict[int, Any] = {}
 
     # ---------------------------------------------------------------- control
-    def abandon(self) -> None:
-        """Stop writing to the store: this process is exiting and another record of the
-        dispatch's end (written by the caller) must not be overwritten."""
+    def abandon(self, timeout: float = 2.0) -> None:
+        """Stop writing to the store and stop the loop: this process is exiting, and
+        another record of the dispatch's end (written by the caller) must not be
+        overwritten. Waits up to ``timeout`` seconds for the loop to let go of its Ray
+        references: one dropped after Ray's shutdown makes Ray end the process."""
         self.rec.abandon()
+        self._events.put(None)
+        self.done.wait(timeout)
 
     def cancel(self, task_ids: Iterable[int] | None = None) -> None:
         """Cancel the whole dispatch, or only ``task_ids`` (their dependants never run)."""
@@ -298,7 +302,7 @@ class Dispatcher:
             self.rec.started()
         last_poll = time.monotonic()
         while True:
-            while ready:
+            while ready and not self.rec.abandoned:
                 nid = ready.popleft()
                 if nid in blocked:
                     continue
@@ -340,6 +344,10 @@ class Dispatcher:
                 event = self._events.get(timeout=_POLL_S)
             except queue.Empty:
                 event = None
+            if self.rec.abandoned:  # the process is exiting: let go of Ray at once
+                running.clear()
+                self._refs.clear()
+                return Status.FAILED
             while True:
                 if event is not None and event in running:
                     sub = running.pop(event)
