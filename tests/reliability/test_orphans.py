@@ -246,6 +246,7 @@ def test_a_crashed_dispatcher_is_reported_not_waited_on(monkeypatch):
         qflow.get_result(dispatch_id, wait=True, timeout=30)
 
 
+@pytest.mark.slow
 def test_exit_while_the_dispatcher_is_still_submitting_is_clean(tmp_path):
     """The script exits while its dispatcher thread is still handing tasks to Ray: the
     exit hook stops it and the completions watcher before Ray shuts down, so Ray never
