@@ -55,6 +55,15 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def _json_body(request: Request) -> dict[str, Any]:
+    """The request's JSON object, or {} for no body, bad JSON or a non-object."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
 def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
     """The ASGI app over ``store``, behind ``guard`` (loopback, no token, by default)."""
     guard = guard or Guard.for_bind("127.0.0.1", 8765)
@@ -165,11 +174,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
     async def redispatch(request: Request) -> Response:
         import qflow
 
-        try:
-            body = await request.json()
-        except ValueError:
-            body = {}
-        reuse = bool(body.get("reuse", False)) if isinstance(body, dict) else False
+        reuse = bool((await _json_body(request)).get("reuse", False))
         try:
             new_id = await asyncio.to_thread(
                 lambda: qflow.redispatch(request.path_params["dispatch_id"],
@@ -181,11 +186,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
     async def delete(request: Request) -> Response:
         import qflow
 
-        try:
-            body = await request.json()
-        except ValueError:
-            body = None
-        ids = body.get("ids") if isinstance(body, dict) else None
+        ids = (await _json_body(request)).get("ids")
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             return _error(400, 'Send {"ids": ["<dispatch id>", ...]}.')
         try:

@@ -13,6 +13,7 @@ from qflow._api import _runtime
 from qflow.cli import main
 from qflow.ui.app import create_app
 from qflow.ui.security import Guard
+from tests.ui.workflows import one_point
 
 BASE = "http://127.0.0.1:8765"
 
@@ -215,17 +216,6 @@ def test_security_guard():
         # Past the guard, an unknown id is the API's own 400.
         assert c.post(url, headers={"X-CSRF-Token": local.guard.csrf,
                                     "Origin": BASE}).status_code == 400
-
-
-@qflow.electron
-def point(x):
-    qflow.log_metric("energy", (x - 1.5) ** 2 - 1.0, step=x)
-    return x
-
-
-@qflow.lattice
-def one_point(x):
-    return point(x)
 
 
 def test_metrics_json_gathers_sublattices(client, tag):

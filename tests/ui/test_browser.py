@@ -16,6 +16,7 @@ import pytest
 
 import qflow
 from qflow._api import _runtime
+from tests.ui.workflows import one_point
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -211,19 +212,8 @@ def test_a_500_node_graph_is_laid_out_in_layers(page, server):
     assert page.locator("#graph path.bundle").count() == 2  # fan-out and fan-in, not 996
 
 
-@qflow.electron
-def sweep_point(x):
-    qflow.log_metric("energy", (x - 1.4) ** 2 - 1.1, step=x)
-    return x
-
-
-@qflow.lattice
-def sweep_one(x):
-    return sweep_point(x)
-
-
 sweep = _named(f"{TAG}_sweep",
-               lambda xs: [qflow.electron(sweep_one)(x) for x in xs])
+               lambda xs: [qflow.electron(one_point)(x) for x in xs])
 
 
 def test_charts_of_a_variational_loop_and_a_sweep(page, server):
