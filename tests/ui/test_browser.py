@@ -147,7 +147,9 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
         "document.querySelectorAll('#graph .node.s-COMPLETED').length === 3", timeout=60_000)
     page.wait_for_selector("#title .chip.s-COMPLETED", timeout=30_000)
     page.locator("#graph .node[data-node='1']").click()
-    page.wait_for_selector("#stdout")
+    # The panel of node 0 (opened above) has a #stdout too: wait for node 1's panel.
+    page.wait_for_function(
+        "(document.querySelector('#node h2') || {}).textContent?.includes('(1)')")
     assert "step 1: working for 3 s" in page.locator("#stdout").inner_text()
     assert "UTC" in page.locator(".node-panel dl").inner_text() or \
         "GMT" in page.locator(".node-panel dl").inner_text()

@@ -106,6 +106,7 @@
     const r = await fetch(`${api}/nodes/${nid}`);
     if (!r.ok) return;
     const n = await r.json();
+    if (nid !== selected) return;  // another node was clicked while this one loaded
     const sub = n.sublattice_id ? `<p><a class="sub" href="/dispatch/${encodeURIComponent(n.sublattice_id)}">Open the sublattice's graph \u2192</a></p>` : "";
     document.getElementById("node").innerHTML = `<h2>${esc(n.name)} <span class="muted">(${n.node_id})</span></h2>
       <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span>${queued(n) ? ` <span class="muted">handed to Ray; not started yet, or started under a second ago</span>` : ""}</p>${sub}
