@@ -232,7 +232,7 @@ def ensure_feasible(request: Mapping[str, float], what: str) -> None:
 
 def check_feasible(graph: Any) -> None:
     """Fail before a dispatch starts when one of its Ray tasks could never be scheduled."""
-    from qflow._graph import NodeKind
+    from qflow._graph import VIRTUAL_KINDS, NodeKind
     from qflow._options import DEFAULT_OPTIONS
     from qflow.executors import resolve_executor
     from qflow.executors.ray import RayExecutor
@@ -240,7 +240,7 @@ def check_feasible(graph: Any) -> None:
     shapes: list[dict[str, float]] | None = None
     seen: set[tuple] = set()
     for node in graph.nodes:
-        if node.kind is NodeKind.OP:
+        if node.kind in VIRTUAL_KINDS:
             continue
         opts = node.options or DEFAULT_OPTIONS
         if not isinstance(resolve_executor(opts.executor), RayExecutor):

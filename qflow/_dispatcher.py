@@ -24,7 +24,7 @@ from typing import Any
 import cloudpickle
 import ray
 
-from qflow._graph import Apply, Const, Expr, Graph, NodeKind, Ref
+from qflow._graph import POSTPROCESS_NAME, VIRTUAL_KINDS, Apply, Const, Expr, Graph, NodeKind, Ref
 from qflow._lease import Heartbeat
 from qflow._plan import Plan, plan
 from qflow._recorder import Recorder
@@ -115,18 +115,29 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
                         parent_id: str | None = None, parent_node_id: int | None = None,
                         owner: str | None = None, inputs_text: str | None = None,
                         source: str | None = None, tags: tuple[str, ...] = ()) -> None:
-    """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node."""
+    """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node
+    (COMPLETED, with its value, for a parameter node: there is nothing to run)."""
+    created = now_iso()
     store.create_dispatch(
         {"dispatch_id": dispatch_id, "name": graph.name, "status": Status.NEW_OBJECT,
-         "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": now_iso(),
+         "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": created,
          "owner": owner, "heartbeat": time.time(), "inputs_text": inputs_text,
          "source": source, "electron_sources": _electron_sources(graph),
          "tags": json.dumps(list(tags)) if tags else None,
          "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
-        [{"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
+        [_parameter_row(n, created) if n.kind is NodeKind.PARAMETER else
+         {"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
           "parents": repr(n.parents()), "status": Status.NEW_OBJECT,
           "executor": _executor_name(n)} for n in graph.nodes],
     )
+
+
+def _parameter_row(node: Any, created: str) -> dict[str, Any]:
+    value = node.expr.value
+    return {"node_id": node.node_id, "name": node.name, "kind": str(node.kind),
+            "parents": "[]", "status": Status.COMPLETED, "start_time": created,
+            "end_time": created, "output": dumps_value(value),
+            "output_text": value_text(value), "stdout": "", "stderr": ""}
 
 
 def _electron_sources(graph: Graph) -> str | None:
@@ -135,7 +146,7 @@ def _electron_sources(graph: Graph) -> str | None:
     sources: dict[str, str] = {}
     seen: set[int] = set()
     for node in graph.nodes:
-        if node.kind is NodeKind.OP or id(node.fn) in seen or node.name in sources:
+        if node.kind in VIRTUAL_KINDS or id(node.fn) in seen or node.name in sources:
             continue
         seen.add(id(node.fn))
         fn = getattr(node.fn, "workflow_function", node.fn)  # a sublattice's lattice
@@ -147,8 +158,9 @@ def _electron_sources(graph: Graph) -> str | None:
 
 
 def _executor_name(node: Any) -> str | None:
-    """The executor a node runs on, by name, for the record (None for OP nodes)."""
-    if node.kind is NodeKind.OP:
+    """The executor a node runs on, by name, for the record (None for OP and parameter
+    nodes, which never run)."""
+    if node.kind in VIRTUAL_KINDS:
         return None
     spec = node.options.executor if node.options is not None else None
     if spec is None:
@@ -201,6 +213,9 @@ class Dispatcher:
         self.done = threading.Event()
         self.status: Status = Status.NEW_OBJECT
         self.rec = Recorder(store, dispatch_id, [n.node_id for n in graph.nodes])
+        for node in graph.nodes:
+            if node.kind is NodeKind.PARAMETER:  # recorded with their values at creation
+                self.rec.state[node.node_id] = Status.COMPLETED
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancel_all = False
         self._cancel_nodes: set[int] = set()
@@ -300,6 +315,9 @@ class Dispatcher:
 
         if not self.resumed:
             self.rec.started()
+        for op, waiting in list(self._op_waiting.items()):
+            if waiting == 0 and self._finish_op(op):  # e.g. a lattice returning a literal
+                self._completed(op)
         last_poll = time.monotonic()
         while True:
             while ready and not self.rec.abandoned:
@@ -508,6 +526,16 @@ class Dispatcher:
                       end_time=now, stdout="", stderr="", output_text=value_text(value))
         return True
 
+    def _postprocess_node(self) -> int | None:
+        """The node standing for the lattice's return value (graphs from before it
+        existed have none)."""
+        last = self.graph.nodes[-1] if self.graph.nodes else None
+        while last is not None and last.kind is NodeKind.PARAMETER:
+            last = self.graph.nodes[last.node_id - 1] if last.node_id else None
+        if last is not None and last.kind is NodeKind.OP and last.name == POSTPROCESS_NAME:
+            return last.node_id
+        return None
+
     def _finalize(self) -> Status:
         nodes = self.graph.nodes
         state = self.rec.state
@@ -530,8 +558,19 @@ class Dispatcher:
                               n.label for n in nodes if state[n.node_id] is Status.CANCELLED))
         else:
             expr = self.graph.output
+            post = self._postprocess_node()
             try:
-                if self._derived(expr):  # built from stored outputs on reading
+                if post is not None and state[post] is Status.COMPLETED:
+                    # The postprocess node already holds the value: the same bytes
+                    result = (dumps_value(DerivedOutput(expr)) if post in self._not_held
+                              else self._blobs[post])
+                    text = (_derived_text(expr) if post in self._not_held
+                            else value_text(self._value(post)))
+                    fields.update(status=Status.COMPLETED, result=result, result_text=text,
+                                  error=None)
+                elif post is not None:
+                    raise RuntimeError(f"{nodes[post].label} did not complete")
+                elif self._derived(expr):  # built from stored outputs on reading
                     result, text = dumps_value(DerivedOutput(expr)), _derived_text(expr)
                 else:
                     value = expr.evaluate({r: self._value(r) for r in set(expr.refs())})

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from qflow._text import value_text
 from qflow.exceptions import GraphBuildError
 
 # ---------------------------------------------------------------- expressions
@@ -137,6 +138,14 @@ class NodeKind(StrEnum):
     ELECTRON = "electron"
     SUBLATTICE = "sublattice"
     OP = "op"
+    #: A literal argument, numbered as Covalent numbers it; never run, never a task.
+    PARAMETER = "parameter"
+
+
+#: Kinds the dispatcher never submits: it evaluates OP nodes and records parameters.
+VIRTUAL_KINDS = frozenset({NodeKind.OP, NodeKind.PARAMETER})
+#: Name of the node that stands for the lattice's return value, as in Covalent.
+POSTPROCESS_NAME = ":postprocess:reconstruct"
 
 
 @dataclass
@@ -152,8 +161,11 @@ class Node:
     expr: Expr | None = None
     options: Any = None
     after: tuple[int, ...] = ()
+    #: The PARAMETER nodes holding this node's literal arguments (for the record and the
+    #: drawing; the literals themselves travel in ``args``/``kwargs``/``expr``).
+    params: tuple[int, ...] = ()
 
-    def parents(self) -> list[int]:
+    def data_parents(self) -> list[int]:
         """Ids of the nodes this one waits for, data edges first, without repeats."""
         seen: dict[int, None] = {}
         exprs = [self.expr] if self.expr is not None else [*self.args, *self.kwargs.values()]
@@ -163,6 +175,10 @@ class Node:
         for ref in self.after:
             seen[ref] = None
         return list(seen)
+
+    def parents(self) -> list[int]:
+        """Every in-edge: :meth:`data_parents`, then the parameter nodes."""
+        return [*self.data_parents(), *self.params] if self.params else self.data_parents()
 
     @property
     def label(self) -> str:
@@ -267,7 +283,51 @@ def add_op(name: str, expr: Expr) -> NodeFuture:
             "qflow.get_result(...) after the dispatch."
         )
     node = graph.add(name=f":{name}:", kind=NodeKind.OP, expr=expr)
+    if isinstance(expr, Apply):
+        for operand in expr.operands:  # Covalent numbers each literal operand as a node
+            if type(operand) is Const:
+                add_param(graph, node, operand.value)
     return NodeFuture(node.node_id, length=None)
+
+
+def add_param(graph: Graph, consumer: Node, value: Any) -> Node:
+    """Record ``value``, a literal argument of ``consumer``, as a PARAMETER node.
+
+    Covalent gives every literal argument a node of its own; so does qflow, so that node
+    ids match. A literal list or dict is one node here, however long (Covalent makes one
+    node per element, which turned a 100,000-element list into a 2.6 GB graph).
+    """
+    node = graph.add(name=":parameter:" + value_text(value)[:80], kind=NodeKind.PARAMETER,
+                     expr=Const(value))
+    consumer.params = (*consumer.params, node.node_id)
+    return node
+
+
+_COLLECTIONS = {list: "list", dict: "dict", tuple: "tuple", set: "set", frozenset: "set"}
+
+
+def arg_expr(graph: Graph, consumer: Node, value: Any) -> Expr:
+    """The expression for one argument of ``consumer``, adding nodes in Covalent's order.
+
+    An output is an edge; a literal becomes a PARAMETER node; a list or dict holding
+    outputs becomes an ``:electron_list:``/``:electron_dict:`` OP node whose items are
+    numbered the same way, depth first.
+    """
+    if isinstance(value, NodeFuture):
+        return Ref(value._node_id)
+    kind = _COLLECTIONS.get(type(value))
+    if kind is None or not has_future(value):
+        add_param(graph, consumer, value)
+        return Const(value)
+    node = graph.add(name=f":electron_{kind}:", kind=NodeKind.OP)
+    if kind == "dict":
+        flat: list[Expr] = []
+        for k, v in value.items():
+            flat += [to_expr(k), arg_expr(graph, node, v)]
+        node.expr = Apply("dict", tuple(flat))
+    else:
+        node.expr = Apply(kind, tuple(arg_expr(graph, node, item) for item in value))
+    return Ref(node.node_id)
 
 
 def _binary(op: str, reflected: bool = False) -> Callable[[NodeFuture, Any], NodeFuture]:

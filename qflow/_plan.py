@@ -21,7 +21,7 @@ Example:
     ...     return one() + sum([a, b])
     >>> p = plan(flow.build_graph())
     >>> sorted(p.calls), sorted(p.op_parents)
-    ([0, 1, 2], [3, 4, 5])
+    ([0, 1, 2], [3, 5, 6, 7])
 """
 
 from __future__ import annotations
@@ -159,8 +159,10 @@ def plan(graph: Graph) -> Plan:
     op_exprs = {n.node_id: n.expr for n in graph.nodes
                 if n.kind is NodeKind.OP and n.expr is not None}
     for node in graph.nodes:
+        if node.kind is NodeKind.PARAMETER:  # recorded, never run
+            continue
         if node.kind is NodeKind.OP:
-            parents = tuple(node.parents())
+            parents = tuple(node.data_parents())
             op_parents[node.node_id] = parents
             for p in parents:
                 dependants.setdefault(p, []).append(node.node_id)

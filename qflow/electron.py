@@ -6,8 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, overload
 
-from qflow._graph import (NodeFuture, NodeKind, Ref, add_op, current_graph, has_future,
-                          replacement_for, return_length, to_expr)
+from qflow._graph import NodeFuture, NodeKind, arg_expr, current_graph, replacement_for, return_length
 from qflow._options import ElectronOptions
 from qflow.exceptions import QflowInputError
 
@@ -46,27 +45,20 @@ class Electron:
         impl = replacement_for(self.__name__) or self
         if not isinstance(impl, Electron):
             impl = Electron(impl, self.options)
+        # The node first, then its arguments' nodes: Covalent's numbering.
         node = graph.add(
             name=self.__name__,
             kind=NodeKind.SUBLATTICE if impl.is_sublattice else NodeKind.ELECTRON,
             fn=impl.fn,
-            args=tuple(_arg_expr(a) for a in args),
-            kwargs={k: _arg_expr(v) for k, v in kwargs.items()},
             options=impl.options,
         )
+        node.args = tuple(arg_expr(graph, node, a) for a in args)
+        node.kwargs = {k: arg_expr(graph, node, v) for k, v in kwargs.items()}
         return NodeFuture(node.node_id, length=impl._length)
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # Electrons defined in a class body behave like methods.
         return self if obj is None else functools.partial(self, obj)
-
-
-def _arg_expr(value: Any) -> Any:
-    """A container of outputs becomes a ``:list:``/``:dict:`` node; literals stay literals."""
-    if isinstance(value, NodeFuture) or not has_future(value):
-        return to_expr(value)
-    kind = {dict: "dict", tuple: "tuple", set: "set", frozenset: "set"}.get(type(value), "list")
-    return Ref(add_op(kind, to_expr(value))._node_id)
 
 
 @overload

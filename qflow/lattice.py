@@ -7,7 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
-from qflow._graph import Graph, NodeKind, building, to_expr
+from qflow._graph import (POSTPROCESS_NAME, VIRTUAL_KINDS, Graph, NodeKind, add_param,
+                          building, has_future, to_expr)
 from qflow._options import DEFAULT_OPTIONS, ElectronOptions
 from qflow.exceptions import QflowInputError
 
@@ -64,11 +65,15 @@ class Lattice:
         with building(graph, _replace or {}):
             returned = self.workflow_function(*bound.args, **bound.kwargs)
         graph.output = to_expr(returned)
+        # The return value is a node too, last, as in Covalent (so node counts match).
+        post = graph.add(name=POSTPROCESS_NAME, kind=NodeKind.OP, expr=graph.output)
+        if not has_future(returned):
+            add_param(graph, post, returned)
         # One merged object per distinct electron options: the tasks of a fan-out then
         # share one CallTemplate, so the function is pickled once, not once per task.
         merged: dict[int, ElectronOptions] = {}
         for node in graph.nodes:
-            if node.kind is not NodeKind.OP:
+            if node.kind not in VIRTUAL_KINDS:
                 own = node.options or DEFAULT_OPTIONS
                 if id(own) not in merged:
                     merged[id(own)] = own.merged_over(self.options)

@@ -59,8 +59,9 @@ class TestCancel:
         assert time.monotonic() - t0 < 30
         assert res.status == "CANCELLED" and res.result is None
         assert res.get_node_result(0)["status"] == "CANCELLED"
-        assert res.get_node_result(1)["status"] == "CANCELLED"
-        assert res.get_node_result(1)["output"] is None
+        # nodes 1 and 2 are the literal arguments; 3 is after()
+        assert res.get_node_result(3)["status"] == "CANCELLED"
+        assert res.get_node_result(3)["output"] is None
         time.sleep(4)
         assert not marker.exists(), "the Ray task was not cancelled"
 
@@ -75,15 +76,17 @@ class TestCancel:
         qflow.cancel(dispatch_id, task_ids=[0])
         res = qflow.get_result(dispatch_id, wait=True, timeout=60)
         nodes = res.get_all_node_results()
-        assert [n["status"] for n in nodes] == ["CANCELLED", "NEW_OBJECT", "COMPLETED",
-                                               "COMPLETED"]
-        assert nodes[3]["output"] == 1.2
+        # sleepy, 60, after | sleepy, 0.2, after | the return value (never built)
+        assert [n["status"] for n in nodes] == [
+            "CANCELLED", "COMPLETED", "NEW_OBJECT", "COMPLETED", "COMPLETED", "COMPLETED",
+            "NEW_OBJECT"]
+        assert nodes[5]["output"] == 1.2
         assert res.status == "CANCELLED"
 
     def test_cancel_unknown_node(self):
         """Unknown node ids are refused with the valid range."""
         dispatch_id = qflow.dispatch(long_flow)(0)
-        with pytest.raises(QflowInputError, match=r"no nodes \[9\]; valid node ids are 0..1"):
+        with pytest.raises(QflowInputError, match=r"no nodes \[9\]; valid node ids are 0..3"):
             qflow.cancel(dispatch_id, task_ids=[9])
 
 

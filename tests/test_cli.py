@@ -41,8 +41,8 @@ def test_list_show_logs(failed_id):
     runner = CliRunner()
     assert failed_id in runner.invoke(main, ["list", "--limit", "50"]).output
     shown = runner.invoke(main, ["show", failed_id]).output
-    assert "FAILED" in shown and "broken(1)" in shown and "RuntimeError: kaput" in shown
-    assert "lattice flow: 2 nodes" in shown
+    assert "FAILED" in shown and "broken(2)" in shown and "RuntimeError: kaput" in shown
+    assert "lattice flow: 4 nodes" in shown  # shout, its literal, broken, the return value
     logs = runner.invoke(main, ["logs", failed_id, "0"]).output
     assert "value 3" in logs
     assert "kaput" in runner.invoke(main, ["logs", failed_id]).output

@@ -53,13 +53,14 @@ class TestDispatch:
         assert isinstance(res.start_time, datetime) and res.end_time >= res.start_time
         assert res.inputs == {"args": (1,), "kwargs": {}}
         outputs = res.get_all_node_outputs()
-        assert list(outputs) == ["inc(0)", "inc(1)"]
-        assert outputs["inc(1)"].get_deserialized() == 3
+        assert list(outputs) == ["inc(0)", ":parameter:1(1)", "inc(2)",
+                                 ":postprocess:reconstruct(3)"]
+        assert outputs["inc(2)"].get_deserialized() == 3
         node = res.get_node_result(0)
         assert {"node_id", "node_name", "status", "output", "error", "start_time", "end_time",
                 "stdout", "stderr", "sublattice_result"} <= set(node)
         assert node["stdout"] == "inc 1\n" and node["output"] == 2
-        assert [n["node_id"] for n in res.get_all_node_results()] == [0, 1]
+        assert [n["node_id"] for n in res.get_all_node_results()] == [0, 1, 2, 3]
 
     def test_status_only(self):
         """status_only returns just the id and status."""
@@ -133,8 +134,9 @@ class TestFailure:
         assert nodes["fail0"]["status"] == "FAILED"
         assert "ValueError: no good: 7" in nodes["fail0"]["error"]
         assert "Traceback" in nodes["fail0"]["error"]
-        assert nodes["inc1"]["status"] == "NEW_OBJECT" and nodes["inc1"]["stdout"] == ""
-        assert nodes["inc2"]["status"] == "COMPLETED" and nodes["inc2"]["output"] == 8
+        assert nodes[":parameter:71"]["status"] == "COMPLETED"  # literals: Covalent's nodes
+        assert nodes["inc2"]["status"] == "NEW_OBJECT" and nodes["inc2"]["stdout"] == ""
+        assert nodes["inc3"]["status"] == "COMPLETED" and nodes["inc3"]["output"] == 8
 
     def test_stderr_and_stdout_of_failing_electron(self):
         """What a failing electron printed is kept."""

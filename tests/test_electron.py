@@ -44,7 +44,8 @@ class TestPlainCalls:
 
         res = qflow.dispatch_sync(flow)(3)
         assert res.result == 8
-        assert list(res.get_all_node_outputs()) == ["outer(0)"]
+        assert list(res.get_all_node_outputs()) == [
+            "outer(0)", ":parameter:3(1)", ":postprocess:reconstruct(2)"]
 
 
 class TestOptions:

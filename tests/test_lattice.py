@@ -66,7 +66,8 @@ class TestGraphBuilding:
 
         res = run(flow, 4)
         assert res.result == 1 + 2 + 3 + 4
-        assert len(res.get_all_node_outputs()) == 8
+        # 8 electrons; 9 parameters (each i and 1, and the first acc); the return value
+        assert len(res.get_all_node_outputs()) == 8 + 9 + 1
 
     def test_args_kwargs_and_defaults(self):
         """*args, **kwargs, keywords and defaults reach the electrons."""
@@ -111,8 +112,8 @@ class TestGraphBuilding:
 
         res = run(flow, 1)
         assert res.result == (105, [("a", 2), ("lit", 5)], [2, {"b": 3}])
-        assert any(k.startswith(":list:") for k in res.get_all_node_outputs())
-        assert any(k.startswith(":dict:") for k in res.get_all_node_outputs())
+        assert any(k.startswith(":electron_list:") for k in res.get_all_node_outputs())
+        assert any(k.startswith(":electron_dict:") for k in res.get_all_node_outputs())
 
     def test_tuple_stays_tuple(self):
         """A tuple returned by an electron is a tuple in the result and downstream."""
@@ -139,7 +140,9 @@ class TestGraphBuilding:
             return size(blob), total(many)
 
         graph = flow.build_graph(blob, many)
-        assert len(graph.nodes) == 2
+        # two electrons, one parameter each, the return value's node
+        assert [n.kind for n in graph.nodes] == ["electron", "parameter", "electron",
+                                                 "parameter", "op"]
         res = run(flow, blob, many)
         assert res.result == (1 << 20, sum(many))
 

@@ -47,7 +47,7 @@ def test_a_long_node_reports_its_start_and_stdout_while_running():
     assert final["status"] == "COMPLETED" and final["stdout"] == "warming up\ndone\n"
     # The final record keeps the start the worker reported (to the second).
     assert final["start_time"].isoformat()[:19] == row["start_time"][:19]
-    assert res.get_node_result(1)["stdout"] == "quick\n"
+    assert res.get_node_result(2)["stdout"] == "quick\n"  # node 1 is the literal 6
 
 
 def test_progress_never_overwrites_a_finished_node(tmp_path):

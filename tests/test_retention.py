@@ -52,7 +52,8 @@ def test_delete_removes_rows_sublattices_and_only_unused_blobs(qflow_home, tmp_p
     keep = qflow.dispatch_sync(flow)(40_000)  # 320 KB outputs: blob files
     gone = qflow.dispatch_sync(flow)(50_000)
     assert gone.status == "COMPLETED"
-    sub_id = gone.get_node_result(2)["sublattice_result"].dispatch_id
+    # big, 50_000, same | the sublattice at 3
+    sub_id = gone.get_node_result(3)["sublattice_result"].dispatch_id
     files_before = set(_blob_files(home))
     assert qflow.delete(gone.dispatch_id) == 2  # the dispatch and its sublattice
     with pytest.raises(DispatchNotFoundError):

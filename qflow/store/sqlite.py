@@ -455,7 +455,7 @@ class SQLiteStore(ResultStore):
             marks = ", ".join("?" * len(rows))
             progress = {r[0]: (r[1], r[2]) for r in self._read(
                 "SELECT dispatch_id, count(*), sum(status = 'COMPLETED') FROM nodes "
-                f"WHERE dispatch_id IN ({marks}) GROUP BY dispatch_id",
+                f"WHERE dispatch_id IN ({marks}) AND kind != 'parameter' GROUP BY dispatch_id",
                 [r["dispatch_id"] for r in rows])}
             for r in rows:
                 r["nodes_total"], r["nodes_done"] = progress.get(r["dispatch_id"], (0, 0))
@@ -503,7 +503,8 @@ class SQLiteStore(ResultStore):
     def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._read(
             "SELECT node_id, status, start_time, end_time, ray_node_id, slurm_job_id, "
-            "sublattice_id FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
+            "sublattice_id FROM nodes WHERE dispatch_id = ? AND kind != 'parameter' "
+            "ORDER BY node_id",
             (dispatch_id,))]
 
     def children(self, dispatch_id: str) -> list[dict[str, Any]]:

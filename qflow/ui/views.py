@@ -100,12 +100,17 @@ def dispatch_view(store: ResultStore, dispatch_id: str,
     view: dict[str, Any] = {k: row.get(k) for k in _DISPATCH_TEXT}
     view["runtime_s"] = _seconds(row.get("start_time"), row.get("end_time"))
     view["nodes"] = nodes
-    view["progress"] = {"done": sum(n["status"] == "COMPLETED" for n in nodes),
-                        "total": len(nodes)}
+    # Parameter nodes (literal arguments) are neither work nor worth drawing: the
+    # graph and the progress count the nodes that compute.
+    computing = [n for n in nodes if n["kind"] != "parameter"]
+    view["progress"] = {"done": sum(n["status"] == "COMPLETED" for n in computing),
+                        "total": len(computing)}
     view["sublattices"] = store.children(dispatch_id)
     view["breadcrumbs"] = breadcrumbs(store, dispatch_id)
     if with_layout:
-        layout = layered({n["node_id"]: n["parents"] for n in nodes})
+        shown = {n["node_id"] for n in computing}
+        layout = layered({n["node_id"]: [p for p in n["parents"] if p in shown]
+                          for n in computing})
         view["layout"] = {"width": layout.width, "height": layout.height,
                           "nodes": {str(i): [p.x, p.y] for i, p in layout.nodes.items()}}
     return view

@@ -35,7 +35,7 @@ def test_runs_a_chain_with_captured_output(executor):
 
     res = qflow.dispatch_sync(flow)()
     assert res.result == 2, res.error
-    assert res.get_node_result(1)["stdout"] == "step 1\n"
+    assert res.get_node_result(2)["stdout"] == "step 1\n"  # node 1 is the literal 0
 
 
 def test_mixes_with_ray_nodes(executor):

@@ -39,7 +39,7 @@ def test_mixed_workflow():
     res = qflow.dispatch_sync(flow)(1)
     assert res.status == "COMPLETED", res.error
     assert res.result == 21
-    assert res.get_node_result(1)["stdout"].startswith("job ")
+    assert res.get_node_result(2)["stdout"].startswith("job ")  # on_ray, 1, on_slurm
 
 
 def test_exception_carries_remote_traceback():

@@ -48,7 +48,8 @@ def _check_consistent(home, ids) -> None:
         row = store.get_dispatch(d)
         assert row["status"] == "COMPLETED" and row["end_time"] and row["error"] is None
         nodes = store.get_nodes(d)
-        assert len(nodes) == 3 and {n["status"] for n in nodes} == {"COMPLETED"}
+        # 2 electrons, their literal arguments, the return value's node
+        assert len(nodes) == 6 and {n["status"] for n in nodes} == {"COMPLETED"}
 
 
 def test_six_embedded_scripts(tmp_path):

@@ -31,7 +31,8 @@ DISPATCH = """
     dispatch_id = qflow.dispatch(flow)()
     while True:
         nodes = qflow.get_result(dispatch_id).get_all_node_results()
-        if nodes[0]["status"] == "COMPLETED" and nodes[1]["status"] == "RUNNING":
+        # step a is node 0, step b node 3 (1, 2, 4 and 5 are their literal arguments)
+        if nodes[0]["status"] == "COMPLETED" and nodes[3]["status"] == "RUNNING":
             break
         time.sleep(0.05)
     print("ID", dispatch_id)

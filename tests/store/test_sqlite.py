@@ -82,7 +82,8 @@ def test_twenty_concurrent_dispatches_consistent():
     for i, dispatch_id in enumerate(ids):
         res = qflow.get_result(dispatch_id, wait=True, timeout=120)
         assert res.result == [2 * (i + k) for k in range(3)]
-        assert [n["status"] for n in res.get_all_node_results()] == ["COMPLETED"] * 3
+        # 3 electrons, their 3 parameter nodes and the return value's node
+        assert [n["status"] for n in res.get_all_node_results()] == ["COMPLETED"] * 7
     listed = {r["dispatch_id"] for r in qflow._api._runtime().store.list_dispatches(100)}
     assert set(ids) <= listed
 

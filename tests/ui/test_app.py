@@ -75,7 +75,7 @@ def test_list_counts_search_sort_and_pages(client, dispatched, tag):
     names = {r["name"] for r in page["rows"]}
     assert names == {f"{tag}_ok", f"{tag}_bad", f"{tag}_nested"}  # the sublattice is not listed
     ok = next(r for r in page["rows"] if r["name"] == f"{tag}_ok")
-    assert (ok["nodes_done"], ok["nodes_total"]) == (2, 2)
+    assert (ok["nodes_done"], ok["nodes_total"]) == (3, 3)  # 2 electrons, the return value
     failed = client.get("/api/dispatches", params={"q": tag, "status": "FAILED"}).json()
     assert [r["name"] for r in failed["rows"]] == [f"{tag}_bad"]
     by_name = client.get("/api/dispatches",
@@ -96,11 +96,12 @@ def test_bad_list_parameters_say_what_is_valid(client):
 
 def test_dispatch_json_nodes_layout_and_texts(client, dispatched):
     view = client.get(f"/api/dispatches/{dispatched['ok']}").json()
-    assert view["status"] == "COMPLETED" and view["progress"] == {"done": 2, "total": 2}
+    assert view["status"] == "COMPLETED" and view["progress"] == {"done": 3, "total": 3}
     assert view["inputs_text"] == "{'args': (1,), 'kwargs': {}}"
     assert "'loud': '1'" in view["result_text"]
     assert "shout(x)" in view["source"]
-    assert set(view["layout"]["nodes"]) == {str(n["node_id"]) for n in view["nodes"]}
+    assert set(view["layout"]["nodes"]) == {str(n["node_id"]) for n in view["nodes"]
+                                            if n["kind"] != "parameter"}
     node = client.get(f"/api/dispatches/{dispatched['ok']}/nodes/0").json()
     assert node["stdout"] == "shouting 1\n"
     assert node["inputs_text"] == "(1)" and node["executor"] == "ray"
@@ -178,11 +179,11 @@ def test_cli_show_json_and_export(dispatched, tmp_path):
     runner = CliRunner()
     out = runner.invoke(main, ["show", dispatched["ok"], "--json"])
     assert out.exit_code == 0, out.output
-    assert json.loads(out.output)["progress"] == {"done": 2, "total": 2}
+    assert json.loads(out.output)["progress"] == {"done": 3, "total": 3}
     target = tmp_path / "nodes.csv"
     out = runner.invoke(main, ["export", dispatched["ok"], "--format", "csv", "-o", str(target)])
     assert out.exit_code == 0, out.output
-    assert target.read_text().count("\n") == 3
+    assert target.read_text().count("\n") == 6  # the header and five nodes
     out = runner.invoke(main, ["export", "no-such-id"])
     assert out.exit_code == 1 and "No dispatch" in out.output
 
@@ -249,9 +250,11 @@ def test_delete_and_redispatch_through_the_api(client, tag):
 
 def test_state_json_is_the_compact_live_view(client, dispatched):
     state = client.get(f"/api/dispatches/{dispatched['ok']}/state").json()
-    assert state["status"] == "COMPLETED" and state["progress"] == {"done": 2, "total": 2}
+    assert state["status"] == "COMPLETED" and state["progress"] == {"done": 3, "total": 3}
     assert state["columns"][:2] == ["node_id", "status"]
-    assert [row[:2] for row in state["nodes"]] == [[0, "COMPLETED"], [1, "COMPLETED"]]
+    # literal arguments (parameter nodes) never change: the live view leaves them out
+    assert [row[:2] for row in state["nodes"]] == [[0, "COMPLETED"], [2, "COMPLETED"],
+                                                   [4, "COMPLETED"]]
     assert client.get("/api/dispatches/nope/state").status_code == 404
 
 

@@ -122,7 +122,7 @@ def test_list_page_shows_dispatches_and_counts(page, server):
     page.wait_for_selector(f"tr[data-id='{done}']")
     row = page.locator(f"tr[data-id='{done}']")
     assert "COMPLETED" in row.inner_text()
-    assert "2/2" in row.inner_text()  # the sublattice node and the last double
+    assert "3/3" in row.inner_text()  # the sublattice node, the last double, the return
     chips = page.locator("#chips").inner_text()
     assert "COMPLETED" in chips and "CANCELLED" in chips
     page.screenshot(path=str(ARTIFACTS / "list.png"), full_page=True)
@@ -144,17 +144,18 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
     page.screenshot(path=str(ARTIFACTS / "dispatch-running.png"))
     # No reload: the event stream turns the nodes green as they finish.
     page.wait_for_function(
-        "document.querySelectorAll('#graph .node.s-COMPLETED').length === 3", timeout=60_000)
+        # three steps and the return value (literal arguments are not drawn)
+        "document.querySelectorAll('#graph .node.s-COMPLETED').length === 4", timeout=60_000)
     page.wait_for_selector("#title .chip.s-COMPLETED", timeout=30_000)
-    page.locator("#graph .node[data-node='1']").click()
-    # The panel of node 0 (opened above) has a #stdout too: wait for node 1's panel.
+    page.locator("#graph .node[data-node='3']").click()  # the second step
+    # The panel of node 0 (opened above) has a #stdout too: wait for node 3's panel.
     page.wait_for_function(
-        "(document.querySelector('#node h2') || {}).textContent?.includes('(1)')")
+        "(document.querySelector('#node h2') || {}).textContent?.includes('(3)')")
     assert "step 1: working for 3 s" in page.locator("#stdout").inner_text()
     assert "UTC" in page.locator(".node-panel dl").inner_text() or \
         "GMT" in page.locator(".node-panel dl").inner_text()
     page.locator(".tabs button[data-tab='timeline']").click()
-    assert page.locator("#timeline svg.gantt g").count() == 3
+    assert page.locator("#timeline svg.gantt g").count() == 4
     page.screenshot(path=str(ARTIFACTS / "dispatch-done.png"))
 
 

@@ -57,6 +57,7 @@
       }
     }
     for (const n of d.nodes) {
+      if (!pos[n.node_id]) continue;  // parameter nodes are not drawn
       const [x, y] = pos[n.node_id];
       if (n.parents.length > BUNDLE) {
         const b = block(n.parents);
@@ -83,7 +84,7 @@
   }
 
   function drawTimeline() {
-    const rows = d.nodes.filter(n => n.start_time);
+    const rows = d.nodes.filter(n => n.start_time && n.kind !== "parameter");
     const box = document.getElementById("timeline");
     if (!rows.length) { box.innerHTML = `<p class="muted">No node has started yet.</p>`; return; }
     const t0 = Math.min(...rows.map(n => +new Date(n.start_time)));
