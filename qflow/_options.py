@@ -75,16 +75,21 @@ class ElectronOptions:
             raise QflowConfigError("Invalid electron options:\n  - " + "\n  - ".join(problems))
 
     def merged_over(self, base: ElectronOptions) -> ElectronOptions:
-        """These options, with unset fields taken from ``base`` and hooks concatenated."""
+        """These options, with unset fields taken from ``base``.
+
+        As in Covalent, an electron's own ``deps_bash``, ``deps_pip``, ``call_before``
+        and ``call_after`` replace the lattice's; the lattice's apply to electrons that
+        set none.
+        """
         out = {}
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
             if f.name in ("call_before", "call_after"):
-                out[f.name] = theirs + mine
+                out[f.name] = mine or theirs
             elif f.name == "deps_bash":
-                out[f.name] = DepsBash(theirs.commands + mine.commands)
+                out[f.name] = mine if mine.commands else theirs
             elif f.name == "deps_pip":
-                out[f.name] = DepsPip(theirs.packages + mine.packages)
+                out[f.name] = mine if mine.packages else theirs
             else:
                 out[f.name] = theirs if mine is None else mine
         return ElectronOptions(**out)

@@ -301,10 +301,13 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             opts.deps_bash.run()
             steps = call.program.run(values)
             kwargs = {k: resolve(o, values, steps) for k, o in call.kwargs.items()}
+            injected: dict[str, list[Any]] = {}
             for hook in opts.call_before:
                 retval = hook.call()
                 if hook.retval_keyword:
-                    kwargs[hook.retval_keyword] = retval
+                    injected.setdefault(hook.retval_keyword, []).append(retval)
+            for key, values in injected.items():  # a repeated keyword collects a list
+                kwargs[key] = values[0] if len(values) == 1 else values
             args = [resolve(o, values, steps) for o in call.args]
             outcome.inputs_text = _call_text(args, kwargs)
             progress.inputs(outcome.inputs_text)

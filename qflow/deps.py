@@ -10,7 +10,9 @@ Example:
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,7 @@ class DepsBash:
         commands: one command or a list of them.
     """
 
-    commands: tuple[str, ...] = ()
+    commands: list[str] = field(default_factory=list)
 
     def __init__(self, commands: str | Sequence[str] = ()) -> None:
         if isinstance(commands, str):
@@ -38,7 +40,10 @@ class DepsBash:
                 f"DepsBash takes shell commands as strings; got {bad!r}. "
                 "Pass e.g. DepsBash(['pip --version', 'echo ready'])."
             )
-        object.__setattr__(self, "commands", tuple(commands))
+        object.__setattr__(self, "commands", list(commands))  # a list, as in Covalent
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.commands))
 
     def run(self) -> None:
         """Run the commands; raise :class:`DependencyError` naming the one that failed."""
@@ -50,6 +55,15 @@ class DepsBash:
                     f"electron did not run.\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
                 )
 
+    def to_dict(self) -> dict[str, Any]:
+        """Covalent's serialised form: ``{"type": "DepsBash", "attributes": {...}}``."""
+        return {"type": "DepsBash", "short_name": "bash",
+                "attributes": {"commands": list(self.commands)}}
+
+    def from_dict(self, data: Mapping[str, Any] | None) -> DepsBash:
+        """A DepsBash from :meth:`to_dict`'s form (Covalent's ``DepsBash().from_dict``)."""
+        return DepsBash(list(((data or {}).get("attributes") or {}).get("commands", [])))
+
 
 @dataclass(frozen=True)
 class DepsPip:
@@ -57,17 +71,55 @@ class DepsPip:
 
     Args:
         packages: requirement strings, e.g. ``["numpy==2.*"]``.
+        reqs_path: a requirements file whose requirements are added to ``packages``
+            (read now, on the machine that builds the lattice).
     """
 
-    packages: tuple[str, ...] = ()
+    packages: list[str] = field(default_factory=list)
 
-    def __init__(self, packages: str | Sequence[str] = ()) -> None:
+    def __init__(self, packages: str | Sequence[str] = (), reqs_path: str | None = None
+                 ) -> None:
         if isinstance(packages, str):
             packages = [packages]
-        object.__setattr__(self, "packages", tuple(packages))
+        bad = [p for p in packages if not isinstance(p, str)]
+        if bad:
+            raise QflowInputError(f"DepsPip takes requirement strings such as 'numpy==2.*'; "
+                                  f"got {bad!r}.")
+        packages = list(packages)
+        if reqs_path is not None:
+            try:
+                lines = Path(reqs_path).read_text().splitlines()
+            except OSError as exc:
+                raise QflowInputError(
+                    f"DepsPip cannot read reqs_path {reqs_path!r}: {exc.strerror or exc}. "
+                    "Pass the path of a requirements.txt that exists here.") from exc
+            packages += [ln.split("#", 1)[0].strip() for ln in lines
+                         if ln.split("#", 1)[0].strip()]
+        object.__setattr__(self, "packages", packages)  # a list, as in Covalent
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.packages))
 
     def runtime_env(self) -> dict[str, Any]:
         return {"pip": list(self.packages)} if self.packages else {}
+
+    def install(self) -> None:
+        """Install the packages into the running interpreter (what a DepsPip inside
+        ``call_before`` does; as ``deps_pip=`` they go through Ray's runtime_env)."""
+        if not self.packages:
+            return
+        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *self.packages],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise DependencyError(f"pip install {' '.join(self.packages)} exited with "
+                                  f"{proc.returncode}:\n{proc.stderr}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "DepsPip", "short_name": "pip",
+                "attributes": {"packages": list(self.packages)}}
+
+    def from_dict(self, data: Mapping[str, Any] | None) -> DepsPip:
+        return DepsPip(list(((data or {}).get("attributes") or {}).get("packages", [])))
 
 
 @dataclass(frozen=True)
@@ -118,19 +170,26 @@ def as_pip(value: DepsPip | str | Sequence[str] | None) -> DepsPip:
 
 def as_calls(value: DepsCall | Callable[..., Any] | Sequence[Any] | None, what: str
              ) -> tuple[DepsCall, ...]:
-    """Normalise ``call_before=``/``call_after=``: a DepsCall, a callable, or a list."""
+    """Normalise ``call_before=``/``call_after=``: a DepsCall, a DepsBash, a DepsPip, a
+    callable, or a list of them."""
     if value is None:
         return ()
-    items = [value] if isinstance(value, DepsCall) or callable(value) else list(value)
+    single = isinstance(value, DepsCall | DepsBash | DepsPip) or callable(value)
+    items = [value] if single else list(value)
     out = []
     for item in items:
         if isinstance(item, DepsCall):
             out.append(item)
+        elif isinstance(item, DepsBash):
+            out.append(DepsCall(item.run))
+        elif isinstance(item, DepsPip):
+            out.append(DepsCall(item.install))
         elif callable(item):
             out.append(DepsCall(item))
         else:
             raise QflowInputError(
-                f"{what} takes DepsCall objects or callables; got {item!r}. "
+                f"{what} takes DepsCall, DepsBash or DepsPip objects or callables; got "
+                f"{item!r}. "
                 f"Pass e.g. {what}=[qflow.DepsCall(setup)]."
             )
     return tuple(out)

@@ -106,3 +106,71 @@ class TestDeps:
             qflow.electron(call_before=[42])(lambda: 1)
         with pytest.raises(QflowInputError, match="DepsBash takes shell commands as strings"):
             qflow.DepsBash([1])
+
+
+class TestCovalentSemantics:
+    """Deps behave as in Covalent 0.240 (its own workflow_stack tests, import swapped)."""
+
+    def test_electron_deps_replace_the_lattices(self, tmp_path):
+        """An electron's own deps_bash/call_before replace the lattice's; the others
+        inherit them."""
+        log = tmp_path / "log"
+
+        @qflow.electron(deps_bash=[f"printf e >> {log}"],
+                        call_before=[qflow.DepsCall(_write, args=[str(log), "E"])])
+        def own():
+            return 1
+
+        @qflow.electron
+        def inherits():
+            return 2
+
+        @qflow.lattice(deps_bash=qflow.DepsBash([f"printf l >> {log}"]),
+                       call_before=[qflow.DepsCall(_write, args=[str(log), "L"])])
+        def flow():
+            return qflow.wait(inherits(), [own()])
+
+        assert qflow.dispatch_sync(flow)().result == 2
+        assert sorted(log.read_text()) == sorted("eElL")
+
+    def test_repeated_retval_keyword_collects_a_list(self):
+        def identity(y):
+            return y
+
+        @qflow.electron(call_before=[qflow.DepsCall(identity, args=[i], retval_keyword="y")
+                                     for i in (1, 2, 3)])
+        def task(y=None):
+            return y
+
+        @qflow.electron(call_before=[qflow.DepsCall(identity, args=[5], retval_keyword="y")])
+        def single(x, y=0):
+            return x, y
+
+        @qflow.lattice
+        def flow():
+            return task(), single(2)
+
+        assert qflow.dispatch_sync(flow)().result == ([1, 2, 3], (2, 5))
+
+    def test_deps_objects_inside_call_before(self, tmp_path):
+        marker = tmp_path / "made"
+
+        @qflow.electron(call_before=[qflow.DepsBash([f"touch {marker}"]), qflow.DepsPip([])])
+        def task():
+            return marker.exists()
+
+        @qflow.lattice
+        def flow():
+            return task()
+
+        assert qflow.dispatch_sync(flow)().result is True
+
+    def test_deps_pip_reqs_path_and_dict_forms(self, tmp_path):
+        reqs = tmp_path / "requirements.txt"
+        reqs.write_text("six==1.16.0  # pinned\n\n# a comment\ntinydb\n")
+        assert qflow.DepsPip(packages=["a"], reqs_path=str(reqs)).packages == [
+            "a", "six==1.16.0", "tinydb"]
+        with pytest.raises(QflowInputError, match="cannot read reqs_path"):
+            qflow.DepsPip(reqs_path=str(tmp_path / "missing.txt"))
+        bash = qflow.DepsBash(["ls -l"])
+        assert qflow.DepsBash().from_dict(bash.to_dict()).commands == ["ls -l"]
