@@ -12,6 +12,8 @@ Example:
     5
 """
 
+from qflow import executor as executor
+from qflow import waits as waits
 from qflow._api import cancel as cancel
 from qflow._api import dispatch as dispatch
 from qflow._api import dispatch_sync as dispatch_sync
@@ -35,6 +37,9 @@ from qflow.result import Result as Result
 from qflow.result import TransportableObject as TransportableObject
 from qflow.retention import delete as delete
 from qflow.retention import gc as gc
+
+# ``qflow.executor`` (Covalent's executor plugins) and ``qflow.waits`` are modules, reached
+# as attributes the way Covalent code does (``ct.executor.LocalExecutor``).
 
 #: Covalent's ``ct.status``: ``qflow.status.COMPLETED`` and friends.
 status = Status

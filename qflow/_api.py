@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import inspect
+import math
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from qflow.service import live_address
 from qflow.settings import Settings, parse_resources
 from qflow.store.base import loads
 from qflow.store.sqlite import SQLiteStore
+from qflow.waits import Wait
 
 __all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "init", "redispatch"]
 
@@ -349,8 +351,11 @@ def _finished(row: dict[str, Any]) -> bool:
     return Status(row["status"]).is_final and row.get("end_time") is not None
 
 
-def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
-               timeout: float | None = None) -> Result | dict[str, str]:
+def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = False,
+               timeout: float | None = None, *, workflow_output: bool = True,
+               intermediate_outputs: bool = True, sublattice_results: bool = True,
+               qelectron_db: bool = False, results_dir: str | None = None
+               ) -> Result | dict[str, str]:
     """The :class:`Result` of a dispatch, from any process.
 
     A dispatch whose dispatching process (or dispatcher service) is gone is ended
@@ -358,9 +363,14 @@ def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
 
     Args:
         dispatch_id: what :func:`dispatch` returned.
-        wait: block until the dispatch is COMPLETED, FAILED or CANCELLED.
+        wait: block until the dispatch is COMPLETED, FAILED or CANCELLED; or a
+            :class:`qflow.waits.Wait` such as ``qflow.wait.LONG``: wait that long, then
+            return the Result as it is (Covalent's behaviour).
         status_only: return only ``{"id": ..., "status": ...}``.
         timeout: with ``wait``, give up after this many seconds.
+        workflow_output, intermediate_outputs, sublattice_results, qelectron_db,
+            results_dir: accepted for Covalent code. qflow reads outputs lazily, when
+            asked for, so there is nothing to leave out; there is no results_dir.
 
     Raises:
         DispatchNotFoundError: no dispatch has this id.
@@ -370,6 +380,14 @@ def get_result(dispatch_id: str, wait: bool = False, status_only: bool = False,
                                 or timeout < 0):
         raise QflowInputError(f"timeout is a number of seconds >= 0, or None to wait as long "
                               f"as it takes; got {timeout!r}.")
+    if isinstance(wait, Wait):
+        if timeout is None and math.isfinite(wait.seconds):
+            try:
+                return get_result(dispatch_id, wait=True, status_only=status_only,
+                                  timeout=wait.seconds)
+            except DispatchTimeoutError:
+                return get_result(dispatch_id, status_only=status_only)
+        wait = True
     rt = _runtime()
     row = _status_row(rt, dispatch_id)
     if wait and not _finished(row):

@@ -14,7 +14,8 @@ from typing import Any
 
 import ray
 
-from qflow.exceptions import ClusterConnectionError, ClusterError, InfeasibleResourceError
+from qflow.exceptions import (ClusterConnectionError, ClusterError, InfeasibleResourceError,
+                              QflowConfigError)
 from qflow.settings import Settings
 
 SERVICE_NAME = "qflow-dispatcher"
@@ -243,7 +244,11 @@ def check_feasible(graph: Any) -> None:
         if node.kind in VIRTUAL_KINDS:
             continue
         opts = node.options or DEFAULT_OPTIONS
-        if not isinstance(resolve_executor(opts.executor), RayExecutor):
+        try:
+            executor = resolve_executor(opts.executor)
+        except QflowConfigError:  # an unknown name fails its node when it runs
+            continue
+        if not isinstance(executor, RayExecutor):
             continue  # local and Slurm electrons ask Ray for nothing
         cpus = opts.num_cpus if opts.num_cpus is not None else (
             0 if node.kind is NodeKind.SUBLATTICE else 1)

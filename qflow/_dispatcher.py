@@ -40,7 +40,7 @@ from qflow._task import (
 )
 from qflow._text import value_text
 from qflow.exceptions import QflowSerializationError
-from qflow.executors import Submission, default_executor_name, resolve_executor
+from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
@@ -162,10 +162,7 @@ def _executor_name(node: Any) -> str | None:
     nodes, which never run)."""
     if node.kind in VIRTUAL_KINDS:
         return None
-    spec = node.options.executor if node.options is not None else None
-    if spec is None:
-        return default_executor_name()
-    return spec if isinstance(spec, str) else type(spec).name()
+    return executor_name(node.options.executor if node.options is not None else None)
 
 
 def _derived_text(expr: Expr) -> str:
@@ -406,7 +403,7 @@ class Dispatcher:
             return executor.submit(call, [self._refs[d] for d in call.dep_ids])
         except Exception as exc:  # e.g. arguments Ray cannot serialize
             self.rec.node(call.node_id, status=Status.FAILED, end_time=now_iso(),
-                          error=f"Electron {call.label} could not be submitted: {exc!r}")
+                          error=f"Electron {call.label} could not be submitted: {exc}")
             return None
 
     def _cancel_submission(self, call: TaskCall, sub: Submission) -> None:

@@ -67,10 +67,17 @@ class ElectronOptions:
             problems.append(f"resources must be a dict of name -> amount; got {self.resources!r}")
         if self.runtime_env is not None and not isinstance(self.runtime_env, Mapping):
             problems.append(f"runtime_env must be a dict; got {self.runtime_env!r}")
-        if self.executor is not None:
-            from qflow.executors import resolve_executor
+        if self.executor is not None and not isinstance(self.executor, str):
+            # A name is looked up when the node runs: as in Covalent, an unknown one
+            # fails that node (with the valid names), not the import of the module.
+            from qflow.executor import is_plugin
+            from qflow.executors import Executor
 
-            resolve_executor(self.executor)  # raises with the valid names
+            if not isinstance(self.executor, Executor) and not is_plugin(self.executor):
+                problems.append(
+                    f"executor must be a name such as 'ray', an Executor instance or a "
+                    f"Covalent executor plugin; got {type(self.executor).__name__} "
+                    f"{self.executor!r}")
         if problems:
             raise QflowConfigError("Invalid electron options:\n  - " + "\n  - ".join(problems))
 

@@ -311,7 +311,14 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             args = [resolve(o, values, steps) for o in call.args]
             outcome.inputs_text = _call_text(args, kwargs)
             progress.inputs(outcome.inputs_text)
-            value = call.fn(*args, **kwargs)
+            executor = opts.executor
+            if getattr(type(executor), "__qflow_plugin__", False) is True:
+                # A Covalent executor plugin: its run() calls the function, here
+                value = executor._qflow_run(call.fn, args, kwargs, {
+                    "dispatch_id": call.dispatch_id, "node_id": call.node_id,
+                    "results_dir": None})
+            else:
+                value = call.fn(*args, **kwargs)
             if isinstance(value, SublatticeOutput):
                 outcome.sublattice, value = value.export, value.value
             for hook in opts.call_after:
@@ -322,14 +329,17 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
         progress.end()
         outcome.sublattice = getattr(exc, "__qflow_sublattice__", None)
         outcome.end_time = datetime.now(UTC)
-        outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
         outcome.error = user_traceback(exc)
+        # As in Covalent, a failed node's stderr ends with the traceback.
+        outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue() + outcome.error
         with contextlib.suppress(Exception):
             setattr(exc, OUTCOME_ATTR, outcome)
         raise
     progress.end()
     outcome.end_time = datetime.now(UTC)
     outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
+    if hasattr(opts.executor, "_qflow_logs"):
+        opts.executor._qflow_logs(outcome.stdout, outcome.stderr)
     return value, outcome
 
 

@@ -115,3 +115,10 @@ def wait(child: Any, parents: Any) -> Any:
         )
     node.after = tuple(dict.fromkeys([*node.after, *extra]))
     return child
+
+
+# Covalent reads its get_result wait lengths from here: ``ct.wait.EXTREME``.
+from qflow import waits as _waits  # noqa: E402
+
+wait.SHORT, wait.LONG = _waits.SHORT, _waits.LONG  # type: ignore[attr-defined]
+wait.VERY_LONG, wait.EXTREME = _waits.VERY_LONG, _waits.EXTREME  # type: ignore[attr-defined]

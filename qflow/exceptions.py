@@ -38,6 +38,7 @@ __all__ = [
     "QflowError",
     "QflowInputError",
     "QflowSerializationError",
+    "QflowWarning",
     "SlurmError",
     "StoreError",
 ]
@@ -104,3 +105,8 @@ class BackendError(QflowError):
 
 class SlurmError(QflowError):
     """A Slurm job could not be submitted, failed, was cancelled or hit its time limit."""
+
+
+class QflowWarning(QflowError, UserWarning):
+    """Something qflow accepted but will not do as asked (e.g. a Covalent argument it
+    does not use); the message says what and why."""

@@ -33,6 +33,8 @@ class Lattice:
         self.workflow_function = fn
         self.options = options
         self.tags = tags
+        #: Covalent's view of the last graph :meth:`build_graph` made (None before).
+        self.transport_graph: Any = None
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -79,7 +81,14 @@ class Lattice:
                     merged[id(own)] = own.merged_over(self.options)
                 node.options = merged[id(own)]
         graph.topo_order()  # rejects wait() cycles before anything runs
+        from qflow.transport import TransportGraph
+
+        self.transport_graph = TransportGraph.from_graph(graph)  # as Covalent's build_graph
         return graph
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The last build's view is a convenience of this process, not part of the lattice.
+        return {k: v for k, v in self.__dict__.items() if k != "transport_graph"}
 
 
 @overload
@@ -95,6 +104,9 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         _func: the workflow function (when used without parentheses).
         tags: labels recorded with each dispatch, e.g. ``["h2", "sto-3g"]``; ``qflow ui``
             finds dispatches by them. (A qflow addition: Covalent has no tags.)
+        workflow_executor: accepted for Covalent code. Covalent runs the lattice's
+            post-processing there; qflow builds the return value in the dispatcher,
+            from the outputs it already holds, so there is nothing to place.
         **options: electron options applied to every electron that does not set its own
             (see :func:`qflow.electron`).
 
@@ -110,6 +122,7 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         [0, 1, 4]
     """
     tags = _tags(options.pop("tags", ()))
+    options.pop("workflow_executor", None)
     opts = ElectronOptions.from_kwargs(**options)
     if _func is None:
         return lambda fn: Lattice(fn, opts, tags)

@@ -15,17 +15,49 @@ __all__ = ["Result", "TransportableObject"]
 
 
 class TransportableObject:
-    """A node output as Covalent hands it out: call :meth:`get_deserialized` for the value.
+    """A value as Covalent hands it out: call :meth:`get_deserialized` for the value.
 
     It also compares equal to the value, so new code can skip the call.
+
+    Example:
+        >>> import qflow
+        >>> obj = qflow.TransportableObject({"a": 1})
+        >>> obj.get_deserialized(), obj == {"a": 1}
+        ({'a': 1}, True)
     """
 
     __slots__ = ("_blob", "_value", "_loaded", "_node_value")
 
-    def __init__(self, blob: bytes | UnreadableBlob | None,
-                 node_value: Callable[[int], Any] | None = None) -> None:
-        self._blob, self._value, self._loaded = blob, None, False
-        self._node_value = node_value
+    def __init__(self, obj: Any = None) -> None:
+        self._blob, self._value, self._loaded = None, obj, True
+        self._node_value: Callable[[int], Any] | None = None
+
+    @classmethod
+    def _stored(cls, blob: bytes | UnreadableBlob | None,
+                node_value: Callable[[int], Any] | None = None) -> TransportableObject:
+        """A stored pickle, unpickled on first use."""
+        out = cls()
+        out._blob, out._loaded, out._node_value = blob, False, node_value
+        return out
+
+    def get_serialized(self) -> bytes:
+        """The pickled value."""
+        if self._blob is None or isinstance(self._blob, UnreadableBlob):
+            import cloudpickle
+
+            return cloudpickle.dumps(self.get_deserialized())
+        return self._blob
+
+    @property
+    def object_string(self) -> str:
+        """``str()`` of the value, as Covalent shows it."""
+        return str(self.get_deserialized())
+
+    @property
+    def python_version(self) -> str:
+        import platform
+
+        return platform.python_version()
 
     def get_deserialized(self) -> Any:
         """The output value."""
@@ -48,6 +80,13 @@ class TransportableObject:
         return f"TransportableObject({self.get_deserialized()!r})"
 
 
+class Inputs(dict):
+    """``{"args": (...), "kwargs": {...}}``; also Covalent's ``.get_deserialized()``."""
+
+    def get_deserialized(self) -> dict[str, Any]:
+        return dict(self)
+
+
 def _dt(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -56,7 +95,16 @@ class Result:
     """The record of one dispatch: status, return value, errors and every node.
 
     Get one with :func:`qflow.get_result`; it reads the store once when made.
+    ``print(result)`` shows Covalent's summary.
     """
+
+    # Covalent's status constants on the class: ``result.status == Result.COMPLETED``.
+    NEW_OBJ = Status.NEW_OBJECT
+    NEW_OBJECT = Status.NEW_OBJECT
+    RUNNING = Status.RUNNING
+    COMPLETED = Status.COMPLETED
+    FAILED = Status.FAILED
+    CANCELLED = Status.CANCELLED
 
     def __init__(self, store: ResultStore, row: dict[str, Any]) -> None:
         self._store = store
@@ -102,10 +150,92 @@ class Result:
         return _dt(self._row.get("end_time"))
 
     @property
-    def inputs(self) -> dict[str, Any]:
+    def inputs(self) -> Inputs:
         """``{"args": (...), "kwargs": {...}}`` as dispatched."""
         blob = self._row.get("inputs")
-        return loads(blob) if blob else {"args": (), "kwargs": {}}
+        return Inputs(loads(blob) if blob else {"args": (), "kwargs": {}})
+
+    @property
+    def encoded_result(self) -> TransportableObject:
+        """The return value, wrapped as Covalent wraps it."""
+        blob = self._row.get("result") if self.status == Status.COMPLETED else None
+        return TransportableObject._stored(blob, self._node_value)
+
+    @property
+    def num_nodes(self) -> int:
+        """How many nodes the transport graph has (parameters included, as in Covalent)."""
+        return len(self._node_rows())
+
+    @property
+    def root_dispatch_id(self) -> str:
+        """The top-level dispatch: this one, or the outermost lattice of a sublattice."""
+        row, seen = self._row, 0
+        while row.get("parent_id") and seen < 64:
+            parent = self._store.get_status(row["parent_id"])
+            if parent is None:
+                break
+            row, seen = parent, seen + 1
+        return row["dispatch_id"]
+
+    @property
+    def lattice(self) -> Any:
+        """The dispatched :class:`qflow.Lattice`, with ``transport_graph`` holding this
+        dispatch's nodes (statuses, outputs, times), as Covalent's ``result.lattice``.
+
+        Raises:
+            StoreError: the lattice cannot be unpickled here (its module is missing).
+        """
+        lat = self._saved_lattice()
+        from qflow.transport import TransportGraph
+
+        nodes = {}
+        for d in self.get_all_node_results():
+            nid = d["node_id"]
+            nodes[nid] = {"name": d["node_name"], "kind": d["kind"], "status": d["status"],
+                          "output": d["output"], "error": d["error"],
+                          "start_time": d["start_time"], "end_time": d["end_time"],
+                          "stdout": d["stdout"], "stderr": d["stderr"],
+                          "sublattice_result": d["sublattice_result"]}
+            if d["kind"] == "parameter" and d["output"] is not None:
+                nodes[nid]["value"] = d["output"].get_deserialized()
+        edges = [(p, d) for d, attrs in ((r["node_id"], r) for r in self._node_rows())
+                 for p in ast.literal_eval(attrs["parents"] or "[]")]
+        lat.transport_graph = TransportGraph(nodes, edges, metadata=lambda: self._metadata(lat))
+        return lat
+
+    def _saved_lattice(self) -> Any:
+        blob = self._store.get_dispatch(self.dispatch_id) or {}
+        if not blob.get("graph"):
+            raise StoreError(f"Dispatch {self.dispatch_id} is a sublattice, whose lattice is "
+                             f"kept by its parent {self._row.get('parent_id')}.")
+        try:
+            return loads(blob["graph"])["lattice"]
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"The lattice of {self.dispatch_id} cannot be unpickled here "
+                             f"({exc!r}); import the module that defines it first.") from exc
+
+    def _metadata(self, lat: Any) -> dict[int, dict[str, Any]]:
+        """Per-node options, from building the graph again (nothing runs)."""
+        from qflow.transport import node_metadata
+
+        inputs = self.inputs
+        graph = lat.build_graph(*inputs["args"], **inputs["kwargs"])
+        return {n.node_id: node_metadata(n) for n in graph.nodes}
+
+    def __str__(self) -> str:
+        inputs = self.inputs
+        lines = ["Lattice Result", "==============", f"status: {self.status}",
+                 f"result: {self.result if self.status == Status.COMPLETED else None}",
+                 f"input args: {[str(a) for a in inputs['args']]}",
+                 f"input kwargs: { {k: str(v) for k, v in inputs['kwargs'].items()} }",
+                 f"error: {self.error}", "", f"start_time: {self.start_time}",
+                 f"end_time: {self.end_time}", "", f"dispatch_id: {self.dispatch_id}", "",
+                 "Node Outputs", "------------"]
+        for r in self._node_rows():
+            lines.append(f"{r['name']}({r['node_id']}): {r.get('output_text')}")
+        return "\n".join(lines) + "\n"
 
     @property
     def graph_text(self) -> str:
@@ -136,7 +266,7 @@ class Result:
             "kind": row["kind"],
             "parents": ast.literal_eval(row["parents"] or "[]"),
             "status": Status(row["status"]),
-            "output": (TransportableObject(row["output"], self._node_value)
+            "output": (TransportableObject._stored(row["output"], self._node_value)
                        if row["output"] is not None else None),
             "error": row["error"],
             "start_time": _dt(row["start_time"]),
@@ -173,6 +303,6 @@ class Result:
     def get_all_node_outputs(self) -> dict[str, TransportableObject | None]:
         """``{"name(node_id)": output}`` for every node, in call order."""
         return {f"{r['name']}({r['node_id']})":
-                TransportableObject(r["output"], self._node_value)
+                TransportableObject._stored(r["output"], self._node_value)
                 if r["output"] is not None else None
                 for r in self._node_rows()}

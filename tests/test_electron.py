@@ -54,10 +54,30 @@ class TestOptions:
         with pytest.raises(QflowConfigError, match="num_cpu.*Valid options are:.*num_cpus"):
             qflow.electron(num_cpu=1)(lambda: 1)
 
-    def test_unknown_executor_lists_valid(self):
-        """An unknown executor name lists the registered executors."""
-        with pytest.raises(QflowConfigError, match="'dask'.*local, ray"):
-            qflow.electron(executor="dask")(lambda: 1)
+    def test_unknown_executor_fails_its_node_with_the_valid_names(self):
+        """As in Covalent, an unknown executor name fails that node when it runs (not
+        the module that declares it); the error lists the registered executors."""
+        @qflow.electron(executor="nosuch")
+        def odd():
+            return 1
+
+        @qflow.electron
+        def fine():
+            return 2
+
+        @qflow.lattice
+        def flow():
+            return odd(), fine()
+
+        res = qflow.dispatch_sync(flow)()
+        assert res.status == "FAILED"
+        assert res.get_node_result(1)["status"] == "COMPLETED"
+        error = res.get_node_result(0)["error"]
+        assert "Unknown executor 'nosuch'" in error and "local, ray" in error
+
+    def test_executor_of_a_wrong_type(self):
+        with pytest.raises(QflowConfigError, match="executor must be a name such as 'ray'"):
+            qflow.electron(executor=42)(lambda: 1)
 
     def test_negative_cpus(self):
         """Invalid numbers say what they got."""

@@ -11,7 +11,7 @@ from qflow.executors.ray import RayExecutor
 from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "SlurmConfig", "SlurmExecutor", "Submission",
-           "resolve_executor"]
+           "executor_name", "resolve_executor"]
 
 _instances: dict[str, Executor] = {}
 
@@ -29,17 +29,40 @@ def default_executor_name() -> str:
 _default: tuple[int, str] | None = None
 
 
+def executor_name(spec: Any) -> str:
+    """The name a node's executor is recorded under."""
+    if spec is None:
+        return default_executor_name()
+    if isinstance(spec, str):
+        return spec
+    if isinstance(spec, Executor):
+        return type(spec).name()
+    return type(spec).__name__  # a Covalent-style plugin
+
+
 def resolve_executor(spec: Any) -> Executor:
-    """An Executor instance for a name, an instance, or None (the default)."""
+    """An Executor instance for a name, an instance, a Covalent-style plugin (run inside
+    a Ray task), or None (the default).
+
+    Raises:
+        QflowConfigError: an unknown name (the message lists the valid ones).
+    """
     if isinstance(spec, Executor):
         return spec
+    from qflow.executor import DASK_ADVICE, is_plugin
+
+    if is_plugin(spec):
+        spec = "ray"
     name = default_executor_name() if spec is None else spec
     cls = Executor.registry.get(name) if isinstance(name, str) else None
     if cls is None:
+        if isinstance(name, str) and name.lower() == "dask":
+            raise QflowConfigError(f"Unknown executor 'dask'. {DASK_ADVICE}")
         valid = ", ".join(sorted(Executor.registry))
         raise QflowConfigError(
             f"Unknown executor {spec!r}. Valid executors are: {valid}. Pass one of these "
-            "names, or an Executor instance, as executor=."
+            "names, an Executor instance, or a Covalent executor plugin (a "
+            "qflow.executor.BaseExecutor) as executor=."
         )
     if name not in _instances:
         _instances[name] = cls()
