@@ -86,6 +86,26 @@ class Lattice:
         self.transport_graph = TransportGraph.from_graph(graph)  # as Covalent's build_graph
         return graph
 
+    def draw(self, *args: Any, **kwargs: Any) -> Any:
+        """Build the graph for these arguments and return a :class:`qflow.drawing.Drawing`:
+        its text form with ``print()``, an SVG picture in a notebook or with ``.save(
+        "graph.svg")``. (Covalent's ``draw`` sends the graph to its server's UI; qflow
+        needs no server. ``qflow ui`` draws dispatched graphs live.)
+
+        Example:
+            >>> import qflow
+            >>> @qflow.lattice
+            ... def nothing():
+            ...     return 1
+            >>> print(nothing.draw())  # doctest: +NORMALIZE_WHITESPACE
+            lattice nothing: 2 nodes
+              :postprocess:reconstruct(0)  [op] <- :parameter:1(1)
+              :parameter:1(1)              [parameter] <- -
+        """
+        from qflow.drawing import Drawing
+
+        return Drawing(self.build_graph(*args, **kwargs))
+
     def __getstate__(self) -> dict[str, Any]:
         # The last build's view is a convenience of this process, not part of the lattice.
         return {k: v for k, v in self.__dict__.items() if k != "transport_graph"}

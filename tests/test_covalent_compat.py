@@ -297,3 +297,20 @@ class TestExecutorPlugins:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             ct.executor.LocalExecutor(log_stdout="out.log")
+
+
+class TestDraw:
+    def test_draw_gives_text_and_an_svg(self, tmp_path):
+        @ct.lattice
+        def workflow(x):
+            return add(identity(x), 1)
+
+        drawing = workflow.draw(3)
+        text = str(drawing)
+        assert text.splitlines()[0] == "lattice workflow: 5 nodes"
+        assert "add(2)" in text and "<- identity(0), :parameter:1(3)" in text
+        svg = drawing.save(tmp_path / "graph.svg").read_text()
+        assert svg.startswith("<svg") and svg.count("<rect") == 5 and "identity(0)" in svg
+        assert drawing._repr_svg_() == svg
+        assert (tmp_path / "graph.txt").exists() is False
+        assert drawing.save(tmp_path / "graph.txt").read_text() == text + "\n"

@@ -13,7 +13,8 @@ MODULES = [
     "qflow.algorithms.vqe", "qflow.algorithms.qaoa", "qflow.algorithms.scan",
     "qflow._plan", "qflow._recorder", "qflow._wait", "qflow._traceback", "qflow.retention",
     "qflow.cli", "qflow.settings", "qflow._completions", "qflow._text", "qflow.metrics",
-    "qflow.ui.layout", "qflow.ui.views", "qflow.ui.app",
+    "qflow.ui.layout", "qflow.ui.views", "qflow.ui.app", "qflow.drawing", "qflow.transport",
+    "qflow.executor", "qflow.waits", "qflow.result",
 ]
 
 
