@@ -13,6 +13,10 @@ Example:
 """
 
 from qflow import executor as executor
+from qflow import fs as fs
+from qflow import fs_strategies as fs_strategies
+from qflow import leptons as leptons
+from qflow import triggers as triggers
 from qflow import waits as waits
 from qflow._api import cancel as cancel
 from qflow._api import dispatch as dispatch
@@ -20,6 +24,7 @@ from qflow._api import dispatch_sync as dispatch_sync
 from qflow._api import get_result as get_result
 from qflow._api import init as init
 from qflow._api import redispatch as redispatch
+from qflow._api import stop_triggers as stop_triggers
 from qflow._options import ElectronOptions as ElectronOptions
 from qflow._status import Status as Status
 from qflow.deps import DepsBash as DepsBash
@@ -31,6 +36,7 @@ from qflow.electron import wait as wait
 from qflow.exceptions import QflowError as QflowError
 from qflow.lattice import Lattice as Lattice
 from qflow.lattice import lattice as lattice
+from qflow.leptons import Lepton as Lepton
 from qflow.metrics import log_metric as log_metric
 from qflow.qelectron import qelectron as qelectron
 from qflow.result import Result as Result
@@ -62,6 +68,7 @@ __all__ = [
     "init",
     "Lattice",
     "lattice",
+    "Lepton",
     "log_metric",
     "qelectron",
     "QflowError",
@@ -69,6 +76,7 @@ __all__ = [
     "Result",
     "Status",
     "status",
+    "stop_triggers",
     "TransportableObject",
     "wait",
 ]

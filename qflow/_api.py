@@ -234,7 +234,12 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
         raise QflowSerializationError(
             f"The inputs of lattice {lat.__name__} cannot be pickled: {exc!r}.") from exc
     rt = _runtime()
-    rt.service()  # connect first: a cluster that does not answer leaves no row behind
+    service = rt.service()  # connect first: a cluster that does not answer leaves no row
+    if lat.triggers and service is None:
+        raise ClusterError(
+            f"Lattice {lat.__name__} has triggers, which must keep watching after this "
+            "script ends: run `qflow start` first (the service watches them and dispatches "
+            "the lattice each time one fires), then dispatch again.")
     check_feasible(graph)
     dispatch_id = str(uuid.uuid4())
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
@@ -242,8 +247,36 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
                         graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
                         owner=rt.heartbeat.owner, source=_source(lat), tags=lat.tags,
                         inputs_text=value_text({"args": args, "kwargs": kwargs}))
+    if lat.triggers:  # registered, not run: each firing starts a dispatch of its own
+        ray.get(service.add_triggers.remote(str(rt.settings.db_path), dispatch_id))
+        return dispatch_id
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id
+
+
+def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
+    """Stop the triggers registered by dispatching a lattice with ``triggers=``.
+
+    Args:
+        dispatch_ids: the id (or ids) ``dispatch`` returned for such lattices.
+
+    Returns:
+        The ids of the dispatches the triggers started.
+
+    Raises:
+        ClusterError: no ``qflow start`` service is running (it is what watches them).
+    """
+    ids = [dispatch_ids] if isinstance(dispatch_ids, str) else list(dispatch_ids)
+    rt = _runtime()
+    service = rt.service()
+    if service is None:
+        raise ClusterError("Triggers are watched by the `qflow start` service, and none is "
+                           "running here; there are no triggers to stop.")
+    started: list[str] = []
+    for dispatch_id in ids:
+        _status_row(rt, dispatch_id)  # unknown ids raise DispatchNotFoundError
+        started += ray.get(service.stop_triggers.remote(str(rt.settings.db_path), dispatch_id))
+    return started
 
 
 def _source(lat: Lattice) -> str | None:

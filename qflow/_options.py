@@ -24,6 +24,7 @@ class ElectronOptions:
         retry_exceptions: ``True``, or a list of exception types worth retrying.
         runtime_env: a Ray ``runtime_env`` dict.
         deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.deps`.
+        files: file transfers around the electron, see :mod:`qflow.fs`.
     """
 
     executor: Any = None
@@ -37,6 +38,8 @@ class ElectronOptions:
     deps_pip: DepsPip = field(default_factory=DepsPip)
     call_before: tuple[DepsCall, ...] = ()
     call_after: tuple[DepsCall, ...] = ()
+    #: ``qflow.fs.FileTransfer`` objects run where the electron runs (see :mod:`qflow.fs`).
+    files: tuple[Any, ...] = ()
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ElectronOptions:
@@ -52,6 +55,10 @@ class ElectronOptions:
         kwargs["deps_pip"] = as_pip(kwargs.get("deps_pip"))
         kwargs["call_before"] = as_calls(kwargs.get("call_before"), "call_before")
         kwargs["call_after"] = as_calls(kwargs.get("call_after"), "call_after")
+        if "files" in kwargs:
+            from qflow.fs import as_transfers
+
+            kwargs["files"] = as_transfers(kwargs["files"])
         retry = kwargs.get("retry_exceptions")
         if isinstance(retry, list | tuple):
             kwargs["retry_exceptions"] = tuple(retry)
@@ -91,7 +98,7 @@ class ElectronOptions:
         out = {}
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
-            if f.name in ("call_before", "call_after"):
+            if f.name in ("call_before", "call_after", "files"):
                 out[f.name] = mine or theirs
             elif f.name == "deps_bash":
                 out[f.name] = mine if mine.commands else theirs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import inspect
 import io
 import pickle
 import struct
@@ -308,6 +309,11 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                     injected.setdefault(hook.retval_keyword, []).append(retval)
             for key, values in injected.items():  # a repeated keyword collects a list
                 kwargs[key] = values[0] if len(values) == 1 else values
+            if opts.files:
+                paths = [ft.run() if ft.order == "before" else
+                         (ft.from_file.filepath, ft.to_file.filepath) for ft in opts.files]
+                if _takes(call.fn, "files"):  # Covalent passes the (from, to) pairs
+                    kwargs["files"] = paths
             args = [resolve(o, values, steps) for o in call.args]
             outcome.inputs_text = _call_text(args, kwargs)
             progress.inputs(outcome.inputs_text)
@@ -321,6 +327,9 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                 value = call.fn(*args, **kwargs)
             if isinstance(value, SublatticeOutput):
                 outcome.sublattice, value = value.export, value.value
+            for ft in opts.files:
+                if ft.order == "after":
+                    ft.run()
             for hook in opts.call_after:
                 hook.call()
         outcome.output_blob = _dumps_output(call, value)
@@ -341,6 +350,15 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     if hasattr(opts.executor, "_qflow_logs"):
         opts.executor._qflow_logs(outcome.stdout, outcome.stderr)
     return value, outcome
+
+
+def _takes(fn: Any, name: str) -> bool:
+    """Whether ``fn`` accepts a keyword argument ``name``."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _call_text(args: list[Any], kwargs: dict[str, Any]) -> str:

@@ -35,6 +35,8 @@ class Lattice:
         self.tags = tags
         #: Covalent's view of the last graph :meth:`build_graph` made (None before).
         self.transport_graph: Any = None
+        #: What re-dispatches this lattice (see :mod:`qflow.triggers`).
+        self.triggers: tuple[Any, ...] = ()
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -110,6 +112,9 @@ class Lattice:
         # The last build's view is a convenience of this process, not part of the lattice.
         return {k: v for k, v in self.__dict__.items() if k != "transport_graph"}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"transport_graph": None, "triggers": (), **state})
+
 
 @overload
 def lattice(_func: Callable[..., Any], **options: Any) -> Lattice: ...
@@ -124,6 +129,9 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         _func: the workflow function (when used without parentheses).
         tags: labels recorded with each dispatch, e.g. ``["h2", "sto-3g"]``; ``qflow ui``
             finds dispatches by them. (A qflow addition: Covalent has no tags.)
+        triggers: a trigger or a list of them (:mod:`qflow.triggers`): dispatching then
+            registers them with the ``qflow start`` service, which dispatches the lattice
+            each time one fires.
         workflow_executor: accepted for Covalent code. Covalent runs the lattice's
             post-processing there; qflow builds the return value in the dispatcher,
             from the outputs it already holds, so there is nothing to place.
@@ -143,10 +151,27 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
     """
     tags = _tags(options.pop("tags", ()))
     options.pop("workflow_executor", None)
+    triggers = _triggers(options.pop("triggers", None))
     opts = ElectronOptions.from_kwargs(**options)
-    if _func is None:
-        return lambda fn: Lattice(fn, opts, tags)
-    return Lattice(_func, opts, tags)
+    def make(fn: Callable[..., Any]) -> Lattice:
+        lat = Lattice(fn, opts, tags)
+        lat.triggers = triggers
+        return lat
+
+    return make if _func is None else make(_func)
+
+
+def _triggers(value: Any) -> tuple[Any, ...]:
+    from qflow.triggers import BaseTrigger
+
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, BaseTrigger) else list(value)
+    bad = [t for t in items if not isinstance(t, BaseTrigger)]
+    if bad:
+        raise QflowInputError(f"triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, "
+                              f"SQLiteTrigger, or a BaseTrigger subclass); got {bad!r}.")
+    return tuple(items)
 
 
 def _tags(tags: Any) -> tuple[str, ...]:

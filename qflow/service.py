@@ -47,6 +47,7 @@ class DispatcherService:
     def __init__(self, home: str | None = None) -> None:
         self._stores: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
+        self._triggers: dict[str, list[Any]] = {}
         if home is not None:
             settings = Settings(home=Path(home))
             state = ServiceState.load(settings)
@@ -90,6 +91,80 @@ class DispatcherService:
             reuse: dict[int, bytes]) -> None:
         self._start(db_path, dispatch_id, cloudpickle.loads(graph_blob), reuse)
 
+    # ---------------------------------------------------------------- triggers
+    def add_triggers(self, db_path: str, dispatch_id: str) -> int:
+        """Watch the triggers of the lattice recorded as ``dispatch_id``; each firing
+        starts a new dispatch of it. Returns how many triggers now watch."""
+        from qflow.store.base import loads
+
+        store, heartbeat = self._store(db_path)
+        heartbeat.claim(dispatch_id)  # the service, not the script, now answers for it
+        from qflow._status import Status
+
+        store.update_dispatch(dispatch_id, status=Status.RUNNING,  # RUNNING: watching
+                              start_time=datetime.now(UTC).isoformat())
+        saved = loads((store.get_dispatch(dispatch_id) or {})["graph"])
+        triggers = list(saved["lattice"].triggers)
+        for trigger in triggers:
+            trigger.lattice_dispatch_id = dispatch_id
+            trigger.attach(lambda: self._fire(db_path, dispatch_id))
+            threading.Thread(target=self._observe, args=(db_path, dispatch_id, trigger),
+                             name=f"qflow-trigger-{dispatch_id}", daemon=True).start()
+        self._triggers[dispatch_id] = triggers
+        return len(triggers)
+
+    def _observe(self, db_path: str, dispatch_id: str, trigger: Any) -> None:
+        try:
+            trigger.observe()
+        except Exception as exc:  # a broken trigger ends its registration, saying why
+            logging.getLogger("qflow").exception("trigger of %s failed", dispatch_id)
+            self.stop_triggers(db_path, dispatch_id, error=f"{type(trigger).__name__} "
+                                                           f"failed: {exc!r}")
+
+    def _fire(self, db_path: str, base_id: str) -> str:
+        """Start a new dispatch of the lattice recorded as ``base_id``, same inputs."""
+        import copy
+        import uuid
+
+        from qflow._dispatcher import record_new_dispatch
+        from qflow.store.base import loads
+
+        store, heartbeat = self._store(db_path)
+        full = store.get_dispatch(base_id) or {}
+        saved, inputs = loads(full["graph"]), loads(full["inputs"])
+        lattice = copy.copy(saved["lattice"])
+        lattice.triggers = ()  # the new dispatch runs; it does not register again
+        graph = lattice.build_graph(*inputs["args"], _replace=saved.get("replace") or None,
+                                    **inputs["kwargs"])
+        new_id = str(uuid.uuid4())
+        tags = tuple(json.loads(full.get("tags") or "[]")) + (f"trigger:{base_id[:8]}",)
+        record_new_dispatch(store, new_id, graph, inputs=full["inputs"],
+                            graph_blob=cloudpickle.dumps({"lattice": lattice,
+                                                          "replace": saved.get("replace")}),
+                            owner=heartbeat.owner, source=full.get("source"),
+                            inputs_text=full.get("inputs_text"), tags=tags)
+        self._start(db_path, new_id, graph, {})
+        return new_id
+
+    def stop_triggers(self, db_path: str, dispatch_id: str, error: str | None = None
+                      ) -> list[str]:
+        """Stop watching; end the registration with the ids its triggers started."""
+        from qflow._status import Status
+        from qflow._task import dumps_value
+        from qflow._text import value_text
+
+        triggers = self._triggers.pop(dispatch_id, [])
+        for trigger in triggers:
+            trigger.stop()
+        started = [i for t in triggers for i in t.new_dispatch_ids]
+        store, heartbeat = self._store(db_path)
+        heartbeat.release([dispatch_id])
+        store.update_dispatch(dispatch_id, only_if_unfinished=True,
+                              status=Status.FAILED if error else Status.COMPLETED,
+                              result=dumps_value(started), result_text=value_text(started),
+                              error=error, end_time=datetime.now(UTC).isoformat())
+        return started
+
     def _resume_all(self, db_path: str) -> None:
         """Pick up what a previous incarnation of this service left unfinished."""
         from qflow._lease import owner_role, owner_alive
@@ -107,6 +182,9 @@ class DispatcherService:
                     continue
                 full = store.get_dispatch(dispatch_id) or {}
                 saved, inputs = loads(full["graph"]), loads(full["inputs"])
+                if getattr(saved["lattice"], "triggers", ()):  # a registration: watch again
+                    self.add_triggers(db_path, dispatch_id)
+                    continue
                 graph = saved["lattice"].build_graph(
                     *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"])
                 done = {r["node_id"]: r["output"] for r in store.get_nodes(dispatch_id)

@@ -1,0 +1,142 @@
+"""Triggers (Covalent's ct.triggers): each kind fires on its condition (in-process,
+with a recording callback), and end to end under a real `qflow start` service."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+import qflow as ct
+from qflow._wait import wait_until
+from qflow.exceptions import ClusterError, QflowInputError
+
+
+def _watch(trigger):
+    fired = []
+    trigger.attach(lambda: fired.append(f"d{len(fired)}") or fired[-1])
+    thread = threading.Thread(target=trigger.observe, daemon=True)
+    thread.start()
+    return fired, thread
+
+
+def test_time_trigger_fires_every_gap_until_stopped():
+    trigger = ct.triggers.TimeTrigger(time_gap=0.2)
+    fired, thread = _watch(trigger)
+    assert wait_until(lambda: len(fired) >= 3, timeout=10, interval=0.05)
+    trigger.stop()
+    thread.join(5)
+    assert not thread.is_alive() and trigger.new_dispatch_ids == fired
+
+
+def test_dir_trigger_fires_once_per_changed_file(tmp_path):
+    trigger = ct.triggers.DirTrigger(str(tmp_path), event_names=["created", "modified"],
+                                     poll_interval=0.05)
+    fired, thread = _watch(trigger)
+    time.sleep(0.3)
+    (tmp_path / "a.txt").write_text("1")
+    assert wait_until(lambda: len(fired) == 1, timeout=5, interval=0.05)
+    time.sleep(0.1)
+    (tmp_path / "a.txt").write_text("12")
+    assert wait_until(lambda: len(fired) == 2, timeout=5, interval=0.05)
+    time.sleep(0.3)
+    assert len(fired) == 2  # nothing changed since
+    trigger.stop()
+    thread.join(5)
+
+
+def test_sqlite_trigger_counts_new_matching_rows(tmp_path):
+    db = tmp_path / "jobs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE jobs (status TEXT)")
+    trigger = ct.triggers.SQLiteTrigger(str(db), "jobs", poll_interval=0.05,
+                                        where_clauses=["status = 'ready'"], trigger_after_n=2)
+    fired, thread = _watch(trigger)
+    time.sleep(0.2)
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO jobs VALUES (?)",
+                         [("ready",), ("other",), ("ready",), ("ready",)])
+    assert wait_until(lambda: len(fired) == 1, timeout=5, interval=0.05)
+    time.sleep(0.3)
+    assert len(fired) == 1  # the third ready row waits for a fourth
+    trigger.stop()
+    thread.join(5)
+
+
+def test_bad_triggers_and_no_service():
+    with pytest.raises(QflowInputError, match="time_gap is a number of seconds > 0"):
+        ct.triggers.TimeTrigger(time_gap=0)
+    with pytest.raises(QflowInputError, match="event_names are among"):
+        ct.triggers.DirTrigger("/tmp", event_names="touched")
+    with pytest.raises(QflowInputError, match="triggers takes qflow.triggers objects"):
+        ct.lattice(triggers=["hourly"])(lambda: 1)
+
+    @ct.lattice(triggers=ct.triggers.TimeTrigger(time_gap=1))
+    @ct.electron
+    def workflow():
+        return 1
+
+    with pytest.raises(ClusterError, match="run `qflow start` first"):
+        ct.dispatch(workflow)()
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time, qflow as ct
+    from pathlib import Path
+    read, write = Path(sys.argv[1]), Path(sys.argv[2])
+
+    @ct.lattice(triggers=ct.triggers.DirTrigger(str(read.parent), event_names="modified"))
+    @ct.electron
+    def dir_workflow():
+        total = sum(int(n) for n in read.read_text().split())
+        with open(write, "a") as f:
+            f.write(f"{total}\\n")
+
+    read.write_text("0\\n")
+    print("ID", ct.dispatch(dir_workflow)())
+""")
+
+STOP = textwrap.dedent("""
+    import sys, qflow as ct
+    started = ct.stop_triggers(sys.argv[1])
+    res = ct.get_result(sys.argv[1], wait=True, timeout=60)
+    print("STOPPED", len(started), res.status, res.result == started)
+""")
+
+
+@pytest.mark.service
+@pytest.mark.slow
+def test_dir_trigger_under_the_service_outlives_its_script(tmp_path):
+    home, watched = tmp_path / "home", tmp_path / "in"
+    watched.mkdir()
+    read, write = watched / "numbers.txt", tmp_path / "sums.txt"
+    env = {**os.environ, "QFLOW_HOME": str(home)}
+    env.pop("RAY_ADDRESS", None)
+    cli = [sys.executable, "-m", "qflow.cli"]
+    run = lambda args, t=180: subprocess.run(args, env=env, capture_output=True,  # noqa: E731
+                                             text=True, timeout=t)
+    started = run([*cli, "start", "--num-cpus", "2"])
+    assert started.returncode == 0, started.stderr[-3000:]
+    try:
+        out = run([sys.executable, "-c", SCRIPT, str(read), str(write)])
+        assert out.returncode == 0, out.stderr[-3000:]
+        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        expected = []
+        for i in range(1, 4):  # the script has exited: the service watches
+            time.sleep(1.0)
+            with open(read, "a") as f:
+                f.write(f"{i}\n")
+            expected.append(sum(range(i + 1)))
+            assert wait_until(lambda: write.exists() and len(write.read_text().split())
+                              == len(expected), timeout=60, interval=0.2), \
+                f"trigger {i} did not run the lattice"
+        assert [int(n) for n in write.read_text().split()] == expected
+        stopped = run([sys.executable, "-c", STOP, dispatch_id])
+        assert stopped.stdout.strip().splitlines()[-1] == "STOPPED 3 COMPLETED True", \
+            stopped.stderr[-3000:]
+    finally:
+        run([*cli, "stop"])
