@@ -1,0 +1,5 @@
+"""``covalent._file_transfer``: Covalent's module path for :mod:`qflow.fs`."""
+
+from qflow.fs import File, FileTransfer, Folder, Order, TransferFromRemote, TransferToRemote
+
+__all__ = ["File", "FileTransfer", "Folder", "Order", "TransferFromRemote", "TransferToRemote"]

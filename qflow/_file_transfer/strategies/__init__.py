@@ -1,0 +1,5 @@
+"""``covalent._file_transfer.strategies``: :mod:`qflow.fs_strategies`."""
+
+from qflow.fs_strategies import HTTP, S3, Blob, FileTransferStrategy, GCloud, Rsync, Shutil
+
+__all__ = ["Blob", "FileTransferStrategy", "GCloud", "HTTP", "Rsync", "S3", "Shutil"]
