@@ -132,7 +132,7 @@ class TestBlobs:
         assert nodes[1]["output"] == b"small"
         with pytest.raises(StoreError, match="cannot be read.*rest of the dispatch is intact"):
             loads(nodes[0]["output"])
-        assert "unreadable" in repr(TransportableObject(nodes[0]["output"]))
+        assert "unreadable" in repr(TransportableObject._stored(nodes[0]["output"]))
 
     def test_a_pointer_cannot_read_arbitrary_files(self, tmp_path):
         store = SQLiteStore(tmp_path / "qflow.db")
