@@ -124,7 +124,7 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
          "owner": owner, "heartbeat": time.time(), "inputs_text": inputs_text,
          "source": source, "electron_sources": _electron_sources(graph),
          "tags": json.dumps(list(tags)) if tags else None,
-         "inputs": inputs, "graph": graph_blob, "graph_text": graph.describe()},
+         "inputs": inputs, "graph": graph_blob, "graph_text": None},  # made when read
         [_parameter_row(n, created) if n.kind is NodeKind.PARAMETER else
          {"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
           "parents": repr(n.parents()), "status": Status.NEW_OBJECT,

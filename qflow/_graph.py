@@ -15,7 +15,7 @@ import dis
 import operator
 import sys
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -230,12 +230,24 @@ class Graph:
         return order
 
     def describe(self) -> str:
-        """The graph as indented text, one node a line with its parents."""
-        lines = [f"lattice {self.name}: {len(self.nodes)} nodes"]
-        for node in self.nodes:
-            parents = ", ".join(self.nodes[p].label for p in node.parents()) or "-"
-            lines.append(f"  {node.label:<28} [{node.kind}] <- {parents}")
-        return "\n".join(lines)
+        """The graph as indented text, one node a line with its parents (parameter nodes
+        show as parents, not on lines of their own)."""
+        return describe_nodes(self.name, ((n.node_id, n.name, str(n.kind), n.parents())
+                                          for n in self.nodes))
+
+
+def describe_nodes(name: str, nodes: Iterable[tuple[int, str, str, Sequence[int]]]) -> str:
+    """:meth:`Graph.describe` from ``(node_id, name, kind, parents)`` rows, as a store
+    holds them (so the text is made when read, not on every dispatch)."""
+    rows = list(nodes)
+    labels = {nid: f"{nm}({nid})" for nid, nm, _, _ in rows}
+    lines = [f"lattice {name}: {len(rows)} nodes"]
+    for nid, _, kind, parents in rows:
+        if kind == NodeKind.PARAMETER:
+            continue
+        shown = ", ".join(labels.get(p, f"?({p})") for p in parents) or "-"
+        lines.append(f"  {labels[nid]:<28} [{kind}] <- {shown}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- build context

@@ -12,8 +12,6 @@ Example:
     >>> print(drawing)
     lattice flow: 4 nodes
       add(0)                       [electron] <- :parameter:2(1), :parameter:1(2)
-      :parameter:2(1)              [parameter] <- -
-      :parameter:1(2)              [parameter] <- -
       :postprocess:reconstruct(3)  [op] <- add(0)
     >>> drawing.svg().startswith("<svg")
     True

@@ -33,8 +33,8 @@ class Lattice:
         self.workflow_function = fn
         self.options = options
         self.tags = tags
-        #: Covalent's view of the last graph :meth:`build_graph` made (None before).
-        self.transport_graph: Any = None
+        self._last_graph: Graph | None = None
+        self._transport_graph: Any = None
         #: What re-dispatches this lattice (see :mod:`qflow.triggers`).
         self.triggers: tuple[Any, ...] = ()
         functools.update_wrapper(self, fn)
@@ -83,10 +83,23 @@ class Lattice:
                     merged[id(own)] = own.merged_over(self.options)
                 node.options = merged[id(own)]
         graph.topo_order()  # rejects wait() cycles before anything runs
-        from qflow.transport import TransportGraph
-
-        self.transport_graph = TransportGraph.from_graph(graph)  # as Covalent's build_graph
+        self._last_graph = graph  # Covalent's build_graph sets transport_graph: see below
+        self._transport_graph = None
         return graph
+
+    @property
+    def transport_graph(self) -> Any:
+        """Covalent's view of the graph the last :meth:`build_graph` made (None before);
+        built when first read, so dispatching never pays for it."""
+        if self._transport_graph is None and self._last_graph is not None:
+            from qflow.transport import TransportGraph
+
+            self._transport_graph = TransportGraph.from_graph(self._last_graph)
+        return self._transport_graph
+
+    @transport_graph.setter
+    def transport_graph(self, value: Any) -> None:
+        self._transport_graph = value
 
     def draw(self, *args: Any, **kwargs: Any) -> Any:
         """Build the graph for these arguments and return a :class:`qflow.drawing.Drawing`:
@@ -102,7 +115,6 @@ class Lattice:
             >>> print(nothing.draw())  # doctest: +NORMALIZE_WHITESPACE
             lattice nothing: 2 nodes
               :postprocess:reconstruct(0)  [op] <- :parameter:1(1)
-              :parameter:1(1)              [parameter] <- -
         """
         from qflow.drawing import Drawing
 
@@ -110,10 +122,12 @@ class Lattice:
 
     def __getstate__(self) -> dict[str, Any]:
         # The last build's view is a convenience of this process, not part of the lattice.
-        return {k: v for k, v in self.__dict__.items() if k != "transport_graph"}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_last_graph", "_transport_graph")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"transport_graph": None, "triggers": (), **state})
+        self.__dict__.update({"_last_graph": None, "_transport_graph": None, "triggers": (),
+                              **state})
 
 
 @overload

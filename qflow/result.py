@@ -220,8 +220,10 @@ class Result:
         """Per-node options, from building the graph again (nothing runs)."""
         from qflow.transport import node_metadata
 
-        inputs = self.inputs
-        graph = lat.build_graph(*inputs["args"], **inputs["kwargs"])
+        import copy
+
+        inputs = self.inputs  # built on a copy: ``lat`` keeps this dispatch's graph view
+        graph = copy.copy(lat).build_graph(*inputs["args"], **inputs["kwargs"])
         return {n.node_id: node_metadata(n) for n in graph.nodes}
 
     def __str__(self) -> str:
@@ -240,7 +242,13 @@ class Result:
     @property
     def graph_text(self) -> str:
         """The transport graph, one node a line."""
-        return self._row.get("graph_text") or ""
+        if self._row.get("graph_text"):  # stores written before it was made on reading
+            return self._row["graph_text"]
+        from qflow._graph import describe_nodes
+
+        return describe_nodes(self.lattice_name, (
+            (r["node_id"], r["name"], r["kind"], ast.literal_eval(r["parents"] or "[]"))
+            for r in self._node_rows()))
 
     def _node_rows(self) -> list[dict[str, Any]]:
         if self._nodes is None:
