@@ -26,6 +26,11 @@ from qflow._api import init as init
 from qflow._api import redispatch as redispatch
 from qflow._api import stop_triggers as stop_triggers
 from qflow._options import ElectronOptions as ElectronOptions
+from qflow.compat import get_config as get_config
+from qflow.compat import get_context as get_context
+from qflow.compat import reload_config as reload_config
+from qflow.compat import set_config as set_config
+from qflow.compat import sync as sync
 from qflow._status import Status as Status
 from qflow.deps import DepsBash as DepsBash
 from qflow.deps import DepsCall as DepsCall
@@ -64,6 +69,8 @@ __all__ = [
     "electron",
     "ElectronOptions",
     "gc",
+    "get_config",
+    "get_context",
     "get_result",
     "init",
     "Lattice",
@@ -73,10 +80,13 @@ __all__ = [
     "qelectron",
     "QflowError",
     "redispatch",
+    "reload_config",
     "Result",
+    "set_config",
     "Status",
     "status",
     "stop_triggers",
+    "sync",
     "TransportableObject",
     "wait",
 ]

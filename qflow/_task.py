@@ -30,6 +30,7 @@ from qflow._options import ElectronOptions
 from qflow import _progress as progress
 from qflow._plan import Operand, Program, resolve
 from qflow._text import value_text, value_text_join
+from qflow.compat import task_context
 from qflow.metrics import collecting
 from qflow.store.base import MetricPoint
 from qflow._traceback import user_traceback
@@ -297,7 +298,8 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                collecting(call.node_id) as outcome.metrics:
+                collecting(call.node_id) as outcome.metrics, \
+                task_context(call.dispatch_id, call.node_id):
             opts = call.options
             opts.deps_bash.run()
             steps = call.program.run(values)

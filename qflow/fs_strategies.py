@@ -137,19 +137,19 @@ def _client(module: str, extra: str) -> Any:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
         raise DependencyError(f"This strategy needs {module}; install it with "
-                              f"pip install {extra}.") from exc
+                              f"pip install 'qflow-runtime[{extra}]'.") from exc
 
 
 class S3(FileTransferStrategy):
-    """Amazon S3 through boto3 (installed with qflow's ``quantum`` extra, or
-    ``pip install boto3``); credentials come from the usual AWS sources."""
+    """Amazon S3 through boto3 (the ``s3`` extra; the ``quantum`` extra has it too);
+    credentials come from the usual AWS sources."""
 
     def __init__(self, credentials: str | None = None, profile: str | None = None,
                  region_name: str | None = None) -> None:
         self.credentials, self.profile, self.region_name = credentials, profile, region_name
 
     def _s3(self) -> Any:
-        boto3 = _client("boto3", "boto3")
+        boto3 = _client("boto3", "s3")
         session = boto3.Session(profile_name=self.profile, region_name=self.region_name)
         if session.get_credentials() is None:
             raise DependencyError("S3 transfers need AWS credentials, and none were found: "
@@ -173,11 +173,11 @@ class S3(FileTransferStrategy):
 
 
 class GCloud(FileTransferStrategy):
-    """Google Cloud Storage (``pip install google-cloud-storage``), with application
-    default credentials (GOOGLE_APPLICATION_CREDENTIALS)."""
+    """Google Cloud Storage (the ``gcs`` extra), with application default credentials
+    (GOOGLE_APPLICATION_CREDENTIALS)."""
 
     def _bucket(self, file: Any) -> tuple[Any, str]:
-        storage = _client("google.cloud.storage", "google-cloud-storage")
+        storage = _client("google.cloud.storage", "gcs")
         bucket, _, key = file.filepath.lstrip("/").partition("/")
         try:
             return storage.Client().bucket(bucket), key
@@ -197,12 +197,12 @@ class GCloud(FileTransferStrategy):
 
 
 class Blob(FileTransferStrategy):
-    """Azure Blob Storage (``pip install azure-storage-blob azure-identity``), with
+    """Azure Blob Storage (the ``azure`` extra), with
     ``DefaultAzureCredential`` (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET)."""
 
     def _client(self, file: Any) -> Any:
-        blob = _client("azure.storage.blob", "azure-storage-blob")
-        identity = _client("azure.identity", "azure-identity")
+        blob = _client("azure.storage.blob", "azure")
+        identity = _client("azure.identity", "azure")
         account = f"https://{file.netloc}"
         container, _, name = file.filepath.lstrip("/").partition("/")
         try:

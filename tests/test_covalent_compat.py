@@ -314,3 +314,28 @@ class TestDraw:
         assert drawing._repr_svg_() == svg
         assert (tmp_path / "graph.txt").exists() is False
         assert drawing.save(tmp_path / "graph.txt").read_text() == text + "\n"
+
+
+class TestTopLevelCalls:
+    def test_get_context_sync_and_config(self):
+        @ct.electron
+        def where():
+            context = ct.get_context()
+            return context.dispatch_id, context.node_id
+
+        @ct.lattice
+        def workflow():
+            return where()
+
+        dispatch_id = ct.dispatch(workflow)()
+        ct.sync(dispatch_id)
+        assert ct.get_result(dispatch_id).result == (dispatch_id, 0)
+        assert ct.get_context().dispatch_id is None  # outside an electron
+        assert ct.get_config()["qflow.home"] == ct.get_config("qflow.home")
+        with pytest.raises(KeyError, match="No config key 'sdk.nope'; qflow has"):
+            ct.get_config("sdk.nope")
+        with pytest.warns(QflowWarning, match=r"does not use the config keys \['sdk.no_cluster'\]"):
+            ct.set_config({"sdk.no_cluster": "true"})
+        assert ct.get_config("sdk.no_cluster") == "true"
+        ct.reload_config()
+        assert "sdk.no_cluster" not in ct.get_config()

@@ -14,7 +14,8 @@ MODULES = [
     "qflow._plan", "qflow._recorder", "qflow._wait", "qflow._traceback", "qflow.retention",
     "qflow.cli", "qflow.settings", "qflow._completions", "qflow._text", "qflow.metrics",
     "qflow.ui.layout", "qflow.ui.views", "qflow.ui.app", "qflow.drawing", "qflow.transport",
-    "qflow.executor", "qflow.waits", "qflow.result",
+    "qflow.executor", "qflow.waits", "qflow.result", "qflow.compat", "qflow.fs",
+    "qflow.fs_strategies", "qflow.leptons", "qflow.triggers",
 ]
 
 

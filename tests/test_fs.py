@@ -149,3 +149,11 @@ def test_bad_transfers_are_refused_before_dispatch(monkeypatch):
     ft = ct.fs.TransferFromRemote("s3://bucket/key.txt", "/tmp/key.txt")
     with pytest.raises(ct.exceptions.DependencyError, match="AWS credentials"):
         ft.run()
+
+
+def test_a_missing_cloud_library_names_the_extra(monkeypatch):
+    # google-cloud-storage is not installed here (an optional extra)
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)
+    ft = ct.fs.TransferFromRemote("gs://bucket/key.txt", "/tmp/key.txt")
+    with pytest.raises(ct.exceptions.DependencyError, match=r"qflow-runtime\[gcs\]"):
+        ft.run()
