@@ -339,3 +339,10 @@ class TestTopLevelCalls:
         assert ct.get_config("sdk.no_cluster") == "true"
         ct.reload_config()
         assert "sdk.no_cluster" not in ct.get_config()
+
+
+def test_covalents_module_paths_for_plugins():
+    from qflow.executor.base import AsyncBaseExecutor, BaseExecutor
+    from qflow.executor.utils import get_context
+
+    assert issubclass(AsyncBaseExecutor, BaseExecutor) and get_context is ct.get_context
