@@ -64,12 +64,13 @@ class QAOAResult:
 
 def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", optimizer: Any = None,
                 steps: int = 150, pack: int = 50, tol: float | None = None,
-                top_k: int = 16) -> QAOAResult:
+                top_k: int = 16, diff_method: str | None = None) -> QAOAResult:
     """Solve MaxCut with depth-``p`` QAOA.
 
     ``ratio`` is the expected cut of the optimised state over the brute-force maximum
     (graphs of at most 20 nodes). ``best_cut`` is the best of the ``top_k`` most
-    probable bitstrings.
+    probable bitstrings. ``backend``, ``optimizer``, ``steps``, ``pack``, ``tol`` and
+    ``diff_method`` are as in :func:`qflow.variational.minimize`.
 
     Example:
         >>> from qflow.algorithms import qaoa_maxcut
@@ -100,7 +101,7 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
                     + [0.8 * (1 - (i + 1) / p) + 0.1 for i in range(p)])
     loop = minimize(circuit, init, wires=n, backend=backend,
                     optimizer=optimizer or qml.AdamOptimizer(0.05), steps=steps, pack=pack,
-                    tol=tol)
+                    tol=tol, diff_method=diff_method)
 
     @qml.qnode(qml.device("default.qubit", wires=n))
     def probabilities(params: Any) -> Any:

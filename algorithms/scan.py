@@ -40,7 +40,7 @@ def vqe_point(bond_length: float, backend: Any, steps: int, pack: int,
     loop_id, spec_blob, state = prepare(circuit, np.zeros(n_params), wires=wires,
                                         backend=backend, steps=steps, pack=pack, tol=1e-8)
     loop = variational_loop(loop_id, spec_blob, state, steps, pack)
-    exact = exact_ground_energy(hamiltonian, wires)
+    exact = exact_ground_energy(hamiltonian, wires, electrons=molecule.electrons)
     return {"bond_length": bond_length, "exact": exact, "chunks": loop["chunks"],
             "energy": report_point(bond_length, loop["chunks"], exact)}
 

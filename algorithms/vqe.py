@@ -57,11 +57,37 @@ def molecular_hamiltonian(molecule: Molecule) -> tuple[Any, int]:
                                            charge=molecule.charge, method="dhf")
 
 
-def exact_ground_energy(hamiltonian: Any, wires: int) -> float:
-    """The lowest eigenvalue, by diagonalising the Hamiltonian's matrix."""
-    import pennylane as qml
+def exact_ground_energy(hamiltonian: Any, wires: int, electrons: int | None = None) -> float:
+    """The lowest eigenvalue of a qubit Hamiltonian, in the sector of ``electrons``.
 
-    return float(np.linalg.eigvalsh(qml.matrix(hamiltonian, wire_order=range(wires)))[0])
+    With ``electrons`` (the molecule's electron number: ``Molecule.electrons``) only
+    basis states with that many occupied spin orbitals count, under the Jordan-Wigner
+    mapping qchem uses. Without it the lowest eigenvalue over every electron number is
+    returned, which for an ion is another species' energy (H3+ would give neutral H3).
+    A sparse eigensolver keeps 20 qubits within reach.
+
+    Example:
+        >>> import pennylane as qml
+        >>> h = qml.Hamiltonian([1.0, -1.0], [qml.Z(0), qml.Z(1)])  # |01> is lowest
+        >>> exact_ground_energy(h, 2), exact_ground_energy(h, 2, electrons=2)
+        (-2.0, 0.0)
+    """
+    from scipy.sparse.linalg import eigsh
+
+    matrix = hamiltonian.sparse_matrix(wire_order=range(wires)).tocsr()
+    if electrons is not None:
+        if not isinstance(electrons, int) or not 0 <= electrons <= wires:
+            raise QflowInputError(f"electrons must be an int from 0 to {wires} (the spin "
+                                  f"orbitals); got {electrons!r}.")
+        index = np.arange(2 ** wires)
+        occupied = np.zeros(2 ** wires, dtype=np.int64)
+        for bit in range(wires):
+            occupied += (index >> bit) & 1
+        sector = np.flatnonzero(occupied == electrons)
+        matrix = matrix[sector][:, sector]
+    if matrix.shape[0] <= 512:
+        return float(np.linalg.eigvalsh(matrix.toarray())[0])
+    return float(eigsh(matrix, k=1, which="SA", return_eigenvectors=False)[0])
 
 
 @dataclass(frozen=True)
@@ -109,7 +135,8 @@ def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> 
 def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int | None = None,
         electrons: int | None = None, ansatz: str = "double_excitation", optimizer: Any = None,
         backend: Any = "lightning.qubit", steps: int = 100, pack: int = 10,
-        tol: float | None = 1e-8, initial_params: Sequence[float] | None = None) -> VQEResult:
+        tol: float | None = 1e-8, initial_params: Sequence[float] | None = None,
+        diff_method: str | None = None) -> VQEResult:
     """Find a ground-state energy with VQE on a backend, packed ``pack`` steps per actor call.
 
     Args:
@@ -117,7 +144,7 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
         ansatz: ``"double_excitation"`` (default: double excitations on Hartree-Fock),
             ``"singles_doubles"`` or ``"uccsd"``.
         optimizer: a PennyLane optimizer (default gradient descent, step 0.4).
-        backend, steps, pack, tol: see :func:`qflow.variational.minimize`.
+        backend, steps, pack, tol, diff_method: see :func:`qflow.variational.minimize`.
 
     Example:
         >>> from qflow.algorithms import Molecule, vqe
@@ -140,7 +167,7 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
             f"The {ansatz} ansatz for this molecule takes {n_params} params; initial_params has "
             f"shape {params.shape}.")
     loop = minimize(circuit, params, wires=wires, backend=backend, optimizer=optimizer,
-                    steps=steps, pack=pack, tol=tol)
+                    steps=steps, pack=pack, tol=tol, diff_method=diff_method)
     return VQEResult(energies=loop.costs, energy=loop.final_cost, params=loop.params,
                      iterations=loop.iterations, seconds=loop.seconds,
                      dispatch_id=loop.dispatch_id, loop=loop)

@@ -55,3 +55,40 @@ class Backend(abc.ABC):
     def ray_resources(self) -> dict[str, float]:
         """The custom Ray resources an actor using this backend must hold."""
         return dict(self.resources)
+
+    def gradient_method(self, requested: str | None = None) -> str:
+        """The ``diff_method`` for QNodes on this backend: ``requested`` if given (and
+        valid here), else the backend's exact method, or parameter-shift with shots.
+
+        Raises:
+            QflowConfigError: an unknown method, or one that needs exact simulation
+                (adjoint, backprop) on a backend with shots.
+
+        Example:
+            >>> from qflow.backends import get_backend
+            >>> get_backend("lightning.qubit").gradient_method()
+            'adjoint'
+            >>> get_backend("lightning.qubit", shots=1000).gradient_method()
+            'parameter-shift'
+        """
+        from qflow.exceptions import QflowConfigError
+
+        if requested is None:
+            return "parameter-shift" if self.shots is not None and self.diff_method in \
+                EXACT_ONLY else self.diff_method
+        if requested not in DIFF_METHODS:
+            raise QflowConfigError(f"diff_method {requested!r} is not one of "
+                                   f"{', '.join(DIFF_METHODS)}.")
+        if requested in EXACT_ONLY and self.shots is not None:
+            raise QflowConfigError(
+                f"diff_method={requested!r} needs exact simulation, but backend {self.name} "
+                f"runs with shots={self.shots}. Use diff_method='parameter-shift' (or "
+                "'spsa'), or shots=None.")
+        return requested
+
+
+#: Gradient methods PennyLane QNodes accept.
+DIFF_METHODS = ("best", "adjoint", "backprop", "parameter-shift", "finite-diff", "spsa",
+                "hadamard", "device")
+#: Methods that differentiate the exact state, so cannot work with shots.
+EXACT_ONLY = frozenset({"adjoint", "backprop"})

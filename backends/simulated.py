@@ -65,7 +65,13 @@ class SimulatedQPUBackend(Backend):
                if not isinstance(v, int | float) or v < 0}
         if bad:
             raise QflowConfigError(f"Latencies must be numbers >= 0 (ms); got {bad}.")
-        self.inner = get_backend(inner)
+        if isinstance(inner, Backend) and self.shots is not None and inner.shots != self.shots:
+            raise QflowConfigError(
+                f"shots={self.shots} given to simulated.qpu, but its inner backend {inner!r} "
+                "has other shots. Set shots on one of them.")
+        # The shots given here are the inner backend's: it is what samples.
+        self.inner = get_backend(inner, shots=self.shots) if isinstance(inner, str) else inner
+        self.shots = self.inner.shots
         self.round_trip_ms = float(round_trip_ms)
         self.queue_ms = float(queue_ms)
         self.resource = resource

@@ -45,7 +45,7 @@ class _BackendActor:
         qnode = self.qnodes.get(fn.digest)
         if qnode is None:
             qnode = self.qnodes[fn.digest] = qml.QNode(fn.load(), self.device,
-                                                       diff_method=self.backend.diff_method)
+                                                       diff_method=self.backend.gradient_method())
         return _plain(qnode(*args, **kwargs))
 
 
@@ -101,7 +101,7 @@ class QElectron(Electron):
         import pennylane as qml
 
         qnode = qml.QNode(self.circuit, self.backend.make_device(self.wires),
-                          diff_method=self.backend.diff_method)
+                          diff_method=self.backend.gradient_method())
         return _plain(qnode(*args, **kwargs))
 
 

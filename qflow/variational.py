@@ -100,7 +100,8 @@ class _LoopActor:
         self.backend = spec["backend"]
         self.device = self.backend.make_device(spec["wires"])
         self.qnode = qml.QNode(spec["circuit"], self.device,
-                               diff_method=self.backend.diff_method)
+                               diff_method=spec.get("diff_method")
+                               or self.backend.gradient_method())
         self.tol = spec["tol"]
 
     def node_id(self) -> str:
@@ -325,7 +326,8 @@ def _ranges(indices: list[int]) -> str:
 
 def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
             backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
-            pack: int = 10, tol: float | None = None) -> tuple[str, bytes, dict[str, Any]]:
+            pack: int = 10, tol: float | None = None, diff_method: str | None = None
+            ) -> tuple[str, bytes, dict[str, Any]]:
     """Validate a loop and return ``(loop_id, spec_blob, initial_state)`` for
     :func:`variational_loop`; :func:`minimize` documents the arguments."""
     import pennylane as qml
@@ -336,10 +338,13 @@ def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise QflowConfigError(f"{name} must be an int >= {low}; got {value!r}.")
     backend = get_backend(backend)
+    # Decided here, before any dispatch: a wrong method fails now, not in the worker.
+    method = backend.gradient_method(diff_method)
     optimizer = optimizer if optimizer is not None else qml.GradientDescentOptimizer(0.4)
     params = np.asarray(params, dtype=float)
     _check_circuit(circuit, params, wires, optimizer)
-    spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol}
+    spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol,
+            "diff_method": method}
     state = {"params": params, "optimizer": cloudpickle.dumps(optimizer), "costs": [],
              "last_cost": None, "converged": False, "step": 0, "restarts": 0}
     return uuid.uuid4().hex[:12], cloudpickle.dumps(spec), state
@@ -365,7 +370,8 @@ def collect(chunks: list[dict[str, Any]], dispatch_id: str, seconds: float) -> L
 
 def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
              backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
-             pack: int = 10, tol: float | None = None) -> LoopResult:
+             pack: int = 10, tol: float | None = None, diff_method: str | None = None
+             ) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
     Args:
@@ -377,6 +383,8 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
             a callable ``(cost_fn, params) -> (new_params, cost)``.
         steps: the maximum number of optimizer steps.
         pack: optimizer steps per actor call (and per persisted chunk node).
+        diff_method: the QNode gradient method; by default the backend's exact one
+            (adjoint for lightning), or parameter-shift when the backend has shots.
         tol: stop when the cost changes by less than this between steps.
 
     Example:
@@ -389,7 +397,8 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         True
     """
     loop_id, spec_blob, state = prepare(circuit, params, wires=wires, backend=backend,
-                                        optimizer=optimizer, steps=steps, pack=pack, tol=tol)
+                                        optimizer=optimizer, steps=steps, pack=pack, tol=tol,
+                                        diff_method=diff_method)
     spec = cloudpickle.loads(spec_blob)
     qflow._api._runtime().service()  # connected, so the check below sees the cluster
     ensure_feasible({"CPU": 1.0, **spec["backend"].ray_resources()},

@@ -152,3 +152,36 @@ def test_actor_placed_on_node_holding_backend_resource(tmp_path):
                  if ln.startswith(("GATEWAY", "ACTOR")))
     assert "GATEWAY" in lines, out.stderr[-3000:]
     assert lines["ACTOR"] == lines["GATEWAY"]
+
+
+class TestGradientMethod:
+    """Issue 11, shots: the gradient method follows the backend and its shots."""
+
+    def test_default_follows_shots_and_is_checked_before_dispatch(self):
+        from qflow.backends import get_backend
+
+        assert get_backend("lightning.qubit").gradient_method() == "adjoint"
+        assert get_backend("lightning.qubit", shots=100).gradient_method() == "parameter-shift"
+        assert get_backend("default.qubit", shots=100).gradient_method() == "best"
+        with pytest.raises(QflowConfigError, match="'adjont' is not one of best, adjoint"):
+            minimize(rx_circuit, [0.1], wires=1, diff_method="adjont")
+        with pytest.raises(QflowConfigError, match="needs exact simulation.*shots=50"):
+            minimize(rx_circuit, [0.1], wires=1, diff_method="adjoint",
+                     backend=get_backend("lightning.qubit", shots=50))
+
+    def test_simulated_qpu_passes_its_shots_on(self):
+        from qflow.backends import get_backend
+
+        qpu = get_backend("simulated.qpu", inner="default.qubit", shots=1000,
+                          round_trip_ms=0)
+        assert qpu.shots == 1000 and qpu.inner.shots == 1000
+        with pytest.raises(QflowConfigError, match="has other shots"):
+            get_backend("simulated.qpu", inner=get_backend("default.qubit", shots=10),
+                        shots=1000)
+
+    def test_lightning_with_shots_runs(self):
+        from qflow.backends import get_backend
+
+        res = minimize(rx_circuit, [0.3], wires=1, steps=4, pack=2,
+                       backend=get_backend("lightning.qubit", shots=2000))
+        assert len(res.costs) == 4 and all(-1.0 <= c <= 1.0 for c in res.costs)

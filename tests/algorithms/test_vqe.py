@@ -56,3 +56,29 @@ def test_scan_table_and_plot(tmp_path):
                                                                  0, 0, row["bond_length"] / 2]))
     assert res.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "exact (Ha)" in res.table()
+
+
+class TestExactReference:
+    """Issue 11: the exact reference is taken in the molecule's own electron sector."""
+
+    def test_an_ion_is_not_compared_with_its_neutral_atom(self):
+        from qflow.algorithms.vqe import exact_ground_energy, molecular_hamiltonian
+
+        h3 = Molecule(["H", "H", "H"], [0, 0, 0, 0, 0, 1.65, 0, 1.43, 0.825], charge=1)
+        hamiltonian, wires = molecular_hamiltonian(h3)
+        anywhere = exact_ground_energy(hamiltonian, wires)
+        two_electrons = exact_ground_energy(hamiltonian, wires, electrons=h3.electrons)
+        assert h3.electrons == 2
+        # The unrestricted minimum is neutral H3's (three electrons), 35 mHa lower.
+        assert 0.030 < two_electrons - anywhere < 0.040
+        # Independent check: the same sector of the dense matrix.
+        dense = qml.matrix(hamiltonian, wire_order=range(wires))
+        sector = [i for i in range(2 ** wires) if bin(i).count("1") == 2]
+        assert two_electrons == pytest.approx(
+            np.linalg.eigvalsh(dense[np.ix_(sector, sector)])[0], abs=1e-9)
+
+    def test_sector_argument_is_checked(self):
+        from qflow.algorithms.vqe import exact_ground_energy
+
+        with pytest.raises(QflowInputError, match="electrons must be an int from 0 to 2"):
+            exact_ground_energy(qml.Hamiltonian([1.0], [qml.Z(0)]), 2, electrons=5)
