@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 import qflow
-from qflow.algorithms.vqe import (ANSATZE, Molecule, build_circuit, exact_ground_energy,
+from qflow.algorithms.vqe import (ANSATZE, Molecule, build_circuit, check_unit,
+                                  exact_ground_energy,
                                   molecular_hamiltonian)
 from qflow.backends import get_backend
 from qflow.exceptions import QflowConfigError, QflowInputError
@@ -32,9 +33,9 @@ def report_point(bond_length: float, chunks: list[dict[str, Any]], exact: float)
 
 @qflow.lattice
 def vqe_point(bond_length: float, backend: Any, steps: int, pack: int,
-              ansatz: str) -> dict[str, Any]:
-    """VQE for H2 at one bond length (Bohr); a sublattice of :func:`bond_scan`."""
-    molecule = Molecule.h2(bond_length)
+              ansatz: str, unit: str = "angstrom") -> dict[str, Any]:
+    """VQE for H2 at one bond length (in ``unit``); a sublattice of :func:`bond_scan`."""
+    molecule = Molecule.h2(bond_length, unit=unit)
     hamiltonian, wires = molecular_hamiltonian(molecule)
     circuit, n_params = build_circuit(ansatz, hamiltonian, wires, molecule.electrons)
     loop_id, spec_blob, state = prepare(circuit, np.zeros(n_params), wires=wires,
@@ -47,10 +48,11 @@ def vqe_point(bond_length: float, backend: Any, steps: int, pack: int,
 
 @qflow.lattice
 def bond_scan(bond_lengths: Sequence[float], backend: Any = "lightning.qubit", steps: int = 60,
-              pack: int = 20, ansatz: str = "double_excitation") -> list[dict[str, Any]]:
+              pack: int = 20, ansatz: str = "double_excitation",
+              unit: str = "angstrom") -> list[dict[str, Any]]:
     """The H2 potential energy curve: one :func:`vqe_point` sublattice per bond length."""
     point = qflow.electron(vqe_point)
-    return [point(b, backend, steps, pack, ansatz) for b in bond_lengths]
+    return [point(b, backend, steps, pack, ansatz, unit) for b in bond_lengths]
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,11 @@ class ScanResult:
     dispatch_id: str
     seconds: float
     plot: Path | None
+    unit: str = "angstrom"
 
     def table(self) -> str:
-        lines = [f"{'R (Bohr)':>9} {'VQE (Ha)':>13} {'exact (Ha)':>13} {'|diff| mHa':>11} "
+        label = f"R ({_UNIT_LABEL[self.unit]})"
+        lines = [f"{label:>9} {'VQE (Ha)':>13} {'exact (Ha)':>13} {'|diff| mHa':>11} "
                  f"{'iters':>6}"]
         for r in self.rows:
             lines.append(f"{r['bond_length']:>9.3f} {r['energy']:>13.6f} {r['exact']:>13.6f} "
@@ -71,7 +75,10 @@ class ScanResult:
         return "\n".join(lines)
 
 
-def _plot(rows: list[dict[str, float]], path: Path) -> Path:
+_UNIT_LABEL = {"angstrom": "Å", "bohr": "Bohr"}
+
+
+def _plot(rows: list[dict[str, float]], path: Path, unit: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +88,7 @@ def _plot(rows: list[dict[str, float]], path: Path) -> Path:
     bonds = [r["bond_length"] for r in rows]
     ax.plot(bonds, [r["exact"] for r in rows], "k-", label="exact (diagonalised)")
     ax.plot(bonds, [r["energy"] for r in rows], "o", label="VQE (qflow)")
-    ax.set_xlabel("H-H distance (Bohr)")
+    ax.set_xlabel(f"H-H distance ({_UNIT_LABEL[unit]})")
     ax.set_ylabel("energy (Ha)")
     ax.set_title("H2 potential energy curve, STO-3G")
     ax.legend()
@@ -92,25 +99,32 @@ def _plot(rows: list[dict[str, float]], path: Path) -> Path:
     return path
 
 
-def scan_h2(bond_lengths: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5), *,
+def scan_h2(bond_lengths: Sequence[float] = (0.5, 0.6, 0.74, 0.9, 1.1, 1.3), *,
             backend: Any = "lightning.qubit", steps: int = 60, pack: int = 20,
             ansatz: str = "double_excitation", plot: str | Path | None = "h2_scan.png",
-            progress: Callable[[str], Any] | None = None) -> ScanResult:
+            progress: Callable[[str], Any] | None = None, unit: str = "angstrom"
+            ) -> ScanResult:
     """Scan H2 bond lengths with VQE and compare with exact energies.
+
+    Args:
+        bond_lengths: H-H distances in ``unit``.
+        unit: ``"angstrom"`` (default, as PennyLane's qchem) or ``"bohr"``.
 
     Example:
         >>> from qflow.algorithms import scan_h2
-        >>> result = scan_h2([1.4], steps=20, plot=None)
+        >>> result = scan_h2([0.74], steps=20, plot=None)
         >>> result.rows[0]["error_mha"] < 1.6
         True
     """
+    unit = check_unit(unit)
     try:
         bonds = [float(b) for b in bond_lengths]
     except (TypeError, ValueError):
-        raise QflowInputError(f"bond_lengths is a list of distances in Bohr such as "
-                              f"[1.0, 1.4]; got {bond_lengths!r}.") from None
+        raise QflowInputError(f"bond_lengths is a list of distances in {unit} such as "
+                              f"[0.6, 0.74]; got {bond_lengths!r}.") from None
     if not bonds or not all(np.isfinite(bonds)) or min(bonds) <= 0:
-        raise QflowInputError(f"bond_lengths must be positive distances in Bohr; got {bonds}.")
+        raise QflowInputError(f"bond_lengths must be positive distances in {unit}; got "
+                              f"{bonds}.")
     # Everything the sublattices would only find out on a worker is checked here,
     # before anything is dispatched.
     get_backend(backend)
@@ -121,7 +135,7 @@ def scan_h2(bond_lengths: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5), *,
         raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: "
                                f"{', '.join(ANSATZE)}.")
     t0 = time.perf_counter()
-    dispatch_id = qflow.dispatch(bond_scan)(bonds, backend, steps, pack, ansatz)
+    dispatch_id = qflow.dispatch(bond_scan)(bonds, backend, steps, pack, ansatz, unit)
     done = -1
     while not qflow.get_result(dispatch_id, status_only=True)["status"].is_final:
         nodes = qflow.get_result(dispatch_id).get_all_node_results()
@@ -141,6 +155,6 @@ def scan_h2(bond_lengths: Sequence[float] = (1.0, 1.2, 1.4, 1.6, 2.0, 2.5), *,
         rows.append({"bond_length": point["bond_length"], "energy": loop.final_cost,
                      "exact": point["exact"], "iterations": loop.iterations,
                      "error_mha": abs(loop.final_cost - point["exact"]) * 1000})
-    path = _plot(rows, Path(plot)) if plot else None
+    path = _plot(rows, Path(plot), unit) if plot else None
     return ScanResult(rows=rows, dispatch_id=res.dispatch_id,
-                      seconds=time.perf_counter() - t0, plot=path)
+                      seconds=time.perf_counter() - t0, plot=path, unit=unit)

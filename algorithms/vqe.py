@@ -15,17 +15,38 @@ __all__ = ["Molecule", "VQEResult", "build_circuit", "exact_ground_energy",
            "molecular_hamiltonian", "vqe"]
 
 ANSATZE = ("double_excitation", "singles_doubles", "uccsd")
+#: Length units a geometry may be given in.
+UNITS = ("angstrom", "bohr")
+#: Bohr per Ångström (CODATA 2018).
+BOHR_PER_ANGSTROM = 1.8897261246
+
+
+def check_unit(unit: Any) -> str:
+    """``unit`` lower-cased, or a QflowInputError listing the valid ones."""
+    if not isinstance(unit, str) or unit.lower() not in UNITS:
+        raise QflowInputError(f"unit is one of {', '.join(UNITS)} (lengths in Ångström or "
+                              f"Bohr); got {unit!r}.")
+    return unit.lower()
 
 
 @dataclass(frozen=True)
 class Molecule:
-    """Atoms and their coordinates in Bohr, e.g. ``Molecule(["H", "H"], [0, 0, -0.66, 0, 0, 0.66])``."""
+    """Atoms and their coordinates, in Ångström by default (as PennyLane's qchem).
+
+    Example:
+        >>> Molecule(["H", "H"], [0, 0, 0, 0, 0, 0.7414]).unit
+        'angstrom'
+        >>> Molecule.h2(1.4011, unit="bohr").bond_length_angstrom()
+        0.7414...
+    """
 
     symbols: tuple[str, ...]
     geometry: tuple[float, ...]
     charge: int = 0
+    unit: str = "angstrom"
 
-    def __init__(self, symbols: Sequence[str], geometry: Sequence[float], charge: int = 0):
+    def __init__(self, symbols: Sequence[str], geometry: Sequence[float], charge: int = 0,
+                 unit: str = "angstrom"):
         geometry = tuple(float(x) for x in np.ravel(geometry))
         if len(geometry) != 3 * len(symbols) or not symbols:
             raise QflowInputError(
@@ -34,11 +55,23 @@ class Molecule:
         object.__setattr__(self, "symbols", tuple(symbols))
         object.__setattr__(self, "geometry", geometry)
         object.__setattr__(self, "charge", charge)
+        object.__setattr__(self, "unit", check_unit(unit))
 
     @classmethod
-    def h2(cls, bond_length: float = 1.3228) -> Molecule:
-        """H2 along z with ``bond_length`` in Bohr (1.3228 Bohr is about 0.70 Å)."""
-        return cls(["H", "H"], [0, 0, -bond_length / 2, 0, 0, bond_length / 2])
+    def h2(cls, bond_length: float = 0.7414, unit: str = "angstrom") -> Molecule:
+        """H2 along z with ``bond_length`` in ``unit`` (0.7414 Å is its equilibrium)."""
+        return cls(["H", "H"], [0, 0, -bond_length / 2, 0, 0, bond_length / 2], unit=unit)
+
+    @property
+    def geometry_bohr(self) -> np.ndarray:
+        """The coordinates in Bohr, shape (atoms, 3), as qchem's Hamiltonian wants them."""
+        scale = BOHR_PER_ANGSTROM if self.unit == "angstrom" else 1.0
+        return np.array(self.geometry).reshape(-1, 3) * scale
+
+    def bond_length_angstrom(self) -> float:
+        """The distance between the first two atoms, in Ångström."""
+        a, b = self.geometry_bohr[:2]
+        return float(np.linalg.norm(a - b) / BOHR_PER_ANGSTROM)
 
     @property
     def electrons(self) -> int:
@@ -52,8 +85,7 @@ def molecular_hamiltonian(molecule: Molecule) -> tuple[Any, int]:
     """The qubit Hamiltonian and its wire count, from PennyLane's offline ``dhf`` method."""
     import pennylane as qml
 
-    coords = np.array(molecule.geometry)
-    return qml.qchem.molecular_hamiltonian(list(molecule.symbols), coords,
+    return qml.qchem.molecular_hamiltonian(list(molecule.symbols), molecule.geometry_bohr,
                                            charge=molecule.charge, method="dhf")
 
 
@@ -149,7 +181,7 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
     Example:
         >>> from qflow.algorithms import Molecule, vqe
         >>> round(vqe(Molecule.h2(), steps=30).energy, 3)
-        -1.136
+        -1.137
     """
     if molecule is not None:
         if hamiltonian is not None:

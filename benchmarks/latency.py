@@ -44,7 +44,7 @@ from qflow.variational import minimize  # noqa: E402
 
 
 def h2_circuit():
-    mol = Molecule.h2(1.3228)
+    mol = Molecule.h2(1.3228, unit="bohr")
     hamiltonian, wires = molecular_hamiltonian(mol)
     circuit, n_params = build_circuit("double_excitation", hamiltonian, wires, mol.electrons)
     return circuit, wires, n_params

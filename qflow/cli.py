@@ -83,15 +83,17 @@ def demo(chunks: int, samples: int) -> None:
 
 
 @main.command()
-@click.option("--bonds", default="1.0,1.2,1.4,1.6,2.0,2.5", show_default=True,
-              help="H-H distances in Bohr, comma-separated.")
+@click.option("--bonds", default="0.5,0.6,0.74,0.9,1.1,1.3", show_default=True,
+              help="H-H distances in --unit, comma-separated.")
+@click.option("--unit", type=click.Choice(["angstrom", "bohr"]), default="angstrom",
+              show_default=True, help="The unit of --bonds.")
 @click.option("--backend", default="lightning.qubit", show_default=True, help="Backend name.")
 @click.option("--steps", type=click.IntRange(min=1), default=60, show_default=True,
               help="Max VQE steps per point.")
 @click.option("--pack", type=click.IntRange(min=1), default=20, show_default=True,
               help="Steps per actor call.")
 @click.option("--plot", default="h2_scan.png", show_default=True, help="Where to write the PNG.")
-def scan(bonds: str, backend: str, steps: int, pack: int, plot: str) -> None:
+def scan(bonds: str, unit: str, backend: str, steps: int, pack: int, plot: str) -> None:
     """The main job: an H2 potential-energy scan with VQE, one sublattice per bond length."""
     from qflow.algorithms import scan_h2
 
@@ -106,10 +108,10 @@ def scan(bonds: str, backend: str, steps: int, pack: int, plot: str) -> None:
         get_backend(backend)
     except QflowError as exc:
         raise click.BadParameter(str(exc), param_hint="--backend") from None
-    click.echo(f"VQE scan of H2 at {len(lengths)} bond lengths on {backend} "
+    click.echo(f"VQE scan of H2 at {len(lengths)} bond lengths ({unit}) on {backend} "
                f"(pack={pack}) ...")
     res = scan_h2(lengths, backend=backend, steps=steps, pack=pack, plot=plot,
-                  progress=click.echo)
+                  progress=click.echo, unit=unit)
     click.echo(res.table())
     click.echo(f"{res.seconds:.1f} s; dispatch {res.dispatch_id}; plot written to "
                f"{res.plot.resolve() if res.plot else '-'}")
