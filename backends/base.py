@@ -30,6 +30,11 @@ class Backend(abc.ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "name" not in vars(cls) and "make_device" not in vars(cls):
+            # cloudpickle rebuilding a backend defined in a script (shipped by value)
+            # makes the class empty first and fills it in after: nothing to check or
+            # register yet. A real class missing both still cannot be instantiated.
+            return
         if getattr(cls.make_device, "__isabstractmethod__", False):
             raise TypeError(f"{cls.__name__} must define make_device(wires) -> device.")
         if not isinstance(cls.__dict__.get("name"), str):

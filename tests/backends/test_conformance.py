@@ -168,3 +168,61 @@ class TestBraketAws:
                         "shots": 10}
         assert backend.ray_resources() == {"qpu:braket-us-east-1": 1}
         assert "not-a-real-secret" not in repr(backend)
+
+
+SCRIPT_BACKEND = '''
+import pennylane as qml
+from qflow.backends import Backend
+from qflow.variational import minimize
+
+class ScriptBackend(Backend):  # defined in __main__: it must travel by value
+    name = "script.sim"
+
+    def make_device(self, wires):
+        return qml.device("default.qubit", wires=wires, shots=self.shots)
+
+def circuit(p):
+    qml.RX(p[0], wires=0)
+    return qml.expval(qml.PauliZ(0))
+
+print("COST", minimize(circuit, [0.3], wires=1, steps=4, pack=2,
+                       backend=ScriptBackend()).final_cost)
+'''
+
+
+@pytest.mark.slow
+def test_a_backend_defined_in_a_script_ships_by_value(tmp_path):
+    """Issue 11: a Backend subclass from a script runs in the loop's actor."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "QFLOW_HOME": str(tmp_path / "home")}
+    env.pop("RAY_ADDRESS", None)
+    out = subprocess.run([sys.executable, "-c", SCRIPT_BACKEND], env=env, capture_output=True,
+                         text=True, timeout=240, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert float(out.stdout.split("COST", 1)[1].split()[0]) < 0.98
+
+
+def test_backends_are_found_through_entry_points(tmp_path, monkeypatch):
+    """An installed package offers a backend in the qflow.backends group."""
+    (tmp_path / "epbackend.py").write_text(
+        "import pennylane as qml\n"
+        "from qflow.backends import Backend\n"
+        "class EntryBackend(Backend):\n"
+        "    name = 'entry.sim'\n"
+        "    def make_device(self, wires):\n"
+        "        return qml.device('default.qubit', wires=wires)\n")
+    info = tmp_path / "epbackend-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: epbackend\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[qflow.backends]\nentry.sim = epbackend:EntryBackend\nbroken.sim = epbackend:nope\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    backend = get_backend("entry.sim")
+    assert type(backend).__name__ == "EntryBackend" and backend.make_device(2).wires.tolist() == [0, 1]
+    with pytest.raises(QflowConfigError, match="'broken.sim' is offered by 'epbackend:nope'"):
+        get_backend("broken.sim")
+    with pytest.raises(QflowConfigError, match="Valid backends are:.*entry.sim"):
+        get_backend("nope.sim")
