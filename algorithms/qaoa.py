@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from qflow.exceptions import QflowInputError
+from qflow.exceptions import QflowInputError, QflowWarning
 from qflow.variational import LoopResult, minimize
 
 __all__ = ["QAOAResult", "brute_force_maxcut", "cut_size", "qaoa_maxcut"]
@@ -113,6 +114,13 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
     best = max(candidates, key=lambda b: cut_size(_bits(b, n), edges))
     max_cut = brute_force_maxcut(n, edges) if n <= BRUTE_FORCE_MAX_NODES else None
     expected = -loop.final_cost
+    random_cut = len(edges) / 2  # a random assignment cuts each edge with probability 1/2
+    if expected < random_cut:
+        warnings.warn(
+            f"QAOA ended with an expected cut of {expected:.3f}, below the {random_cut:.1f} "
+            "a random assignment gets: the optimizer went the wrong way or diverged. Use a "
+            "smaller step (e.g. optimizer=qml.AdamOptimizer(0.05)), more steps, or "
+            "restarts.", QflowWarning, stacklevel=2)
     return QAOAResult(
         best_cut=cut_size(_bits(best, n), edges), bitstring="".join(map(str, _bits(best, n))),
         expected_cut=expected, max_cut=max_cut,

@@ -37,3 +37,16 @@ def test_triangle_and_bad_input():
         qaoa_maxcut([(1, 2)], p=1)
     with pytest.raises(QflowInputError, match="networkx graph or a list of"):
         qaoa_maxcut("abc", p=1)
+
+
+def test_an_answer_worse_than_random_is_flagged():
+    """Issue 11: a run that ends below a random assignment's expected cut warns."""
+    import pennylane as qml
+
+    from qflow.exceptions import QflowWarning
+
+    with pytest.warns(QflowWarning, match="below the 1.5 a random assignment gets"):
+        # a negative step climbs the cost: the optimizer goes the wrong way on purpose
+        res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=10,
+                          optimizer=qml.GradientDescentOptimizer(stepsize=-0.2))
+    assert res.expected_cut < 1.5
