@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from qflow.backends import get_backend
 from qflow.exceptions import QflowInputError, QflowWarning
 from qflow.variational import LoopResult, minimize
 
@@ -61,6 +62,9 @@ class QAOAResult:
     params: np.ndarray
     dispatch_id: str
     loop: LoopResult
+    #: True when ``best_cut`` was measured on the (shots) backend itself; False when it
+    #: comes from the exact probabilities of the optimised state.
+    measured: bool = False
 
 
 def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", optimizer: Any = None,
@@ -70,7 +74,8 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
 
     ``ratio`` is the expected cut of the optimised state over the brute-force maximum
     (graphs of at most 20 nodes). ``best_cut`` is the best of the ``top_k`` most
-    probable bitstrings. ``backend``, ``optimizer``, ``steps``, ``pack``, ``tol`` and
+    probable bitstrings; with a shots backend, the best of the bitstrings measured on it
+    (``measured`` is then True). ``backend``, ``optimizer``, ``steps``, ``pack``, ``tol`` and
     ``diff_method`` are as in :func:`qflow.variational.minimize`.
 
     Example:
@@ -104,13 +109,23 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
                     optimizer=optimizer or qml.AdamOptimizer(0.05), steps=steps, pack=pack,
                     tol=tol, diff_method=diff_method)
 
-    @qml.qnode(qml.device("default.qubit", wires=n))
-    def probabilities(params: Any) -> Any:
-        layers(params)
-        return qml.probs(wires=range(n))
+    chosen = get_backend(backend)
+    if chosen.shots is not None:
+        # With shots, what counts is what the backend measures: sample it, keep the best.
+        def sample(params: Any) -> Any:
+            layers(params)
+            return qml.counts(wires=range(n))
 
-    probs = np.asarray(probabilities(loop.params))
-    candidates = np.argsort(probs)[::-1][:top_k]
+        samples = chosen.qnode(sample, chosen.make_device(n))
+        candidates = [int(bits, 2) for bits in samples(loop.params)]
+    else:
+        @qml.qnode(qml.device("default.qubit", wires=n))
+        def probabilities(params: Any) -> Any:
+            layers(params)
+            return qml.probs(wires=range(n))
+
+        probs = np.asarray(probabilities(loop.params))
+        candidates = list(np.argsort(probs)[::-1][:top_k])
     best = max(candidates, key=lambda b: cut_size(_bits(b, n), edges))
     max_cut = brute_force_maxcut(n, edges) if n <= BRUTE_FORCE_MAX_NODES else None
     expected = -loop.final_cost
@@ -125,7 +140,7 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
         best_cut=cut_size(_bits(best, n), edges), bitstring="".join(map(str, _bits(best, n))),
         expected_cut=expected, max_cut=max_cut,
         ratio=expected / max_cut if max_cut else None, params=loop.params,
-        dispatch_id=loop.dispatch_id, loop=loop)
+        dispatch_id=loop.dispatch_id, loop=loop, measured=chosen.shots is not None)
 
 
 def _bits(index: int, n: int) -> tuple[int, ...]:

@@ -26,6 +26,10 @@ class Backend(abc.ABC):
     extra: ClassVar[str] = "quantum"
     #: The gradient method its QNodes use.
     diff_method: ClassVar[str] = "best"
+    #: Whether its devices take the shots themselves (device plugins such as Braket's
+    #: still do). PennyLane's own devices get them on the QNode: setting shots on a
+    #: device is deprecated since PennyLane 0.45.
+    shots_on_device: ClassVar[bool] = False
     registry: ClassVar[dict[str, type[Backend]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -60,6 +64,16 @@ class Backend(abc.ABC):
     def ray_resources(self) -> dict[str, float]:
         """The custom Ray resources an actor using this backend must hold."""
         return dict(self.resources)
+
+    def qnode(self, func: Any, device: Any, diff_method: str | None = None) -> Any:
+        """A QNode of ``func`` on ``device`` (from :meth:`make_device`) with this backend's
+        shots and gradient method (see :meth:`gradient_method`)."""
+        import pennylane as qml
+
+        method = self.gradient_method(diff_method)
+        if self.shots is None or self.shots_on_device:
+            return qml.QNode(func, device, diff_method=method)
+        return qml.QNode(func, device, diff_method=method, shots=self.shots)
 
     def gradient_method(self, requested: str | None = None) -> str:
         """The ``diff_method`` for QNodes on this backend: ``requested`` if given (and

@@ -76,6 +76,7 @@ class SimulatedQPUBackend(Backend):
         self.queue_ms = float(queue_ms)
         self.resource = resource
         self.diff_method = self.inner.diff_method  # type: ignore[misc]
+        self.shots_on_device = self.inner.shots_on_device  # type: ignore[misc]
         self.batches = 0
 
     def __repr__(self) -> str:

@@ -40,12 +40,10 @@ class _BackendActor:
         return ray.get_runtime_context().get_node_id()
 
     def run(self, fn: PickledFunction, args: tuple, kwargs: dict) -> Any:
-        import pennylane as qml
 
         qnode = self.qnodes.get(fn.digest)
         if qnode is None:
-            qnode = self.qnodes[fn.digest] = qml.QNode(fn.load(), self.device,
-                                                       diff_method=self.backend.gradient_method())
+            qnode = self.qnodes[fn.digest] = self.backend.qnode(fn.load(), self.device)
         return _plain(qnode(*args, **kwargs))
 
 
@@ -98,10 +96,8 @@ class QElectron(Electron):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if current_graph() is not None:
             return super().__call__(*args, **kwargs)
-        import pennylane as qml
 
-        qnode = qml.QNode(self.circuit, self.backend.make_device(self.wires),
-                          diff_method=self.backend.gradient_method())
+        qnode = self.backend.qnode(self.circuit, self.backend.make_device(self.wires))
         return _plain(qnode(*args, **kwargs))
 
 

@@ -94,14 +94,11 @@ class _LoopActor:
     """Holds the warm device, the QNode and runs chunks of optimizer steps."""
 
     def __init__(self, spec_blob: bytes) -> None:
-        import pennylane as qml
 
         spec = cloudpickle.loads(spec_blob)
         self.backend = spec["backend"]
         self.device = self.backend.make_device(spec["wires"])
-        self.qnode = qml.QNode(spec["circuit"], self.device,
-                               diff_method=spec.get("diff_method")
-                               or self.backend.gradient_method())
+        self.qnode = self.backend.qnode(spec["circuit"], self.device, spec.get("diff_method"))
         self.tol = spec["tol"]
 
     def node_id(self) -> str:

@@ -185,3 +185,13 @@ class TestGradientMethod:
         res = minimize(rx_circuit, [0.3], wires=1, steps=4, pack=2,
                        backend=get_backend("lightning.qubit", shots=2000))
         assert len(res.costs) == 4 and all(-1.0 <= c <= 1.0 for c in res.costs)
+
+
+def test_shots_go_on_the_qnode_without_deprecation_warnings():
+    """PennyLane 0.45 deprecates device shots; warnings are errors in this suite."""
+    from qflow.backends import get_backend
+
+    for name in ("default.qubit", "lightning.qubit"):
+        backend = get_backend(name, shots=64)
+        qnode = backend.qnode(rx_circuit, backend.make_device(1))
+        assert -1.0 <= float(qnode([0.2])) <= 1.0

@@ -50,3 +50,11 @@ def test_an_answer_worse_than_random_is_flagged():
         res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=10,
                           optimizer=qml.GradientDescentOptimizer(stepsize=-0.2))
     assert res.expected_cut < 1.5
+
+
+def test_with_shots_the_best_cut_is_measured_on_the_backend():
+    from qflow.backends import get_backend
+
+    res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=10,
+                      backend=get_backend("default.qubit", shots=300))
+    assert res.measured and res.best_cut == 2
