@@ -16,6 +16,7 @@ class Backend(abc.ABC):
 
     Args:
         shots: None for exact expectation values, or a shot count.
+        seed: seeds the device's sampling, so that a run with shots repeats exactly.
         resources: the Ray resource of the node this backend must run on, e.g.
             ``{"qpu:braket-us-east-1": 1}`` for a gateway node near a QPU.
     """
@@ -30,6 +31,8 @@ class Backend(abc.ABC):
     #: still do). PennyLane's own devices get them on the QNode: setting shots on a
     #: device is deprecated since PennyLane 0.45.
     shots_on_device: ClassVar[bool] = False
+    #: Whether ``seed=`` reaches its devices' sampling.
+    seedable: ClassVar[bool] = True
     registry: ClassVar[dict[str, type[Backend]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -45,13 +48,21 @@ class Backend(abc.ABC):
             raise TypeError(f"{cls.__name__} must set a class attribute name = '<registry name>'.")
         Backend.registry[cls.name] = cls
 
-    def __init__(self, *, shots: int | None = None,
+    def __init__(self, *, shots: int | None = None, seed: int | None = None,
                  resources: Mapping[str, float] | None = None) -> None:
         from qflow.exceptions import QflowConfigError
 
         if shots is not None and (not isinstance(shots, int) or shots <= 0):
             raise QflowConfigError(f"shots must be None or a positive int; got {shots!r}.")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
+                                 or seed < 0):
+            raise QflowConfigError(f"seed must be None or an int >= 0; got {seed!r}.")
+        if seed is not None and not self.seedable:
+            raise QflowConfigError(f"Backend {self.name} cannot be seeded: its sampling is "
+                                   "not under qflow's control. Drop seed=, or use "
+                                   "default.qubit or lightning.qubit for a reproducible run.")
         self.shots = shots
+        self.seed = seed
         self.resources = dict(resources or {})
 
     def __repr__(self) -> str:

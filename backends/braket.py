@@ -19,6 +19,7 @@ class BraketLocalBackend(Backend):
     name = "braket.local.qubit"
     diff_method = "parameter-shift"
     shots_on_device = True
+    seedable = False
 
     def make_device(self, wires: int) -> Any:
         import pennylane as qml
@@ -71,6 +72,7 @@ class BraketAwsBackend(Backend):
     name = "braket.aws.qubit"
     diff_method = "parameter-shift"
     shots_on_device = True
+    seedable = False
 
     def __init__(self, device_arn: str = "", *, s3_destination: tuple[str, str] | None = None,
                  shots: int | None = 100, resources: dict[str, float] | None = None) -> None:

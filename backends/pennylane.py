@@ -22,7 +22,7 @@ class DefaultQubitBackend(Backend):
     def make_device(self, wires: int) -> Any:
         import pennylane as qml
 
-        return qml.device("default.qubit", wires=wires)  # shots go on the QNode
+        return qml.device("default.qubit", wires=wires, seed=self.seed)  # shots: on the QNode
 
 
 class LightningQubitBackend(Backend):
@@ -44,4 +44,4 @@ class LightningQubitBackend(Backend):
         import pennylane as qml
 
         os.environ["OMP_NUM_THREADS"] = str(self.omp_threads)
-        return qml.device("lightning.qubit", wires=wires)  # shots go on the QNode
+        return qml.device("lightning.qubit", wires=wires, seed=self.seed)  # shots: QNode

@@ -70,8 +70,9 @@ class SimulatedQPUBackend(Backend):
                 f"shots={self.shots} given to simulated.qpu, but its inner backend {inner!r} "
                 "has other shots. Set shots on one of them.")
         # The shots given here are the inner backend's: it is what samples.
-        self.inner = get_backend(inner, shots=self.shots) if isinstance(inner, str) else inner
-        self.shots = self.inner.shots
+        self.inner = (get_backend(inner, shots=self.shots, seed=self.seed)
+                      if isinstance(inner, str) else inner)
+        self.shots, self.seed = self.inner.shots, self.inner.seed
         self.round_trip_ms = float(round_trip_ms)
         self.queue_ms = float(queue_ms)
         self.resource = resource

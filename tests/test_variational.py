@@ -195,3 +195,19 @@ def test_shots_go_on_the_qnode_without_deprecation_warnings():
         backend = get_backend(name, shots=64)
         qnode = backend.qnode(rx_circuit, backend.make_device(1))
         assert -1.0 <= float(qnode([0.2])) <= 1.0
+
+
+def test_a_seed_makes_a_run_with_shots_repeat():
+    """Issue 11: seed= on the backend reproduces a shots run end to end."""
+    from qflow.backends import get_backend
+
+    def run(seed):
+        backend = get_backend("lightning.qubit", shots=100, seed=seed)
+        return minimize(rx_circuit, [0.3], wires=1, steps=4, pack=2, backend=backend).costs
+
+    first, again, other = run(11), run(11), run(12)
+    assert first == again and first != other
+    with pytest.raises(QflowConfigError, match="braket.local.qubit cannot be seeded"):
+        get_backend("braket.local.qubit", shots=10, seed=1)
+    with pytest.raises(QflowConfigError, match="seed must be None or an int >= 0"):
+        get_backend("default.qubit", seed=-1)
