@@ -31,6 +31,7 @@ from qflow import _progress as progress
 from qflow._plan import Operand, Program, resolve
 from qflow._text import value_text, value_text_join
 from qflow.compat import task_context
+from qflow.executor import is_plugin
 from qflow.metrics import collecting
 from qflow.store.base import MetricPoint
 from qflow._traceback import user_traceback
@@ -320,7 +321,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             outcome.inputs_text = _call_text(args, kwargs)
             progress.inputs(outcome.inputs_text)
             executor = opts.executor
-            if getattr(type(executor), "__qflow_plugin__", False) is True:
+            if is_plugin(executor):
                 # A Covalent executor plugin: its run() calls the function, here
                 value = executor._qflow_run(call.fn, args, kwargs, {
                     "dispatch_id": call.dispatch_id, "node_id": call.node_id,
@@ -349,7 +350,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     progress.end()
     outcome.end_time = datetime.now(UTC)
     outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
-    if hasattr(opts.executor, "_qflow_logs"):
+    if is_plugin(opts.executor):
         opts.executor._qflow_logs(outcome.stdout, outcome.stderr)
     return value, outcome
 

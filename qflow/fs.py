@@ -175,11 +175,8 @@ def TransferToRemote(to_filepath: str, from_filepath: str | None = None,  # noqa
 
 def as_transfers(value: Any) -> tuple[FileTransfer, ...]:
     """Normalise ``files=``: a FileTransfer or a list of them."""
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, FileTransfer) else list(value)
-    bad = [i for i in items if not isinstance(i, FileTransfer)]
-    if bad:
-        raise QflowInputError(f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. "
-                              "Pass e.g. files=[ct.fs.FileTransfer('/data/in', '/scratch/in')].")
-    return tuple(items)
+    from qflow._options import one_or_many
+
+    return one_or_many(value, FileTransfer, lambda bad: (
+        f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
+        "files=[ct.fs.FileTransfer('/data/in', '/scratch/in')]."))

@@ -9,7 +9,7 @@ from typing import Any, overload
 
 from qflow._graph import (POSTPROCESS_NAME, VIRTUAL_KINDS, Graph, NodeKind, add_param,
                           building, has_future, to_expr)
-from qflow._options import DEFAULT_OPTIONS, ElectronOptions
+from qflow._options import DEFAULT_OPTIONS, ElectronOptions, one_or_many
 from qflow.exceptions import QflowInputError
 
 __all__ = ["Lattice", "lattice"]
@@ -178,14 +178,9 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
 def _triggers(value: Any) -> tuple[Any, ...]:
     from qflow.triggers import BaseTrigger
 
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, BaseTrigger) else list(value)
-    bad = [t for t in items if not isinstance(t, BaseTrigger)]
-    if bad:
-        raise QflowInputError(f"triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, "
-                              f"SQLiteTrigger, or a BaseTrigger subclass); got {bad!r}.")
-    return tuple(items)
+    return one_or_many(value, BaseTrigger, lambda bad: (
+        "triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
+        f"a BaseTrigger subclass); got {bad!r}."))
 
 
 def _tags(tags: Any) -> tuple[str, ...]:

@@ -188,7 +188,7 @@ class Result:
         lat = self._saved_lattice()
         from qflow.transport import TransportGraph
 
-        nodes = {}
+        nodes, edges = {}, []
         for d in self.get_all_node_results():
             nid = d["node_id"]
             nodes[nid] = {"name": d["node_name"], "kind": d["kind"], "status": d["status"],
@@ -198,8 +198,7 @@ class Result:
                           "sublattice_result": d["sublattice_result"]}
             if d["kind"] == "parameter" and d["output"] is not None:
                 nodes[nid]["value"] = d["output"].get_deserialized()
-        edges = [(p, d) for d, attrs in ((r["node_id"], r) for r in self._node_rows())
-                 for p in ast.literal_eval(attrs["parents"] or "[]")]
+            edges += [(p, nid) for p in d["parents"]]
         lat.transport_graph = TransportGraph(nodes, edges, metadata=lambda: self._metadata(lat))
         return lat
 

@@ -52,7 +52,7 @@ class BaseExecutor:
             because qflow does not use them (Ray retries with ``max_retries=``).
     """
 
-    #: Marks plugins for qflow's task runner (which must not import this module).
+    #: Marks plugins (see :func:`is_plugin`).
     __qflow_plugin__ = True
 
     def __init__(self, log_stdout: str = "", log_stderr: str = "", cache_dir: str = "",

@@ -49,13 +49,13 @@ def resolve_executor(spec: Any) -> Executor:
     """
     if isinstance(spec, Executor):
         return spec
-    from qflow.executor import DASK_ADVICE, is_plugin
-
-    if is_plugin(spec):
-        spec = "ray"
     name = default_executor_name() if spec is None else spec
     cls = Executor.registry.get(name) if isinstance(name, str) else None
-    if cls is None:
+    if cls is None:  # off the hot path: plugins and errors only
+        from qflow.executor import DASK_ADVICE, is_plugin
+
+        if is_plugin(spec):
+            return resolve_executor("ray")
         if isinstance(name, str) and name.lower() == "dask":
             raise QflowConfigError(f"Unknown executor 'dask'. {DASK_ADVICE}")
         valid = ", ".join(sorted(Executor.registry))
