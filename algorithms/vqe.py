@@ -3,128 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from qflow.algorithms.chemistry import (Molecule, check_mapping, check_unit,
+                                        exact_ground_energy, molecular_hamiltonian)
 from qflow.exceptions import QflowConfigError, QflowInputError
 from qflow.variational import LoopResult, minimize
 
-__all__ = ["Molecule", "VQEResult", "build_circuit", "exact_ground_energy",
+__all__ = ["Molecule", "VQEResult", "build_circuit", "check_unit", "exact_ground_energy",
            "molecular_hamiltonian", "vqe"]
 
-ANSATZE = ("double_excitation", "singles_doubles", "uccsd")
-#: Length units a geometry may be given in.
-UNITS = ("angstrom", "bohr")
-#: Bohr per Ångström (CODATA 2018).
-BOHR_PER_ANGSTROM = 1.8897261246
-
-
-def check_unit(unit: Any) -> str:
-    """``unit`` lower-cased, or a QflowInputError listing the valid ones."""
-    if not isinstance(unit, str) or unit.lower() not in UNITS:
-        raise QflowInputError(f"unit is one of {', '.join(UNITS)} (lengths in Ångström or "
-                              f"Bohr); got {unit!r}.")
-    return unit.lower()
-
-
-@dataclass(frozen=True)
-class Molecule:
-    """Atoms and their coordinates, in Ångström by default (as PennyLane's qchem).
-
-    Example:
-        >>> Molecule(["H", "H"], [0, 0, 0, 0, 0, 0.7414]).unit
-        'angstrom'
-        >>> Molecule.h2(1.4011, unit="bohr").bond_length_angstrom()
-        0.7414...
-    """
-
-    symbols: tuple[str, ...]
-    geometry: tuple[float, ...]
-    charge: int = 0
-    unit: str = "angstrom"
-
-    def __init__(self, symbols: Sequence[str], geometry: Sequence[float], charge: int = 0,
-                 unit: str = "angstrom"):
-        geometry = tuple(float(x) for x in np.ravel(geometry))
-        if len(geometry) != 3 * len(symbols) or not symbols:
-            raise QflowInputError(
-                f"A molecule needs 3 coordinates per atom: got {len(symbols)} symbols "
-                f"{list(symbols)} and {len(geometry)} coordinates.")
-        object.__setattr__(self, "symbols", tuple(symbols))
-        object.__setattr__(self, "geometry", geometry)
-        object.__setattr__(self, "charge", charge)
-        object.__setattr__(self, "unit", check_unit(unit))
-
-    @classmethod
-    def h2(cls, bond_length: float = 0.7414, unit: str = "angstrom") -> Molecule:
-        """H2 along z with ``bond_length`` in ``unit`` (0.7414 Å is its equilibrium)."""
-        return cls(["H", "H"], [0, 0, -bond_length / 2, 0, 0, bond_length / 2], unit=unit)
-
-    @property
-    def geometry_bohr(self) -> np.ndarray:
-        """The coordinates in Bohr, shape (atoms, 3), as qchem's Hamiltonian wants them."""
-        scale = BOHR_PER_ANGSTROM if self.unit == "angstrom" else 1.0
-        return np.array(self.geometry).reshape(-1, 3) * scale
-
-    def bond_length_angstrom(self) -> float:
-        """The distance between the first two atoms, in Ångström."""
-        a, b = self.geometry_bohr[:2]
-        return float(np.linalg.norm(a - b) / BOHR_PER_ANGSTROM)
-
-    @property
-    def electrons(self) -> int:
-        from pennylane.qchem import Molecule as PLMolecule
-
-        return PLMolecule(list(self.symbols), np.array(self.geometry).reshape(-1, 3),
-                          charge=self.charge).n_electrons
-
-
-def molecular_hamiltonian(molecule: Molecule) -> tuple[Any, int]:
-    """The qubit Hamiltonian and its wire count, from PennyLane's offline ``dhf`` method."""
-    import pennylane as qml
-
-    return qml.qchem.molecular_hamiltonian(list(molecule.symbols), molecule.geometry_bohr,
-                                           charge=molecule.charge, method="dhf")
-
-
-def exact_ground_energy(hamiltonian: Any, wires: int, electrons: int | None = None) -> float:
-    """The lowest eigenvalue of a qubit Hamiltonian, in the sector of ``electrons``.
-
-    With ``electrons`` (the molecule's electron number: ``Molecule.electrons``) only
-    basis states with that many occupied spin orbitals count, under the Jordan-Wigner
-    mapping qchem uses. Without it the lowest eigenvalue over every electron number is
-    returned, which for an ion is another species' energy (H3+ would give neutral H3).
-    A sparse eigensolver keeps 20 qubits within reach.
-
-    Example:
-        >>> import pennylane as qml
-        >>> h = qml.Hamiltonian([1.0, -1.0], [qml.Z(0), qml.Z(1)])  # |01> is lowest
-        >>> exact_ground_energy(h, 2), exact_ground_energy(h, 2, electrons=2)
-        (-2.0, 0.0)
-    """
-    from scipy.sparse.linalg import eigsh
-
-    matrix = hamiltonian.sparse_matrix(wire_order=range(wires)).tocsr()
-    if electrons is not None:
-        if not isinstance(electrons, int) or not 0 <= electrons <= wires:
-            raise QflowInputError(f"electrons must be an int from 0 to {wires} (the spin "
-                                  f"orbitals); got {electrons!r}.")
-        index = np.arange(2 ** wires)
-        occupied = np.zeros(2 ** wires, dtype=np.int64)
-        for bit in range(wires):
-            occupied += (index >> bit) & 1
-        sector = np.flatnonzero(occupied == electrons)
-        matrix = matrix[sector][:, sector]
-    if matrix.shape[0] <= 512:
-        return float(np.linalg.eigvalsh(matrix.toarray())[0])
-    return float(eigsh(matrix, k=1, which="SA", return_eigenvectors=False)[0])
+ANSATZE = ("singles_doubles", "double_excitation", "uccsd")
+#: The default: singles matter wherever orbitals relax (about 0.4 mHa on LiH without
+#: them); for H2 their gradients vanish by symmetry and they cost nothing.
+DEFAULT_ANSATZ = "singles_doubles"
 
 
 @dataclass(frozen=True)
 class VQEResult:
-    """Energies per iteration, the final energy and params, timings and the dispatch id."""
+    """Energies per iteration, the final energy and params, timings and the dispatch id.
+
+    ``energy_stderr`` is the standard error of ``energy`` with shots (None when exact);
+    ``inputs`` holds everything that reproduces the run (molecule, ansatz, mapping and
+    the loop's backend, optimizer, seed, shots and versions).
+    """
 
     energies: list[float]
     energy: float
@@ -133,6 +38,32 @@ class VQEResult:
     seconds: float
     dispatch_id: str
     loop: LoopResult
+    energy_stderr: float | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result and its inputs as JSON-ready values (the loop's are in ``inputs``)."""
+        from qflow.exports import jsonable
+
+        return jsonable({"energy": self.energy, "energy_stderr": self.energy_stderr,
+                         "energies": self.energies, "params": self.params,
+                         "iterations": self.iterations, "converged": self.loop.converged,
+                         "seconds": self.seconds, "dispatch_id": self.dispatch_id,
+                         "inputs": self.inputs})
+
+    def to_json(self, path: str | None = None) -> str:
+        """:meth:`to_dict` as JSON text, also written to ``path`` if given."""
+        from qflow.exports import write_json
+
+        return write_json(self.to_dict(), path)
+
+    def to_dataframe(self) -> Any:
+        """One row per iteration (``step``, ``energy``); the rest in ``attrs``."""
+        from qflow.exports import dataframe
+
+        summary = {k: v for k, v in self.to_dict().items() if k != "energies"}
+        return dataframe({"step": list(range(len(self.energies))), "energy": self.energies},
+                         summary)
 
 
 def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> tuple[Any, int]:
@@ -165,33 +96,59 @@ def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> 
 
 
 def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int | None = None,
-        electrons: int | None = None, ansatz: str = "double_excitation", optimizer: Any = None,
+        electrons: int | None = None, ansatz: str = DEFAULT_ANSATZ, optimizer: Any = None,
         backend: Any = "lightning.qubit", steps: int = 100, pack: int = 10,
         tol: float | None = 1e-8, initial_params: Sequence[float] | None = None,
-        diff_method: str | None = None) -> VQEResult:
+        diff_method: str | None = None, mapping: str = "jordan_wigner",
+        final_repeats: int = 10, callback: Any = None, progress: bool | None = None
+        ) -> VQEResult:
     """Find a ground-state energy with VQE on a backend, packed ``pack`` steps per actor call.
 
     Args:
-        molecule: the molecule; or give ``hamiltonian``, ``wires`` and ``electrons``.
-        ansatz: ``"double_excitation"`` (default: double excitations on Hartree-Fock),
-            ``"singles_doubles"`` or ``"uccsd"``.
+        molecule: the molecule (basis, charge, multiplicity and active space are its
+            own); or give ``hamiltonian``, ``wires`` and ``electrons``.
+        ansatz: ``"singles_doubles"`` (default: every spin-conserving single and double
+            excitation on Hartree-Fock, as Givens rotations), ``"double_excitation"``
+            (doubles only: exact for H2, about 0.4 mHa short on LiH) or ``"uccsd"``.
         optimizer: a PennyLane optimizer (default gradient descent, step 0.4).
-        backend, steps, pack, tol, diff_method: see :func:`qflow.variational.minimize`.
+        mapping: the fermion-to-qubit mapping. The built-in ansatze act in the
+            Jordan-Wigner encoding, so others need your own circuit through
+            :func:`qflow.variational.minimize`.
+        backend, steps, pack, tol, diff_method, final_repeats, callback, progress: see
+            :func:`qflow.variational.minimize`.
 
     Example:
         >>> from qflow.algorithms import Molecule, vqe
         >>> round(vqe(Molecule.h2(), steps=30).energy, 3)
         -1.137
     """
+    mapping = check_mapping(mapping)
+    if mapping != "jordan_wigner":
+        raise QflowInputError(
+            f"mapping={mapping!r}: the built-in ansatze prepare Hartree-Fock and apply "
+            "excitations in the Jordan-Wigner encoding, so they would be wrong here. Build "
+            f"the Hamiltonian with molecular_hamiltonian(molecule, mapping={mapping!r}) and "
+            "minimise your own circuit with qflow.variational.minimize.")
+    described: dict[str, Any] = {"ansatz": ansatz, "mapping": mapping}
     if molecule is not None:
         if hamiltonian is not None:
             raise QflowInputError("Give a molecule or a hamiltonian, not both.")
+        if not isinstance(molecule, Molecule):
+            raise QflowInputError(f"molecule is a qflow.algorithms.Molecule; got "
+                                  f"{type(molecule).__name__} {molecule!r}.")
+        if ansatz not in ANSATZE:  # before the Hamiltonian, which can take a while
+            raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: "
+                                   f"{', '.join(ANSATZE)}.")
         hamiltonian, wires = molecular_hamiltonian(molecule)
-        electrons = molecule.electrons
+        electrons = molecule.qubit_electrons
+        described["molecule"] = molecule.to_dict()
     elif hamiltonian is None or wires is None or electrons is None:
         raise QflowInputError(
             "vqe needs a molecule, or a hamiltonian with wires= and electrons=: e.g. "
             "vqe(Molecule.h2()) or vqe(hamiltonian=H, wires=4, electrons=2).")
+    else:
+        described["hamiltonian"] = {"wires": wires, "electrons": electrons,
+                                    "terms": len(hamiltonian.terms()[0])}
     circuit, n_params = build_circuit(ansatz, hamiltonian, wires, electrons)
     params = np.zeros(n_params) if initial_params is None else np.asarray(initial_params, float)
     if params.shape != (n_params,):
@@ -199,7 +156,10 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
             f"The {ansatz} ansatz for this molecule takes {n_params} params; initial_params has "
             f"shape {params.shape}.")
     loop = minimize(circuit, params, wires=wires, backend=backend, optimizer=optimizer,
-                    steps=steps, pack=pack, tol=tol, diff_method=diff_method)
+                    steps=steps, pack=pack, tol=tol, diff_method=diff_method,
+                    final_repeats=final_repeats, callback=callback, progress=progress)
     return VQEResult(energies=loop.costs, energy=loop.final_cost, params=loop.params,
                      iterations=loop.iterations, seconds=loop.seconds,
-                     dispatch_id=loop.dispatch_id, loop=loop)
+                     dispatch_id=loop.dispatch_id, loop=loop,
+                     energy_stderr=loop.final_cost_stderr,
+                     inputs={**described, **loop.inputs})

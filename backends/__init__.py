@@ -1,7 +1,8 @@
 """Quantum backends: where circuits run. Pick one by name with :func:`get_backend`.
 
-Built in: ``default.qubit``, ``lightning.qubit``, ``braket.local.qubit``,
-``braket.aws.qubit`` and ``simulated.qpu``.
+Built in: ``default.qubit``, ``lightning.qubit``, ``default.mixed`` (noisy),
+``braket.local.qubit``, ``braket.local.dm`` (noisy), ``braket.aws.qubit`` and
+``simulated.qpu``.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from qflow.backends.base import Backend
-from qflow.backends.braket import BraketAwsBackend, BraketLocalBackend
-from qflow.backends.pennylane import DefaultQubitBackend, LightningQubitBackend
+from qflow.backends.braket import BraketAwsBackend, BraketLocalBackend, BraketLocalDMBackend
+from qflow.backends.pennylane import (DefaultMixedBackend, DefaultQubitBackend,
+                                      LightningQubitBackend)
 from qflow.backends.simulated import SimulatedQPUBackend
 from qflow.exceptions import QflowConfigError
 
@@ -18,6 +20,8 @@ __all__ = [
     "Backend",
     "BraketAwsBackend",
     "BraketLocalBackend",
+    "BraketLocalDMBackend",
+    "DefaultMixedBackend",
     "DefaultQubitBackend",
     "LightningQubitBackend",
     "SimulatedQPUBackend",

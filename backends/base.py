@@ -19,6 +19,9 @@ class Backend(abc.ABC):
         seed: seeds the device's sampling, so that a run with shots repeats exactly.
         resources: the Ray resource of the node this backend must run on, e.g.
             ``{"qpu:braket-us-east-1": 1}`` for a gateway node near a QPU.
+        noise: for mixed-state backends (``default.mixed``, ``braket.local.dm``): a
+            ``qml.NoiseModel``, or a probability p for a depolarising channel of
+            strength p on every wire a gate acts on, after the gate.
     """
 
     #: The registry name users pass, e.g. ``"lightning.qubit"``.
@@ -33,6 +36,8 @@ class Backend(abc.ABC):
     shots_on_device: ClassVar[bool] = False
     #: Whether ``seed=`` reaches its devices' sampling.
     seedable: ClassVar[bool] = True
+    #: Whether its devices simulate mixed states, so that ``noise=`` can be applied.
+    supports_noise: ClassVar[bool] = False
     registry: ClassVar[dict[str, type[Backend]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -49,7 +54,7 @@ class Backend(abc.ABC):
         Backend.registry[cls.name] = cls
 
     def __init__(self, *, shots: int | None = None, seed: int | None = None,
-                 resources: Mapping[str, float] | None = None) -> None:
+                 resources: Mapping[str, float] | None = None, noise: Any = None) -> None:
         from qflow.exceptions import QflowConfigError
 
         if shots is not None and (not isinstance(shots, int) or shots <= 0):
@@ -64,9 +69,21 @@ class Backend(abc.ABC):
         self.shots = shots
         self.seed = seed
         self.resources = dict(resources or {})
+        self.noise = check_noise(noise, self)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(shots={self.shots!r}, resources={self.resources!r})"
+        noise = "" if self.noise is None else f", noise={self.noise!r}"
+        return (f"{type(self).__name__}(shots={self.shots!r}, resources={self.resources!r}"
+                f"{noise})")
+
+    def describe(self) -> dict[str, Any]:
+        """The settings that decide this backend's numbers, as JSON-ready values (what a
+        result records so that a run can be repeated)."""
+        noise = self.noise if self.noise is None or isinstance(self.noise, float) else repr(
+            self.noise)
+        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "shots": self.shots, "seed": self.seed, "noise": noise,
+                "resources": dict(self.resources)}
 
     @abc.abstractmethod
     def make_device(self, wires: int) -> Any:
@@ -83,8 +100,10 @@ class Backend(abc.ABC):
 
         method = self.gradient_method(diff_method)
         if self.shots is None or self.shots_on_device:
-            return qml.QNode(func, device, diff_method=method)
-        return qml.QNode(func, device, diff_method=method, shots=self.shots)
+            qnode = qml.QNode(func, device, diff_method=method)
+        else:
+            qnode = qml.QNode(func, device, diff_method=method, shots=self.shots)
+        return qml.add_noise(qnode, noise_model(self.noise)) if self.noise is not None else qnode
 
     def gradient_method(self, requested: str | None = None) -> str:
         """The ``diff_method`` for QNodes on this backend: ``requested`` if given (and
@@ -122,3 +141,39 @@ DIFF_METHODS = ("best", "adjoint", "backprop", "parameter-shift", "finite-diff",
                 "hadamard", "device")
 #: Methods that differentiate the exact state, so cannot work with shots.
 EXACT_ONLY = frozenset({"adjoint", "backprop"})
+
+
+def check_noise(noise: Any, backend: Backend) -> Any:
+    """``noise`` as a backend keeps it: None, a float probability or a NoiseModel."""
+    from qflow.exceptions import QflowConfigError
+
+    if noise is None:
+        return None
+    if not backend.supports_noise:
+        noisy = sorted(name for name, cls in Backend.registry.items() if cls.supports_noise)
+        raise QflowConfigError(
+            f"Backend {backend.name} simulates pure states, so it cannot apply noise={noise!r}. "
+            f"Use a mixed-state backend: {', '.join(noisy)}.")
+    if isinstance(noise, int | float) and not isinstance(noise, bool):
+        if not 0.0 <= float(noise) <= 1.0:
+            raise QflowConfigError(f"noise as a number is a depolarising probability in "
+                                   f"[0, 1]; got {noise!r}.")
+        return float(noise)
+    import pennylane as qml
+
+    if isinstance(noise, qml.NoiseModel):
+        return noise
+    raise QflowConfigError(f"noise is a depolarising probability (e.g. 0.01) or a "
+                           f"qml.NoiseModel; got {type(noise).__name__} {noise!r}.")
+
+
+def noise_model(noise: Any) -> Any:
+    """The NoiseModel for a backend's ``noise``: a float p is a depolarising channel of
+    strength p on each wire of every gate, after the gate."""
+    import pennylane as qml
+
+    if not isinstance(noise, float):
+        return noise
+    every_gate = qml.BooleanFn(lambda op, **_: True, "every gate")
+    return qml.NoiseModel({every_gate: qml.noise.partial_wires(qml.DepolarizingChannel,
+                                                               noise)})

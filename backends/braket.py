@@ -27,6 +27,25 @@ class BraketLocalBackend(Backend):
         return qml.device("braket.local.qubit", wires=wires, shots=self.shots or 0)
 
 
+class BraketLocalDMBackend(BraketLocalBackend):
+    """Braket's local density-matrix simulator (``braket_dm``), for noisy runs offline.
+
+    Example:
+        >>> from qflow.backends import get_backend
+        >>> get_backend("braket.local.dm", noise=0.02).noise
+        0.02
+    """
+
+    name = "braket.local.dm"
+    supports_noise = True
+
+    def make_device(self, wires: int) -> Any:
+        import pennylane as qml
+
+        return qml.device("braket.local.qubit", backend="braket_dm", wires=wires,
+                          shots=self.shots or 0)
+
+
 def run_local_simulator(circuit: Any, shots: int = 0) -> dict[str, Any]:
     """Run a ``braket.circuits.Circuit`` on Braket's LocalSimulator directly (no PennyLane).
 

@@ -45,3 +45,23 @@ class LightningQubitBackend(Backend):
 
         os.environ["OMP_NUM_THREADS"] = str(self.omp_threads)
         return qml.device("lightning.qubit", wires=wires, seed=self.seed)  # shots: QNode
+
+
+class DefaultMixedBackend(Backend):
+    """PennyLane's ``default.mixed`` density-matrix simulator, for noisy runs.
+
+    Example:
+        >>> from qflow.backends import get_backend
+        >>> get_backend("default.mixed", noise=0.01).noise
+        0.01
+    """
+
+    name = "default.mixed"
+    # Its backprop path breaks under autograd on channels; parameter shift is exact here.
+    diff_method = "parameter-shift"
+    supports_noise = True
+
+    def make_device(self, wires: int) -> Any:
+        import pennylane as qml
+
+        return qml.device("default.mixed", wires=wires, seed=self.seed)  # shots: QNode

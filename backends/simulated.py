@@ -60,6 +60,7 @@ class SimulatedQPUBackend(Backend):
                  **kwargs: Any) -> None:
         from qflow.backends import get_backend
 
+        noise = kwargs.pop("noise", None)  # the inner backend's: it is what simulates
         super().__init__(**kwargs)
         bad = {k: v for k, v in {"round_trip_ms": round_trip_ms, "queue_ms": queue_ms}.items()
                if not isinstance(v, int | float) or v < 0}
@@ -70,9 +71,13 @@ class SimulatedQPUBackend(Backend):
                 f"shots={self.shots} given to simulated.qpu, but its inner backend {inner!r} "
                 "has other shots. Set shots on one of them.")
         # The shots given here are the inner backend's: it is what samples.
-        self.inner = (get_backend(inner, shots=self.shots, seed=self.seed)
+        if isinstance(inner, Backend) and noise is not None:
+            raise QflowConfigError(f"noise= given to simulated.qpu with a Backend object "
+                                   f"{inner!r}; set noise on that backend instead.")
+        extra = {} if noise is None else {"noise": noise}
+        self.inner = (get_backend(inner, shots=self.shots, seed=self.seed, **extra)
                       if isinstance(inner, str) else inner)
-        self.shots, self.seed = self.inner.shots, self.inner.seed
+        self.shots, self.seed, self.noise = self.inner.shots, self.inner.seed, self.inner.noise
         self.round_trip_ms = float(round_trip_ms)
         self.queue_ms = float(queue_ms)
         self.resource = resource

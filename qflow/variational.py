@@ -16,7 +16,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import cloudpickle
@@ -26,6 +26,7 @@ import ray
 import qflow
 from qflow import _warm as warm
 from qflow._cluster import ensure_feasible
+from qflow.loop_progress import check_callback, follow, wants_bar
 from qflow.exceptions import (BackendError, InfeasibleResourceError, QflowConfigError,
                               QflowInputError)
 
@@ -47,6 +48,10 @@ class LoopResult:
         actor_node_ids: the Ray node each chunk ran on.
         actor_restarts: how often a dead actor was replaced.
         dispatch_id: the dispatch; its nodes are the chunks.
+        final_cost_stderr: with shots, the standard error of ``final_cost``, which is
+            then the mean of ``final_repeats`` independent estimates; None when exact.
+        inputs: what reproduces the run: backend (shots, seed, noise), optimizer,
+            gradient method, steps, pack, tol, initial params, versions.
     """
 
     costs: list[float]
@@ -60,6 +65,34 @@ class LoopResult:
     actor_restarts: int
     dispatch_id: str
     extra: dict[str, Any] = field(default_factory=dict)
+    final_cost_stderr: float | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON-ready values (arrays become lists).
+
+        Example:
+            >>> LoopResult([1.0, 0.5], 0.4, np.zeros(1), 2, False, 1.0, [1.0], ["n"], 0,
+            ...            "d").to_dict()["final_cost"]
+            0.4
+        """
+        from qflow.exports import jsonable
+
+        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+
+    def to_json(self, path: str | None = None) -> str:
+        """:meth:`to_dict` as JSON text, also written to ``path`` if given."""
+        from qflow.exports import write_json
+
+        return write_json(self.to_dict(), path)
+
+    def to_dataframe(self) -> Any:
+        """One row per iteration (``step``, ``cost``), with the run's scalar results and
+        inputs in ``DataFrame.attrs``. Needs pandas."""
+        from qflow.exports import dataframe
+
+        summary = {k: v for k, v in self.to_dict().items() if k != "costs"}
+        return dataframe({"step": list(range(len(self.costs))), "cost": self.costs}, summary)
 
 
 class ScipyOptimizer:
@@ -100,6 +133,7 @@ class _LoopActor:
         self.device = self.backend.make_device(spec["wires"])
         self.qnode = self.backend.qnode(spec["circuit"], self.device, spec.get("diff_method"))
         self.tol = spec["tol"]
+        self.final_repeats = spec.get("final_repeats", 1)
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
@@ -115,13 +149,19 @@ class _LoopActor:
         prev = state["last_cost"]
         if isinstance(opt, ScipyOptimizer):
             params, costs, converged = opt.run_chunk(self.qnode, params, k, self.tol)
+        history = list(state.get("history", []))
         for _ in range(0 if isinstance(opt, ScipyOptimizer) else k):
             if hasattr(opt, "step_and_cost"):
                 params, cost = opt.step_and_cost(self.qnode, params)
             else:
                 params, cost = opt(self.qnode, params)
             costs.append(float(cost))
-            if self.tol is not None and prev is not None and abs(prev - costs[-1]) < self.tol:
+            history = (history + [costs[-1]])[-STAT_WINDOW:]
+            if self.tol is not None and self.backend.shots is not None:
+                if stalled(history, self.tol):
+                    converged = True
+                    break
+            elif self.tol is not None and prev is not None and abs(prev - costs[-1]) < self.tol:
                 converged = True
                 break
             prev = costs[-1]
@@ -135,10 +175,47 @@ class _LoopActor:
             "node_id": self.node_id(),
             "seconds": time.perf_counter() - t0,
             "restarts": state["restarts"],
+            "history": history,
+            "inputs": state.get("inputs"),
         }
         if last or converged:
-            out["final_cost"] = float(self.qnode(params))
+            out["final_cost"], out["final_cost_stderr"] = self.final_estimate(params)
         return out
+
+    def final_estimate(self, params: Any) -> tuple[float, float | None]:
+        """The cost at ``params``: exact, or with shots the mean of ``final_repeats``
+        independent estimates and its standard error."""
+        if self.backend.shots is None or self.final_repeats < 2:
+            return float(self.qnode(params)), None
+        values = np.array([float(self.qnode(params)) for _ in range(self.final_repeats)])
+        return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+#: Iterations the shot-noise stopping test looks back over.
+STAT_WINDOW = 10
+
+
+def stalled(history: Sequence[float], tol: float) -> bool:
+    """Whether noisy costs have stopped improving: over the last :data:`STAT_WINDOW`
+    iterations, the decrease of a least-squares line is below ``tol`` or below twice
+    its own standard error (no improvement distinguishable from shot noise).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> stalled(list(-1.0 + 0.01 * rng.standard_normal(10)), 1e-6)
+        True
+        >>> stalled([1.0 - 0.1 * i for i in range(10)], 1e-6)
+        False
+    """
+    if len(history) < STAT_WINDOW:
+        return False
+    y = np.asarray(history[-STAT_WINDOW:], dtype=float)
+    x = np.arange(y.size, dtype=float) - (y.size - 1) / 2
+    slope = float(x @ y / (x @ x))
+    residual = y - y.mean() - slope * x
+    slope_se = math.sqrt(float(residual @ residual) / (y.size - 2) / float(x @ x))
+    decrease = -slope * (y.size - 1)
+    return decrease < max(tol, 2 * slope_se * (y.size - 1))
 
 
 def _actor_name(loop_id: str) -> str:
@@ -323,15 +400,16 @@ def _ranges(indices: list[int]) -> str:
 
 def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
             backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
-            pack: int = 10, tol: float | None = None, diff_method: str | None = None
-            ) -> tuple[str, bytes, dict[str, Any]]:
+            pack: int = 10, tol: float | None = None, diff_method: str | None = None,
+            final_repeats: int = 10) -> tuple[str, bytes, dict[str, Any]]:
     """Validate a loop and return ``(loop_id, spec_blob, initial_state)`` for
     :func:`variational_loop`; :func:`minimize` documents the arguments."""
     import pennylane as qml
 
     from qflow.backends import get_backend
 
-    for name, value, low in (("steps", steps, 1), ("pack", pack, 1), ("wires", wires, 1)):
+    for name, value, low in (("steps", steps, 1), ("pack", pack, 1), ("wires", wires, 1),
+                             ("final_repeats", final_repeats, 1)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise QflowConfigError(f"{name} must be an int >= {low}; got {value!r}.")
     backend = get_backend(backend)
@@ -340,10 +418,18 @@ def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *
     optimizer = optimizer if optimizer is not None else qml.GradientDescentOptimizer(0.4)
     params = np.asarray(params, dtype=float)
     _check_circuit(circuit, params, wires, optimizer)
+    if tol is not None and (not isinstance(tol, int | float) or isinstance(tol, bool)
+                            or not tol >= 0):
+        raise QflowConfigError(f"tol must be None or a number >= 0; got {tol!r}.")
     spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol,
-            "diff_method": method}
+            "diff_method": method, "final_repeats": final_repeats}
+    inputs = {"backend": backend.describe(), "optimizer": describe_optimizer(optimizer),
+              "diff_method": method, "steps": steps, "pack": pack, "tol": tol,
+              "final_repeats": final_repeats if backend.shots is not None else 1,
+              "initial_params": params.tolist(), "wires": wires, "versions": versions()}
     state = {"params": params, "optimizer": cloudpickle.dumps(optimizer), "costs": [],
-             "last_cost": None, "converged": False, "step": 0, "restarts": 0}
+             "last_cost": None, "converged": False, "step": 0, "restarts": 0,
+             "inputs": inputs}
     return uuid.uuid4().hex[:12], cloudpickle.dumps(spec), state
 
 
@@ -362,13 +448,42 @@ def collect(chunks: list[dict[str, Any]], dispatch_id: str, seconds: float) -> L
         actor_node_ids=[c["node_id"] for c in ran],
         actor_restarts=last["restarts"],
         dispatch_id=dispatch_id,
+        final_cost_stderr=last.get("final_cost_stderr"),
+        inputs=dict(last.get("inputs") or {}),
     )
+
+
+def describe_optimizer(optimizer: Any) -> dict[str, Any]:
+    """An optimizer's class and its plain settings (step size, method...)."""
+    settings = {k: v for k, v in vars(optimizer).items() if not k.startswith("_")
+                and isinstance(v, int | float | str | bool | type(None))} \
+        if hasattr(optimizer, "__dict__") else {}
+    if isinstance(optimizer, ScipyOptimizer):
+        settings = {"method": optimizer.method, **optimizer.options}
+    kind = type(optimizer)
+    return {"class": f"{kind.__module__}.{kind.__qualname__}", **settings}
+
+
+def versions() -> dict[str, str]:
+    """The versions that decide a run's numbers."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("qflow-runtime", "pennylane", "pennylane-lightning", "amazon-braket-sdk",
+                 "numpy", "scipy", "ray", "pyscf"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
              backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
-             pack: int = 10, tol: float | None = None, diff_method: str | None = None
-             ) -> LoopResult:
+             pack: int = 10, tol: float | None = None, diff_method: str | None = None,
+             final_repeats: int = 10, callback: Callable[[int, float], Any] | None = None,
+             progress: bool | None = None) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
     Args:
@@ -382,7 +497,14 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         pack: optimizer steps per actor call (and per persisted chunk node).
         diff_method: the QNode gradient method; by default the backend's exact one
             (adjoint for lightning), or parameter-shift when the backend has shots.
-        tol: stop when the cost changes by less than this between steps.
+        tol: stop when the cost changes by less than this between steps. With shots,
+            stop when the last :data:`STAT_WINDOW` costs show no decrease above ``tol``
+            that shot noise could not explain (see :func:`stalled`).
+        final_repeats: with shots, the final cost is the mean of this many independent
+            estimates, reported with its standard error (``final_cost_stderr``).
+        callback: ``callback(step, cost)``, called in order for every step as its
+            chunk finishes; raising from it cancels the loop.
+        progress: a progress bar on stderr; by default when stderr is a terminal.
 
     Example:
         >>> import pennylane as qml
@@ -393,15 +515,18 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         >>> minimize(circuit, [0.5], wires=1, steps=20, pack=10).final_cost < -0.9
         True
     """
+    callback = check_callback(callback)
     loop_id, spec_blob, state = prepare(circuit, params, wires=wires, backend=backend,
                                         optimizer=optimizer, steps=steps, pack=pack, tol=tol,
-                                        diff_method=diff_method)
+                                        diff_method=diff_method, final_repeats=final_repeats)
     spec = cloudpickle.loads(spec_blob)
     qflow._api._runtime().service()  # connected, so the check below sees the cluster
     ensure_feasible({"CPU": 1.0, **spec["backend"].ray_resources()},
                     f"The variational loop's actor for backend {spec['backend']!r}")
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, steps, pack)
+    if callback is not None or wants_bar(progress):
+        follow(dispatch_id, steps, callback=callback, progress=progress)
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         _stop_actor(loop_id)
