@@ -526,7 +526,11 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, steps, pack)
     if callback is not None or wants_bar(progress):
-        follow(dispatch_id, steps, callback=callback, progress=progress)
+        try:
+            follow(dispatch_id, steps, callback=callback, progress=progress)
+        except BaseException:  # the dispatch is cancelled; its detached actor must go too
+            _stop_actor(loop_id)
+            raise
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         _stop_actor(loop_id)

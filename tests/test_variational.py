@@ -211,3 +211,89 @@ def test_a_seed_makes_a_run_with_shots_repeat():
         get_backend("braket.local.qubit", shots=10, seed=1)
     with pytest.raises(QflowConfigError, match="seed must be None or an int >= 0"):
         get_backend("default.qubit", seed=-1)
+
+
+class TestShotStatistics:
+    """Issue 11: with shots, a reported energy carries its standard error, and the loop
+    stops when its progress can no longer be told from shot noise."""
+
+    def test_h2_energy_with_shots_has_an_honest_error_bar(self):
+        from qflow.algorithms import Molecule, vqe
+        from qflow.backends import get_backend
+
+        exact = -1.1372701746  # H2 STO-3G FCI at 0.7414 Å
+        res = vqe(Molecule.h2(), backend=get_backend("default.qubit", shots=2000, seed=5),
+                  ansatz="double_excitation", steps=80, pack=20, final_repeats=12)
+        assert res.energy_stderr is not None and 0 < res.energy_stderr < 0.01
+        # Within 4 standard errors of the exact energy, on either side.
+        assert abs(res.energy - exact) < 4 * res.energy_stderr + 1e-3
+        # The statistical stop fired well before the step budget.
+        assert res.loop.converged and res.iterations < 80
+        assert res.inputs["backend"]["shots"] == 2000 and res.inputs["final_repeats"] == 12
+
+    def test_exact_runs_have_no_error_bar(self):
+        res = minimize(rx_circuit, [0.5], wires=1, steps=4, pack=4)
+        assert res.final_cost_stderr is None and res.inputs["final_repeats"] == 1
+
+    def test_stalled_decides_on_the_trend_not_one_step(self):
+        import numpy as np
+
+        from qflow.variational import STAT_WINDOW, stalled
+
+        rng = np.random.default_rng(1)
+        noise = 0.02 * rng.standard_normal(STAT_WINDOW)
+        assert not stalled(list(noise)[:-1], 1e-9)  # too few points to judge
+        assert stalled(list(-1.0 + noise), 1e-9)  # flat within noise
+        falling = -0.01 * np.arange(STAT_WINDOW) + 0.002 * rng.standard_normal(STAT_WINDOW)
+        assert not stalled(list(falling), 1e-9)  # a clear decrease goes on
+        assert stalled(list(falling), 0.2)  # unless it is below tol
+
+    def test_bad_final_repeats_and_tol(self):
+        with pytest.raises(QflowConfigError, match="final_repeats must be an int >= 1"):
+            minimize(rx_circuit, [0.5], wires=1, final_repeats=0)
+        with pytest.raises(QflowConfigError, match="tol must be None or a number >= 0"):
+            minimize(rx_circuit, [0.5], wires=1, tol="small")
+
+
+class TestProgress:
+    def test_callback_sees_every_step_in_order(self):
+        seen = []
+        res = minimize(rx_circuit, [0.5], wires=1, steps=7, pack=3,
+                       callback=lambda step, cost: seen.append((step, cost)))
+        assert [s for s, _ in seen] == list(range(7))
+        assert [c for _, c in seen] == pytest.approx(res.costs)
+
+    def test_a_failing_callback_cancels_the_loop(self):
+        def stop(step, cost):
+            raise KeyboardInterrupt("enough")
+
+        with pytest.raises(KeyboardInterrupt, match="enough"):
+            minimize(slow_circuit, [0.5], wires=1, steps=200, pack=5, callback=stop)
+
+    def test_progress_bar_on_stderr(self, capfd):
+        minimize(rx_circuit, [0.5], wires=1, steps=6, pack=3, progress=True)
+        err = capfd.readouterr().err
+        assert "6/6" in err and "cost" in err
+
+    def test_callback_must_be_callable(self):
+        with pytest.raises(QflowInputError, match="callback is a function callback"):
+            minimize(rx_circuit, [0.5], wires=1, callback="print")
+
+
+def test_loop_result_exports(tmp_path):
+    """JSON and a DataFrame, each with the inputs that reproduce the run."""
+    import json
+
+    res = minimize(rx_circuit, [0.5], wires=1, steps=5, pack=5,
+                   optimizer=qml.GradientDescentOptimizer(0.3))
+    data = json.loads(res.to_json(tmp_path / "loop.json"))
+    assert data == json.loads((tmp_path / "loop.json").read_text())
+    assert data["final_cost"] == pytest.approx(res.final_cost)
+    inputs = data["inputs"]
+    assert inputs["optimizer"] == {"class": "pennylane.optimize.gradient_descent."
+                                            "GradientDescentOptimizer", "stepsize": 0.3}
+    assert inputs["initial_params"] == [0.5] and inputs["backend"]["name"] == "lightning.qubit"
+    assert {"pennylane", "ray", "numpy", "python"} <= set(inputs["versions"])
+    frame = res.to_dataframe()
+    assert list(frame.columns) == ["step", "cost"] and len(frame) == 5
+    assert frame.attrs["inputs"]["steps"] == 5
