@@ -106,7 +106,59 @@ class TestUnits:
     def test_the_scan_table_names_its_unit(self):
         from qflow.algorithms.scan import ScanResult
 
-        row = {"bond_length": 0.74, "energy": -1.1, "exact": -1.1, "error_mha": 0.0,
+        row = {"value": 0.74, "energy": -1.1, "exact": -1.1, "error_mha": 0.0,
                "iterations": 3}
         assert ScanResult([row], "d", 1.0, None).table().split()[:2] == ["R", "(Å)"]
         assert "(Bohr)" in ScanResult([row], "d", 1.0, None, unit="bohr").table()
+
+
+def test_open_shell_h3_vqe_reaches_full_ci():
+    """Issue 11: neutral H3 (a doublet) runs end to end and lands on PySCF's full CI."""
+    from tests.algorithms.test_chemistry import H3, _pyscf_fci
+
+    res = vqe(Molecule(["H"] * 3, H3, mult=2), steps=80, pack=40,
+              optimizer=qml.AdamOptimizer(0.1))
+    assert abs(res.energy - _pyscf_fci(["H"] * 3, H3, spin=1)) < CHEMICAL_ACCURACY
+    assert res.inputs["molecule"]["mult"] == 2 and res.inputs["ansatz"] == "singles_doubles"
+
+
+def test_other_mappings_are_refused_by_the_built_in_ansatze():
+    with pytest.raises(QflowInputError, match="Jordan-Wigner encoding.*minimize"):
+        vqe(Molecule.h2(), mapping="parity")
+
+
+def test_scan_of_any_molecule(tmp_path):
+    """A LiH bond scan (an active space) and an H3+ scan by a function, each point beside
+    its exact energy, exported to JSON and a DataFrame."""
+    import json
+
+    from qflow.algorithms import scan, stretch
+
+    lih = Molecule(["Li", "H"], [0, 0, 0, 0, 0, 1.6], active_electrons=2, active_orbitals=2)
+    res = scan(lih, [1.4, 1.8], steps=30, pack=30, plot=tmp_path / "lih.png")
+    assert [r["value"] for r in res.rows] == [1.4, 1.8]
+    assert all(r["error_mha"] < 1.6 for r in res.rows)
+    assert res.rows[1]["molecule"]["geometry"][-1] == pytest.approx(1.8)
+    assert "R (Å)" in res.table() and res.plot.exists()
+    data = json.loads(res.to_json())
+    assert data["rows"][0]["molecule"]["active_orbitals"] == 2
+    assert list(res.to_dataframe()["value"]) == [1.4, 1.8]
+
+    def h3_plus(scale):
+        return Molecule(["H"] * 3, [x * scale for x in [0, 0, 0, 0, 0, 0.9, 0, 0.78, 0.45]],
+                        charge=1)
+
+    res = scan(h3_plus, [0.9, 1.1], parameter="scale", steps=30, pack=30)
+    assert res.parameter == "scale" and all(r["error_mha"] < 1.6 for r in res.rows)
+    assert stretch(lih, 2.0).active_orbitals == 2
+
+
+def test_scan_refuses_bad_input():
+    from qflow.algorithms import scan
+
+    with pytest.raises(QflowInputError, match="positive finite numbers"):
+        scan(Molecule.h2(), [0.7, -1])
+    with pytest.raises(QflowInputError, match="must return a qflow.algorithms.Molecule"):
+        scan(lambda r: "H2", [0.7])
+    with pytest.raises(QflowInputError, match="atoms are two different atom indices"):
+        scan(Molecule.h2(), [0.7], atoms=(0, 5))
