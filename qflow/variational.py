@@ -30,7 +30,7 @@ from qflow.loop_progress import check_callback, follow, wants_bar
 from qflow.exceptions import (BackendError, InfeasibleResourceError, QflowConfigError,
                               QflowInputError)
 
-__all__ = ["LoopResult", "ScipyOptimizer", "minimize"]
+__all__ = ["LoopResult", "ScipyOptimizer", "minimize", "minimize_many"]
 
 
 @dataclass(frozen=True)
@@ -310,6 +310,14 @@ def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], step
     return {"chunks": chunks, "closed": close_loop(loop_id, state)}
 
 
+@qflow.lattice
+def parallel_loops(runs: list[tuple[str, bytes, dict[str, Any]]], steps: int,
+                   pack: int) -> list[dict[str, Any]]:
+    """Several loops at once, one :func:`variational_loop` sublattice each (restarts)."""
+    loop = qflow.electron(variational_loop)
+    return [loop(loop_id, spec_blob, state, steps, pack) for loop_id, spec_blob, state in runs]
+
+
 def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
                    optimizer: Any) -> None:
     """Fail before spending compute: a QNode where its body belongs, params the circuit
@@ -536,3 +544,45 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         _stop_actor(loop_id)
         raise BackendError(f"The variational loop {dispatch_id} ended {res.status}:\n{res.error}")
     return collect(res.result["chunks"], dispatch_id, time.perf_counter() - t0)
+
+
+def minimize_many(circuit: Callable[..., Any], starts: Sequence[Sequence[float]], *,
+                  wires: int, backend: Any = "lightning.qubit", optimizer: Any = None,
+                  steps: int = 100, pack: int = 10, tol: float | None = None,
+                  diff_method: str | None = None, final_repeats: int = 10
+                  ) -> list[LoopResult]:
+    """:func:`minimize` from each of ``starts`` at once: one dispatch whose loops are
+    parallel sublattices, each on its own warm actor (as many run together as the
+    cluster has CPUs for). Results come back in the order of ``starts``.
+
+    Example:
+        >>> import pennylane as qml
+        >>> from qflow.variational import minimize_many
+        >>> def circuit(p):
+        ...     qml.RX(p[0], wires=0)
+        ...     return qml.expval(qml.PauliZ(0))
+        >>> [r.final_cost < -0.9 for r in minimize_many(circuit, [[0.5], [2.5]], wires=1,
+        ...                                               steps=20)]
+        [True, True]
+    """
+    if isinstance(starts, np.ndarray):
+        starts = list(starts)
+    if not isinstance(starts, Sequence) or not starts:
+        raise QflowInputError(f"starts is a non-empty list of initial params; got {starts!r}.")
+    runs = [prepare(circuit, start, wires=wires, backend=backend, optimizer=optimizer,
+                    steps=steps, pack=pack, tol=tol, diff_method=diff_method,
+                    final_repeats=final_repeats) for start in starts]
+    chosen = cloudpickle.loads(runs[0][1])["backend"]
+    qflow._api._runtime().service()
+    ensure_feasible({"CPU": 1.0, **chosen.ray_resources()},
+                    f"The variational loop's actor for backend {chosen!r}")
+    t0 = time.perf_counter()
+    dispatch_id = qflow.dispatch(parallel_loops)(runs, steps, pack)
+    res = qflow.get_result(dispatch_id, wait=True)
+    if res.status != qflow.status.COMPLETED:
+        for loop_id, _, _ in runs:
+            _stop_actor(loop_id)
+        raise BackendError(f"The variational loops {dispatch_id} ended {res.status}:\n"
+                           f"{res.error}")
+    seconds = time.perf_counter() - t0
+    return [collect(loop["chunks"], dispatch_id, seconds) for loop in res.result]

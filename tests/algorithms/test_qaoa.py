@@ -58,3 +58,51 @@ def test_with_shots_the_best_cut_is_measured_on_the_backend():
     res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=10,
                       backend=get_backend("default.qubit", shots=300))
     assert res.measured and res.best_cut == 2
+
+
+RING6 = [(i, (i + 1) % 6) for i in range(6)]
+
+
+def test_restarts_run_in_one_dispatch_and_keep_the_best():
+    """Issue 11: three starts as parallel sublattices of one dispatch; the best is kept."""
+    import qflow
+
+    res = qaoa_maxcut(RING6, p=1, steps=30, pack=30, restarts=3, seed=4)
+    assert len(res.restart_cuts) == 3 and res.expected_cut == max(res.restart_cuts)
+    nodes = qflow.get_result(res.dispatch_id).get_all_node_results()
+    assert sum(n["kind"] == "sublattice" for n in nodes) == 3
+    assert res.inputs["restarts"] == 3 and res.inputs["seed"] == 4
+
+
+def test_initial_params_are_the_start():
+    res = qaoa_maxcut(RING6, p=1, steps=5, pack=5, initial_params=[0.3, 0.2])
+    assert res.loop.inputs["initial_params"] == [0.3, 0.2]
+    with pytest.raises(QflowInputError, match="p=2 gammas then 2 betas"):
+        qaoa_maxcut(RING6, p=2, initial_params=[0.3, 0.2])
+
+
+def test_warm_start_climbs_depth_by_interp():
+    """Depth 2 started from depth 1's optimum (INTERP) cuts at least as well as depth 1,
+    and a depth-1 result can seed a deeper run."""
+    from qflow.algorithms import interpolate
+
+    ladder = qaoa_maxcut(RING6, p=2, steps=40, pack=40, warm_start=True)
+    assert len(ladder.levels) == 2 and ladder.levels[1] >= ladder.levels[0] - 1e-6
+    shallow = qaoa_maxcut(RING6, p=1, steps=40, pack=40)
+    deeper = qaoa_maxcut(RING6, p=2, steps=5, pack=5, warm_start=shallow)
+    assert deeper.loop.inputs["initial_params"] == pytest.approx(
+        interpolate(shallow.params, 2).tolist())
+    assert deeper.expected_cut >= shallow.expected_cut - 1e-3
+    with pytest.raises(QflowInputError, match="only start a deeper run"):
+        qaoa_maxcut(RING6, p=1, warm_start=shallow)
+    assert interpolate([1.0, 0.5], 3).round(6).tolist() == [1.0, 1.0, 1.0, 0.5, 0.5, 0.5]
+
+
+def test_qaoa_result_exports():
+    import json
+
+    res = qaoa_maxcut(RING6, p=1, steps=5, pack=5)
+    data = json.loads(res.to_json())
+    assert data["inputs"]["graph"]["edges"][0] == [0, 1] and data["p"] == 1
+    frame = res.to_dataframe()
+    assert list(frame.columns) == ["step", "expected_cut"] and len(frame) == 5
