@@ -141,7 +141,7 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
                 top_k: int = 16, diff_method: str | None = None,
                 initial_params: Sequence[float] | None = None, restarts: int = 1,
                 seed: int | None = None, warm_start: bool | QAOAResult = False,
-                final_repeats: int = 10) -> QAOAResult:
+                final_repeats: int = 20) -> QAOAResult:
     """Solve MaxCut with depth-``p`` QAOA.
 
     ``ratio`` is the expected cut of the optimised state over the brute-force maximum

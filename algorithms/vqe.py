@@ -100,7 +100,7 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
         backend: Any = "lightning.qubit", steps: int = 100, pack: int = 10,
         tol: float | None = 1e-8, initial_params: Sequence[float] | None = None,
         diff_method: str | None = None, mapping: str = "jordan_wigner",
-        final_repeats: int = 10, callback: Any = None, progress: bool | None = None
+        final_repeats: int = 20, callback: Any = None, progress: bool | None = None
         ) -> VQEResult:
     """Find a ground-state energy with VQE on a backend, packed ``pack`` steps per actor call.
 

@@ -409,7 +409,7 @@ def _ranges(indices: list[int]) -> str:
 def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
             backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
             pack: int = 10, tol: float | None = None, diff_method: str | None = None,
-            final_repeats: int = 10) -> tuple[str, bytes, dict[str, Any]]:
+            final_repeats: int = 20) -> tuple[str, bytes, dict[str, Any]]:
     """Validate a loop and return ``(loop_id, spec_blob, initial_state)`` for
     :func:`variational_loop`; :func:`minimize` documents the arguments."""
     import pennylane as qml
@@ -490,7 +490,7 @@ def versions() -> dict[str, str]:
 def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
              backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
              pack: int = 10, tol: float | None = None, diff_method: str | None = None,
-             final_repeats: int = 10, callback: Callable[[int, float], Any] | None = None,
+             final_repeats: int = 20, callback: Callable[[int, float], Any] | None = None,
              progress: bool | None = None) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
@@ -549,7 +549,7 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
 def minimize_many(circuit: Callable[..., Any], starts: Sequence[Sequence[float]], *,
                   wires: int, backend: Any = "lightning.qubit", optimizer: Any = None,
                   steps: int = 100, pack: int = 10, tol: float | None = None,
-                  diff_method: str | None = None, final_repeats: int = 10
+                  diff_method: str | None = None, final_repeats: int = 20
                   ) -> list[LoopResult]:
     """:func:`minimize` from each of ``starts`` at once: one dispatch whose loops are
     parallel sublattices, each on its own warm actor (as many run together as the
