@@ -227,8 +227,27 @@ def describe_shortfall(request: Mapping[str, float], shapes: list[dict[str, floa
 def ensure_feasible(request: Mapping[str, float], what: str) -> None:
     """Raise :class:`InfeasibleResourceError` if no node could ever hold ``request``."""
     shapes = node_shapes()
-    if missing_resources(request, shapes) is not None:
+    if missing_resources(request, shapes) is not None and not autoscaler_node_types_unknown():
         raise InfeasibleResourceError(describe_shortfall(request, shapes, what))
+
+
+def autoscaler_node_types_unknown() -> bool:
+    """Whether an autoscaler runs whose node types this process cannot read.
+
+    Ray's v2 autoscaler publishes its node types (read by :func:`node_shapes`); the v1
+    monitor (``ray start --autoscaling-config``, the cluster launcher's default) only
+    publishes its status. Then a request no current node holds may still be met by a
+    node it launches, so it is not refused up front: the autoscaler decides.
+    """
+    try:
+        from ray._private.state import state
+        from ray.experimental.internal_kv import _internal_kv_get
+
+        if state.get_cluster_config() is not None:
+            return False
+        return _internal_kv_get(b"__autoscaling_status") is not None
+    except Exception:  # private APIs; without them, judge by the nodes alone
+        return False
 
 
 def check_feasible(graph: Any) -> None:
@@ -261,6 +280,7 @@ def check_feasible(graph: Any) -> None:
         seen.add(key)
         if shapes is None:
             shapes = node_shapes()
-        if missing_resources(request, shapes) is not None:
+        if missing_resources(request, shapes) is not None and \
+                not autoscaler_node_types_unknown():
             raise InfeasibleResourceError(
                 describe_shortfall(request, shapes, f"Electron {node.label}"))

@@ -25,7 +25,7 @@ import ray
 
 import qflow
 from qflow import _warm as warm
-from qflow._cluster import ensure_feasible
+from qflow._cluster import autoscaler_node_types_unknown, ensure_feasible
 from qflow.loop_progress import check_callback, follow, wants_bar
 from qflow.exceptions import (BackendError, InfeasibleResourceError, QflowConfigError,
                               QflowInputError)
@@ -218,6 +218,11 @@ def stalled(history: Sequence[float], tol: float) -> bool:
     return decrease < max(tol, 2 * slope_se * (y.size - 1))
 
 
+#: Seconds a loop waits for an autoscaler (whose node types are unknown) to launch a
+#: node for its actor before failing; cloud nodes take minutes to boot.
+AUTOSCALER_WAIT_S = 900.0
+
+
 def _actor_name(loop_id: str) -> str:
     return f"qflow-loop-{loop_id}"
 
@@ -232,10 +237,18 @@ def _start_actor(loop_id: str, spec: dict[str, Any]) -> Any:
     pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{_actor_name(loop_id)}-pg",
                          lifetime="detached")
     # A feasible request waits for resources to free up (other loops finishing, an
-    # autoscaler adding a node); it fails only once no node could ever hold it.
+    # autoscaler adding a node); it fails once no node could ever hold it, or, where
+    # an autoscaler's node types cannot be read, once it has not launched one in time.
+    waited = 0.0
     while not pg.wait(timeout_seconds=10):
+        waited += 10
         try:
             ensure_feasible(bundle, what)
+            if waited >= AUTOSCALER_WAIT_S and autoscaler_node_types_unknown():
+                raise InfeasibleResourceError(
+                    f"{what} asks for {bundle}; no node has held it for {waited:.0f} s and "
+                    "the autoscaler has not launched one. Check that a node type in the "
+                    "cluster config offers these resources.")
         except InfeasibleResourceError:
             ray.util.remove_placement_group(pg)
             raise
