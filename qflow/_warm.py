@@ -55,9 +55,8 @@ def call(name: str, start: Callable[[], Any], invoke: Callable[[Any], Any],
         ``RayActorError`` when a fresh actor died as well.
     """
     for attempt in range(2):
-        actor = handle(name, start)
-        try:
-            return ray.get(invoke(actor))
+        try:  # an actor dying while it starts counts as a death too
+            return ray.get(invoke(handle(name, start)))
         except ray.exceptions.RayActorError:
             forget(name)
             if attempt:

@@ -24,10 +24,12 @@ import numpy as np
 import ray
 
 import qflow
+from qflow import _loop_pool as loop_pool
 from qflow import _warm as warm
-from qflow._cluster import autoscaler_node_types_unknown, ensure_feasible
+from qflow._traceback import remote_cause
+from qflow._cluster import ensure_feasible
 from qflow.loop_progress import check_callback, follow, wants_bar
-from qflow.exceptions import (BackendError, InfeasibleResourceError, QflowConfigError,
+from qflow.exceptions import (BackendError, QflowConfigError,
                               QflowInputError)
 
 __all__ = ["LoopResult", "ScipyOptimizer", "minimize", "minimize_many"]
@@ -126,21 +128,32 @@ class ScipyOptimizer:
 class _LoopActor:
     """Holds the warm device, the QNode and runs chunks of optimizer steps."""
 
-    def __init__(self, spec_blob: bytes) -> None:
+    def __init__(self) -> None:
+        # Imported now, while the actor waits in the pool, not when a loop needs it.
+        import pennylane  # noqa: F401
 
+        self.loop_id: str | None = None
+
+    def load(self, loop_id: str, spec_blob: bytes) -> None:
+        """Serve ``loop_id``: build its device and QNode (once per loop)."""
+        if loop_id == self.loop_id:
+            return
         spec = cloudpickle.loads(spec_blob)
         self.backend = spec["backend"]
         self.device = self.backend.make_device(spec["wires"])
         self.qnode = self.backend.qnode(spec["circuit"], self.device, spec.get("diff_method"))
         self.tol = spec["tol"]
         self.final_repeats = spec.get("final_repeats", 1)
+        self.loop_id = loop_id
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def run(self, state: dict[str, Any], k: int, last: bool) -> dict[str, Any]:
+    def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool) -> dict[str, Any]:
         from pennylane import numpy as pnp
 
+        if loop_id != self.loop_id:  # a pool bookkeeping bug; never compute for the wrong loop
+            raise RuntimeError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
         t0 = time.perf_counter()
         opt = cloudpickle.loads(state["optimizer"])
         params = pnp.array(state["params"], requires_grad=True)
@@ -218,60 +231,43 @@ def stalled(history: Sequence[float], tol: float) -> bool:
     return decrease < max(tol, 2 * slope_se * (y.size - 1))
 
 
-#: Seconds a loop waits for an autoscaler (whose node types are unknown) to launch a
-#: node for its actor before failing; cloud nodes take minutes to boot.
-AUTOSCALER_WAIT_S = 900.0
+#: Seconds a loop's actor stays warm after the loop, for the next one to reuse.
+KEEP_WARM_S = 10.0
 
 
 def _actor_name(loop_id: str) -> str:
+    """The name a loop's actor handle is cached under in each process."""
     return f"qflow-loop-{loop_id}"
 
 
-def _start_actor(loop_id: str, spec: dict[str, Any]) -> Any:
-    from ray.util.placement_group import placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+def _bundle(spec: dict[str, Any]) -> dict[str, float]:
+    return {"CPU": 1.0, **spec["backend"].ray_resources()}
 
-    bundle = {"CPU": 1.0, **spec["backend"].ray_resources()}
-    what = f"The variational loop's actor for backend {spec['backend']!r}"
-    ensure_feasible(bundle, what)
-    pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{_actor_name(loop_id)}-pg",
-                         lifetime="detached")
-    # A feasible request waits for resources to free up (other loops finishing, an
-    # autoscaler adding a node); it fails once no node could ever hold it, or, where
-    # an autoscaler's node types cannot be read, once it has not launched one in time.
-    waited = 0.0
-    while not pg.wait(timeout_seconds=10):
-        waited += 10
-        try:
-            ensure_feasible(bundle, what)
-            if waited >= AUTOSCALER_WAIT_S and autoscaler_node_types_unknown():
-                raise InfeasibleResourceError(
-                    f"{what} asks for {bundle}; no node has held it for {waited:.0f} s and "
-                    "the autoscaler has not launched one. Check that a node type in the "
-                    "cluster config offers these resources.")
-        except InfeasibleResourceError:
-            ray.util.remove_placement_group(pg)
-            raise
-    actor = ray.remote(_LoopActor).options(
-        name=_actor_name(loop_id), namespace=warm.NAMESPACE, lifetime="detached",
-        num_cpus=1, resources={k: v for k, v in bundle.items() if k != "CPU"},
-        scheduling_strategy=PlacementGroupSchedulingStrategy(pg),
-        max_concurrency=1).remote(cloudpickle.dumps(spec))
+
+def _start_actor(loop_id: str, spec_blob: bytes) -> Any:
+    """An actor for the loop, from the warm pool or new, with the loop's spec loaded."""
+    spec = cloudpickle.loads(spec_blob)
+    bundle = _bundle(spec)
+    name = loop_pool.call_pool("acquire", loop_id, loop_pool.bundle_key(bundle), bundle,
+                               _LoopActor,
+                               f"The variational loop's actor for backend {spec['backend']!r}")
+    actor = ray.get_actor(name, namespace=warm.NAMESPACE)
+    try:
+        ray.get(actor.load.remote(loop_id, spec_blob))
+    except ray.exceptions.RayTaskError as exc:  # the backend could not build its device
+        loop_pool.call_pool("discard", loop_id)
+        raise remote_cause(exc) from None
     return actor
 
 
-def _stop_actor(loop_id: str) -> None:
-    from ray.util.placement_group import get_placement_group, remove_placement_group
-
+def _stop_actor(loop_id: str, keep_s: float = 0.0) -> None:
+    """End the loop's hold on its actor: back to the pool for ``keep_s`` seconds, or
+    stopped now (always after a failure)."""
     warm.forget(_actor_name(loop_id))
-    try:
-        ray.kill(ray.get_actor(_actor_name(loop_id), namespace=warm.NAMESPACE))
-    except ValueError:
-        pass
-    try:
-        remove_placement_group(get_placement_group(f"{_actor_name(loop_id)}-pg"))
-    except Exception:  # already removed
-        pass
+    if keep_s > 0:
+        loop_pool.call_pool("release", loop_id, keep_s)
+    else:
+        loop_pool.call_pool("discard", loop_id)
 
 
 @qflow.electron(num_cpus=0)
@@ -288,9 +284,8 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
         sent["state"] = {**sent["state"], "restarts": sent["state"]["restarts"] + 1}
 
     try:
-        out = warm.call(_actor_name(loop_id),
-                        lambda: _start_actor(loop_id, cloudpickle.loads(spec_blob)),
-                        lambda actor: actor.run.remote(sent["state"], k, last),
+        out = warm.call(_actor_name(loop_id), lambda: _start_actor(loop_id, spec_blob),
+                        lambda actor: actor.run.remote(loop_id, sent["state"], k, last),
                         on_death=restarted)
     except BaseException:
         _stop_actor(loop_id)
@@ -304,9 +299,10 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
 
 
 @qflow.electron(num_cpus=0)
-def close_loop(loop_id: str, last_state: dict[str, Any]) -> bool:
-    """Stop the loop's actor and free its placement group."""
-    _stop_actor(loop_id)
+def close_loop(loop_id: str, spec_blob: bytes, last_state: dict[str, Any]) -> bool:
+    """Hand the loop's actor back to the warm pool for the loop's ``keep_warm`` seconds
+    (or stop it and free its placement group)."""
+    _stop_actor(loop_id, cloudpickle.loads(spec_blob).get("keep_warm", 0.0))
     return True
 
 
@@ -320,7 +316,7 @@ def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], step
         k = min(pack, steps - i * pack)
         state = run_chunk(loop_id, spec_blob, state, k, i == n_chunks - 1)
         chunks.append(state)
-    return {"chunks": chunks, "closed": close_loop(loop_id, state)}
+    return {"chunks": chunks, "closed": close_loop(loop_id, spec_blob, state)}
 
 
 @qflow.lattice
@@ -422,7 +418,8 @@ def _ranges(indices: list[int]) -> str:
 def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
             backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
             pack: int = 10, tol: float | None = None, diff_method: str | None = None,
-            final_repeats: int = 20) -> tuple[str, bytes, dict[str, Any]]:
+            final_repeats: int = 20, keep_warm: float = KEEP_WARM_S
+            ) -> tuple[str, bytes, dict[str, Any]]:
     """Validate a loop and return ``(loop_id, spec_blob, initial_state)`` for
     :func:`variational_loop`; :func:`minimize` documents the arguments."""
     import pennylane as qml
@@ -442,8 +439,12 @@ def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *
     if tol is not None and (not isinstance(tol, int | float) or isinstance(tol, bool)
                             or not tol >= 0):
         raise QflowConfigError(f"tol must be None or a number >= 0; got {tol!r}.")
+    if not isinstance(keep_warm, int | float) or isinstance(keep_warm, bool) or \
+            not keep_warm >= 0:
+        raise QflowConfigError(f"keep_warm is seconds >= 0; got {keep_warm!r}.")
     spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol,
-            "diff_method": method, "final_repeats": final_repeats}
+            "diff_method": method, "final_repeats": final_repeats,
+            "keep_warm": float(keep_warm)}
     inputs = {"backend": backend.describe(), "optimizer": describe_optimizer(optimizer),
               "diff_method": method, "steps": steps, "pack": pack, "tol": tol,
               "final_repeats": final_repeats if backend.shots is not None else 1,
@@ -504,7 +505,7 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
              backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
              pack: int = 10, tol: float | None = None, diff_method: str | None = None,
              final_repeats: int = 20, callback: Callable[[int, float], Any] | None = None,
-             progress: bool | None = None) -> LoopResult:
+             progress: bool | None = None, keep_warm: float | None = None) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
     Args:
@@ -526,6 +527,9 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         callback: ``callback(step, cost)``, called in order for every step as its
             chunk finishes; raising from it cancels the loop.
         progress: a progress bar on stderr; by default when stderr is a terminal.
+        keep_warm: seconds the loop's actor stays warm afterwards, for the next loop
+            with the same backend resources to start at once (default
+            :data:`KEEP_WARM_S`); it holds its CPU meanwhile. 0 stops it at once.
 
     Example:
         >>> import pennylane as qml
@@ -539,7 +543,8 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
     callback = check_callback(callback)
     loop_id, spec_blob, state = prepare(circuit, params, wires=wires, backend=backend,
                                         optimizer=optimizer, steps=steps, pack=pack, tol=tol,
-                                        diff_method=diff_method, final_repeats=final_repeats)
+                                        diff_method=diff_method, final_repeats=final_repeats,
+                                        keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm)
     spec = cloudpickle.loads(spec_blob)
     qflow._api._runtime().service()  # connected, so the check below sees the cluster
     ensure_feasible({"CPU": 1.0, **spec["backend"].ray_resources()},
@@ -562,8 +567,8 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
 def minimize_many(circuit: Callable[..., Any], starts: Sequence[Sequence[float]], *,
                   wires: int, backend: Any = "lightning.qubit", optimizer: Any = None,
                   steps: int = 100, pack: int = 10, tol: float | None = None,
-                  diff_method: str | None = None, final_repeats: int = 20
-                  ) -> list[LoopResult]:
+                  diff_method: str | None = None, final_repeats: int = 20,
+                  keep_warm: float | None = None) -> list[LoopResult]:
     """:func:`minimize` from each of ``starts`` at once: one dispatch whose loops are
     parallel sublattices, each on its own warm actor (as many run together as the
     cluster has CPUs for). Results come back in the order of ``starts``.
@@ -584,7 +589,9 @@ def minimize_many(circuit: Callable[..., Any], starts: Sequence[Sequence[float]]
         raise QflowInputError(f"starts is a non-empty list of initial params; got {starts!r}.")
     runs = [prepare(circuit, start, wires=wires, backend=backend, optimizer=optimizer,
                     steps=steps, pack=pack, tol=tol, diff_method=diff_method,
-                    final_repeats=final_repeats) for start in starts]
+                    final_repeats=final_repeats,
+                    keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm)
+            for start in starts]
     chosen = cloudpickle.loads(runs[0][1])["backend"]
     qflow._api._runtime().service()
     ensure_feasible({"CPU": 1.0, **chosen.ray_resources()},

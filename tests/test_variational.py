@@ -17,6 +17,12 @@ from qflow.exceptions import QflowConfigError, QflowInputError
 from qflow.variational import minimize
 
 
+def _warm_actors():
+    """Loop actors alive now (busy or idle in the warm pool)."""
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a["name"].startswith("qflow-warm-"))
+
+
 def rx_circuit(p):
     qml.RX(p[0], wires=0)
     return qml.expval(qml.PauliZ(0))
@@ -47,14 +53,36 @@ class TestMinimize:
         assert res.converged and res.iterations < 200
 
     def test_actor_is_cleaned_up(self):
-        """After the loop its detached actor is gone."""
-        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=1)
-        ray_actors = [a for a in ray.util.list_named_actors(all_namespaces=True)
-                      if a["name"].startswith("qflow-loop-")]
-        assert res.iterations == 2 and ray_actors == []
+        """With keep_warm=0 the loop's actor is gone when the loop returns."""
+        from qflow import _loop_pool
+
+        _loop_pool.call_pool("clear")
+        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=1,
+                       keep_warm=0)
+        assert res.iterations == 2 and _warm_actors() == []
+
+    def test_a_warm_actor_starts_the_next_loop_and_then_goes(self):
+        """Issue 11: the next loop with the same resources reuses the idle actor (no new
+        process, no PennyLane import), and an idle actor stops after keep_warm."""
+        from qflow import _loop_pool
+
+        _loop_pool.call_pool("clear")
+        first = minimize(rx_circuit, [0.3], wires=1, steps=2, pack=1, keep_warm=30)
+        (warm,) = _warm_actors()
+        t0 = time.perf_counter()
+        second = minimize(rx_circuit, [0.4], wires=1, steps=2, pack=1, keep_warm=1)
+        assert time.perf_counter() - t0 < 1.0  # no new process: the loop starts at once
+        assert _warm_actors() == [warm] and second.actor_node_ids == first.actor_node_ids
+        deadline = time.monotonic() + 10
+        while _warm_actors() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _warm_actors() == []
 
     def test_resume_after_actor_killed(self):
         """Killing the actor mid-loop restarts it from the last finished chunk."""
+        from qflow import _loop_pool
+
+        _loop_pool.call_pool("clear")  # so that the loop starts a new actor
         out = {}
         names_before = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
 
@@ -68,7 +96,7 @@ class TestMinimize:
         actor = None
         while actor is None and time.monotonic() < deadline:
             names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                     if a["name"].startswith("qflow-loop-") and a["name"] not in names_before]
+                     if a["name"].startswith("qflow-warm-") and a["name"] not in names_before]
             if names:
                 actor = ray.get_actor(names[0], namespace="qflow")
             time.sleep(0.05)
