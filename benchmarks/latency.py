@@ -1,7 +1,10 @@
 """Per-iteration latency of a VQE loop (H2, lightning.qubit), all in one run.
 
-Part 1, ratios to the bare in-process loop:
-  bare        PennyLane optimizer + QNode in this process
+Part 1, ratios to the best bare loop this machine runs:
+  bare        PennyLane optimizer + QNode in a clean process with no Ray, measured
+              with OpenMP at 1 thread and at its default, the faster kept (the
+              actors run lightning with 1 thread; a baseline slowed by thread
+              oversubscription would flatter everything measured against it)
   task/iter   one Ray task per iteration (rebuilds the device every time)
   actor/iter  one actor call per iteration (device kept warm in the actor)
   packed K    qflow.variational.minimize with pack=K (steady state: after the
@@ -11,6 +14,11 @@ Part 2, a simulated remote QPU at several round trips:
   client      the loop driven from the client, off the QPU's node: every circuit
               batch pays the round trip
   colocated   the packed loop, its actor placed on the QPU's gateway node
+
+Start-up: a one-step loop from minimize() to its result, with a new actor (cold:
+a process starts and imports PennyLane) and with a warm one from the pool.
+
+Every figure is the median of --repeats runs, with its min-max spread.
 
 Runs on a two-node ray.cluster_utils.Cluster (head + gateway holding the QPU
 resource) so "off the QPU's node" is real. Writes JSON, a markdown table and a PNG.
@@ -59,6 +67,57 @@ def bare_loop(backend, iters: int) -> float:
     for _ in range(iters):
         params, _ = opt.step_and_cost(qnode, params)
     return (time.perf_counter() - t0) / iters
+
+
+_BARE_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from latency import bare_loop
+from qflow.backends import get_backend
+print(bare_loop(get_backend("lightning.qubit"), {iters}))
+"""
+
+
+def best_bare_loop(iters: int, repeats: int) -> dict:
+    """The bare loop in clean processes (no Ray beside it), at 1 OpenMP thread and at the
+    default, ``repeats`` times each; the faster setting's median is the baseline."""
+    import subprocess
+
+    out = {}
+    for label, threads in (("omp=1", "1"), ("omp=default", None)):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        if threads:
+            env["OMP_NUM_THREADS"] = threads
+        runs = []
+        for _ in range(repeats):
+            run = subprocess.run([sys.executable, "-c", _BARE_SCRIPT.format(
+                here=str(Path(__file__).resolve().parent), iters=iters)], env=env,
+                capture_output=True, text=True, check=True)
+            runs.append(float(run.stdout.strip().splitlines()[-1]))
+        out[label] = runs
+    best = min(out, key=lambda k: float(np.median(out[k])))
+    return {"runs": out, "best": best, "s_per_iter": float(np.median(out[best]))}
+
+
+def startup(backend, cold: bool) -> float:
+    """Seconds from minimize() to the result of a one-step loop."""
+    from qflow import _loop_pool
+
+    circuit, wires, n = h2_circuit()
+    if cold:
+        _loop_pool.call_pool("clear")
+    else:  # a loop just ran: its actor waits in the pool
+        minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=1, pack=1,
+                 progress=False)
+    t0 = time.perf_counter()
+    minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=1, pack=1,
+             progress=False)
+    return time.perf_counter() - t0
+
+
+def summary(runs: list[float]) -> dict:
+    return {"median": float(np.median(runs)), "min": float(min(runs)),
+            "max": float(max(runs)), "runs": [float(r) for r in runs]}
 
 
 @ray.remote(num_cpus=1)
@@ -110,7 +169,8 @@ def packed(backend, iters: int, k: int) -> float:
     """
     circuit, wires, n = h2_circuit()
     steps = 2 * k + max(iters, k)
-    res = minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=steps, pack=k)
+    res = minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=steps, pack=k,
+                   progress=False)
     nodes = [nd for nd in qflow.get_result(res.dispatch_id).get_all_node_results()
              if nd["node_name"] == "run_chunk"]
     span = (nodes[-1]["end_time"] - nodes[1]["end_time"]).total_seconds()
@@ -124,27 +184,36 @@ def client_driven(backend, iters: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer iterations; under a minute")
+    p.add_argument("--repeats", type=int, default=None, help="runs per figure (default 5, "
+                   "3 with --quick)")
     p.add_argument("--out-dir", default="benchmarks/results")
     args = p.parse_args(argv)
     iters = 20 if args.quick else 100
+    repeats = args.repeats or (3 if args.quick else 5)
     ks = (1, 10) if args.quick else (1, 10, 100)
     rtts = (0, 10, 50) if not args.quick else (0, 50)
 
+    bare = best_bare_loop(iters, repeats)
+    base = bare["s_per_iter"]
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
     cluster.add_node(num_cpus=2, resources={SIMULATED_QPU_RESOURCE: 1})
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
-    out: dict = {"iterations": iters, "part1": {}, "part2": {}}
+    out: dict = {"iterations": iters, "repeats": repeats, "bare": bare, "part1": {},
+                 "startup": {}, "part2": {}}
     try:
         lightning = get_backend("lightning.qubit")
-        base = bare_loop(lightning, iters)
-        part1 = {"bare": base, "task/iter": task_per_iter(lightning, max(5, iters // 4)),
-                 "actor/iter": actor_per_iter(lightning, iters)}
+        part1 = {"task/iter": [task_per_iter(lightning, max(5, iters // 4))
+                               for _ in range(repeats)],
+                 "actor/iter": [actor_per_iter(lightning, iters) for _ in range(repeats)]}
         for k in ks:
-            part1[f"packed K={k}"] = packed(lightning, iters, k)
+            part1[f"packed K={k}"] = [packed(lightning, iters, k) for _ in range(repeats)]
             print(f"  measured packed K={k}", file=sys.stderr)
-        out["part1"] = {name: {"s_per_iter": t, "ratio_to_bare": t / base}
-                        for name, t in part1.items()}
+        out["part1"] = {name: {**summary(runs), "ratio_to_bare": float(np.median(runs)) / base}
+                        for name, runs in part1.items()}
+        out["per_chunk_overhead_s"] = out["part1"]["packed K=1"]["median"] - base
+        out["startup"] = {"cold": summary([startup(lightning, True) for _ in range(repeats)]),
+                          "warm": summary([startup(lightning, False) for _ in range(repeats)])}
         for rtt in rtts:
             qpu = get_backend("simulated.qpu", inner="lightning.qubit", round_trip_ms=rtt)
             n_client = max(5, iters // (5 if rtt else 1))
@@ -158,14 +227,26 @@ def main(argv: list[str] | None = None) -> dict:
         ray.shutdown()
         cluster.shutdown()
 
-    lines = ["| loop | ms / iteration | × bare |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v['s_per_iter'] * 1000:.2f} | {v['ratio_to_bare']:.2f} |"
-              for k, v in out["part1"].items()]
+    below = [k for k, v in out["part1"].items() if v["median"] < base]
+    lines = [f"bare loop: {base * 1000:.2f} ms/iteration (best of "
+             f"{', '.join(f'{k} {np.median(v) * 1000:.2f}' for k, v in bare['runs'].items())};"
+             f" {bare['best']} kept)", "",
+             "| loop | ms / iteration, median (min-max) | × bare |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v['median'] * 1000:.2f} ({v['min'] * 1000:.2f}-{v['max'] * 1000:.2f})"
+              f" | {v['ratio_to_bare']:.2f} |" for k, v in out["part1"].items()]
+    lines += ["", f"per-chunk overhead (packed K=1 minus bare): "
+              f"{out['per_chunk_overhead_s'] * 1000:.2f} ms", "",
+              "| loop start-up (minimize, 1 step) | s, median (min-max) |", "|---|---:|"]
+    lines += [f"| {k} actor | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) |"
+              for k, v in out["startup"].items()]
     lines += ["", "| round trip | client-driven ms/iter | co-located packed ms/iter | speed-up |",
               "|---|---:|---:|---:|"]
     lines += [f"| {k} | {v['client_s_per_iter'] * 1000:.2f} | "
               f"{v['colocated_s_per_iter'] * 1000:.2f} | {v['speedup']:.1f}× |"
               for k, v in out["part2"].items()]
+    if below:
+        lines += ["", f"WARNING: {below} measured below the bare baseline: it is not the "
+                  "best bare loop on this machine."]
     table = "\n".join(lines)
     print(table)
     out_dir = Path(args.out_dir)
@@ -184,8 +265,14 @@ def _plot(out: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    names = list(out["part1"])
-    a.bar(names, [out["part1"][n]["s_per_iter"] * 1000 for n in names])
+    names = ["bare", *out["part1"]]
+    medians = [out["bare"]["s_per_iter"] * 1000] + [out["part1"][n]["median"] * 1000
+                                                    for n in out["part1"]]
+    lows = [0.0] + [(out["part1"][n]["median"] - out["part1"][n]["min"]) * 1000
+                    for n in out["part1"]]
+    highs = [0.0] + [(out["part1"][n]["max"] - out["part1"][n]["median"]) * 1000
+                     for n in out["part1"]]
+    a.bar(names, medians, yerr=[lows, highs], capsize=3)
     a.set_ylabel("ms per iteration")
     a.set_yscale("log")
     a.set_title("VQE H2, lightning.qubit")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -245,9 +246,15 @@ def autoscaler_node_types_unknown() -> bool:
 
         if state.get_cluster_config() is not None:
             return False
-        return _internal_kv_get(b"__autoscaling_status") is not None
+        status = _internal_kv_get(b"__autoscaling_status")
+        if status is None:
+            return False
+        mapping = json.loads(status).get("autoscaler_report", {}).get("node_type_mapping", {})
     except Exception:  # private APIs; without them, judge by the nodes alone
         return False
+    # Without an autoscaling config (plain `ray start`, an embedded Ray) the monitor runs
+    # a read-only provider that names each node's type after the node: nothing to launch.
+    return any(kind != f"node_{node_id}" for node_id, kind in mapping.items())
 
 
 def check_feasible(graph: Any) -> None:
