@@ -86,6 +86,12 @@ def circuit(p):
     return qml.expval(qml.PauliZ(0))
 
 
+# The head answers before its autoscaler has first reported; wait for that report.
+from qflow._cluster import autoscaler_node_types_unknown
+deadline = time.monotonic() + 90
+while not autoscaler_node_types_unknown():
+    assert time.monotonic() < deadline, "the autoscaler never reported"
+    time.sleep(0.5)
 before = gateways()
 # The simulated QPU asks for the gateway resource as braket.aws.qubit does.
 qpu = get_backend("simulated.qpu", inner="default.qubit", round_trip_ms=0,
