@@ -25,8 +25,10 @@ BOHR_PER_ANGSTROM = 1.8897261246
 MAPPINGS = ("jordan_wigner", "parity", "bravyi_kitaev")
 #: Bases PennyLane's built-in (``dhf``) Hartree-Fock has data for; others need PySCF.
 DHF_BASES = ("sto-3g", "6-31g", "6-311g", "cc-pvdz")
-_Z = {"H": 1, "He": 2, "Li": 3, "Be": 4, "B": 5, "C": 6, "N": 7, "O": 8, "F": 9, "Ne": 10,
-      "Na": 11, "Mg": 12, "Al": 13, "Si": 14, "P": 15, "S": 16, "Cl": 17, "Ar": 18}
+_SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu "
+            "Zn Ga Ge As Se Br Kr").split()
+#: Atomic numbers, H to Kr (what STO-3G covers).
+_Z = {symbol: z for z, symbol in enumerate(_SYMBOLS, start=1)}
 
 
 def check_unit(unit: Any) -> str:
@@ -100,8 +102,8 @@ class Molecule:
                 f"{list(symbols)} and {len(geometry)} coordinates.")
         unknown = sorted({s for s in symbols if s not in _Z})
         if unknown:
-            raise QflowInputError(f"Unknown element symbols {unknown}; qflow knows H to Ar "
-                                  f"({', '.join(_Z)}).")
+            raise QflowInputError(f"Unknown element symbols {unknown}; qflow knows H to Kr "
+                                  f"({', '.join(_Z)}), case-sensitive.")
         if not isinstance(charge, int | np.integer) or isinstance(charge, bool):
             raise QflowInputError(f"charge must be an int; got {charge!r}.")
         mult = _positive_int("mult", mult)
