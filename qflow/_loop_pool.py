@@ -61,11 +61,30 @@ class LoopPool:
                 self._busy[loop_id] = (key, name)
                 return name
         name = f"{ACTOR_PREFIX}{key}-{uuid.uuid4().hex[:8]}"
-        actor = place(name, bundle, actor_cls, what)
+        actor = place(name, bundle, actor_cls, what, on_wait=lambda: self._yield(loop_id, key))
+        if isinstance(actor, str):  # an idle actor of this bundle freed up while waiting
+            return actor
         with self._lock:
             self._actors[name] = actor
             self._busy[loop_id] = (key, name)
         return name
+
+    def _yield(self, loop_id: str, key: str) -> str | None:
+        """While a new actor waits for resources: take an idle actor of ``key`` if one
+        appeared (returning its name), else stop idle actors of other bundles, whose
+        resources may be what the wait is for."""
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                name, _ = idle.pop()
+                self._busy[loop_id] = (key, name)
+                return name
+            others = [n for k, entries in self._idle.items() if k != key for n, _ in entries]
+            for k in [k for k in self._idle if k != key]:
+                del self._idle[k]
+        for name in others:
+            self._stop(name)
+        return None
 
     def release(self, loop_id: str, keep_s: float) -> None:
         """The loop is over: keep its actor idle for ``keep_s`` seconds, or stop it now."""
@@ -121,12 +140,14 @@ class LoopPool:
                 self._stop(name)
 
 
-def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str) -> Any:
+def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str,
+          on_wait: Any = None) -> Any:
     """Start ``actor_cls`` as ``name`` in a STRICT_PACK placement group holding ``bundle``.
 
     A feasible request waits for resources to free up (other loops finishing, an
     autoscaler adding a node); it fails once no node could ever hold it, or, where an
-    autoscaler's node types cannot be read, once it has not launched one in time.
+    autoscaler's node types cannot be read, once it has not launched one in time. While
+    it waits, ``on_wait()`` may return another actor's name to use instead.
     """
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
@@ -137,9 +158,16 @@ def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str) -> Any
     ensure_feasible(bundle, what)
     pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{name}-pg",
                          lifetime="detached")
-    waited = 0.0
-    while not pg.wait(timeout_seconds=10):
-        waited += 10
+    started = last_check = time.monotonic()
+    while not pg.wait(timeout_seconds=0.5):
+        instead = on_wait() if on_wait is not None else None
+        if instead is not None:
+            remove_placement_group(pg)
+            return instead
+        if time.monotonic() - last_check < 10:
+            continue
+        last_check = time.monotonic()
+        waited = last_check - started
         try:
             ensure_feasible(bundle, what)
             if waited >= AUTOSCALER_WAIT_S and autoscaler_node_types_unknown():
