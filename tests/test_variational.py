@@ -241,6 +241,74 @@ def test_a_seed_makes_a_run_with_shots_repeat():
         get_backend("default.qubit", seed=-1)
 
 
+_FLAKY = {"armed": False}
+
+
+def flaky_circuit(p):
+    """rx_circuit, failing anywhere but at p = [0.3] once armed (pickled by reference, so
+    arming it reaches the copy an in-process loop actor loaded)."""
+    if _FLAKY["armed"] and abs(float(getattr(p[0], "_value", p[0])) - 0.3) > 1e-12:
+        raise ValueError("flaky circuit")
+    return rx_circuit(p)
+
+
+class TestRunAhead:
+    """The loop actor computes the next chunk while Ray carries the last one's result."""
+
+    @staticmethod
+    def _actor(backend, steps=6):
+        from qflow.variational import _LoopActor, prepare
+
+        loop_id, spec_blob, state = prepare(rx_circuit, [0.3], wires=1, backend=backend,
+                                            steps=steps, pack=2)
+        actor = _LoopActor()
+        actor.load(loop_id, spec_blob)
+        return actor, loop_id, state
+
+    def test_the_next_chunk_is_taken_from_ahead_with_the_same_samples(self):
+        """Seeded shots: running ahead gives exactly the costs of running in turn, and
+        the second call only collects what was computed while it was on its way."""
+        from qflow.backends import get_backend
+
+        def chunks(ahead):
+            actor, loop_id, state = self._actor(get_backend("default.qubit", shots=50, seed=3))
+            outs = []
+            for i in range(3):
+                state = actor.run(loop_id, state, 2, i == 2,
+                                  (2, i + 1 == 2) if ahead and i < 2 else None)
+                outs.append(state)
+                if ahead and i < 2:
+                    assert actor._ahead is not None
+                    actor._ahead[1].result()  # computed before the next call arrives
+            return [c for out in outs for c in out["costs"]], outs[-1]["final_cost"]
+
+        assert chunks(ahead=True) == chunks(ahead=False)
+
+    def test_a_call_from_another_state_discards_the_work_ahead(self):
+        """A retried chunk (its state is not the one run ahead from) computes afresh."""
+        actor, loop_id, start = self._actor("default.qubit")
+        first = actor.run(loop_id, start, 2, False, (2, False))
+        again = actor.run(loop_id, start, 2, False, None)  # the first chunk, retried
+        assert again["costs"] == first["costs"] and actor._ahead is None
+        second = actor.run(loop_id, again, 2, False, None)
+        assert second["step"] == 4
+
+    def test_an_error_while_running_ahead_reaches_the_call_that_takes_it(self):
+        from qflow.variational import _LoopActor, prepare
+
+        loop_id, spec_blob, state = prepare(flaky_circuit, [0.3], wires=1,
+                                            backend="default.qubit", steps=6, pack=2)
+        _FLAKY["armed"] = True
+        actor = _LoopActor()
+        actor.load(loop_id, spec_blob)
+        out = actor.run(loop_id, state, 1, False, (2, True))
+        try:
+            with pytest.raises(ValueError, match="flaky circuit"):
+                actor.run(loop_id, out, 2, True, None)
+        finally:
+            _FLAKY["armed"] = False
+
+
 class TestShotStatistics:
     """Issue 11: with shots, a reported energy carries its standard error, and the loop
     stops when its progress can no longer be told from shot noise."""
