@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import inspect
 import math
 import threading
 import time
@@ -25,7 +24,7 @@ from qflow._dispatcher import (
 from qflow._graph import Graph
 from qflow._lease import Heartbeat, owner_role, reap, service_verdict
 from qflow._status import Status
-from qflow._text import value_text
+from qflow._text import source_text, value_text
 from qflow.electron import Electron
 from qflow.exceptions import (
     ClusterError,
@@ -282,10 +281,7 @@ def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
 def _source(lat: Lattice) -> str | None:
     """The lattice's source, for readers of the store (None when Python has none, e.g.
     a function typed into a REPL)."""
-    try:
-        return inspect.getsource(lat.workflow_function)
-    except (OSError, TypeError):
-        return None
+    return source_text(lat.workflow_function)
 
 
 def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int, bytes]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
-import inspect
 import json
 import queue
 import threading
@@ -38,7 +37,7 @@ from qflow._task import (
     TaskCall,
     dumps_value,
 )
-from qflow._text import value_text
+from qflow._text import source_text, value_text
 from qflow.exceptions import QflowSerializationError
 from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
@@ -150,10 +149,9 @@ def _electron_sources(graph: Graph) -> str | None:
             continue
         seen.add(id(node.fn))
         fn = getattr(node.fn, "workflow_function", node.fn)  # a sublattice's lattice
-        try:
-            sources[node.name] = inspect.getsource(fn)
-        except (OSError, TypeError):
-            pass
+        text = source_text(fn)
+        if text is not None:
+            sources[node.name] = text
     return json.dumps(sources) if sources else None
 
 

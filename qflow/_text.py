@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import reprlib
 from typing import Any
 
@@ -58,3 +59,29 @@ def value_text_join(parts: list[str]) -> str:
     """``(part, part, ...)`` capped at :data:`TEXT_LIMIT` characters."""
     text = "(" + ", ".join(parts) + ")"
     return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 4] + "...)"
+
+
+#: Source text by code object: a dispatch records its lattice's and electrons' source,
+#: and reading it again for every dispatch of the same functions cost more than the
+#: rest of a small dispatch's bookkeeping.
+_sources: dict[Any, str | None] = {}
+
+
+def source_text(fn: Any) -> str | None:
+    """``inspect.getsource(fn)``, or None when Python has none (a function typed into a
+    REPL, a builtin); remembered per code object.
+
+    Example:
+        >>> source_text(source_text).splitlines()[0]
+        'def source_text(fn: Any) -> str | None:'
+    """
+    code = getattr(fn, "__code__", None)
+    if code is not None and code in _sources:
+        return _sources[code]
+    try:
+        text: str | None = inspect.getsource(fn)
+    except (OSError, TypeError):
+        text = None
+    if code is not None:
+        _sources[code] = text
+    return text
