@@ -142,6 +142,7 @@ class _LoopActor:
     that result takes the chunk computed ahead, so the per-chunk overhead of Ray and
     the store overlaps the quantum work instead of adding to it. The order of work on
     the device (and so a seeded run's samples) is the same as without running ahead.
+    Backends with ``run_ahead = False`` (billed devices) compute only what is asked.
     """
 
     def __init__(self) -> None:
@@ -189,7 +190,7 @@ class _LoopActor:
             self._drop_ahead()
             future = self._worker.submit(self._compute, state, k, last)
         out = future.result()
-        if ahead is not None and not last and not out["converged"]:
+        if ahead is not None and not last and not out["converged"] and self.backend.run_ahead:
             next_k, next_last = ahead
             self._ahead = ((_state_key(out), next_k, next_last),
                            self._worker.submit(self._compute, out, next_k, next_last))

@@ -284,6 +284,15 @@ class TestRunAhead:
 
         assert chunks(ahead=True) == chunks(ahead=False)
 
+    def test_billed_backends_never_run_ahead(self):
+        """A cancelled loop on a paid device must not have paid for a chunk nobody asked
+        for: simulated.qpu stands for one."""
+        from qflow.backends import get_backend
+
+        actor, loop_id, state = self._actor(get_backend("simulated.qpu", inner="default.qubit", round_trip_ms=0))
+        actor.run(loop_id, state, 2, False, (2, False))
+        assert actor._ahead is None
+
     def test_a_call_from_another_state_discards_the_work_ahead(self):
         """A retried chunk (its state is not the one run ahead from) computes afresh."""
         actor, loop_id, start = self._actor("default.qubit")
