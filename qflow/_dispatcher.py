@@ -43,6 +43,8 @@ from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
+#: Seconds between a cancelled task's inputs existing and the cancel reaching it.
+_ARGS_SETTLE_S = 0.05
 #: OP nodes that only collect their operands: over large outputs they are recorded as
 #: recipes (DerivedOutput) rather than evaluated into a second copy.
 _CONTAINER_OPS = frozenset({"list", "tuple", "dict"})
@@ -341,14 +343,14 @@ class Dispatcher:
 
             if self._cancel_all:
                 for nid, sub in running.items():
-                    self._cancel_submission(calls[nid], sub)
+                    self._cancel_submission(calls[nid], sub, running)
                 self.rec.cancel_unfinished(only_running=False)
                 self.rec.finish(status=Status.CANCELLED)
                 return Status.CANCELLED
             for nid in self._cancel_nodes & running.keys():
                 sub = running[nid]
                 if not sub.cancelled:
-                    self._cancel_submission(calls[nid], sub)
+                    self._cancel_submission(calls[nid], sub, running)
                     self.rec.node(nid, status=Status.CANCELLED, end_time=now_iso())
             if not running:
                 break  # whatever is left waits on a node that failed or was cancelled
@@ -404,8 +406,43 @@ class Dispatcher:
                           error=f"Electron {call.label} could not be submitted: {exc}")
             return None
 
-    def _cancel_submission(self, call: TaskCall, sub: Submission) -> None:
+    def _cancel_submission(self, call: TaskCall, sub: Submission,
+                           running: dict[int, Submission]) -> None:
+        """Cancel ``sub`` now if its inputs exist, else as soon as they all do.
+
+        Ray (2.60) aborts the whole owning process ("Tried to complete task that was
+        not pending") when a task is cancelled while it still waits for its
+        arguments: the cancel fails it, but once the arguments arrive it is pushed to
+        a worker anyway, and that worker's reply finds no pending task. Seen on every
+        other cancel of a chain. A task whose arguments exist is queued or running,
+        and cancelling it there is safe; so the cancel waits for the inputs (the
+        parents' completions, which cancelling the parents brings on quickly).
+        """
         sub.cancelled = True
+        waiting = [running[d].done for d in set(call.dep_ids)
+                   if d in running and not running[d].done.done()]
+        if not waiting:
+            self._cancel_now(call, sub)
+            return
+        left = [len(waiting)]
+        lock = threading.Lock()
+
+        def parent_done(_: Any) -> None:
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            # The owner resolves the arguments in the callbacks of the same completion
+            # this one runs in: let those finish before the cancel looks at the task.
+            timer = threading.Timer(_ARGS_SETTLE_S, self._cancel_now, (call, sub))
+            timer.daemon = True
+            timer.start()
+
+        for fut in waiting:
+            fut.add_done_callback(parent_done)
+
+    @staticmethod
+    def _cancel_now(call: TaskCall, sub: Submission) -> None:
         try:
             resolve_executor(call.options.executor).cancel(sub)
         except Exception:  # already finished or gone: nothing left to stop
