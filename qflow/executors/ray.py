@@ -89,5 +89,7 @@ class RayExecutor(Executor):
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in
         # a sleep, a C extension or I/O would run to its end. Killing the worker is what
-        # "cancel" has to mean for a stuck electron.
-        ray.cancel(submission.handle, force=True, recursive=True)
+        # "cancel" has to mean for a stuck electron. A deferred cancel may come due as
+        # the process exits: Ray ends the process when called after its shutdown.
+        if ray.is_initialized():
+            ray.cancel(submission.handle, force=True, recursive=True)
