@@ -26,3 +26,46 @@ def test_unreachable_address_is_clear(tmp_path):
     assert line, out.stderr[-3000:]
     assert "No Ray cluster answers at '127.0.0.1:1'" in line[0]
     assert "qflow start" in line[0]
+
+
+def test_node_shapes_are_reused_briefly_but_never_for_a_refusal(monkeypatch):
+    """Feasibility checks of back-to-back dispatches read the node shapes once; a request
+    the cached shapes cannot hold is judged on fresh ones before it is refused."""
+    import pytest
+
+    import qflow
+    from qflow import _cluster
+    from qflow.exceptions import InfeasibleResourceError
+
+    reads = []
+    real = _cluster.node_shapes
+
+    def counted():
+        reads.append(1)
+        return real()
+
+    monkeypatch.setattr(_cluster, "node_shapes", counted)
+    monkeypatch.setattr(_cluster, "_shapes_cache", None)
+
+    @qflow.electron(num_cpus=1)
+    def small():
+        return 1
+
+    @qflow.electron(resources={"no-such-resource": 1})
+    def impossible():
+        return 1
+
+    @qflow.lattice
+    def ok_flow():
+        return small()
+
+    @qflow.lattice
+    def bad_flow():
+        return impossible()
+
+    for _ in range(3):
+        _cluster.check_feasible(ok_flow.build_graph())
+    assert len(reads) == 1
+    with pytest.raises(InfeasibleResourceError, match="no-such-resource"):
+        _cluster.check_feasible(bad_flow.build_graph())
+    assert len(reads) == 2
