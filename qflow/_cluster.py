@@ -215,7 +215,7 @@ def _recent_shapes(max_age: float = SHAPES_MAX_AGE_S) -> list[dict[str, float]]:
     global _shapes_cache
     now, cluster = time.monotonic(), ray.get_runtime_context().gcs_address
     cached = _shapes_cache
-    if cached is None or cached[0] != cluster or now - cached[1] > max_age or max_age <= 0:
+    if cached is None or cached[0] != cluster or max_age <= 0 or now - cached[1] > max_age:
         cached = _shapes_cache = (cluster, now, node_shapes())
     return cached[2]
 
@@ -245,8 +245,11 @@ def describe_shortfall(request: Mapping[str, float], shapes: list[dict[str, floa
 
 
 def ensure_feasible(request: Mapping[str, float], what: str) -> None:
-    """Raise :class:`InfeasibleResourceError` if no node could ever hold ``request``."""
-    shapes = node_shapes()
+    """Raise :class:`InfeasibleResourceError` if no node could ever hold ``request``
+    (judged on recently read node shapes, and on fresh ones before refusing)."""
+    if missing_resources(request, _recent_shapes()) is None:
+        return
+    shapes = _recent_shapes(max_age=0.0)  # a refusal is never judged on old news
     if missing_resources(request, shapes) is not None and not autoscaler_node_types_unknown():
         raise InfeasibleResourceError(describe_shortfall(request, shapes, what))
 
@@ -283,7 +286,6 @@ def check_feasible(graph: Any) -> None:
     from qflow.executors import resolve_executor
     from qflow.executors.ray import RayExecutor
 
-    shapes: list[dict[str, float]] | None = None
     seen: set[tuple] = set()
     for node in graph.nodes:
         if node.kind in VIRTUAL_KINDS:
@@ -304,11 +306,4 @@ def check_feasible(graph: Any) -> None:
         if key in seen:
             continue
         seen.add(key)
-        if shapes is None:
-            shapes = _recent_shapes()
-        if missing_resources(request, shapes) is not None:
-            shapes = _recent_shapes(max_age=0.0)  # a refusal is never judged on old news
-        if missing_resources(request, shapes) is not None and \
-                not autoscaler_node_types_unknown():
-            raise InfeasibleResourceError(
-                describe_shortfall(request, shapes, f"Electron {node.label}"))
+        ensure_feasible(request, f"Electron {node.label}")

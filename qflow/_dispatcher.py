@@ -419,27 +419,23 @@ class Dispatcher:
         parents' completions, which cancelling the parents brings on quickly).
         """
         sub.cancelled = True
-        waiting = [running[d].done for d in set(call.dep_ids)
-                   if d in running and not running[d].done.done()]
-        if not waiting:
-            self._cancel_now(call, sub)
-            return
-        left = [len(waiting)]
-        lock = threading.Lock()
+        self._cancel_once_inputs_exist(call, sub, [running[d].done for d in set(call.dep_ids)
+                                                   if d in running], deferred=False)
 
-        def parent_done(_: Any) -> None:
-            with lock:
-                left[0] -= 1
-                if left[0]:
-                    return
+    def _cancel_once_inputs_exist(self, call: TaskCall, sub: Submission, parents: list[Any],
+                                  deferred: bool) -> None:
+        waiting = next((fut for fut in parents if not fut.done()), None)
+        if waiting is not None:  # checked again when it is done
+            waiting.add_done_callback(
+                lambda _: self._cancel_once_inputs_exist(call, sub, parents, deferred=True))
+        elif not deferred:
+            self._cancel_now(call, sub)
+        else:
             # The owner resolves the arguments in the callbacks of the same completion
             # this one runs in: let those finish before the cancel looks at the task.
             timer = threading.Timer(_ARGS_SETTLE_S, self._cancel_now, (call, sub))
             timer.daemon = True
             timer.start()
-
-        for fut in waiting:
-            fut.add_done_callback(parent_done)
 
     @staticmethod
     def _cancel_now(call: TaskCall, sub: Submission) -> None:

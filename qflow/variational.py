@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -129,8 +131,7 @@ class ScipyOptimizer:
 def _state_key(state: dict[str, Any]) -> tuple[Any, ...]:
     """What identifies a chunk's starting point (its params exactly, not approximately)."""
     params = np.asarray(state["params"], dtype=float)
-    return (state["step"], state["restarts"], params.shape, params.tobytes(),
-            state["optimizer"], state["converged"])
+    return state["step"], state["restarts"], params.shape, params.tobytes(), state["optimizer"]
 
 
 class _LoopActor:
@@ -147,9 +148,6 @@ class _LoopActor:
 
     def __init__(self) -> None:
         # Imported now, while the actor waits in the pool, not when a loop needs it.
-        import sys
-        from concurrent.futures import ThreadPoolExecutor
-
         import pennylane  # noqa: F401
 
         # The call that collects a chunk computed ahead needs the GIL twice while the
