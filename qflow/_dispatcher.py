@@ -452,8 +452,10 @@ class Dispatcher:
         exc = fut.exception()
         if exc is None:
             outcome: NodeOutcome = fut.result()
-            if outcome.value_ref is not None:
+            if outcome.value_ref is not None:  # where the value ended up (maybe rerouted)
                 sub.value_ref = outcome.value_ref
+                if nid in self._refs:
+                    self._refs[nid] = outcome.value_ref
             blob = outcome.output_blob
             large = blob is None
             if large:  # a large output travels once, as the task's value

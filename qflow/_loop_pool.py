@@ -104,6 +104,12 @@ class LoopPool:
         if held is not None:
             self._stop(held[1])
 
+    def holder(self, loop_id: str) -> str | None:
+        """The name of the actor serving ``loop_id``, if one does."""
+        with self._lock:
+            held = self._busy.get(loop_id)
+        return None if held is None else held[1]
+
     def idle_names(self) -> list[str]:
         with self._lock:
             return [name for idle in self._idle.values() for name, _ in idle]

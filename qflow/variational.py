@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 import numpy as np
@@ -30,6 +30,8 @@ import qflow
 from qflow import _loop_pool as loop_pool
 from qflow import _warm as warm
 from qflow._traceback import remote_cause
+from qflow.executors.loop import NotServingError
+from qflow.executors.ray import run_wire
 from qflow._cluster import ensure_feasible
 from qflow.loop_progress import check_callback, follow, wants_bar
 from qflow.exceptions import (BackendError, QflowConfigError,
@@ -146,6 +148,9 @@ class _LoopActor:
     Backends with ``run_ahead = False`` (billed devices) compute only what is asked.
     """
 
+    #: The instance in this process, if it is a loop actor's (see :func:`run_chunk`).
+    in_this_process: ClassVar[_LoopActor | None] = None
+
     def __init__(self) -> None:
         # Imported now, while the actor waits in the pool, not when a loop needs it.
         import pennylane  # noqa: F401
@@ -153,6 +158,7 @@ class _LoopActor:
         # The call that collects a chunk computed ahead needs the GIL twice while the
         # next chunk computes; the default 5 ms switch interval would be paid each time.
         sys.setswitchinterval(2e-4)
+        _LoopActor.in_this_process = self
         self.loop_id: str | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qflow-loop")
         self._ahead: tuple[tuple[Any, ...], Any] | None = None  # (state key, future)
@@ -172,6 +178,11 @@ class _LoopActor:
 
     def node_id(self) -> str:
         return ray.get_runtime_context().get_node_id()
+
+    @ray.method(num_returns=2)
+    def run_node(self, wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
+        """Run a chunk's node here, sent by the loop executor."""
+        return run_wire(wire, *dep_values)
 
     def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool,
             ahead: tuple[int, bool] | None = None) -> dict[str, Any]:
@@ -320,16 +331,32 @@ def _stop_actor(loop_id: str, keep_s: float = 0.0) -> None:
         loop_pool.call_pool("discard", loop_id)
 
 
-@qflow.electron(num_cpus=0)
+@qflow.electron(num_cpus=0, executor="loop")
 def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
-              last: bool, ahead: tuple[int, bool] | None = None) -> dict[str, Any]:
+              last: bool, ahead: tuple[int, bool] | None = None,
+              restarted: bool = False) -> dict[str, Any]:
     """Run ``k`` optimizer steps on the loop's actor, starting one if needed; ``ahead``
-    is the next chunk's ``(k, last)``, for the actor to start on at once."""
+    is the next chunk's ``(k, last)``, for the actor to start on at once.
+
+    The loop executor (:mod:`qflow.executors.loop`) runs this on the loop's actor
+    itself once one serves the loop, and as a plain task before that, or with
+    ``restarted`` after the actor died under an earlier attempt.
+    """
     if state["converged"]:
         return {**state, "costs": [], "seconds": 0.0}
+    here = _LoopActor.in_this_process
+    if here is not None:  # called on an actor by the loop executor
+        if here.loop_id != loop_id:
+            raise NotServingError(f"This actor serves loop {here.loop_id}, not {loop_id}.")
+        out = here.run(loop_id, state, k, last, ahead)
+        _log_costs(out["costs"], state["step"])
+        return out
+    if restarted:  # resume from this chunk's input: the last finished chunk's params
+        _stop_actor(loop_id)
+        state = {**state, "restarts": state["restarts"] + 1}
     sent = {"state": state}
 
-    def restarted() -> None:
+    def on_death() -> None:
         # Resume from this chunk's input: the last finished chunk's params.
         _stop_actor(loop_id)
         sent["state"] = {**sent["state"], "restarts": sent["state"]["restarts"] + 1}
@@ -337,16 +364,17 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
     try:
         out = warm.call(_actor_name(loop_id), lambda: _start_actor(loop_id, spec_blob),
                         lambda actor: actor.run.remote(loop_id, sent["state"], k, last, ahead),
-                        on_death=restarted)
+                        on_death=on_death)
     except BaseException:
         _stop_actor(loop_id)
         raise
-    for i, cost in enumerate(out["costs"]):  # charted live by `qflow ui`
-        qflow.log_metric("cost", cost, step=sent["state"]["step"] + i)
+    _log_costs(out["costs"], sent["state"]["step"])
     return out
 
 
-
+def _log_costs(costs: list[float], first_step: int) -> None:
+    for i, cost in enumerate(costs):  # charted live by `qflow ui`
+        qflow.log_metric("cost", cost, step=first_step + i)
 
 
 @qflow.electron(num_cpus=0)
@@ -366,7 +394,7 @@ def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], step
     sizes = [min(pack, steps - i * pack) for i in range(n_chunks)]
     for i, k in enumerate(sizes):
         ahead = (sizes[i + 1], i + 1 == n_chunks - 1) if i + 1 < n_chunks else None
-        state = run_chunk(loop_id, spec_blob, state, k, i == n_chunks - 1, ahead)
+        state = run_chunk(loop_id, spec_blob, state, k, last=i == n_chunks - 1, ahead=ahead)
         chunks.append(state)
     return {"chunks": chunks, "closed": close_loop(loop_id, spec_blob, state)}
 

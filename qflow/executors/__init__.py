@@ -1,4 +1,5 @@
-"""Executors: where electrons run. ``ray`` (default), ``local``, and ``slurm``."""
+"""Executors: where electrons run. ``ray`` (default), ``local``, and ``slurm``; and
+``loop``, which qflow's variational loops use for their chunks."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from typing import Any
 from qflow.exceptions import QflowConfigError
 from qflow.executors.base import Executor, Submission
 from qflow.executors.local import LocalExecutor
+from qflow.executors.loop import LoopExecutor
 from qflow.executors.ray import RayExecutor
 from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor", "SlurmConfig", "SlurmExecutor", "Submission",
+__all__ = ["Executor", "LocalExecutor", "LoopExecutor", "RayExecutor", "SlurmConfig", "SlurmExecutor", "Submission",
            "executor_name", "resolve_executor"]
 
 _instances: dict[str, Executor] = {}

@@ -13,8 +13,9 @@ from qflow._task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execu
 from qflow.executors.base import Executor, Submission
 
 
-@ray.remote(num_returns=2)
-def _run_node(wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
+def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
+    """Run the node ``wire`` describes, in whichever Ray worker (task or actor) it
+    reached; returns the node's value and its outcome's wire form."""
     call = TaskCall.from_wire(wire)
     value, outcome = execute_call(call, dep_values)
     blob = outcome.output_blob
@@ -23,6 +24,9 @@ def _run_node(wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
         outcome.output_blob = None
         return PickledValue(blob), outcome.to_wire()
     return value, outcome.to_wire()
+
+
+_run_node = ray.remote(num_returns=2)(run_wire)
 
 
 class RayExecutor(Executor):
