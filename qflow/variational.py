@@ -309,10 +309,17 @@ def _start_actor(loop_id: str, spec_blob: bytes) -> Any:
     """An actor for the loop, from the warm pool or new, with the loop's spec loaded."""
     spec = cloudpickle.loads(spec_blob)
     bundle = _bundle(spec)
-    name = loop_pool.call_pool("acquire", loop_id, loop_pool.bundle_key(bundle), bundle,
-                               _LoopActor,
-                               f"The variational loop's actor for backend {spec['backend']!r}")
-    actor = ray.get_actor(name, namespace=warm.NAMESPACE)
+    for attempt in range(3):
+        name = loop_pool.call_pool("acquire", loop_id, loop_pool.bundle_key(bundle), bundle,
+                                   _LoopActor, f"The variational loop's actor for backend "
+                                   f"{spec['backend']!r}")
+        try:
+            actor = ray.get_actor(name, namespace=warm.NAMESPACE)
+            break
+        except ValueError:  # it died while idle in the pool: the pool forgets it
+            loop_pool.call_pool("discard", loop_id)
+            if attempt == 2:
+                raise
     try:
         ray.get(actor.load.remote(loop_id, spec_blob))
     except ray.exceptions.RayTaskError as exc:  # the backend could not build its device

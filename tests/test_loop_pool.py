@@ -38,3 +38,11 @@ def test_a_waiting_loop_takes_an_idle_actor_of_its_bundle():
     assert pool._busy["loop-b"] == ("mine", "actor-1")
     assert pool._yield("loop-c", "mine") is None
     assert pool.idle_names() == []  # actor-2 was stopped for the waiting loop
+
+
+def test_holder_names_the_actor_serving_a_loop():
+    pool = LoopPool()
+    pool._busy["loop-a"] = ("k1", "actor-1")
+    assert pool.holder("loop-a") == "actor-1" and pool.holder("loop-b") is None
+    pool.release("loop-a", keep_s=0)
+    assert pool.holder("loop-a") is None

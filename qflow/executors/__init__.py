@@ -60,7 +60,7 @@ def resolve_executor(spec: Any) -> Executor:
             return resolve_executor("ray")
         if isinstance(name, str) and name.lower() == "dask":
             raise QflowConfigError(f"Unknown executor 'dask'. {DASK_ADVICE}")
-        valid = ", ".join(sorted(Executor.registry))
+        valid = ", ".join(sorted(n for n, c in Executor.registry.items() if c.listed))
         raise QflowConfigError(
             f"Unknown executor {spec!r}. Valid executors are: {valid}. Pass one of these "
             "names, an Executor instance, or a Covalent executor plugin (a "

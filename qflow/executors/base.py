@@ -39,6 +39,8 @@ class Executor(abc.ABC):
 
     #: Registry of executor classes by short name, filled by ``__init_subclass__``.
     registry: ClassVar[dict[str, type[Executor]]] = {}
+    #: Whether error messages offer it to users (False for qflow's internal ones).
+    listed: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -67,6 +67,8 @@ class LoopExecutor(RayExecutor):
         ('loop', 0)
     """
 
+    listed = False
+
     @classmethod
     def affinity(cls) -> int:
         return 0  # qflow's own loops ask for it by name

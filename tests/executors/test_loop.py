@@ -143,3 +143,17 @@ def _busy_actor_names():
     idle = set(_loop_pool.call_pool("idle_names"))
     return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
             if a["name"].startswith(_loop_pool.ACTOR_PREFIX) and a["name"] not in idle]
+
+
+def test_an_idle_actor_that_died_in_the_pool_is_replaced():
+    import ray
+
+    _loop_pool.call_pool("clear")
+    minimize(rx_circuit, [0.4], wires=1, backend="default.qubit", steps=2, pack=1,
+             progress=False, keep_warm=60)
+    (idle,) = _loop_pool.call_pool("idle_names")
+    ray.kill(ray.get_actor(idle, namespace="qflow"))
+    res = minimize(rx_circuit, [0.4], wires=1, backend="default.qubit", steps=4, pack=2,
+                   progress=False, keep_warm=0)
+    assert res.iterations == 4 and res.actor_restarts == 0
+    assert idle not in _busy_actor_names()
