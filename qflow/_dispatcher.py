@@ -43,8 +43,6 @@ from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
-#: Seconds between a cancelled task's inputs existing and the cancel reaching it.
-_ARGS_SETTLE_S = 0.05
 #: OP nodes that only collect their operands: over large outputs they are recorded as
 #: recipes (DerivedOutput) rather than evaluated into a second copy.
 _CONTAINER_OPS = frozenset({"list", "tuple", "dict"})
@@ -431,9 +429,13 @@ class Dispatcher:
         elif not deferred:
             self._cancel_now(call, sub)
         else:
-            # The owner resolves the arguments in the callbacks of the same completion
-            # this one runs in: let those finish before the cancel looks at the task.
-            timer = threading.Timer(_ARGS_SETTLE_S, self._cancel_now, (call, sub))
+            # Some executors need a moment after the inputs exist (Ray resolves a task's
+            # arguments in the callbacks of the completion this one runs in).
+            delay = resolve_executor(call.options.executor).cancel_delay_s
+            if delay <= 0:
+                self._cancel_now(call, sub)
+                return
+            timer = threading.Timer(delay, self._cancel_now, (call, sub))
             timer.daemon = True
             timer.start()
 

@@ -41,6 +41,9 @@ class Executor(abc.ABC):
     registry: ClassVar[dict[str, type[Executor]]] = {}
     #: Whether error messages offer it to users (False for qflow's internal ones).
     listed: ClassVar[bool] = True
+    #: Seconds the dispatcher waits, once a cancelled node's inputs exist, before it
+    #: calls :meth:`cancel` (a node is never cancelled while its inputs are pending).
+    cancel_delay_s: ClassVar[float] = 0.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -19,7 +19,8 @@ How a loop's chunks run:
   computed reruns as a plain task, which starts a fresh actor and counts a restart;
   each later chunk reruns once its predecessor has, from that rerun's output.
 - Cancelling a chunk on the actor stops the actor (Ray cannot stop a running actor
-  call), so a cancelled loop stops at once. Its actor is not reused.
+  call) as soon as the chunk before it is done, so a cancelled loop stops at once:
+  the chunks after it end unrun. The actor is not reused.
 
 Not meant for users' electrons: :func:`qflow.variational.run_chunk` runs on it, and
 takes the loop id as its first argument and ``last=`` as a keyword.
@@ -68,6 +69,7 @@ class LoopExecutor(RayExecutor):
     """
 
     listed = False
+    cancel_delay_s = 0.0  # its cancel stops the actor, which never upsets Ray's bookkeeping
 
     @classmethod
     def affinity(cls) -> int:
@@ -81,6 +83,7 @@ class LoopExecutor(RayExecutor):
         # The value ref handed to the dispatcher for each chunk submitted ahead of its
         # predecessor's end -> its submission: a rerun successor finds its input here.
         self._ahead: dict[Any, Submission] = {}
+        self._stopped: set[str] = set()  # loops whose actor a cancel stopped
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         loop_id = _loop_id(call)
@@ -98,7 +101,9 @@ class LoopExecutor(RayExecutor):
             return
         if attempt.on_actor:
             # Ray does not stop a running actor call: stop the actor, as a forced cancel
-            # stops a task's worker. The chunks queued behind it fail with it.
+            # stops a task's worker. The chunks queued behind it end with it, unrun.
+            with self._lock:
+                self._stopped.add(attempt.loop_id)
             self._forget(attempt.loop_id)
             loop_pool.call_pool("discard", attempt.loop_id)
         else:
@@ -134,7 +139,9 @@ class LoopExecutor(RayExecutor):
             return
         lost = on_actor and (isinstance(exc, ray.exceptions.RayActorError) or
                              isinstance(getattr(exc, "cause", None), NotServingError))
-        if not lost or sub.cancelled:
+        if not lost or sub.cancelled or loop_id in self._stopped:
+            if lost:  # the actor was stopped by a cancel: that is the news
+                exc = ray.exceptions.TaskCancelledError()
             self._release_inputs(deps)
             sub.done.set_exception(exc)
             return
@@ -149,7 +156,7 @@ class LoopExecutor(RayExecutor):
     def _rerun(self, call: TaskCall, deps: list[Any], sub: Submission,
                parents: list[Submission], died: bool) -> None:
         """Run a chunk its actor lost again, now that its predecessor is done."""
-        if sub.cancelled:
+        if sub.cancelled or sub.handle.loop_id in self._stopped:
             sub.done.set_exception(ray.exceptions.TaskCancelledError())
             return
         with self._lock:

@@ -39,6 +39,10 @@ class RayExecutor(Executor):
         ...     return x + 1
     """
 
+    #: The owner resolves a task's arguments in the callbacks of the completion that
+    #: made them: let those finish before a cancel looks at the task.
+    cancel_delay_s = 0.05
+
     @classmethod
     def affinity(cls) -> int:
         return 2

@@ -157,3 +157,29 @@ def test_an_idle_actor_that_died_in_the_pool_is_replaced():
                    progress=False, keep_warm=0)
     assert res.iterations == 4 and res.actor_restarts == 0
     assert idle not in _busy_actor_names()
+
+
+def test_cancelling_one_chunk_stops_the_chunks_after_it_as_never_run():
+    loop_id, spec_blob, state = prepare(slow_circuit, [0.3], wires=1, backend="default.qubit",
+                                        steps=400, pack=2)
+    dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, 400, 2)
+
+    def chunks():
+        return [n for n in qflow.get_result(dispatch_id).get_all_node_results()
+                if n["node_name"] == "run_chunk"]
+
+    deadline = time.monotonic() + 60
+    while sum(n["status"] == qflow.status.COMPLETED for n in chunks()) < 3 \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # Ten chunks (about a second) after the first unfinished one: not started yet.
+    target = [n["node_id"] for n in chunks() if n["status"] == qflow.status.RUNNING][10]
+    qflow.cancel(dispatch_id, task_ids=[target])
+    res = qflow.get_result(dispatch_id, wait=True)
+    assert res.status in (qflow.status.CANCELLED, qflow.status.FAILED)
+    status = {n["node_id"]: n["status"] for n in chunks()}
+    assert all(s == qflow.status.COMPLETED for nid, s in status.items() if nid < target)
+    assert status[target] == qflow.status.CANCELLED
+    assert not any(s == qflow.status.COMPLETED for nid, s in status.items() if nid > target)
+    assert not any("Actor" in (n["error"] or "") for n in chunks()), "never an actor error"
+    assert _loop_pool.call_pool("holder", loop_id) is None
