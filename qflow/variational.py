@@ -139,9 +139,12 @@ def _state_key(state: dict[str, Any]) -> tuple[Any, ...]:
 class _LoopActor:
     """Holds the warm device, the QNode and runs chunks of optimizer steps.
 
+    Chunks reach it as node calls from the loop executor (:meth:`run_node`), or, for a
+    loop's first chunk, as :meth:`run` calls from a chunk's task.
+
     It runs one chunk ahead: as soon as a chunk's result is handed back, the next chunk
     starts computing on a background thread from that result, while Ray carries the
-    result through the chunk's task to the next call. A call whose state is exactly
+    result to the dispatcher and back as the next call. A call whose state is exactly
     that result takes the chunk computed ahead, so the per-chunk overhead of Ray and
     the store overlaps the quantum work instead of adding to it. The order of work on
     the device (and so a seeded run's samples) is the same as without running ahead.
