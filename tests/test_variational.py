@@ -252,6 +252,19 @@ def flaky_circuit(p):
     return rx_circuit(p)
 
 
+@pytest.fixture
+def in_process_actors():
+    """Loop actors made in this process set its GIL switch interval and become "the
+    actor of this process": undo both afterwards."""
+    from qflow.variational import _LoopActor
+
+    interval = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(interval)
+    _LoopActor.in_this_process = None
+
+
+@pytest.mark.usefixtures("in_process_actors")
 class TestRunAhead:
     """The loop actor computes the next chunk while Ray carries the last one's result."""
 
@@ -402,3 +415,35 @@ def test_loop_result_exports(tmp_path):
     frame = res.to_dataframe()
     assert list(frame.columns) == ["step", "cost"] and len(frame) == 5
     assert frame.attrs["inputs"]["steps"] == 5
+
+
+@pytest.mark.usefixtures("in_process_actors")
+class TestChunkOnTheActor:
+    """``run_chunk`` as the loop executor runs it: inside the loop's actor (no Ray)."""
+
+    def _serving(self):
+        from qflow.variational import _LoopActor, prepare
+
+        loop_id, spec_blob, state = prepare(rx_circuit, [0.3], wires=1,
+                                            backend="default.qubit", steps=4, pack=2)
+        actor = _LoopActor()
+        actor.load(loop_id, spec_blob)
+        return loop_id, state
+
+    def test_runs_in_place_and_logs_each_cost(self):
+        from qflow.metrics import collecting
+        from qflow.variational import run_chunk
+
+        loop_id, state = self._serving()
+        with collecting(0) as points:
+            out = run_chunk.fn(loop_id, b"unused", state, 2, last=False)
+        assert out["step"] == 2 and len(out["costs"]) == 2
+        assert [(p.step, p.value) for p in points] == list(enumerate(out["costs"]))
+
+    def test_refuses_a_chunk_of_another_loop(self):
+        from qflow.executors.loop import NotServingError
+        from qflow.variational import run_chunk
+
+        _, state = self._serving()
+        with pytest.raises(NotServingError, match="serves loop .*, not other"):
+            run_chunk.fn("other", b"unused", state, 2, last=False)
