@@ -426,15 +426,13 @@ class Dispatcher:
         if waiting is not None:  # checked again when it is done
             waiting.add_done_callback(
                 lambda _: self._cancel_once_inputs_exist(call, sub, parents, deferred=True))
-        elif not deferred:
+            return
+        # Once the inputs have just come into being, some executors need a moment more
+        # (Ray resolves a task's arguments in the callbacks of the completion this runs in).
+        delay = resolve_executor(call.options.executor).cancel_delay_s if deferred else 0.0
+        if delay <= 0:
             self._cancel_now(call, sub)
         else:
-            # Some executors need a moment after the inputs exist (Ray resolves a task's
-            # arguments in the callbacks of the completion this one runs in).
-            delay = resolve_executor(call.options.executor).cancel_delay_s
-            if delay <= 0:
-                self._cancel_now(call, sub)
-                return
             timer = threading.Timer(delay, self._cancel_now, (call, sub))
             timer.daemon = True
             timer.start()

@@ -192,8 +192,8 @@ class _LoopActor:
         """Run ``k`` steps from ``state`` (or take them if computed ahead), then start
         the next chunk, ``ahead = (its k, whether it is the last)``, unless this one
         ends the loop."""
-        if loop_id != self.loop_id:  # a pool bookkeeping bug; never compute for the wrong loop
-            raise RuntimeError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
+        if loop_id != self.loop_id:  # never compute for the wrong loop
+            raise NotServingError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
         key = (_state_key(state), k, last)
         if self._ahead is not None and self._ahead[0] == key:
             future = self._ahead[1]
@@ -356,20 +356,18 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
         return {**state, "costs": [], "seconds": 0.0}
     here = _LoopActor.in_this_process
     if here is not None:  # called on an actor by the loop executor
-        if here.loop_id != loop_id:
-            raise NotServingError(f"This actor serves loop {here.loop_id}, not {loop_id}.")
         out = here.run(loop_id, state, k, last, ahead)
         _log_costs(out["costs"], state["step"])
         return out
-    if restarted:  # resume from this chunk's input: the last finished chunk's params
-        _stop_actor(loop_id)
-        state = {**state, "restarts": state["restarts"] + 1}
     sent = {"state": state}
 
     def on_death() -> None:
         # Resume from this chunk's input: the last finished chunk's params.
         _stop_actor(loop_id)
         sent["state"] = {**sent["state"], "restarts": sent["state"]["restarts"] + 1}
+
+    if restarted:  # the actor died under an earlier attempt of this chunk
+        on_death()
 
     try:
         out = warm.call(_actor_name(loop_id), lambda: _start_actor(loop_id, spec_blob),

@@ -78,8 +78,7 @@ class LoopExecutor(RayExecutor):
     def __init__(self) -> None:
         super().__init__()
         self._lock = threading.Lock()
-        self._names: dict[str, str] = {}  # loop id -> the actor's name
-        self._actors: dict[str, Any] = {}  # actor name -> handle
+        self._actors: dict[str, Any] = {}  # loop id -> the handle of its actor
         # The value ref handed to the dispatcher for each chunk submitted ahead of its
         # predecessor's end -> its submission: a rerun successor finds its input here.
         self._ahead: dict[Any, Submission] = {}
@@ -107,7 +106,7 @@ class LoopExecutor(RayExecutor):
             self._forget(attempt.loop_id)
             loop_pool.call_pool("discard", attempt.loop_id)
         else:
-            ray.cancel(attempt.ref, force=True, recursive=True)
+            super().cancel(Submission(done=submission.done, handle=attempt.ref))
 
     # ------------------------------------------------------------------ attempts
     def _attempt(self, call: TaskCall, deps: list[Any], sub: Submission, try_actor: bool,
@@ -189,8 +188,7 @@ class LoopExecutor(RayExecutor):
         if loop_id is None:
             return None
         with self._lock:
-            name = self._names.get(loop_id)
-            actor = self._actors.get(name) if name is not None else None
+            actor = self._actors.get(loop_id)
         if actor is not None:
             return actor
         try:
@@ -200,14 +198,12 @@ class LoopExecutor(RayExecutor):
             return None
         if actor is not None:
             with self._lock:
-                self._names[loop_id], self._actors[name] = name, actor
+                self._actors[loop_id] = actor
         return actor
 
     def _forget(self, loop_id: str | None) -> None:
         with self._lock:
-            name = self._names.pop(loop_id, None)
-            if name is not None and name not in self._names.values():
-                self._actors.pop(name, None)
+            self._actors.pop(loop_id, None)
 
 
 def _when_done(futures: list[Future], then: Callable[[], None],
