@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -447,3 +448,19 @@ class TestChunkOnTheActor:
         _, state = self._serving()
         with pytest.raises(NotServingError, match="serves loop .*, not other"):
             run_chunk.fn("other", b"unused", state, 2, last=False)
+
+    def test_a_chunk_reads_as_one_line_and_only_the_last_carries_the_inputs(self):
+        from qflow._text import value_text
+        from qflow.metrics import collecting
+        from qflow.variational import ChunkState, run_chunk
+
+        loop_id, state = self._serving()
+        with collecting(0):
+            first = run_chunk.fn(loop_id, b"unused", state, 2, last=False)
+            last = run_chunk.fn(loop_id, b"unused", first, 2, last=True)
+        assert isinstance(first, ChunkState) and "inputs" not in first
+        assert last["inputs"]["steps"] == 4 and last["inputs"]["pack"] == 2
+        # The store's text of a chunk is a summary, not the abbreviated dict.
+        assert value_text(first) == f"ChunkState(step=2, last_cost={first['last_cost']!r}, " \
+                                    "converged=False)"
+        assert pickle.loads(pickle.dumps(last)) == last
