@@ -38,10 +38,6 @@ class Backend(abc.ABC):
     seedable: ClassVar[bool] = True
     #: Whether its devices simulate mixed states, so that ``noise=`` can be applied.
     supports_noise: ClassVar[bool] = False
-    #: Whether a packed loop may compute its next chunk before the call for it arrives
-    #: (see ``qflow.variational``): free on a simulator, but on a paid device a chunk
-    #: computed ahead of a cancel is a chunk billed for nothing.
-    run_ahead: ClassVar[bool] = True
     registry: ClassVar[dict[str, type[Backend]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -89,7 +89,6 @@ class BraketAwsBackend(Backend):
     """
 
     name = "braket.aws.qubit"
-    run_ahead = False  # billed per task and per shot
     diff_method = "parameter-shift"
     shots_on_device = True
     seedable = False

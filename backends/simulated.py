@@ -54,7 +54,6 @@ class SimulatedQPUBackend(Backend):
     """
 
     name = "simulated.qpu"
-    run_ahead = False  # it stands for a remote, billed QPU
 
     def __init__(self, inner: str | Backend = "lightning.qubit", *, round_trip_ms: float = 50.0,
                  queue_ms: float = 0.0, resource: str = SIMULATED_QPU_RESOURCE,

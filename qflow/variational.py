@@ -12,13 +12,10 @@ chunk's params and optimizer state.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
@@ -30,7 +27,7 @@ import qflow
 from qflow import _loop_pool as loop_pool
 from qflow import _warm as warm
 from qflow._traceback import remote_cause
-from qflow.executors.loop import NotServingError
+from qflow.executors.loop import Held, NotServingError
 from qflow.executors.ray import run_wire
 from qflow._cluster import ensure_feasible
 from qflow.loop_progress import check_callback, follow, wants_bar
@@ -153,25 +150,19 @@ class ChunkState(dict):
         return text + ")"
 
 
-def _state_key(state: dict[str, Any]) -> tuple[Any, ...]:
-    """What identifies a chunk's starting point (its params exactly, not approximately)."""
-    params = np.asarray(state["params"], dtype=float)
-    return state["step"], state["restarts"], params.shape, params.tobytes(), state["optimizer"]
-
-
 class _LoopActor:
     """Holds the warm device, the QNode and runs chunks of optimizer steps.
 
     Chunks reach it as node calls from the loop executor (:meth:`run_node`), or, for a
-    loop's first chunk, as :meth:`run` calls from a chunk's task.
+    loop's first chunk, as :meth:`run` calls from a chunk's task. The executor sends
+    every later chunk at once: the calls wait in this actor's queue, and each takes the
+    output the one before left here (:class:`~qflow.executors.loop.Held`), so the
+    actor runs them back to back.
 
-    It runs one chunk ahead: as soon as a chunk's result is handed back, the next chunk
-    starts computing on a background thread from that result, while Ray carries the
-    result to the dispatcher and back as the next call. A call whose state is exactly
-    that result takes the chunk computed ahead, so the per-chunk overhead of Ray and
-    the store overlaps the quantum work instead of adding to it. The order of work on
-    the device (and so a seeded run's samples) is the same as without running ahead.
-    Backends with ``run_ahead = False`` (billed devices) compute only what is asked.
+    A chunk computes on the thread that received it. (It used to compute one chunk
+    ahead on a second thread, to overlap a chunk's round trip through the driver; with
+    the calls queued here there is no round trip to hide, and a small circuit's compute
+    holds the GIL, so a second thread only made each chunk slower.)
     """
 
     #: The instance in this process, if it is a loop actor's (see :func:`run_chunk`).
@@ -181,19 +172,15 @@ class _LoopActor:
         # Imported now, while the actor waits in the pool, not when a loop needs it.
         import pennylane  # noqa: F401
 
-        # The call that collects a chunk computed ahead needs the GIL twice while the
-        # next chunk computes; the default 5 ms switch interval would be paid each time.
-        sys.setswitchinterval(2e-4)
         _LoopActor.in_this_process = self
         self.loop_id: str | None = None
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qflow-loop")
-        self._ahead: tuple[tuple[Any, ...], Any] | None = None  # (state key, future)
+        self._held: dict[Held, Any] = {}  # chunk outputs kept for the next chunk
 
     def load(self, loop_id: str, spec_blob: bytes) -> None:
         """Serve ``loop_id``: build its device and QNode (once per loop)."""
         if loop_id == self.loop_id:
             return
-        self._drop_ahead()
+        self._held.clear()
         spec = cloudpickle.loads(spec_blob)
         self.backend = spec["backend"]
         self.device = self.backend.make_device(spec["wires"])
@@ -207,39 +194,36 @@ class _LoopActor:
         return ray.get_runtime_context().get_node_id()
 
     @ray.method(num_returns=2)
-    def run_node(self, wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
-        """Run a chunk's node here, sent by the loop executor."""
-        return run_wire(wire, *dep_values)
+    def run_node(self, wire: bytes, *dep_values: Any, keep: Held | None = None
+                 ) -> tuple[Any, tuple[Any, ...]]:
+        """Run a chunk's node here, sent by the loop executor; ``keep`` names its output
+        (or error) for the next chunk, which takes it as a :class:`Held` argument."""
+        try:
+            inputs = [self._take(v) if isinstance(v, Held) else v for v in dep_values]
+            value, outcome = run_wire(wire, *inputs)
+        except BaseException as exc:
+            if keep is not None:  # the next chunk fails with it, as with a Ray argument
+                self._held[keep] = exc
+            raise
+        if keep is not None:
+            self._held[keep] = value
+        return value, outcome
 
-    def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool,
-            ahead: tuple[int, bool] | None = None) -> dict[str, Any]:
-        """Run ``k`` steps from ``state`` (or take them if computed ahead), then start
-        the next chunk, ``ahead = (its k, whether it is the last)``, unless this one
-        ends the loop."""
+    def _take(self, held: Held) -> Any:
+        if held not in self._held:  # a new actor, or one that served another loop since
+            raise NotServingError(f"This actor does not hold the output of {held}.")
+        value = self._held.pop(held)
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool) -> ChunkState:
+        """Run ``k`` steps from ``state``; ``last`` adds the final estimate and inputs."""
         if loop_id != self.loop_id:  # never compute for the wrong loop
             raise NotServingError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
-        key = (_state_key(state), k, last)
-        if self._ahead is not None and self._ahead[0] == key:
-            future = self._ahead[1]
-            self._ahead = None
-        else:  # not the state run ahead from (a retried chunk, say): compute it afresh
-            self._drop_ahead()
-            future = self._worker.submit(self._compute, state, k, last)
-        out = future.result()
-        if ahead is not None and not last and not out["converged"] and self.backend.run_ahead:
-            next_k, next_last = ahead
-            self._ahead = ((_state_key(out), next_k, next_last),
-                           self._worker.submit(self._compute, out, next_k, next_last))
-        return out
+        return self._compute(state, k, last)
 
-    def _drop_ahead(self) -> None:
-        """Forget a chunk computed ahead, once it no longer uses the device."""
-        if self._ahead is not None and not self._ahead[1].cancel():
-            with contextlib.suppress(Exception):  # its error belongs to no call
-                self._ahead[1].result()
-        self._ahead = None
-
-    def _compute(self, state: dict[str, Any], k: int, last: bool) -> dict[str, Any]:
+    def _compute(self, state: dict[str, Any], k: int, last: bool) -> ChunkState:
         from pennylane import numpy as pnp
 
         t0 = time.perf_counter()
@@ -367,10 +351,8 @@ def _stop_actor(loop_id: str, keep_s: float = 0.0) -> None:
 
 @qflow.electron(num_cpus=0, executor="loop")
 def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
-              last: bool, ahead: tuple[int, bool] | None = None,
-              restarted: bool = False) -> dict[str, Any]:
-    """Run ``k`` optimizer steps on the loop's actor, starting one if needed; ``ahead``
-    is the next chunk's ``(k, last)``, for the actor to start on at once.
+              last: bool, restarted: bool = False) -> dict[str, Any]:
+    """Run ``k`` optimizer steps on the loop's actor, starting one if needed.
 
     The loop executor (:mod:`qflow.executors.loop`) runs this on the loop's actor
     itself once one serves the loop, and as a plain task before that, or with
@@ -380,7 +362,7 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
         return ChunkState({**state, "costs": [], "seconds": 0.0})
     here = _LoopActor.in_this_process
     if here is not None:  # called on an actor by the loop executor
-        out = here.run(loop_id, state, k, last, ahead)
+        out = here.run(loop_id, state, k, last)
         _log_costs(out["costs"], state["step"])
         return out
     sent = {"state": state}
@@ -395,7 +377,7 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
 
     try:
         out = warm.call(_actor_name(loop_id), lambda: _start_actor(loop_id, spec_blob),
-                        lambda actor: actor.run.remote(loop_id, sent["state"], k, last, ahead),
+                        lambda actor: actor.run.remote(loop_id, sent["state"], k, last),
                         on_death=on_death)
     except BaseException:
         _stop_actor(loop_id)
@@ -425,8 +407,7 @@ def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], step
     n_chunks = math.ceil(steps / pack)
     sizes = [min(pack, steps - i * pack) for i in range(n_chunks)]
     for i, k in enumerate(sizes):
-        ahead = (sizes[i + 1], i + 1 == n_chunks - 1) if i + 1 < n_chunks else None
-        state = run_chunk(loop_id, spec_blob, state, k, last=i == n_chunks - 1, ahead=ahead)
+        state = run_chunk(loop_id, spec_blob, state, k, last=i == n_chunks - 1)
         chunks.append(state)
     return {"chunks": chunks, "closed": close_loop(loop_id, spec_blob, state)}
 

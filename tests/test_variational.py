@@ -255,81 +255,83 @@ def flaky_circuit(p):
 
 @pytest.fixture
 def in_process_actors():
-    """Loop actors made in this process set its GIL switch interval and become "the
-    actor of this process": undo both afterwards."""
+    """A loop actor made in this process becomes "the actor of this process": undo it."""
     from qflow.variational import _LoopActor
 
-    interval = sys.getswitchinterval()
     yield
-    sys.setswitchinterval(interval)
     _LoopActor.in_this_process = None
 
 
 @pytest.mark.usefixtures("in_process_actors")
-class TestRunAhead:
-    """The loop actor computes the next chunk while Ray carries the last one's result."""
+class TestHeldOutputs:
+    """The loop actor keeps each chunk's output for the next chunk sent to it, so the
+    loop executor can queue every chunk at once (no Ray)."""
 
     @staticmethod
-    def _actor(backend, steps=6):
-        from qflow.variational import _LoopActor, prepare
+    def _loop(circuit=rx_circuit, steps=6):
+        from qflow._plan import plan
+        from qflow._task import CallTemplate, TaskCall
+        from qflow.variational import _LoopActor, prepare, variational_loop
 
-        loop_id, spec_blob, state = prepare(rx_circuit, [0.3], wires=1, backend=backend,
+        loop_id, spec_blob, state = prepare(circuit, [0.3], wires=1, backend="default.qubit",
                                             steps=steps, pack=2)
+        planned = plan(variational_loop.build_graph(loop_id, spec_blob, state, steps, 2))
+        chunks = [TaskCall(template=CallTemplate("d", pc.name, pc.kind, pc.fn, pc.options),
+                           node_id=nid, program=pc.program, args=pc.args, kwargs=pc.kwargs,
+                           dep_ids=pc.dep_ids)
+                  for nid, pc in sorted(planned.calls.items()) if pc.name == "run_chunk"]
         actor = _LoopActor()
         actor.load(loop_id, spec_blob)
-        return actor, loop_id, state
+        return actor, chunks
 
-    def test_the_next_chunk_is_taken_from_ahead_with_the_same_samples(self):
-        """Seeded shots: running ahead gives exactly the costs of running in turn, and
-        the second call only collects what was computed while it was on its way."""
-        from qflow.backends import get_backend
+    @staticmethod
+    def _send(actor, chunks):
+        """Each chunk as the loop executor sends it: the one before it as a Held, and
+        every chunk but the last kept."""
+        from qflow.executors.loop import Held
 
-        def chunks(ahead):
-            actor, loop_id, state = self._actor(get_backend("default.qubit", shots=50, seed=3))
-            outs = []
-            for i in range(3):
-                state = actor.run(loop_id, state, 2, i == 2,
-                                  (2, i + 1 == 2) if ahead and i < 2 else None)
-                outs.append(state)
-                if ahead and i < 2:
-                    assert actor._ahead is not None
-                    actor._ahead[1].result()  # computed before the next call arrives
-            return [c for out in outs for c in out["costs"]], outs[-1]["final_cost"]
+        outs, before = [], []
+        for i, call in enumerate(chunks):
+            keep = Held("d", call.node_id) if i < len(chunks) - 1 else None
+            try:
+                value, _ = actor.run_node(call.to_wire(), *before, keep=keep)
+            except Exception as exc:
+                value = exc
+            outs.append(value)
+            before = [keep]
+        return outs
 
-        assert chunks(ahead=True) == chunks(ahead=False)
+    def test_each_chunk_runs_from_the_output_held_for_it(self):
+        from qflow.variational import ChunkState
 
-    def test_billed_backends_never_run_ahead(self):
-        """A cancelled loop on a paid device must not have paid for a chunk nobody asked
-        for: simulated.qpu stands for one."""
-        from qflow.backends import get_backend
+        actor, chunks = self._loop()
+        outs = self._send(actor, chunks)
+        assert [o["step"] for o in outs] == [2, 4, 6]
+        assert all(isinstance(o, ChunkState) for o in outs)
+        assert actor._held == {}  # the last chunk's output goes to the loop's close alone
 
-        actor, loop_id, state = self._actor(get_backend("simulated.qpu", inner="default.qubit", round_trip_ms=0))
-        actor.run(loop_id, state, 2, False, (2, False))
-        assert actor._ahead is None
+    def test_an_error_reaches_every_chunk_after_it_as_with_a_ray_argument(self):
+        from qflow._task import OUTCOME_ATTR
 
-    def test_a_call_from_another_state_discards_the_work_ahead(self):
-        """A retried chunk (its state is not the one run ahead from) computes afresh."""
-        actor, loop_id, start = self._actor("default.qubit")
-        first = actor.run(loop_id, start, 2, False, (2, False))
-        again = actor.run(loop_id, start, 2, False, None)  # the first chunk, retried
-        assert again["costs"] == first["costs"] and actor._ahead is None
-        second = actor.run(loop_id, again, 2, False, None)
-        assert second["step"] == 4
-
-    def test_an_error_while_running_ahead_reaches_the_call_that_takes_it(self):
-        from qflow.variational import _LoopActor, prepare
-
-        loop_id, spec_blob, state = prepare(flaky_circuit, [0.3], wires=1,
-                                            backend="default.qubit", steps=6, pack=2)
+        actor, chunks = self._loop(flaky_circuit)
         _FLAKY["armed"] = True
-        actor = _LoopActor()
-        actor.load(loop_id, spec_blob)
-        out = actor.run(loop_id, state, 1, False, (2, True))
         try:
-            with pytest.raises(ValueError, match="flaky circuit"):
-                actor.run(loop_id, out, 2, True, None)
+            outs = self._send(actor, chunks)
         finally:
             _FLAKY["armed"] = False
+        assert all(isinstance(o, ValueError) for o in outs)  # the first chunk's 2nd step
+        # The error names the chunk it happened in: the dispatcher records the later
+        # chunks as never run, not as failed.
+        assert {getattr(o, OUTCOME_ATTR).node_id for o in outs} == {chunks[0].node_id}
+
+    def test_an_output_it_does_not_hold_is_refused(self):
+        """A new actor, or one that has served another loop since: the chunk reruns
+        from its input's Ray object (see qflow.executors.loop)."""
+        from qflow.executors.loop import Held, NotServingError
+
+        actor, chunks = self._loop()
+        with pytest.raises(NotServingError, match="does not hold"):
+            actor.run_node(chunks[1].to_wire(), Held("d", chunks[0].node_id))
 
 
 class TestShotStatistics:

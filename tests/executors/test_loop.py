@@ -65,24 +65,29 @@ class TestHelpers:
 
 
 def _spy_attempts(monkeypatch):
-    """Record, for each chunk attempt, whether it went to the loop's actor."""
-    placed = []
+    """Record, for each chunk attempt, whether it went to the loop's actor, and whether
+    the actor keeps its output for the next chunk."""
+    placed, kept = [], []
     original = loop.LoopExecutor._attempt
 
-    def attempt(self, call, deps, sub, try_actor, restarted=False):
-        original(self, call, deps, sub, try_actor, restarted)
+    def attempt(self, call, deps, sub, try_actor, restarted=False, keep=False):
+        original(self, call, deps, sub, try_actor, restarted, keep)
         placed.append(sub.handle.on_actor)
+        kept.append(sub.handle.held_as is not None)
 
     monkeypatch.setattr(loop.LoopExecutor, "_attempt", attempt)
-    return placed
+    return placed, kept
 
 
 def test_every_chunk_after_the_first_is_a_call_on_the_loop_actor(monkeypatch):
-    placed = _spy_attempts(monkeypatch)
+    placed, kept = _spy_attempts(monkeypatch)
     res = minimize(rx_circuit, [0.4], wires=1, backend="default.qubit", steps=8, pack=2,
                    progress=False)
     assert res.iterations == 8 and res.actor_restarts == 0
     assert placed == [False, True, True, True]
+    # The actor keeps what the next call takes from it; the last chunk's output goes to
+    # the loop's close (a plain task) as a Ray object.
+    assert kept == [False, True, True, False]
     nodes = [n for n in qflow.get_result(res.dispatch_id).get_all_node_results()
              if n["node_name"] == "run_chunk"]
     assert [n["status"] for n in nodes] == [qflow.status.COMPLETED] * 4
