@@ -43,6 +43,10 @@ from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
+#: Seconds node records may wait in memory before they are written. Electrons that end
+#: one at a time (a chain) otherwise cost a store transaction each, on the driver's
+#: CPU, which Ray's own work on each step of the chain waits for.
+_FLUSH_S = 0.05
 #: OP nodes that only collect their operands: over large outputs they are recorded as
 #: recipes (DerivedOutput) rather than evaluated into a second copy.
 _CONTAINER_OPS = frozenset({"list", "tuple", "dict"})
@@ -337,7 +341,7 @@ class Dispatcher:
                     if sub.value_ref is not None:
                         self._refs[nid] = sub.value_ref
                         ref_ready(nid)
-            self.rec.flush()
+            self.rec.flush(_FLUSH_S)
 
             if self._cancel_all:
                 for nid, sub in running.items():
@@ -353,8 +357,9 @@ class Dispatcher:
             if not running:
                 break  # whatever is left waits on a node that failed or was cancelled
 
+            due = self.rec.due_in(_FLUSH_S)
             try:
-                event = self._events.get(timeout=_POLL_S)
+                event = self._events.get(timeout=_POLL_S if due is None else min(_POLL_S, due))
             except queue.Empty:
                 event = None
             if self.rec.abandoned:  # the process is exiting: let go of Ray at once
@@ -374,7 +379,7 @@ class Dispatcher:
                     event = self._events.get_nowait()
                 except queue.Empty:
                     break
-            self.rec.flush()
+            self.rec.flush(_FLUSH_S)
             if time.monotonic() - last_poll > _POLL_S:
                 last_poll = time.monotonic()
                 row = self.store.get_status(self.dispatch_id) or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from qflow._status import Status
@@ -33,6 +34,7 @@ class Recorder:
         self.state: dict[int, Status] = dict.fromkeys(node_ids, Status.NEW_OBJECT)
         self._updates: list[tuple[int, dict[str, Any]]] = []
         self._metrics: list[MetricPoint] = []
+        self._written_at = 0.0
         self.abandoned = False
 
     def node(self, node_id: int, **fields: Any) -> None:
@@ -43,7 +45,19 @@ class Recorder:
     def metrics(self, points: list[MetricPoint]) -> None:
         self._metrics.extend(points)
 
-    def flush(self) -> None:
+    def due_in(self, interval: float) -> float | None:
+        """Seconds until :meth:`flush` with ``interval`` would write; None when nothing
+        waits to be written."""
+        if not self._updates and not self._metrics:
+            return None
+        return max(0.0, self._written_at + interval - time.monotonic())
+
+    def flush(self, interval: float = 0.0) -> None:
+        """Write what changed, in one transaction; with ``interval``, only if the last
+        write is at least that many seconds old."""
+        if interval and time.monotonic() - self._written_at < interval:
+            return
+        self._written_at = time.monotonic()
         updates, self._updates = self._updates, []
         if updates and not self.abandoned:
             self.store.update_nodes(self.dispatch_id, updates)

@@ -104,7 +104,7 @@ class LoopExecutor(RayExecutor):
         sub = Submission(done=Future(), handle=_Attempt(loop_id))
         self._attempt(call, list(deps), sub, try_actor=True, keep=not _is_last(call))
         if sub.handle.on_actor and not _is_last(call):
-            sub.value_ref = sub.handle.ref  # the next chunk follows inside Ray
+            sub.value_ref = sub.handle.ref  # the next chunk is sent now, to follow it
             with self._lock:
                 self._ahead[sub.value_ref] = sub
         return sub
