@@ -34,7 +34,7 @@ class Recorder:
         self.state: dict[int, Status] = dict.fromkeys(node_ids, Status.NEW_OBJECT)
         self._updates: list[tuple[int, dict[str, Any]]] = []
         self._metrics: list[MetricPoint] = []
-        self._written_at = 0.0
+        self._written_at = float("-inf")  # never: the first write is due at once
         self.abandoned = False
 
     def node(self, node_id: int, **fields: Any) -> None:

@@ -81,12 +81,18 @@ def test_program_literals_and_containers():
     assert prog.run({0: "x"}) == [["x", 7], 7]
 
 
-def test_recorder_batches_and_respects_abandon(tmp_path):
+def _one_node_store(tmp_path):
+    """A store holding dispatch "d" with one node, 0."""
     store = SQLiteStore(tmp_path / "q.db")
     store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "NEW_OBJECT",
                            "created_at": "t"},
                           [{"node_id": 0, "name": "a", "kind": "electron",
                             "status": "NEW_OBJECT"}])
+    return store
+
+
+def test_recorder_batches_and_respects_abandon(tmp_path):
+    store = _one_node_store(tmp_path)
     rec = Recorder(store, "d", [0])
     rec.node(0, status=qflow.status.RUNNING)
     assert store.get_nodes("d")[0]["status"] == "NEW_OBJECT"  # not yet flushed
@@ -103,11 +109,7 @@ def test_recorder_writes_at_most_once_per_interval(tmp_path):
     """The dispatcher writes node records at most every _FLUSH_S seconds (a chain of
     quick electrons would otherwise cost a transaction each); the loop waits no longer
     than the next write is due."""
-    store = SQLiteStore(tmp_path / "q.db")
-    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "NEW_OBJECT",
-                           "created_at": "t"},
-                          [{"node_id": 0, "name": "a", "kind": "electron",
-                            "status": "NEW_OBJECT"}])
+    store = _one_node_store(tmp_path)
     rec = Recorder(store, "d", [0])
     assert rec.due_in(60) is None  # nothing to write: the loop may wait its full poll
     rec.node(0, status=qflow.status.RUNNING)
