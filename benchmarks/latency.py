@@ -77,7 +77,8 @@ import sys
 sys.path.insert(0, {here!r})
 from latency import bare_loop
 from qflow.backends import get_backend
-print(bare_loop(get_backend("lightning.qubit"), {iters}))
+for _ in range({times}):
+    print(bare_loop(get_backend("lightning.qubit"), {iters}))
 """
 
 
@@ -85,24 +86,25 @@ print(bare_loop(get_backend("lightning.qubit"), {iters}))
 _THREADS = {"omp=1": "1", "omp=default": None}
 
 
-def bare_run(iters: int, label: str) -> float:
-    """One bare loop in a clean process (no Ray beside it), at the OpenMP setting
-    ``label``; seconds per iteration."""
+def bare_run(iters: int, label: str, times: int = 1) -> list[float]:
+    """``times`` bare loops, one after another in a clean process (no Ray beside it),
+    at the OpenMP setting ``label``; seconds per iteration of each. (One process for
+    all of them: a process spends about 3 s importing PennyLane.)"""
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if _THREADS[label]:
         env["OMP_NUM_THREADS"] = _THREADS[label]
     run = subprocess.run([sys.executable, "-c", _BARE_SCRIPT.format(
-        here=str(Path(__file__).resolve().parent), iters=iters)], env=env,
+        here=str(Path(__file__).resolve().parent), iters=iters, times=times)], env=env,
         capture_output=True, text=True, check=True)
-    return float(run.stdout.strip().splitlines()[-1])
+    return [float(line) for line in run.stdout.strip().splitlines()[-times:]]
 
 
 def best_bare_loop(iters: int, repeats: int) -> dict:
     """The bare loop at 1 OpenMP thread and at the default, ``repeats`` times each; the
     faster setting is kept, and measured again beside every packed run (see main)."""
-    out = {label: [bare_run(iters, label) for _ in range(repeats)] for label in _THREADS}
+    out = {label: bare_run(iters, label, repeats) for label in _THREADS}
     best = min(out, key=lambda k: float(np.median(out[k])))
     return {"runs": out, "best": best, "s_per_iter": float(np.median(out[best]))}
 
@@ -218,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
             part1[f"packed K={k}"] = []
             for _ in range(repeats):  # the baseline measured beside each, as the box drifts
                 part1[f"packed K={k}"].append(packed(lightning, iters, k))
-                bare["runs"][bare["best"]].append(bare_run(iters, bare["best"]))
+                bare["runs"][bare["best"]] += bare_run(iters, bare["best"])
             print(f"  measured packed K={k}", file=sys.stderr)
         base = bare["s_per_iter"] = float(np.median(bare["runs"][bare["best"]]))
         out["part1"] = {name: {**summary(runs), "ratio_to_bare": float(np.median(runs)) / base}
