@@ -351,12 +351,14 @@ def _stop_actor(loop_id: str, keep_s: float = 0.0) -> None:
 
 @qflow.electron(num_cpus=0, executor="loop")
 def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
-              last: bool, restarted: bool = False) -> dict[str, Any]:
+              last: bool, restarted: bool = False, ahead: Any = None) -> dict[str, Any]:
     """Run ``k`` optimizer steps on the loop's actor, starting one if needed.
 
     The loop executor (:mod:`qflow.executors.loop`) runs this on the loop's actor
     itself once one serves the loop, and as a plain task before that, or with
-    ``restarted`` after the actor died under an earlier attempt.
+    ``restarted`` after the actor died under an earlier attempt. ``ahead`` is ignored:
+    loops dispatched by an earlier qflow pass it, and a store resumed after an upgrade
+    still runs their remaining chunks.
     """
     if state["converged"]:
         return ChunkState({**state, "costs": [], "seconds": 0.0})

@@ -466,3 +466,14 @@ class TestChunkOnTheActor:
         assert value_text(first) == f"ChunkState(step=2, last_cost={first['last_cost']!r}, " \
                                     "converged=False)"
         assert pickle.loads(pickle.dumps(last)) == last
+
+    def test_a_chunk_of_a_loop_dispatched_by_an_earlier_qflow_still_runs(self):
+        """Loops stored before run-ahead was dropped pass ``ahead=``; a resumed store
+        must still run their chunks."""
+        from qflow.metrics import collecting
+        from qflow.variational import run_chunk
+
+        loop_id, state = self._serving()
+        with collecting(0):
+            out = run_chunk.fn(loop_id, b"unused", dict(state), 2, last=False, ahead=(2, True))
+        assert out["step"] == 2
