@@ -433,8 +433,11 @@ class Dispatcher:
                 lambda _: self._cancel_once_inputs_exist(call, sub, parents, deferred=True))
             return
         # Once the inputs have just come into being, some executors need a moment more
-        # (Ray resolves a task's arguments in the callbacks of the completion this runs in).
-        delay = resolve_executor(call.options.executor).cancel_delay_s if deferred else 0.0
+        # (Ray resolves a task's arguments in the callbacks of the completion that made
+        # them). That holds too when a parent's completion was seen just before the
+        # cancel came: only a node without parents is cancelled at once.
+        delay = (resolve_executor(call.options.executor).cancel_delay_s
+                 if deferred or call.dep_ids else 0.0)
         if delay <= 0:
             self._cancel_now(call, sub)
         else:
