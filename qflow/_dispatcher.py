@@ -423,21 +423,20 @@ class Dispatcher:
         """
         sub.cancelled = True
         self._cancel_once_inputs_exist(call, sub, [running[d].done for d in set(call.dep_ids)
-                                                   if d in running], deferred=False)
+                                                   if d in running])
 
-    def _cancel_once_inputs_exist(self, call: TaskCall, sub: Submission, parents: list[Any],
-                                  deferred: bool) -> None:
+    def _cancel_once_inputs_exist(self, call: TaskCall, sub: Submission,
+                                  parents: list[Any]) -> None:
         waiting = next((fut for fut in parents if not fut.done()), None)
         if waiting is not None:  # checked again when it is done
             waiting.add_done_callback(
-                lambda _: self._cancel_once_inputs_exist(call, sub, parents, deferred=True))
+                lambda _: self._cancel_once_inputs_exist(call, sub, parents))
             return
-        # Once the inputs have just come into being, some executors need a moment more
+        # Inputs that have just come into being need a moment more with some executors
         # (Ray resolves a task's arguments in the callbacks of the completion that made
-        # them). That holds too when a parent's completion was seen just before the
-        # cancel came: only a node without parents is cancelled at once.
-        delay = (resolve_executor(call.options.executor).cancel_delay_s
-                 if deferred or call.dep_ids else 0.0)
+        # them), also when a parent's completion was seen just before the cancel came:
+        # only a node without parents is cancelled at once.
+        delay = resolve_executor(call.options.executor).cancel_delay_s if call.dep_ids else 0.0
         if delay <= 0:
             self._cancel_now(call, sub)
         else:

@@ -219,13 +219,10 @@ class _LoopActor:
 
     def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool) -> ChunkState:
         """Run ``k`` steps from ``state``; ``last`` adds the final estimate and inputs."""
-        if loop_id != self.loop_id:  # never compute for the wrong loop
-            raise NotServingError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
-        return self._compute(state, k, last)
-
-    def _compute(self, state: dict[str, Any], k: int, last: bool) -> ChunkState:
         from pennylane import numpy as pnp
 
+        if loop_id != self.loop_id:  # never compute for the wrong loop
+            raise NotServingError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
         t0 = time.perf_counter()
         opt = cloudpickle.loads(state["optimizer"])
         params = pnp.array(state["params"], requires_grad=True)

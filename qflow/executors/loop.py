@@ -127,12 +127,14 @@ class LoopExecutor(RayExecutor):
     def _attempt(self, call: TaskCall, deps: list[Any], sub: Submission, try_actor: bool,
                  restarted: bool = False, keep: bool = False) -> None:
         attempt: _Attempt = sub.handle
+        attempt.held_by = attempt.held_as = None  # a rerun's output is not kept
         actor = self._actor_for(attempt.loop_id) if try_actor else None
         if actor is not None:
             args = [self._held_on(actor, dep) for dep in deps]
             held = Held(call.dispatch_id, call.node_id) if keep else None
             value_ref, outcome_ref = actor.run_node.remote(call.to_wire(), *args, keep=held)
-            attempt.held_by, attempt.held_as = (actor, held) if keep else (None, None)
+            if keep:
+                attempt.held_by, attempt.held_as = actor, held
         else:
             if restarted:
                 call = dataclasses.replace(call, kwargs={**call.kwargs,
@@ -195,7 +197,7 @@ class LoopExecutor(RayExecutor):
         chunk sent just before to the same actor."""
         with self._lock:
             parent = self._ahead.get(dep)
-        if parent is None or parent.handle.held_by is not actor or parent.handle.rerun:
+        if parent is None or parent.handle.held_by is not actor:
             return dep
         return parent.handle.held_as
 
