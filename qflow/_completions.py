@@ -1,4 +1,4 @@
-"""Ray ObjectRefs turned into ``concurrent.futures.Future`` objects, cheaply.
+"""Ray ObjectRefs turned into futures, cheaply.
 
 ``ObjectRef.future()`` costs a callback from Ray's core worker per object, which on
 a fan-out of small tasks made the dispatcher's process spend more time noticing
@@ -6,6 +6,12 @@ completions than bare Ray spends running them. Here one thread calls ``ray.wait`
 over everything in flight and fetches what finished in one ``ray.get``; its wait
 time grows with the number in flight, so each call costs a small fraction of the
 time it covers however many tasks are running.
+
+Each watched ref gets a :class:`Completion`, a future with the part of the
+``concurrent.futures.Future`` API the dispatcher uses. A ``Future`` is eleven objects
+the garbage collector tracks (its condition, lock, deque, bound methods); a fan-out of
+5,000 holds 55,000 of them, enough to set off full collections of the whole process
+that cost more than a tenth of bare Ray's run time.
 
 Example:
     >>> import ray
@@ -17,9 +23,10 @@ Example:
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import TimeoutError
 from typing import Any
 
 import ray
@@ -31,21 +38,114 @@ _WAIT_PER_REF_S = 20e-6
 _WAIT_MIN_S, _WAIT_MAX_S = 0.01, 0.25
 
 
+_PENDING, _DONE = 0, 1
+#: Guards every Completion's state: held only to read or set a few fields, never while
+#: waiting, so one lock for all of them costs less than one each.
+_state_lock = threading.Lock()
+
+
+class Completion:
+    """The outcome of one watched ref: ``done``, ``result``, ``exception`` and
+    ``add_done_callback`` as on a ``concurrent.futures.Future``, and set once.
+
+    Callbacks run in the thread that sets it (or at once, if it is already set), like a
+    ``Future``'s; one that raises does not stop the others.
+
+    Example:
+        >>> c = Completion()
+        >>> c.add_done_callback(lambda done: print("got", done.result()))
+        >>> c.set_result(42)
+        got 42
+        >>> c.result(timeout=1)
+        42
+    """
+
+    __slots__ = ("_state", "_value", "_error", "_callbacks", "_event", "_convert")
+
+    def __init__(self, convert: Callable[[Any], Any] | None = None) -> None:
+        self._state = _PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Completion], Any]] | None = None
+        self._event: threading.Event | None = None  # made only for a blocking wait
+        self._convert = convert
+
+    def done(self) -> bool:
+        return self._state == _DONE
+
+    def cancelled(self) -> bool:
+        return False  # Ray's cancel arrives as the task's error, not as a cancelled future
+
+    def _wait(self, timeout: float | None) -> None:
+        if self._state == _DONE:
+            return
+        with _state_lock:
+            if self._state != _DONE and self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if event is not None and not event.wait(timeout):
+            raise TimeoutError(f"Not done within {timeout} s.")
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._wait(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return self._error
+
+    def add_done_callback(self, fn: Callable[[Completion], Any]) -> None:
+        with _state_lock:
+            if self._state != _DONE:
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        _call(fn, self)
+
+    def set_result(self, value: Any) -> None:
+        self._set(value, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._set(None, exc)
+
+    def _set(self, value: Any, exc: BaseException | None) -> None:
+        with _state_lock:
+            if self._state == _DONE:
+                raise RuntimeError("This completion is already set.")
+            self._value, self._error, self._state = value, exc, _DONE
+            callbacks, self._callbacks = self._callbacks, None
+            event = self._event
+        if event is not None:
+            event.set()
+        for fn in callbacks or ():
+            _call(fn, self)
+
+
+def _call(fn: Callable[[Completion], Any], completion: Completion) -> None:
+    try:
+        fn(completion)
+    except Exception:  # as with a Future: one failing callback must not stop the rest
+        logging.getLogger(__name__).exception("A completion callback failed.")
+
+
 class _Watcher:
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._new: list[tuple[Any, Future, Callable[[Any], Any] | None]] = []
+        self._new: list[tuple[Any, Completion]] = []
         self._thread: threading.Thread | None = None
         self._closing = False
         self._exit_hook = False
 
-    def watch(self, ref: Any, convert: Callable[[Any], Any] | None) -> Future:
-        fut: Future = Future()
+    def watch(self, ref: Any, convert: Callable[[Any], Any] | None) -> Completion:
+        fut = Completion(convert)
         with self._lock:
             if self._closing:  # the process is exiting: no new thread may call Ray now
                 fut.set_exception(RuntimeError("The process is exiting; not watched."))
                 return fut
-            self._new.append((ref, fut, convert))
+            self._new.append((ref, fut))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="qflow-completions",
                                                 daemon=True)
@@ -70,7 +170,7 @@ class _Watcher:
             thread.join(timeout=_WAIT_MAX_S + 2)
 
     def _run(self) -> None:
-        pending: dict[Any, tuple[Future, Callable[[Any], Any] | None]] = {}
+        pending: dict[Any, Completion] = {}
         while True:
             with self._lock:
                 while not self._new and not pending and not self._closing:
@@ -78,10 +178,10 @@ class _Watcher:
                 if self._closing:
                     return
                 new, self._new = self._new, []
-            pending.update((ref, (fut, convert)) for ref, fut, convert in new)
+            pending.update(new)
             if not ray.is_initialized():  # shut down under us: nothing pending will finish
                 gone = RuntimeError("Ray was shut down while these tasks ran.")
-                for fut, _ in pending.values():
+                for fut in pending.values():
                     _settle(fut, gone)
                 pending.clear()
                 continue
@@ -91,7 +191,7 @@ class _Watcher:
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout,
                                     fetch_local=True)
             except Exception as exc:  # Ray itself went away: nothing pending will finish
-                for fut, _ in pending.values():
+                for fut in pending.values():
                     _settle(fut, exc)
                 pending.clear()
                 continue
@@ -99,29 +199,28 @@ class _Watcher:
                 _deliver(ready, [pending.pop(r) for r in ready])
 
 
-def _deliver(refs: list[Any], futures: list[tuple[Future, Callable[[Any], Any] | None]]) -> None:
+def _deliver(refs: list[Any], futures: list[Completion]) -> None:
     try:
         values = ray.get(refs)
     except Exception:  # at least one failed: take them one by one to match each error
-        for ref, (fut, convert) in zip(refs, futures):
+        for ref, fut in zip(refs, futures):
             try:
                 value = ray.get(ref)
             except Exception as exc:
                 _settle(fut, exc)
             else:
-                _settle(fut, None, value, convert)
+                _settle(fut, None, value)
         return
-    for (fut, convert), value in zip(futures, values):
-        _settle(fut, None, value, convert)
+    for fut, value in zip(futures, values):
+        _settle(fut, None, value)
 
 
-def _settle(fut: Future, exc: BaseException | None, value: Any = None,
-            convert: Callable[[Any], Any] | None = None) -> None:
+def _settle(fut: Completion, exc: BaseException | None, value: Any = None) -> None:
     if fut.done():
         return
-    if exc is None and convert is not None:
+    if exc is None and fut._convert is not None:
         try:
-            value = convert(value)
+            value = fut._convert(value)
         except Exception as err:  # a bug here must reach the waiter, not kill this thread
             exc = err
     if exc is not None:
@@ -138,7 +237,7 @@ def close() -> None:
     _watcher.close()
 
 
-def watch(ref: Any, convert: Callable[[Any], Any] | None = None) -> Future:
+def watch(ref: Any, convert: Callable[[Any], Any] | None = None) -> Completion:
     """A future that takes ``ref``'s value (or its error) once the object exists,
     passed through ``convert`` if given."""
     return _watcher.watch(ref, convert)

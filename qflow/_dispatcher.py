@@ -294,6 +294,10 @@ class Dispatcher:
                 waiters.setdefault(dep, []).append(nid)
         ready = collections.deque(nid for nid, n in missing.items() if n == 0)
         running: dict[int, Submission] = {}
+        #: The node each running submission's future belongs to: the future itself is
+        #: what its callback queues (a closure per node would be one more object).
+        node_of: dict[Any, int] = {}
+        notify = self._events.put
         blocked: set[int] = set()
 
         def ref_ready(nid: int) -> None:
@@ -336,8 +340,9 @@ class Dispatcher:
                         block(nid)
                         continue
                     running[nid] = sub
+                    node_of[sub.done] = nid
                     self.rec.node(nid, status=Status.RUNNING)
-                    sub.done.add_done_callback(lambda fut, nid=nid: self._events.put(nid))
+                    sub.done.add_done_callback(notify)
                     if sub.value_ref is not None:
                         self._refs[nid] = sub.value_ref
                         ref_ready(nid)
@@ -367,14 +372,15 @@ class Dispatcher:
                 self._refs.clear()
                 return Status.FAILED
             while True:
-                if event is not None and event in running:
-                    sub = running.pop(event)
-                    if self._finish_node(event, sub):
-                        if event not in self._refs:  # made outside Ray: ref only now
-                            self._refs[event] = sub.value_ref
-                            ref_ready(event)
+                nid = node_of.pop(event, None) if event is not None else None
+                if nid is not None and nid in running:
+                    sub = running.pop(nid)
+                    if self._finish_node(nid, sub):
+                        if nid not in self._refs:  # made outside Ray: ref only now
+                            self._refs[nid] = sub.value_ref
+                            ref_ready(nid)
                     else:
-                        block(event)
+                        block(nid)
                 try:
                     event = self._events.get_nowait()
                 except queue.Empty:

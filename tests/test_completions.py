@@ -53,3 +53,60 @@ def test_a_cancelled_task_raises_cancelled():
     ray.cancel(ref, force=True)
     with pytest.raises((ray.exceptions.TaskCancelledError, ray.exceptions.WorkerCrashedError)):
         fut.result(timeout=30)
+
+
+class TestCompletion:
+    """The light future each watched ref gets; no Ray needed."""
+
+    def test_callbacks_run_once_set_and_at_once_after(self):
+        from qflow._completions import Completion
+
+        seen = []
+        c = Completion()
+        c.add_done_callback(lambda done: seen.append(("early", done.result())))
+        assert not c.done()
+        c.set_result(7)
+        c.add_done_callback(lambda done: seen.append(("late", done.result())))
+        assert c.done() and seen == [("early", 7), ("late", 7)]
+        assert c.exception() is None
+
+    def test_an_error_is_raised_by_result_and_returned_by_exception(self):
+        from qflow._completions import Completion
+
+        c = Completion()
+        c.set_exception(ValueError("boom"))
+        assert isinstance(c.exception(), ValueError)
+        with pytest.raises(ValueError, match="boom"):
+            c.result()
+
+    def test_a_blocking_wait_times_out_then_wakes(self):
+        import threading
+        from concurrent.futures import TimeoutError
+
+        from qflow._completions import Completion
+
+        c = Completion()
+        with pytest.raises(TimeoutError):
+            c.result(timeout=0.05)
+        threading.Timer(0.05, c.set_result, ("late",)).start()
+        assert c.result(timeout=30) == "late"
+
+    def test_it_is_set_only_once(self):
+        from qflow._completions import Completion
+
+        c = Completion()
+        c.set_result(1)
+        with pytest.raises(RuntimeError, match="already set"):
+            c.set_exception(ValueError())
+        assert c.result() == 1
+
+    def test_a_failing_callback_does_not_stop_the_others(self, caplog):
+        from qflow._completions import Completion
+
+        seen = []
+        c = Completion()
+        c.add_done_callback(lambda done: 1 / 0)
+        c.add_done_callback(lambda done: seen.append(done.result()))
+        c.set_result("ok")
+        assert seen == ["ok"]
+        assert "callback failed" in caplog.text

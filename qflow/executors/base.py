@@ -8,6 +8,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from qflow._completions import Completion
 from qflow._task import TaskCall
 
 
@@ -24,7 +25,7 @@ class Submission:
         handle: whatever :meth:`Executor.cancel` needs.
     """
 
-    done: Future
+    done: Future | Completion
     value_ref: Any = None
     handle: Any = None
     cancelled: bool = field(default=False)

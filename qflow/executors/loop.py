@@ -42,7 +42,7 @@ import ray
 
 from qflow import _loop_pool as loop_pool
 from qflow import _warm as warm
-from qflow._completions import watch
+from qflow._completions import Completion, watch
 from qflow._task import NodeOutcome, TaskCall
 from qflow.executors.base import Submission
 from qflow.executors.ray import RayExecutor
@@ -144,7 +144,7 @@ class LoopExecutor(RayExecutor):
         watch(outcome_ref, NodeOutcome.from_wire).add_done_callback(
             lambda fut: self._settle(fut, call, deps, sub, value_ref, actor is not None))
 
-    def _settle(self, fut: Future, call: TaskCall, deps: list[Any], sub: Submission,
+    def _settle(self, fut: Completion, call: TaskCall, deps: list[Any], sub: Submission,
                 value_ref: Any, on_actor: bool) -> None:
         exc = fut.exception()
         loop_id = sub.handle.loop_id
@@ -235,7 +235,7 @@ class LoopExecutor(RayExecutor):
             self._actors.pop(loop_id, None)
 
 
-def _when_done(futures: list[Future], then: Callable[[], None],
+def _when_done(futures: list[Future | Completion], then: Callable[[], None],
                failed: Callable[[BaseException], Any]) -> None:
     """``then()`` once every future has a result, or ``failed(exc)`` on the first that
     raised."""
