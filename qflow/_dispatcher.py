@@ -288,10 +288,13 @@ class Dispatcher:
         # Which real nodes wait for which refs: a node is ready when all its deps have
         # a value ref (for Ray nodes, at once on submit: Ray itself orders them).
         missing = {nid: len(c.dep_ids) for nid, c in calls.items()}
-        waiters: dict[int, list[int]] = {}
+        waiters: dict[int, Any] = {}
         for nid, c in calls.items():
             for dep in c.dep_ids:
                 waiters.setdefault(dep, []).append(nid)
+        # As tuples of ints, which the garbage collector stops tracking: one list per
+        # node of a fan-out would be thousands more objects for every collection to scan.
+        waiters = {dep: tuple(children) for dep, children in waiters.items()}
         ready = collections.deque(nid for nid, n in missing.items() if n == 0)
         running: dict[int, Submission] = {}
         #: The node each running submission's future belongs to: the future itself is

@@ -33,7 +33,7 @@ from typing import Any
 from qflow._graph import OPERATORS, Apply, Const, Expr, Graph, NodeKind, Ref
 from qflow._options import DEFAULT_OPTIONS, ElectronOptions
 
-__all__ = ["Operand", "Plan", "PlannedCall", "Program", "plan"]
+__all__ = ["NO_STEPS", "Operand", "Plan", "PlannedCall", "Program", "plan"]
 
 #: ``("n", node_id)`` a real node's output, ``("c", value)`` a literal, ``("s", i)`` the
 #: result of step ``i`` of the same program.
@@ -54,7 +54,8 @@ class Program:
         return results
 
 
-_NO_STEPS = Program()
+#: The program of a node whose arguments need no operator steps (most of them).
+NO_STEPS = Program()
 
 
 def resolve(operand: Operand, values: Mapping[int, Any], results: list[Any]) -> Any:
@@ -172,7 +173,7 @@ def plan(graph: Graph) -> Plan:
             # Literal arguments only (most of a fan-out): nothing to compile.
             calls[node.node_id] = PlannedCall(
                 node_id=node.node_id, name=node.name, kind=node.kind, fn=node.fn,
-                program=_NO_STEPS, args=tuple(("c", e.value) for e in node.args), kwargs={},
+                program=NO_STEPS, args=tuple(("c", e.value) for e in node.args), kwargs={},
                 dep_ids=(), options=options)
             continue
         comp = _Compiler(op_exprs)

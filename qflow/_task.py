@@ -28,7 +28,7 @@ import cloudpickle
 from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
 from qflow import _progress as progress
-from qflow._plan import Operand, Program, resolve
+from qflow._plan import NO_STEPS, Operand, Program, resolve
 from qflow._text import value_text, value_text_join
 from qflow.compat import task_context
 from qflow.executor import is_plugin
@@ -227,7 +227,8 @@ class TaskCall:
         plain scalar (the common fan-out), which costs a fraction of cloudpickle.
         """
         blob, digest = self.template.wire()
-        spec = (self.node_id, self.program, self.args, self.kwargs, self.dep_ids)
+        # The steps, not the Program: a dataclass costs the pickler a class lookup.
+        spec = (self.node_id, self.program.steps, self.args, self.kwargs, self.dep_ids)
         plain = all(map(_plain, self.args)) and (not self.kwargs or all(
             map(_plain, self.kwargs.values()))) and (not self.program.steps or all(
             _plain(o) for _, operands in self.program.steps for o in operands))
@@ -243,8 +244,9 @@ class TaskCall:
         view = memoryview(wire)[_WIRE_HEAD.size:]
         digest = bytes(view[blob_len:blob_len + digest_len]).decode()
         template = _load_template(view[:blob_len], digest)
-        node_id, program, args, kwargs, dep_ids = pickle.loads(view[blob_len + digest_len:])
-        return cls(template=template, node_id=node_id, program=program, args=args,
+        node_id, steps, args, kwargs, dep_ids = pickle.loads(view[blob_len + digest_len:])
+        return cls(template=template, node_id=node_id,
+                   program=Program(steps) if steps else NO_STEPS, args=args,
                    kwargs=kwargs, dep_ids=dep_ids)
 
 
