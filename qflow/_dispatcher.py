@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import hashlib
 import json
 import queue
@@ -284,7 +285,8 @@ class Dispatcher:
         the_plan = plan(self.graph)
         calls = self._task_calls(the_plan)
         self._op_waiting = {op: len(set(ps)) for op, ps in the_plan.op_parents.items()}
-        self._plan = the_plan
+        # The calls live on as TaskCalls: keep only the OP wiring of the plan.
+        self._plan = dataclasses.replace(the_plan, calls={})
         # Which real nodes wait for which refs: a node is ready when all its deps have
         # a value ref (for Ray nodes, at once on submit: Ray itself orders them).
         missing = {nid: len(c.dep_ids) for nid, c in calls.items()}

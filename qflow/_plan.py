@@ -96,7 +96,7 @@ class Plan:
 
     calls: dict[int, PlannedCall]
     op_parents: dict[int, tuple[int, ...]]
-    dependants: dict[int, list[int]]
+    dependants: dict[int, tuple[int, ...]]
 
 
 class _Compiler:
@@ -185,4 +185,7 @@ def plan(graph: Graph) -> Plan:
             node_id=node.node_id, name=node.name, kind=node.kind, fn=node.fn,
             program=Program(tuple(comp.steps)), args=args, kwargs=kwargs,
             dep_ids=tuple(comp.deps), options=options)
-    return Plan(calls=calls, op_parents=op_parents, dependants=dependants)
+    # Tuples of ints, which the garbage collector stops tracking: a list for each output
+    # of a fan-out would be thousands more objects for every collection to scan.
+    return Plan(calls=calls, op_parents=op_parents,
+                dependants={n: tuple(ops) for n, ops in dependants.items()})

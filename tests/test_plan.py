@@ -70,7 +70,7 @@ def test_op_parents_are_direct_only():
     ops = [n.node_id for n in graph.nodes if n.kind is NodeKind.OP]
     post = graph.nodes[-1].node_id  # the return value's node reads take() only
     assert p.op_parents == {ops[0]: (0,), ops[1]: (ops[0],), post: (post - 1,)}
-    assert p.dependants[0] == [ops[0]]
+    assert p.dependants[0] == (ops[0],)
     take_call = p.calls[max(p.calls)]
     assert take_call.dep_ids == (0,)
     assert take_call.program.run({0: 5}) == [6, 12]
