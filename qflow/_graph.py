@@ -329,8 +329,7 @@ def arg_expr(graph: Graph, consumer: Node, value: Any) -> Expr:
         return Ref(value._node_id)
     kind = _COLLECTIONS.get(type(value))
     if kind is None or not has_future(value):
-        add_param(graph, consumer, value)
-        return Const(value)
+        return add_param(graph, consumer, value).expr  # one Const for both
     node = graph.add(name=f":electron_{kind}:", kind=NodeKind.OP)
     if kind == "dict":
         flat: list[Expr] = []

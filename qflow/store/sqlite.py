@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -392,28 +393,33 @@ class SQLiteStore(ResultStore):
     def update_nodes(self, dispatch_id: str, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         if not updates:
             return
-        prepared = []
-        for node_id, fields in updates:
-            fields = dict(fields)
-            if "output" in fields:
-                fields["output"] = self._put_blob(dispatch_id, node_id, fields["output"])
-            prepared.append((node_id, fields))
-
-        # Consecutive updates of the same columns go in one executemany (a completion
+        # Consecutive updates of the same columns go in one statement (a completion
         # batch updates the same columns of thousands of nodes); order is kept, since a
         # node may change twice in one batch.
-        runs: list[tuple[tuple[str, ...], list[dict[str, Any]]]] = []
-        for node_id, fields in prepared:
+        runs: list[tuple[tuple[str, ...], list[tuple[int, dict[str, Any]]]]] = []
+        for node_id, fields in updates:
+            if "output" in fields:
+                fields = {**fields, "output": self._put_blob(dispatch_id, node_id,
+                                                             fields["output"])}
             keys = tuple(fields)
             if not runs or runs[-1][0] != keys:
                 runs.append((keys, []))
-            runs[-1][1].append({**fields, "_d": dispatch_id, "_n": node_id})
+            runs[-1][1].append((node_id, fields))
 
         def run(db: sqlite3.Connection) -> None:
             for keys, rows in runs:
-                sets = ", ".join(f"{k} = :{k}" for k in keys)
-                db.executemany(
-                    f"UPDATE nodes SET {sets} WHERE dispatch_id = :_d AND node_id = :_n", rows)
+                if keys == ("status",) and len(rows) > 1 and len(
+                        {f["status"] for _, f in rows}) == 1:
+                    # Many nodes taking one status (a fan-out's submissions): one
+                    # statement, not one per node.
+                    db.execute("UPDATE nodes SET status = ? WHERE dispatch_id = ? AND node_id "
+                               "IN (SELECT value FROM json_each(?))",
+                               (rows[0][1]["status"], dispatch_id,
+                                json.dumps([n for n, _ in rows])))
+                    continue
+                sets = ", ".join(f"{k} = ?" for k in keys)
+                db.executemany(f"UPDATE nodes SET {sets} WHERE dispatch_id = ? AND node_id = ?",
+                               [(*f.values(), dispatch_id, n) for n, f in rows])
 
         self._write(run)
 

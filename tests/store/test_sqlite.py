@@ -107,6 +107,27 @@ def test_updates_of_one_node_in_one_batch_keep_their_order(tmp_path):
     assert nodes[1]["status"] == "RUNNING"
 
 
+def test_many_nodes_taking_one_status_and_then_others_in_one_batch(tmp_path):
+    """Status-only changes of many nodes (one statement) keep their place among the
+    other changes of the batch, also when a run of them mixes statuses."""
+    from qflow.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "s.db")
+    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
+                           "created_at": "t"},
+                          [{"node_id": i, "name": "a", "kind": "electron",
+                            "status": "NEW_OBJECT"} for i in range(6)])
+    store.update_nodes("d", [*((i, {"status": "RUNNING"}) for i in range(5)),
+                             (2, {"status": "COMPLETED", "end_time": "t2"}),
+                             (3, {"status": "FAILED"}), (4, {"status": "CANCELLED"}),
+                             (2, {"status": "RUNNING", "end_time": None}),
+                             (2, {"status": "COMPLETED", "end_time": "t3"})])
+    nodes = {n["node_id"]: n for n in store.get_nodes("d")}
+    assert [nodes[i]["status"] for i in range(6)] == [
+        "RUNNING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "NEW_OBJECT"]
+    assert nodes[2]["end_time"] == "t3"
+
+
 def test_a_store_from_a_development_build_of_version_3_is_completed(tmp_path):
     """Some development builds wrote version 3 with part of version 6 in it (node
     executor and Slurm job, the metrics table) and others without: both upgrade."""
