@@ -31,10 +31,11 @@ from typing import Any
 
 import ray
 
-#: Seconds a ``ray.wait`` may block per ref in flight (about 40 times its own cost
+#: Seconds a ``ray.wait`` may block per ref in flight (about 100 times its own cost
 #: per ref), within these bounds: a lone task is noticed as soon as it finishes, and a
-#: new one joins the watched set within the lower bound.
-_WAIT_PER_REF_S = 20e-6
+#: ref watched while a wait is under way joins the watched set when that wait ends.
+#: When all the watched refs are ready, the wait returns at once.
+_WAIT_PER_REF_S = 50e-6
 _WAIT_MIN_S, _WAIT_MAX_S = 0.01, 0.25
 
 
