@@ -278,6 +278,23 @@ class _Tee(io.StringIO):
         return super().write(s)
 
 
+class _Captured:
+    """``sys.stdout`` and ``sys.stderr`` swapped for ``out`` and ``err`` in the block,
+    as ``contextlib.redirect_stdout`` and ``redirect_stderr`` would, in one step."""
+
+    __slots__ = ("_streams", "_saved")
+
+    def __init__(self, out: Any, err: Any) -> None:
+        self._streams = (out, err)
+
+    def __enter__(self) -> None:
+        self._saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = self._streams
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout, sys.stderr = self._saved
+
+
 _node_id: list[str] = []  # a worker process never moves to another node: ask once
 
 
@@ -304,8 +321,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     out, err = _Tee(sys.stdout), _Tee(sys.stderr)
     progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
-                collecting(call.node_id) as outcome.metrics, \
+        with _Captured(out, err), collecting(call.node_id) as outcome.metrics, \
                 task_context(call.dispatch_id, call.node_id):
             opts = call.options
             opts.deps_bash.run()

@@ -16,8 +16,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,14 +37,20 @@ _CONTEXT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
     "qflow_task_context", default=TaskContext(None, None))
 
 
-@contextmanager
-def task_context(dispatch_id: str, node_id: int) -> Iterator[None]:
-    """Set :func:`get_context` for the electron running in this block."""
-    token = _CONTEXT.set(TaskContext(dispatch_id, node_id))
-    try:
-        yield
-    finally:
-        _CONTEXT.reset(token)
+class task_context:  # noqa: N801 - used as a function: ``with task_context(d, n)``
+    """Set :func:`get_context` for the electron running in this block (a class rather
+    than a generator: it is entered once per task)."""
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, dispatch_id: str, node_id: int) -> None:
+        self._context = TaskContext(dispatch_id, node_id)
+
+    def __enter__(self) -> None:
+        self._token = _CONTEXT.set(self._context)
+
+    def __exit__(self, *exc: object) -> None:
+        _CONTEXT.reset(self._token)
 
 
 def get_context() -> TaskContext:
