@@ -45,7 +45,7 @@ from qflow import _warm as warm
 from qflow._completions import Completion, watch
 from qflow._task import NodeOutcome, TaskCall
 from qflow.executors.base import Submission
-from qflow.executors.ray import RayExecutor
+from qflow.executors.ray import RayExecutor, outcome_from_wire
 
 
 class NotServingError(RuntimeError):
@@ -141,7 +141,7 @@ class LoopExecutor(RayExecutor):
                                                          "restarted": ("c", True)})
             value_ref, outcome_ref = self._remote(call).remote(call.to_wire(), *deps)
         attempt.ref, attempt.on_actor = value_ref, actor is not None
-        watch(outcome_ref, NodeOutcome.from_wire).add_done_callback(
+        watch(outcome_ref, outcome_from_wire).add_done_callback(
             lambda fut: self._settle(fut, call, deps, sub, value_ref, actor is not None))
 
     def _settle(self, fut: Completion, call: TaskCall, deps: list[Any], sub: Submission,

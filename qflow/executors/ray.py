@@ -29,7 +29,7 @@ def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, bytes]:
 _run_node = ray.remote(num_returns=2)(run_wire)
 #: Made once: each access to a classmethod makes a new bound method, one more object
 #: per node for the garbage collector to track.
-_outcome_from_wire = NodeOutcome.from_wire
+outcome_from_wire = NodeOutcome.from_wire
 
 
 class RayExecutor(Executor):
@@ -95,7 +95,7 @@ class RayExecutor(Executor):
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         value_ref, outcome_ref = self._remote(call).remote(call.to_wire(), *deps)
-        return Submission(done=watch(outcome_ref, _outcome_from_wire), value_ref=value_ref, handle=value_ref)
+        return Submission(done=watch(outcome_ref, outcome_from_wire), value_ref=value_ref, handle=value_ref)
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in

@@ -395,27 +395,25 @@ class SQLiteStore(ResultStore):
             return
         # Consecutive updates of the same columns go in one statement (a completion
         # batch updates the same columns of thousands of nodes); order is kept, since a
-        # node may change twice in one batch.
-        runs: list[tuple[tuple[str, ...], list[tuple[int, dict[str, Any]]]]] = []
+        # node may change twice in one batch. A status-only run also shares its status
+        # value, so that it is one UPDATE of many nodes (a fan-out's submissions).
+        runs: list[tuple[tuple[Any, ...], list[tuple[int, dict[str, Any]]]]] = []
         for node_id, fields in updates:
             if "output" in fields:
                 fields = {**fields, "output": self._put_blob(dispatch_id, node_id,
                                                              fields["output"])}
             keys = tuple(fields)
-            if not runs or runs[-1][0] != keys:
-                runs.append((keys, []))
+            run_key = (keys, fields["status"]) if keys == ("status",) else (keys, None)
+            if not runs or runs[-1][0] != run_key:
+                runs.append((run_key, []))
             runs[-1][1].append((node_id, fields))
 
         def run(db: sqlite3.Connection) -> None:
-            for keys, rows in runs:
-                if keys == ("status",) and len(rows) > 1 and len(
-                        {f["status"] for _, f in rows}) == 1:
-                    # Many nodes taking one status (a fan-out's submissions): one
-                    # statement, not one per node.
+            for (keys, status), rows in runs:
+                if status is not None:
                     db.execute("UPDATE nodes SET status = ? WHERE dispatch_id = ? AND node_id "
                                "IN (SELECT value FROM json_each(?))",
-                               (rows[0][1]["status"], dispatch_id,
-                                json.dumps([n for n, _ in rows])))
+                               (status, dispatch_id, json.dumps([n for n, _ in rows])))
                     continue
                 sets = ", ".join(f"{k} = ?" for k in keys)
                 db.executemany(f"UPDATE nodes SET {sets} WHERE dispatch_id = ? AND node_id = ?",
