@@ -99,6 +99,10 @@ class SlurmExecutor(Executor):
             params["gpus_per_node"] = cfg.gpus
         if cfg.extra_sbatch:
             params["additional_parameters"] = dict(cfg.extra_sbatch)
+        # submitit's default warning comes 90 s before the limit, which for a limit of a
+        # minute or so is at start-up, before its handler exists: the job then dies of
+        # the signal itself. A quarter of the limit, at most 90 s, leaves it time to start.
+        params["signal_delay_s"] = min(90, cfg.time * 15)
         ex.update_parameters(**params)
         return ex
 
@@ -158,15 +162,7 @@ class SlurmExecutor(Executor):
         try:
             return job.result()
         except Exception as exc:
-            state = _state(job)
-            # Slurm warns with SIGUSR2 before the limit; submitit then fails the job
-            # itself ("timed-out"), often while sacct still says RUNNING.
-            if state.startswith("TIMEOUT") or "timed-out" in str(exc):
-                reason = f"hit its Slurm time limit of {cfg.time} min (state {state})"
-            elif state.startswith("CANCELLED"):
-                reason = f"was cancelled (state {state})"
-            else:
-                reason = f"failed (state {state})"
+            reason = failure_reason(_state(job), str(exc), cfg.time)
             raise self._failure(call, job, f"{reason}:\n{exc}") from exc
 
     @staticmethod
@@ -182,6 +178,26 @@ class SlurmExecutor(Executor):
         job = holder.get("job")
         if job is not None:
             job.cancel(check=False)
+
+
+def failure_reason(state: str, error: str, time_min: int) -> str:
+    """Say why a Slurm job failed, from its sacct state and submitit's error text.
+
+    Slurm warns a job with SIGUSR2 before its time limit. submitit then fails the job
+    itself ("timed-out"), often while sacct still says RUNNING; a job the signal reaches
+    before submitit's handler is installed dies of it ("User defined signal 2", state
+    FAILED). All of these are the time limit.
+
+    Example:
+        >>> failure_reason("TIMEOUT", "", 5)
+        'hit its Slurm time limit of 5 min (state TIMEOUT)'
+    """
+    if (state.startswith("TIMEOUT") or "timed-out" in error
+            or "User defined signal 2" in error):
+        return f"hit its Slurm time limit of {time_min} min (state {state})"
+    if state.startswith("CANCELLED"):
+        return f"was cancelled (state {state})"
+    return f"failed (state {state})"
 
 
 def _state(job: Any) -> str:
