@@ -22,6 +22,7 @@ from qflow._dispatcher import (
     record_new_dispatch,
 )
 from qflow._graph import Graph
+from qflow._heap import settle_heap
 from qflow._lease import Heartbeat, owner_role, reap, service_verdict
 from qflow._status import Status
 from qflow._text import source_text, value_text
@@ -70,6 +71,8 @@ class _Runtime:
             if not self._ray_checked:
                 self.mode = ensure_ray(self.settings)
                 _register_exit_hook()
+                if self.settings.freeze_gc:
+                    settle_heap()
                 self._service = None if self.mode == "embedded" else find_service()
                 self._ray_checked = True
             if self._service is None and live_address(self.settings) is not None:

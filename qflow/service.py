@@ -25,9 +25,10 @@ import ray
 
 from qflow._cluster import (SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, node_ip,
                             quiet_ray, ray_address_file, ray_cli)
+from qflow._heap import settle_heap
 from qflow._wait import wait_until
 from qflow.exceptions import ClusterError
-from qflow.settings import Settings
+from qflow.settings import Settings, parse_flag
 
 __all__ = ["DispatcherService", "ServiceState", "start", "status", "stop"]
 
@@ -48,6 +49,8 @@ class DispatcherService:
         self._stores: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
         self._triggers: dict[str, list[Any]] = {}
+        if parse_flag(os.environ.get("QFLOW_FREEZE_GC"), "QFLOW_FREEZE_GC", default=True):
+            settle_heap()  # this process only dispatches: keep its full collections cheap
         if home is not None:
             settings = Settings(home=Path(home))
             state = ServiceState.load(settings)

@@ -49,6 +49,21 @@ def parse_resources(value: Any, where: str = "resources") -> tuple[tuple[str, fl
     return tuple(sorted(out))
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
+          "0": False, "false": False, "no": False, "off": False}
+
+
+def parse_flag(text: str | None, where: str, *, default: bool) -> bool:
+    """An on/off environment variable; unset or empty means ``default``."""
+    if not text:
+        return default
+    try:
+        return _FLAGS[text.strip().lower()]
+    except KeyError:
+        raise QflowConfigError(
+            f"{where} is one of {', '.join(_FLAGS)}; got {text!r}.") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """qflow's settings. Each field has an environment variable.
@@ -60,12 +75,17 @@ class Settings:
         num_cpus: ``$QFLOW_NUM_CPUS``: CPUs for the embedded local Ray (default: all).
         resources: ``$QFLOW_RESOURCES``, a JSON object: custom resources the embedded
             local Ray offers, e.g. ``{"qpu:simulated": 1}``.
+        freeze_gc: ``$QFLOW_FREEZE_GC`` (``1``/``0``, default ``1``): once connected to
+            Ray, exempt the objects alive then from Python's full garbage collections,
+            which would otherwise rescan them during every large dispatch (see
+            :func:`qflow._heap.settle_heap`).
     """
 
     home: Path
     ray_address: str | None = None
     num_cpus: int | None = None
     resources: tuple[tuple[str, float], ...] = field(default=())
+    freeze_gc: bool = True
 
     def __post_init__(self) -> None:
         if self.num_cpus is not None and (isinstance(self.num_cpus, bool)
@@ -87,7 +107,9 @@ class Settings:
         res = os.environ.get("QFLOW_RESOURCES")
         return cls(home=home, ray_address=os.environ.get("RAY_ADDRESS") or None,
                    num_cpus=num_cpus,
-                   resources=parse_resources(res, "QFLOW_RESOURCES") if res else ())
+                   resources=parse_resources(res, "QFLOW_RESOURCES") if res else (),
+                   freeze_gc=parse_flag(os.environ.get("QFLOW_FREEZE_GC"), "QFLOW_FREEZE_GC",
+                                        default=True))
 
     @property
     def db_path(self) -> Path:
