@@ -287,10 +287,15 @@ def check_feasible(graph: Any) -> None:
     from qflow.executors.ray import RayExecutor
 
     seen: set[tuple] = set()
+    judged: set[tuple[int, bool]] = set()  # the nodes of a fan-out share one options object
     for node in graph.nodes:
         if node.kind in VIRTUAL_KINDS:
             continue
         opts = node.options or DEFAULT_OPTIONS
+        same = (id(opts), node.kind is NodeKind.SUBLATTICE)
+        if same in judged:
+            continue
+        judged.add(same)
         try:
             executor = resolve_executor(opts.executor)
         except QflowConfigError:  # an unknown name fails its node when it runs

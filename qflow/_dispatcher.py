@@ -129,11 +129,24 @@ def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
          "source": source, "electron_sources": _electron_sources(graph),
          "tags": json.dumps(list(tags)) if tags else None,
          "inputs": inputs, "graph": graph_blob, "graph_text": None},  # made when read
-        [_parameter_row(n, created) if n.kind is NodeKind.PARAMETER else
-         {"node_id": n.node_id, "name": n.name, "kind": str(n.kind),
-          "parents": repr(n.parents()), "status": Status.NEW_OBJECT,
-          "executor": _executor_name(n)} for n in graph.nodes],
+        _node_rows(graph, created),
     )
+
+
+def _node_rows(graph: Graph, created: str) -> list[dict[str, Any]]:
+    rows = []
+    names: dict[tuple[int, NodeKind], str | None] = {}  # a fan-out shares one options object
+    for n in graph.nodes:
+        if n.kind is NodeKind.PARAMETER:
+            rows.append(_parameter_row(n, created))
+            continue
+        key = (id(n.options), n.kind)
+        if key not in names:
+            names[key] = _executor_name(n)
+        rows.append({"node_id": n.node_id, "name": n.name, "kind": n.kind.value,
+                     "parents": repr(n.parents()), "status": Status.NEW_OBJECT,
+                     "executor": names[key]})
+    return rows
 
 
 def _parameter_row(node: Any, created: str) -> dict[str, Any]:

@@ -20,7 +20,6 @@ import struct
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import cloudpickle
@@ -33,7 +32,7 @@ from qflow._text import value_text, value_text_join
 from qflow.compat import task_context
 from qflow.executor import is_plugin
 from qflow.metrics import collecting
-from qflow.store.base import MetricPoint
+from qflow.store.base import MetricPoint, now_iso
 from qflow._traceback import user_traceback
 from qflow.exceptions import QflowSerializationError
 
@@ -46,7 +45,8 @@ class NodeOutcome:
 
     Attributes:
         node_id: the node.
-        start_time, end_time: when it ran (UTC), or None if it never started.
+        start_time, end_time: when it ran, in UTC as the store writes it (ISO 8601), or
+            None if it never started.
         stdout, stderr: what it printed.
         ray_node_id: the Ray node it ran on.
         output_blob: the pickled output (None on failure).
@@ -60,8 +60,8 @@ class NodeOutcome:
     """
 
     node_id: int
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: str | None = None
+    end_time: str | None = None
     stdout: str = ""
     stderr: str = ""
     ray_node_id: str | None = None
@@ -75,11 +75,11 @@ class NodeOutcome:
     inputs_text: str | None = None
 
     def to_wire(self) -> bytes:
-        """Plain values only (times as POSIX seconds), pickled here by the C pickler:
-        Ray ships one byte string in a twentieth of the time it takes to serialize a
-        tuple of fields, once per task. ``value_ref`` stays behind."""
+        """Plain values only, pickled here by the C pickler: Ray ships one byte string
+        in a twentieth of the time it takes to serialize a tuple of fields, once per
+        task. ``value_ref`` stays behind."""
         return pickle.dumps((
-            self.node_id, _ts(self.start_time), _ts(self.end_time), self.stdout,
+            self.node_id, self.start_time, self.end_time, self.stdout,
             self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
             self.slurm_job_id, self.output_text,
             [(p.name, p.step, p.value, p.time) for p in self.metrics], self.inputs_text),
@@ -89,18 +89,10 @@ class NodeOutcome:
     def from_wire(cls, wire: bytes) -> NodeOutcome:
         nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = \
             pickle.loads(wire)
-        return cls(node_id=nid, start_time=_dt(start), end_time=_dt(end), stdout=stdout,
+        return cls(node_id=nid, start_time=start, end_time=end, stdout=stdout,
                    stderr=stderr, ray_node_id=ray_node, output_blob=blob, error=error,
                    sublattice=sub, slurm_job_id=slurm, output_text=text,
                    metrics=[MetricPoint(nid, *p) for p in pts], inputs_text=inp)
-
-
-def _ts(when: datetime | None) -> float | None:
-    return None if when is None else when.timestamp()
-
-
-def _dt(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
 
 #: Outputs whose pickle is larger than this travel to dependants as that pickle
@@ -168,7 +160,7 @@ class CallTemplate:
     10,000 times.
     """
 
-    __slots__ = ("dispatch_id", "name", "kind", "fn", "options", "_blob")
+    __slots__ = ("dispatch_id", "name", "kind", "fn", "options", "_blob", "_head")
     _loaded: collections.OrderedDict[str, CallTemplate] = collections.OrderedDict()
 
     def __init__(self, dispatch_id: str, name: str, kind: NodeKind, fn: Any,
@@ -176,6 +168,7 @@ class CallTemplate:
         self.dispatch_id, self.name, self.kind, self.fn = dispatch_id, name, kind, fn
         self.options = options
         self._blob: tuple[bytes, str] | None = None
+        self._head: bytes | None = None
 
     def wire(self) -> tuple[bytes, str]:
         """The pickled template and its digest, made once."""
@@ -184,6 +177,16 @@ class CallTemplate:
                                       self.options))
             self._blob = (blob, hashlib.sha1(blob).hexdigest())
         return self._blob
+
+    def wire_head(self) -> bytes:
+        """What every :meth:`TaskCall.to_wire` of this template starts with: the
+        lengths, the pickled template and its digest, joined once."""
+        if self._head is None:
+            blob, digest = self.wire()
+            digest_bytes = digest.encode()
+            self._head = b"".join((_WIRE_HEAD.pack(len(blob), len(digest_bytes)), blob,
+                                   digest_bytes))
+        return self._head
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_load_template, self.wire())
@@ -230,7 +233,6 @@ class TaskCall:
         The per-node spec is pickled by the C pickler when every literal in it is a
         plain scalar (the common fan-out), which costs a fraction of cloudpickle.
         """
-        blob, digest = self.template.wire()
         # The steps, not the Program: a dataclass costs the pickler a class lookup.
         spec = (self.node_id, self.program.steps, self.args, self.kwargs, self.dep_ids)
         plain = all(map(_plain, self.args)) and (not self.kwargs or all(
@@ -238,9 +240,7 @@ class TaskCall:
             _plain(o) for _, operands in self.program.steps for o in operands))
         spec_blob = (pickle.dumps(spec, protocol=5) if plain
                      else cloudpickle.dumps(spec, protocol=5))
-        digest_bytes = digest.encode()
-        return b"".join((_WIRE_HEAD.pack(len(blob), len(digest_bytes)), blob, digest_bytes,
-                         spec_blob))
+        return self.template.wire_head() + spec_blob
 
     @classmethod
     def from_wire(cls, wire: bytes) -> TaskCall:
@@ -316,7 +316,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     """Run one node where it was scheduled and return ``(value, outcome)``."""
     values = {d: v.load() if isinstance(v, PickledValue) else v
               for d, v in zip(call.dep_ids, dep_values)}
-    outcome = NodeOutcome(node_id=call.node_id, start_time=datetime.now(UTC),
+    outcome = NodeOutcome(node_id=call.node_id, start_time=now_iso(),
                           ray_node_id=_ray_node_id())
     out, err = _Tee(sys.stdout), _Tee(sys.stderr)
     progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
@@ -362,7 +362,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
     except BaseException as exc:
         progress.end()
         outcome.sublattice = getattr(exc, "__qflow_sublattice__", None)
-        outcome.end_time = datetime.now(UTC)
+        outcome.end_time = now_iso()
         outcome.error = user_traceback(exc)
         # As in Covalent, a failed node's stderr ends with the traceback.
         outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue() + outcome.error
@@ -370,7 +370,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             setattr(exc, OUTCOME_ATTR, outcome)
         raise
     progress.end()
-    outcome.end_time = datetime.now(UTC)
+    outcome.end_time = now_iso()
     outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
     if is_plugin(opts.executor):
         opts.executor._qflow_logs(outcome.stdout, outcome.stderr)
