@@ -167,32 +167,30 @@ class CallTemplate:
                  options: ElectronOptions) -> None:
         self.dispatch_id, self.name, self.kind, self.fn = dispatch_id, name, kind, fn
         self.options = options
-        self._blob: tuple[bytes, str] | None = None
+        self._blob: tuple[bytes, bytes] | None = None
         self._head: bytes | None = None
 
-    def wire(self) -> tuple[bytes, str]:
+    def wire(self) -> tuple[bytes, bytes]:
         """The pickled template and its digest, made once."""
         if self._blob is None:
             blob = cloudpickle.dumps((self.dispatch_id, self.name, self.kind, self.fn,
                                       self.options))
-            self._blob = (blob, hashlib.sha1(blob).hexdigest())
+            self._blob = (blob, hashlib.sha1(blob).digest())
         return self._blob
 
     def wire_head(self) -> bytes:
-        """What every :meth:`TaskCall.to_wire` of this template starts with: the
-        lengths, the pickled template and its digest, joined once."""
+        """What every :meth:`TaskCall.to_wire` of this template starts with, joined
+        once: the template's digest (20 bytes), its length, and the pickled template."""
         if self._head is None:
             blob, digest = self.wire()
-            digest_bytes = digest.encode()
-            self._head = b"".join((_WIRE_HEAD.pack(len(blob), len(digest_bytes)), blob,
-                                   digest_bytes))
+            self._head = b"".join((digest, _BLOB_LEN.pack(len(blob)), blob))
         return self._head
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_load_template, self.wire())
 
 
-def _load_template(blob: bytes | memoryview, digest: str) -> CallTemplate:
+def _load_template(blob: bytes | memoryview, digest: bytes) -> CallTemplate:
     cache = CallTemplate._loaded
     template = cache.get(digest)
     if template is None:
@@ -244,17 +242,23 @@ class TaskCall:
 
     @classmethod
     def from_wire(cls, wire: bytes) -> TaskCall:
-        blob_len, digest_len = _WIRE_HEAD.unpack_from(wire)
-        view = memoryview(wire)[_WIRE_HEAD.size:]
-        digest = bytes(view[blob_len:blob_len + digest_len]).decode()
-        template = _load_template(view[:blob_len], digest)
-        node_id, steps, args, kwargs, dep_ids = pickle.loads(view[blob_len + digest_len:])
+        # A worker has the template after its first task of the dispatch: look it up
+        # by the digest, and slice the pickled template only when it is missing.
+        template = CallTemplate._loaded.get(wire[:_DIGEST_LEN])
+        (blob_len,) = _BLOB_LEN.unpack_from(wire, _DIGEST_LEN)
+        if template is None:
+            template = _load_template(memoryview(wire)[_BLOB_AT:_BLOB_AT + blob_len],
+                                      wire[:_DIGEST_LEN])
+        node_id, steps, args, kwargs, dep_ids = pickle.loads(
+            memoryview(wire)[_BLOB_AT + blob_len:])
         return cls(template=template, node_id=node_id,
                    program=Program(steps) if steps else NO_STEPS, args=args,
                    kwargs=kwargs, dep_ids=dep_ids)
 
 
-_WIRE_HEAD = struct.Struct("<II")
+_DIGEST_LEN = 20  # sha1
+_BLOB_LEN = struct.Struct("<I")
+_BLOB_AT = _DIGEST_LEN + _BLOB_LEN.size  # where the pickled template starts
 
 
 #: Literals the standard pickler writes exactly as cloudpickle would.
