@@ -88,6 +88,8 @@ class Settings:
     freeze_gc: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.freeze_gc, bool):
+            raise QflowConfigError(f"freeze_gc is True or False; got {self.freeze_gc!r}.")
         if self.num_cpus is not None and (isinstance(self.num_cpus, bool)
                                           or not isinstance(self.num_cpus, int)
                                           or self.num_cpus < 1):

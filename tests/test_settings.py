@@ -25,3 +25,8 @@ def test_freeze_gc_comes_from_the_environment(monkeypatch, tmp_path):
     assert Settings.from_env().freeze_gc is True
     monkeypatch.setenv("QFLOW_FREEZE_GC", "0")
     assert Settings.from_env().freeze_gc is False
+
+
+def test_freeze_gc_must_be_a_bool(tmp_path):
+    with pytest.raises(QflowConfigError, match="freeze_gc is True or False; got 'no'"):
+        Settings(home=tmp_path, freeze_gc="no")
