@@ -191,24 +191,37 @@ class _Watcher:
             try:
                 ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout,
                                     fetch_local=True)
-            except Exception as exc:  # Ray itself went away: nothing pending will finish
+            except (Exception, SystemExit) as exc:  # Ray itself went away: nothing
+                # pending will finish (ray.shutdown() raises SystemExit in a waiting thread)
                 for fut in pending.values():
-                    _settle(fut, exc)
+                    _settle(fut, _gone(exc))
                 pending.clear()
                 continue
             if ready:
                 _deliver(ready, [pending.pop(r) for r in ready])
 
 
+def _gone(exc: BaseException) -> Exception:
+    """What a waiter gets when Ray failed under the watcher: the error itself, or for
+    the SystemExit that Ray's shutdown raises in a thread inside Ray, a plain one."""
+    if isinstance(exc, Exception):
+        return exc
+    return RuntimeError("Ray was shut down while these tasks ran.")
+
+
 def _deliver(refs: list[Any], futures: list[Completion]) -> None:
     try:
         values = ray.get(refs)
+    except SystemExit as exc:  # Ray is shutting down: none of these will be read
+        for fut in futures:
+            _settle(fut, _gone(exc))
+        return
     except Exception:  # at least one failed: take them one by one to match each error
         for ref, fut in zip(refs, futures):
             try:
                 value = ray.get(ref)
-            except Exception as exc:
-                _settle(fut, exc)
+            except (Exception, SystemExit) as exc:
+                _settle(fut, _gone(exc))
             else:
                 _settle(fut, None, value)
         return

@@ -29,6 +29,11 @@ def ray_session() -> Iterator[None]:
     ray.init(address="local", num_cpus=4, resources={TEST_RESOURCE: 2}, include_dashboard=False,
              log_to_driver=False, namespace="qflow-tests")
     yield
+    # A test may leave a task running: stop qflow's completion watcher first, as qflow's
+    # exit hook does, so that it is not inside ray.wait when Ray goes down.
+    from qflow import _completions
+
+    _completions.close()
     ray.shutdown()
 
 

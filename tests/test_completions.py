@@ -110,3 +110,28 @@ class TestCompletion:
         c.set_result("ok")
         assert seen == ["ok"]
         assert "callback failed" in caplog.text
+
+
+
+def test_ray_going_down_inside_wait_fails_the_watched_futures(monkeypatch):
+    """Ray's shutdown raises SystemExit in a thread that is inside ray.wait: the watched
+    futures get an error, and the watcher thread lives on (Ray itself is faked here:
+    shutting down the session's Ray would end every later test)."""
+    from qflow import _completions
+
+    class ShuttingDown:
+        @staticmethod
+        def is_initialized():
+            return True
+
+        @staticmethod
+        def wait(*args, **kwargs):
+            raise SystemExit(0)
+
+    monkeypatch.setattr(_completions, "ray", ShuttingDown)
+    fut = watch(object())
+    err = fut.exception(timeout=10)
+    assert isinstance(err, RuntimeError) and "shut down" in str(err)
+    monkeypatch.undo()
+    assert ray.get(ray.put(1)) == 1
+    assert watch(ray.put(2)).result(timeout=10) == 2  # the same thread, still watching
