@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -138,6 +139,7 @@ class _Watcher:
         self._new: list[tuple[Any, Completion]] = []
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._leaving = False
         self._exit_hook = False
 
     def watch(self, ref: Any, convert: Callable[[Any], Any] | None) -> Completion:
@@ -157,6 +159,7 @@ class _Watcher:
                 if not self._exit_hook:
                     self._exit_hook = True
                     atexit.register(self.close)
+                    _guard_shutdown()
             self._lock.notify()
         return fut
 
@@ -170,16 +173,37 @@ class _Watcher:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=_WAIT_MAX_S + 2)
 
+    def leave_ray(self) -> None:
+        """Before ``ray.shutdown()``: fail everything watched ("Ray was shut down while
+        these tasks ran") and let the thread end, so that it is not inside Ray when Ray
+        goes down. A later :func:`watch` (after a new ``ray.init``) starts a new one."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or not thread.is_alive():
+                return
+            self._leaving = True
+            self._lock.notify()
+        if thread is not threading.current_thread():
+            thread.join(timeout=_WAIT_MAX_S + 2)
+        with self._lock:
+            self._leaving = False
+
     def _run(self) -> None:
         pending: dict[Any, Completion] = {}
         while True:
             with self._lock:
-                while not self._new and not pending and not self._closing:
+                while not self._new and not pending and not self._closing and not self._leaving:
                     self._lock.wait()
                 if self._closing:
                     return
+                leaving = self._leaving
                 new, self._new = self._new, []
             pending.update(new)
+            if leaving:
+                gone = RuntimeError("Ray was shut down while these tasks ran.")
+                for fut in pending.values():
+                    _settle(fut, gone)
+                return
             if not ray.is_initialized():  # shut down under us: nothing pending will finish
                 gone = RuntimeError("Ray was shut down while these tasks ran.")
                 for fut in pending.values():
@@ -244,6 +268,28 @@ def _settle(fut: Completion, exc: BaseException | None, value: Any = None) -> No
 
 
 _watcher = _Watcher()
+
+
+def _guard_shutdown() -> None:
+    """Make ``ray.shutdown()`` take the watcher out of Ray first.
+
+    Ray ends the whole process ("The core worker has already been shutdown") when a
+    thread calls it after shutdown, and the watcher may be just about to: a script that
+    shuts Ray down while a dispatch still runs would die instead of seeing the dispatch
+    fail. Ray has no hook before shutdown, so ``ray.shutdown`` is wrapped, once, when
+    the watcher first starts (importing qflow changes nothing).
+    """
+    original = ray.shutdown
+    if getattr(original, "_qflow_leaves_first", False):
+        return
+
+    @functools.wraps(original)
+    def shutdown(*args: Any, **kwargs: Any) -> Any:
+        _watcher.leave_ray()
+        return original(*args, **kwargs)
+
+    shutdown._qflow_leaves_first = True  # type: ignore[attr-defined]
+    ray.shutdown = shutdown
 
 
 def close() -> None:

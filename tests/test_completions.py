@@ -135,3 +135,30 @@ def test_ray_going_down_inside_wait_fails_the_watched_futures(monkeypatch):
     monkeypatch.undo()
     assert ray.get(ray.put(1)) == 1
     assert watch(ray.put(2)).result(timeout=10) == 2  # the same thread, still watching
+
+
+def test_ray_shutdown_while_tasks_are_watched_fails_them_and_the_process_lives(tmp_path):
+    """Ray ends the process when a thread calls it after shutdown; ray.shutdown() takes
+    the watcher out of Ray first, and what it watched fails with a reason."""
+    import subprocess
+    import sys
+
+    code = (
+        "import time, ray\n"
+        "from qflow._completions import watch\n"
+        "ray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR')\n"
+        "@ray.remote\n"
+        "def quick(i):\n"
+        "    time.sleep(0.001 * (i % 7))\n"
+        "    return i\n"
+        "futs = [watch(quick.remote(i)) for i in range(3000)]\n"
+        "time.sleep(1.1)\n"
+        "ray.shutdown()\n"
+        "errors = [f.exception(timeout=30) for f in futs]\n"
+        "failed = [e for e in errors if e is not None]\n"
+        "assert failed and all('shut down' in str(e) for e in failed), failed[:3]\n"
+        "print('SURVIVED', len(failed))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert run.returncode == 0 and "SURVIVED" in run.stdout, run.stderr[-3000:]
