@@ -199,15 +199,11 @@ class _Watcher:
                 leaving = self._leaving
                 new, self._new = self._new, []
             pending.update(new)
-            if leaving:
-                gone = RuntimeError("Ray was shut down while these tasks ran.")
+            if leaving or not ray.is_initialized():  # nothing pending will finish
                 for fut in pending.values():
-                    _settle(fut, gone)
-                return
-            if not ray.is_initialized():  # shut down under us: nothing pending will finish
-                gone = RuntimeError("Ray was shut down while these tasks ran.")
-                for fut in pending.values():
-                    _settle(fut, gone)
+                    _settle(fut, _shut_down())
+                if leaving:
+                    return
                 pending.clear()
                 continue
             refs = list(pending)
@@ -225,12 +221,14 @@ class _Watcher:
                 _deliver(ready, [pending.pop(r) for r in ready])
 
 
+def _shut_down() -> RuntimeError:
+    return RuntimeError("Ray was shut down while these tasks ran.")
+
+
 def _gone(exc: BaseException) -> Exception:
     """What a waiter gets when Ray failed under the watcher: the error itself, or for
     the SystemExit that Ray's shutdown raises in a thread inside Ray, a plain one."""
-    if isinstance(exc, Exception):
-        return exc
-    return RuntimeError("Ray was shut down while these tasks ran.")
+    return exc if isinstance(exc, Exception) else _shut_down()
 
 
 def _deliver(refs: list[Any], futures: list[Completion]) -> None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from qflow.store.base import iso_at
 
 #: Seconds a node runs before its start is written, and between later writes.
 FIRST_WRITE_S, NEXT_WRITE_S = 1.0, 2.0
@@ -89,7 +90,7 @@ class _Reporter:
                         continue
                     store.note_progress(
                         entry.dispatch_id, entry.node_id,
-                        start_time=datetime.fromtimestamp(entry.started, UTC).isoformat(),
+                        start_time=iso_at(entry.started),
                         ray_node_id=entry.ray_node_id, inputs_text=entry.inputs_text,
                         stdout=entry.out.getvalue()[-TAIL_CHARS:],
                         stderr=entry.err.getvalue()[-TAIL_CHARS:])

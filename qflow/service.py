@@ -15,7 +15,6 @@ import socket
 import subprocess
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from qflow._heap import settle_heap
 from qflow._wait import wait_until
 from qflow.exceptions import ClusterError
 from qflow.settings import Settings, parse_flag
+from qflow.store.base import now_iso
 
 __all__ = ["DispatcherService", "ServiceState", "start", "status", "stop"]
 
@@ -105,7 +105,7 @@ class DispatcherService:
         from qflow._status import Status
 
         store.update_dispatch(dispatch_id, status=Status.RUNNING,  # RUNNING: watching
-                              start_time=datetime.now(UTC).isoformat())
+                              start_time=now_iso())
         saved = loads((store.get_dispatch(dispatch_id) or {})["graph"])
         triggers = list(saved["lattice"].triggers)
         for trigger in triggers:
@@ -165,7 +165,7 @@ class DispatcherService:
         store.update_dispatch(dispatch_id, only_if_unfinished=True,
                               status=Status.FAILED if error else Status.COMPLETED,
                               result=dumps_value(started), result_text=value_text(started),
-                              error=error, end_time=datetime.now(UTC).isoformat())
+                              error=error, end_time=now_iso())
         return started
 
     def _resume_all(self, db_path: str) -> None:
@@ -296,7 +296,7 @@ def start(settings: Settings, num_cpus: int | None = None,
     address = f"{node_ip()}:{port}"
     state = ServiceState(pid=proc.pid, create_time=_create_time(proc.pid),
                          address=address, home=str(settings.home),
-                         started_at=datetime.now(UTC).isoformat(), pids=[proc.pid],
+                         started_at=now_iso(), pids=[proc.pid],
                          resources=dict(resources))
     state.save(settings)
     try:
@@ -322,7 +322,7 @@ def start(settings: Settings, num_cpus: int | None = None,
         state["last_error"] = str(exc)
         stop(settings)
         _write_private(settings.home / "last_start_error.txt",
-                       f"{datetime.now(UTC).isoformat()} {exc}".encode())
+                       f"{now_iso()} {exc}".encode())
         tail = _log_tail(log_path, log_offset)
         raise ClusterError(
             f"The qflow head did not come up: {exc}. Its log is {log_path}"
