@@ -115,8 +115,11 @@ def _qflow(lat):
 def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False) -> dict:
     rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": [], "qflow_uss_mib": [],
             "bare_uss_mib": []}
-    for _ in range(repeats):  # alternate, so drift on a noisy box hits both alike
-        for who, fn in (("bare", bare), ("qflow", ours)):
+    # Alternate, and swap which side goes first every other repeat (bare, qflow, qflow,
+    # bare, ...): drift on a noisy box, and whatever one run leaves Ray to clean up
+    # during the next, then hit both sides alike.
+    for i in range(repeats):
+        for who, fn in (("bare", bare), ("qflow", ours))[::1 if i % 2 == 0 else -1]:
             s, rss_mib, uss_mib = _time(fn, n, uss)
             rows[who].append(s)
             rows[f"{who}_mib"].append(rss_mib)

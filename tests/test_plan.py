@@ -1,4 +1,5 @@
-"""Planning a graph: pure, no Ray. OP chains of any length compile linearly."""
+"""Planning a graph: pure, no Ray. OP chains of any length compile linearly (the last
+test runs one end to end)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ import sys
 import qflow
 from qflow._graph import NodeKind
 from qflow._plan import Program, plan
-from qflow._recorder import Recorder
-from qflow.store.sqlite import SQLiteStore
 
 
 @qflow.electron
@@ -79,49 +78,6 @@ def test_op_parents_are_direct_only():
 def test_program_literals_and_containers():
     prog = Program((("list", (("n", 0), ("c", 7))), ("getitem", (("s", 0), ("c", 1)))))
     assert prog.run({0: "x"}) == [["x", 7], 7]
-
-
-def _one_node_store(tmp_path):
-    """A store holding dispatch "d" with one node, 0."""
-    store = SQLiteStore(tmp_path / "q.db")
-    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "NEW_OBJECT",
-                           "created_at": "t"},
-                          [{"node_id": 0, "name": "a", "kind": "electron",
-                            "status": "NEW_OBJECT"}])
-    return store
-
-
-def test_recorder_batches_and_respects_abandon(tmp_path):
-    store = _one_node_store(tmp_path)
-    rec = Recorder(store, "d", [0])
-    rec.node(0, status=qflow.status.RUNNING)
-    assert store.get_nodes("d")[0]["status"] == "NEW_OBJECT"  # not yet flushed
-    rec.flush()
-    assert store.get_nodes("d")[0]["status"] == "RUNNING"
-    rec.abandon()
-    rec.node(0, status=qflow.status.COMPLETED)
-    rec.finish(status=qflow.status.COMPLETED)
-    assert store.get_nodes("d")[0]["status"] == "RUNNING"
-    assert store.get_dispatch("d")["end_time"] is None
-
-
-def test_recorder_writes_at_most_once_per_interval(tmp_path):
-    """The dispatcher writes node records at most every _FLUSH_S seconds (a chain of
-    quick electrons would otherwise cost a transaction each); the loop waits no longer
-    than the next write is due."""
-    store = _one_node_store(tmp_path)
-    rec = Recorder(store, "d", [0])
-    assert rec.due_in(60) is None  # nothing to write: the loop may wait its full poll
-    rec.node(0, status=qflow.status.RUNNING)
-    assert rec.due_in(60) == 0  # never written yet: due now
-    rec.flush(60)
-    assert store.get_nodes("d")[0]["status"] == "RUNNING"
-    rec.node(0, status=qflow.status.COMPLETED)
-    rec.flush(60)  # written under a minute ago: kept for later
-    assert store.get_nodes("d")[0]["status"] == "RUNNING"
-    assert 59 < rec.due_in(60) <= 60
-    rec.flush()  # the end of a dispatch writes whatever waits
-    assert store.get_nodes("d")[0]["status"] == "COMPLETED" and rec.due_in(60) is None
 
 
 def test_sum_over_outputs_runs_end_to_end():
