@@ -8,11 +8,12 @@ import re
 import traceback
 from types import TracebackType
 
-import qflow
+from qflow.exceptions import QflowError
 
-# qflow's runtime package; its backends and algorithms stay visible, since a user's
-# circuit or cost function is called from there and those frames help.
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(qflow.__file__)) + os.sep
+# qflow's runtime package (this module's folder); its backends and algorithms stay
+# visible, since a user's circuit or cost function is called from there and those
+# frames help.
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 _REMOTE = "Raised in the backend's worker:"
@@ -52,7 +53,7 @@ def user_traceback(exc: BaseException) -> str:
     for part in _chain(te):
         kept = [f for f in part.stack if not _hidden(f.filename)]
         remote = any(n.startswith(_REMOTE) for n in (part.__notes__ or ()))
-        if kept or remote or issubclass(part.exc_type or object, qflow.QflowError):
+        if kept or remote or issubclass(part.exc_type or object, QflowError):
             part.stack = traceback.StackSummary.from_list(kept)
     return "".join(te.format())
 
