@@ -15,7 +15,10 @@ process's peak during the run, above what it was before: RSS sampled every 20 ms
 for the large-output workload also USS (private memory) every 50 ms. RSS counts the
 pages of Ray's shared object store that this process maps when it reads a large output
 to store it; USS does not. USS is not sampled elsewhere: reading it costs about 2 ms
-of this process's time, which would slow the dispatcher it measures.
+of this process's time, which would slow the dispatcher it measures. RSS growth also
+hides memory that earlier runs freed and a later one reuses, so each workload (but the
+large outputs) runs once more, untimed, under tracemalloc: the peak of the Python
+objects the dispatching process allocates, which shows how memory grows with N.
 
 Usage:
     python benchmarks/scale.py [--quick] [--repeats 3] [--out benchmarks/results/scale.json]
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 os.environ.setdefault("QFLOW_HOME", tempfile.mkdtemp(prefix="qflow-bench-"))
@@ -104,6 +108,19 @@ def _time(fn, n, uss: bool = False) -> tuple[float, float, float]:
     return seconds, mem.rss_mib, mem.uss_mib
 
 
+def python_peak_mib(fn, n: int) -> float:
+    """Peak of the Python objects this process allocates during one more, untimed run
+    (tracemalloc slows it down): unlike RSS, not hidden by memory that earlier runs
+    freed and this one reuses, so it shows how the dispatcher's memory grows with N."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn(n)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
 def _qflow(lat):
     def run(n: int) -> None:
         res = qflow.dispatch_sync(lat)(n)
@@ -112,7 +129,8 @@ def _qflow(lat):
     return run
 
 
-def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False) -> dict:
+def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False,
+            traced: bool = True) -> dict:
     rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": [], "qflow_uss_mib": [],
             "bare_uss_mib": []}
     # Alternate, and swap which side goes first every other repeat (bare, qflow, qflow,
@@ -125,6 +143,7 @@ def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False) -> d
             rows[f"{who}_mib"].append(rss_mib)
             if uss:
                 rows[f"{who}_uss_mib"].append(uss_mib)
+    traced_mib = python_peak_mib(ours, n) if traced else None
     ratios = [q / b for q, b in zip(rows["qflow"], rows["bare"])]
     med = statistics.median
     out = {"workload": name, "n": n, "repeats": repeats, **rows,
@@ -132,15 +151,17 @@ def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False) -> d
            "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
            "qflow_peak_mib": med(rows["qflow_mib"]), "bare_peak_mib": med(rows["bare_mib"]),
            "qflow_peak_uss_mib": med(rows["qflow_uss_mib"]) if uss else None,
-           "bare_peak_uss_mib": med(rows["bare_uss_mib"]) if uss else None}
+           "bare_peak_uss_mib": med(rows["bare_uss_mib"]) if uss else None,
+           "qflow_python_peak_mib": traced_mib}
 
     def mem(who: str) -> str:
         uss_text = f" / {out[f'{who}_peak_uss_mib']:.0f}" if uss else ""
         return f"{out[f'{who}_peak_mib']:.0f}{uss_text} MiB"
 
+    python_text = "-" if traced_mib is None else f"{traced_mib:.1f} MiB"
     print(f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
           f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
-          f"{mem('qflow')} | {mem('bare')} |", flush=True)
+          f"{mem('qflow')} | {mem('bare')} | {python_text} |", flush=True)
     return out
 
 
@@ -161,7 +182,7 @@ def single_latency(repeats: int) -> dict:
     out = {"workload": "single", "ms": statistics.median(times), "ms_min": min(times),
            "ms_max": max(times), "samples": len(times)}
     print(f"| single dispatch -> result, warm | 1 | - | {out['ms']:.1f} ms "
-          f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - | - |", flush=True)
+          f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - | - | - |", flush=True)
     return out
 
 
@@ -180,14 +201,18 @@ def plot(results: list[dict], path: Path) -> None:
         ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", color=color, label=f"qflow {name}")
         ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", color=color, alpha=0.6,
                   label=f"bare Ray {name}")
-        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "o-", color=color,
-                  label=f"qflow {name}")
-    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak RSS (MiB)")):
+        ax_m.plot(ns, [r["qflow_python_peak_mib"] for r in rows], "o-", color=color,
+                  label=f"qflow {name}, Python objects")
+        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "x:", color=color, alpha=0.6,
+                  label=f"qflow {name}, RSS growth")
+    for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak memory (MiB)")):
         ax.set_xlabel("electrons (N)")
         ax.set_ylabel(label)
-        ax.set_xscale("log")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
+    # Time on log-log (N spans 100 to 20,000); memory on linear axes, where linear
+    # growth shows as a straight line.
+    ax_t.set_xscale("log")
     ax_t.set_yscale("log")
     fig.suptitle("qflow dispatcher against bare Ray, same run")
     fig.tight_layout()
@@ -208,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     qflow.init()
     print(f"Ray {ray.__version__}, {os.cpu_count()} cores, {repeats} repeats\n")
     print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS (/ USS) "
-          "| bare peak RSS (/ USS) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "| bare peak RSS (/ USS) | qflow Python peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     # Warm both sides first (workers started, functions exported and imported), so the
     # first repeat of the first workload is not a cold start; single_latency and
     # latency.py measure cold starts on their own.
@@ -224,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     # second or two, which is not what a warm dispatch costs.
     results.append(single_latency(repeats))
     results.append(measure("big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats,
-                           uss=True))
+                           uss=True, traced=False))
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
