@@ -22,6 +22,7 @@ from qflow._dispatcher import (
     record_new_dispatch,
 )
 from qflow._graph import Graph
+from qflow._headwatch import HeadWatch
 from qflow._heap import settle_heap
 from qflow._lease import Heartbeat, owner_role, reap, service_verdict
 from qflow._status import Status
@@ -43,6 +44,12 @@ from qflow.store.sqlite import SQLiteStore
 from qflow.waits import Wait
 
 __all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "init", "redispatch"]
+
+
+#: Why a dispatch ended when the process running it exited first.
+_EXITED = ("The dispatching process exited before the dispatch finished. Run `qflow start` "
+           "first so that dispatches outlive the script, or wait for them with "
+           "get_result(..., wait=True).")
 
 
 class _Runtime:
@@ -71,6 +78,7 @@ class _Runtime:
             if not self._ray_checked:
                 self.mode = ensure_ray(self.settings)
                 _register_exit_hook()
+                _watch_head()
                 if self.settings.freeze_gc:
                     settle_heap()
                 self._service = None if self.mode == "embedded" else find_service()
@@ -115,16 +123,13 @@ class _Runtime:
 
         threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
 
-    def abandon_running(self) -> None:
-        """At exit, end this process's unfinished dispatches, which die with it."""
+    def abandon_running(self, reason: str = _EXITED) -> None:
+        """End this process's unfinished dispatches FAILED with ``reason``: at exit they
+        die with it, and after the Ray head is lost they cannot go on."""
         for dispatch_id, dispatcher in list(self.local.items()):
             if not dispatcher.done.is_set():
                 dispatcher.abandon()
-                self.store.end_dispatch(
-                    dispatch_id, Status.FAILED,
-                    "The dispatching process exited before the dispatch finished. Run "
-                    "`qflow start` first so that dispatches outlive the script, or wait for "
-                    "them with get_result(..., wait=True).")
+                self.store.end_dispatch(dispatch_id, Status.FAILED, reason)
 
 
 _runtimes: dict[str, _Runtime] = {}
@@ -156,6 +161,41 @@ def _on_exit() -> None:
 
 
 _exit_hook_registered = False
+_head_watch: HeadWatch | None = None
+
+
+def _watch_head() -> None:
+    """In a driver, watch the Ray head it is connected to (one watch per process)."""
+    global _head_watch
+    context = ray.get_runtime_context()
+    if context.get_task_id() is not None:  # a Ray worker (a sublattice) dies with its head
+        return
+    address = context.gcs_address
+    if _head_watch is not None and _head_watch.address == address and _head_watch.watching:
+        return
+    if _head_watch is not None:
+        _head_watch.stop()
+
+    def still_current() -> bool:
+        return ray.is_initialized() and ray.get_runtime_context().gcs_address == address
+
+    _head_watch = HeadWatch(address, _head_gone, still_current=still_current)
+    _head_watch.start()
+
+
+def _head_gone(address: str) -> None:
+    reason = (
+        f"The Ray head at {address} stopped answering while this dispatch ran (it was "
+        "stopped, or its processes or machine died), so its electrons cannot finish; Ray "
+        "ends this process about a minute after losing its head. Start the head again "
+        "and redispatch (qflow.redispatch(id, reuse_previous_results=True) skips the "
+        "electrons that completed), or dispatch under `qflow start`, whose dispatches "
+        "pause when its head stops and resume when it starts again.")
+    for rt in list(_runtimes.values()):
+        try:
+            rt.abandon_running(reason)
+        except Exception:  # one store's failure must not keep the others unrecorded
+            pass
 
 
 def _register_exit_hook() -> None:
