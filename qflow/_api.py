@@ -168,7 +168,9 @@ def _watch_head() -> None:
     """In a driver, watch the Ray head it is connected to (one watch per process)."""
     global _head_watch
     context = ray.get_runtime_context()
-    if context.get_task_id() is not None:  # a Ray worker (a sublattice) dies with its head
+    # A Ray worker (running a sublattice) dies with its head. (get_task_id() would tell
+    # too, but logs a warning in a driver.)
+    if context.worker.mode == ray.WORKER_MODE:
         return
     address = context.gcs_address
     if _head_watch is not None and _head_watch.address == address and _head_watch.watching:
