@@ -147,12 +147,17 @@ def _runtime() -> _Runtime:
         return _runtimes[key]
 
 
-def _on_exit() -> None:
+def _abandon_all(reason: str = _EXITED) -> None:
+    """End every runtime's unfinished dispatches FAILED with ``reason``."""
     for rt in list(_runtimes.values()):
         try:
-            rt.abandon_running()
-        except Exception:  # the store may already be gone at interpreter exit
-            pass
+            rt.abandon_running(reason)
+        except Exception:  # one store's failure (gone at interpreter exit, say) must not
+            pass  # keep the others unrecorded
+
+
+def _on_exit() -> None:
+    _abandon_all()
     # After the dispatchers stopped submitting, before Ray's own exit hook shuts it
     # down: a thread that calls Ray after that makes Ray end the process with an error.
     from qflow import _completions
@@ -193,11 +198,7 @@ def _head_gone(address: str) -> None:
         "and redispatch (qflow.redispatch(id, reuse_previous_results=True) skips the "
         "electrons that completed), or dispatch under `qflow start`, whose dispatches "
         "pause when its head stops and resume when it starts again.")
-    for rt in list(_runtimes.values()):
-        try:
-            rt.abandon_running(reason)
-        except Exception:  # one store's failure must not keep the others unrecorded
-            pass
+    _abandon_all(reason)
 
 
 def _register_exit_hook() -> None:
