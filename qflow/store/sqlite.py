@@ -288,7 +288,13 @@ class SQLiteStore(ResultStore):
             self._apply_migrations(self._db())
 
     # -- blobs: files are named relative to the home, so a moved home still reads
-    def _put_blob(self, dispatch_id: str, node_id: Any, blob: bytes | None) -> bytes | None:
+    def _put_blob(self, blob: bytes | None) -> bytes | None:
+        """The value to store in a row for ``blob``: itself, or a pointer to its file.
+
+        Called only inside a write transaction, as :meth:`sweep_blobs` runs inside one:
+        SQLite's write lock then keeps a sweep from running between a file's writing (or
+        finding it already there) and the commit of the row that points at it.
+        """
         if blob is None or self._blob_dir is None or len(blob) <= BLOB_INLINE_LIMIT:
             return blob
         # Named by content: a value passed on unchanged, or reused by a redispatch, is
@@ -327,43 +333,48 @@ class SQLiteStore(ResultStore):
     def create_dispatch(self, dispatch: dict[str, Any], nodes: Sequence[dict[str, Any]]) -> None:
         did = dispatch["dispatch_id"]
         drow = {k: dispatch.get(k) for k in DISPATCH_FIELDS}
-        for k in ("inputs", "result", "graph"):
-            drow[k] = self._put_blob(did, k, drow[k])
         # Rows are grouped by the columns they set, and each group bound by position:
         # binding only the set columns costs SQLite a third of binding all of them.
-        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         unknown = {k for n in nodes for k in n} - set(NODE_FIELDS)
         if unknown:
             raise StoreError(f"Node rows have no columns {sorted(unknown)}.")
         for n in nodes:
             row = dict(n)
             row["parents"] = row.get("parents") or "[]"
-            if row.get("output") is not None:
-                row["output"] = self._put_blob(did, row["node_id"], row["output"])
-            cols = tuple(row)
-            groups.setdefault(cols, []).append((did, *row.values()))
+            groups.setdefault(tuple(row), []).append(row)
 
         def run(db: sqlite3.Connection) -> None:
+            # Blob files are written inside the transaction: see _put_blob.
+            for k in ("inputs", "result", "graph"):
+                drow[k] = self._put_blob(drow[k])
             db.execute(
                 f"INSERT INTO dispatches ({', '.join(DISPATCH_FIELDS)}) "
                 f"VALUES ({', '.join(':' + k for k in DISPATCH_FIELDS)})", drow)
             for cols, rows in groups.items():
+                if "output" in cols:
+                    for row in rows:
+                        row["output"] = self._put_blob(row["output"])
                 db.executemany(
                     f"INSERT INTO nodes (dispatch_id, {', '.join(cols)}) "
-                    f"VALUES ({', '.join('?' * (len(cols) + 1))})", rows)
+                    f"VALUES ({', '.join('?' * (len(cols) + 1))})",
+                    [(did, *row.values()) for row in rows])
 
         self._write(run)
 
     def update_dispatch(self, dispatch_id: str, *, only_if_unfinished: bool = False,
                         **fields: Any) -> bool:
-        for k in ("inputs", "result", "graph"):
-            if k in fields:
-                fields[k] = self._put_blob(dispatch_id, k, fields[k])
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         where = " AND end_time IS NULL" if only_if_unfinished else ""
-        return bool(self._write(lambda db: db.execute(
-            f"UPDATE dispatches SET {sets} WHERE dispatch_id = :_id{where}",
-            {**fields, "_id": dispatch_id}).rowcount))
+
+        def run(db: sqlite3.Connection) -> bool:
+            for k in ("inputs", "result", "graph"):
+                if k in fields:
+                    fields[k] = self._put_blob(fields[k])
+            return bool(db.execute(f"UPDATE dispatches SET {sets} WHERE dispatch_id = :_id{where}",
+                                   {**fields, "_id": dispatch_id}).rowcount)
+
+        return bool(self._write(run))
 
     def end_dispatch(self, dispatch_id: str, status: str, error: str | None) -> bool:
         final = tuple(FINAL_STATUSES)
@@ -399,9 +410,6 @@ class SQLiteStore(ResultStore):
         # value, so that it is one UPDATE of many nodes (a fan-out's submissions).
         runs: list[tuple[tuple[Any, ...], list[tuple[int, dict[str, Any]]]]] = []
         for node_id, fields in updates:
-            if "output" in fields:
-                fields = {**fields, "output": self._put_blob(dispatch_id, node_id,
-                                                             fields["output"])}
             keys = tuple(fields)
             run_key = (keys, fields["status"]) if keys == ("status",) else (keys, None)
             if not runs or runs[-1][0] != run_key:
@@ -415,6 +423,9 @@ class SQLiteStore(ResultStore):
                                "IN (SELECT value FROM json_each(?))",
                                (status, dispatch_id, json.dumps([n for n, _ in rows])))
                     continue
+                if "output" in keys:  # written inside the transaction: see _put_blob
+                    rows = [(n, {**f, "output": self._put_blob(f["output"])})
+                            for n, f in rows]
                 sets = ", ".join(f"{k} = ?" for k in keys)
                 db.executemany(f"UPDATE nodes SET {sets} WHERE dispatch_id = ? AND node_id = ?",
                                [(*f.values(), dispatch_id, n) for n, f in rows])
@@ -559,8 +570,18 @@ class SQLiteStore(ResultStore):
         return [r["dispatch_id"] for r in rows]
 
     def sweep_blobs(self) -> int:
-        """Delete blob files no row points at; return the bytes freed."""
+        """Delete blob files no row points at; return the bytes freed.
+
+        It holds the database's write lock throughout, so a file that a writer has just
+        written, or found already there, is never swept before the writer's row
+        pointing at it commits (writers put files inside their transaction).
+        """
         if self._blob_dir is None or not self._blob_dir.exists():
+            return 0
+        return int(self._write(self._sweep))
+
+    def _sweep(self, db: sqlite3.Connection) -> int:
+        if self._blob_dir is None or self._home is None:  # in memory: no files
             return 0
         prefix = _FILE_PREFIX
         used = set()
@@ -568,7 +589,7 @@ class SQLiteStore(ResultStore):
                     "SELECT inputs AS b FROM dispatches WHERE substr(inputs, 1, ?) = ?",
                     "SELECT result AS b FROM dispatches WHERE substr(result, 1, ?) = ?",
                     "SELECT graph AS b FROM dispatches WHERE substr(graph, 1, ?) = ?"):
-            for row in self._read(sql, (len(prefix), prefix)):
+            for row in db.execute(sql, (len(prefix), prefix)):
                 used.add((self._home / row["b"][len(prefix):].decode()).resolve())
         freed = 0
         for path in self._blob_dir.rglob("*"):

@@ -159,3 +159,37 @@ def test_a_store_from_a_development_build_of_version_3_is_completed(tmp_path):
         assert store.get_node_texts("d")[0]["inputs_text"] == "(1)"
         assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == \
             sq.SCHEMA_VERSION
+
+
+def test_a_sweep_never_removes_a_blob_a_writer_is_about_to_point_at(tmp_path):
+    """A delete in one process races a running dispatch's writes in another.
+
+    Each round, finished dispatch ``old`` holds a large value; a writer stores the same
+    value (content addressing finds its file already there) while another store deletes
+    ``old`` and sweeps the blobs folder. The writer's output must stay readable.
+    """
+    writer, deleter = SQLiteStore(tmp_path / "q.db"), SQLiteStore(tmp_path / "q.db")
+    _dispatch(writer, "live", n=60)
+    lost = []
+    for i in range(60):
+        value = bytes([i % 256]) * (BLOB_INLINE_LIMIT + 1 + i)
+        _dispatch(writer, f"old{i}", n=1)
+        writer.update_nodes(f"old{i}", [(0, {"status": "COMPLETED", "output": value})])
+        start = threading.Barrier(2)
+
+        def write(i=i, value=value):
+            start.wait()
+            writer.update_nodes("live", [(i, {"status": "COMPLETED", "output": value})])
+
+        def delete(i=i):
+            start.wait()
+            deleter.delete_dispatches([f"old{i}"])
+
+        threads = [threading.Thread(target=write), threading.Thread(target=delete)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if writer.get_nodes("live")[i]["output"] != value:
+            lost.append(i)
+    assert not lost, f"outputs of rounds {lost} were swept away while being written"
