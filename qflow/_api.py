@@ -524,13 +524,9 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
     if Status(row["status"]).is_final:
         return f"Dispatch {dispatch_id} already ended {row['status']}; nothing to cancel."
     if ids is None:
-        rt.store.update_dispatch(dispatch_id, status=Status.CANCELLED)
-        if dispatch_id not in rt.local and reap(rt.store, {**row, "status": Status.CANCELLED}):
-            return f"Cancelled dispatch {dispatch_id} (nothing was running it any more)."
-        if owner_role(row.get("owner")) == "service" and \
-                service_verdict(rt.store, row)[0] == "paused":
-            rt.store.end_dispatch(dispatch_id, Status.CANCELLED, None)
-            return f"Cancelled dispatch {dispatch_id} (its qflow head is not running)."
+        ended = cancel_recorded(rt.store, row, running_here=dispatch_id in rt.local)
+        if ended is not None:
+            return ended
     else:
         rt.store.update_nodes(dispatch_id, [(i, {"status": Status.CANCELLED}) for i in ids])
     local = rt.local.get(dispatch_id)
@@ -540,6 +536,24 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
         ray.get(rt.service().cancel.remote(dispatch_id, ids))
     what = "dispatch" if ids is None else f"nodes {ids} of dispatch"
     return f"Cancelled {what} {dispatch_id}."
+
+
+def cancel_recorded(store: Any, row: dict[str, Any], running_here: bool = False) -> str | None:
+    """Cancel a whole unfinished dispatch through its record alone, without Ray.
+
+    Whatever runs it (a script's dispatcher or the ``qflow start`` service) reads the
+    CANCELLED status within a quarter of a second and stops. A dispatch nothing runs any
+    more, or whose head is stopped, is ended here; the message then says so. Returns
+    None when the runner will end it.
+    """
+    dispatch_id = row["dispatch_id"]
+    store.update_dispatch(dispatch_id, status=Status.CANCELLED)
+    if not running_here and reap(store, {**row, "status": Status.CANCELLED}):
+        return f"Cancelled dispatch {dispatch_id} (nothing was running it any more)."
+    if owner_role(row.get("owner")) == "service" and service_verdict(store, row)[0] == "paused":
+        store.end_dispatch(dispatch_id, Status.CANCELLED, None)
+        return f"Cancelled dispatch {dispatch_id} (its qflow head is not running)."
+    return None
 
 
 def redispatch(dispatch_id: str, replace_electrons: dict[str, Electron] | None = None,

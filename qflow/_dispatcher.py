@@ -39,7 +39,7 @@ from qflow._task import (
     dumps_value,
 )
 from qflow._text import source_text, value_text
-from qflow.exceptions import QflowSerializationError
+from qflow.exceptions import QflowSerializationError, StoreFullError
 from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
@@ -267,9 +267,10 @@ class Dispatcher:
         except BaseException as exc:
             self.status = Status.FAILED
             self.crash = exc
+            why = (str(exc) if isinstance(exc, StoreFullError)
+                   else f"The dispatcher itself failed: {exc!r}")
             with contextlib.suppress(Exception):  # the store may be what failed
-                self.store.end_dispatch(self.dispatch_id, Status.FAILED,
-                                        f"The dispatcher itself failed: {exc!r}")
+                self.store.end_dispatch(self.dispatch_id, Status.FAILED, why)
             raise
         finally:
             if self.heartbeat is not None:

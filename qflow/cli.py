@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from qflow.exceptions import QflowError
+from qflow.exceptions import ClusterError, QflowError
 from qflow.settings import Settings
 
 
@@ -268,6 +268,24 @@ def cancel(dispatch_id: str, nodes: tuple[int, ...]) -> None:
     import qflow
 
     click.echo(qflow.cancel(dispatch_id, list(nodes) or None))
+
+
+@main.command()
+@click.argument("dispatch_id")
+@click.option("--reuse", is_flag=True,
+              help="Reuse the outputs of unchanged completed electrons.")
+def redispatch(dispatch_id: str, reuse: bool) -> None:
+    """Run a dispatch again on the `qflow start` head; print the new dispatch's id."""
+    import qflow
+    from qflow.service import live_address
+
+    if live_address(Settings.from_env()) is None and not Settings.from_env().ray_address:
+        raise ClusterError(
+            "`qflow redispatch` hands the dispatch to a `qflow start` head, and none runs "
+            "for this QFLOW_HOME (a dispatch run inside this command would die when it "
+            "exits). Run `qflow start` first, or call qflow.redispatch(...) in a script "
+            "that waits for the result.")
+    click.echo(qflow.redispatch(dispatch_id, reuse_previous_results=reuse)())
 
 
 @main.command()

@@ -15,6 +15,7 @@ Hierarchy::
     │   ├── ClusterConnectionError an address that does not answer
     │   └── InfeasibleResourceError  a request no node of the cluster can ever hold
     ├── StoreError                 the results store is unusable
+    │   └── StoreFullError         the device holding the store has no space left
     ├── BackendError               a quantum backend failed or is unavailable
     └── SlurmError                 a Slurm job failed, timed out or could not be submitted
 
@@ -41,6 +42,7 @@ __all__ = [
     "QflowWarning",
     "SlurmError",
     "StoreError",
+    "StoreFullError",
 ]
 
 
@@ -97,6 +99,10 @@ class InfeasibleResourceError(ClusterError):
 
 class StoreError(QflowError):
     """The results store cannot be opened or is from an unknown schema version."""
+
+
+class StoreFullError(StoreError):
+    """The device holding the results store has no space left; the store is intact."""
 
 
 class BackendError(QflowError):

@@ -412,13 +412,10 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
     import secrets
     import sys
 
-    from qflow.ui.security import is_loopback
-
-    token = None if is_loopback(host) else secrets.token_urlsafe(24)
-    env = {**os.environ, "QFLOW_HOME": str(settings.home)}
-    if token:
-        env["QFLOW_UI_TOKEN"] = token  # not in argv, where `ps` would show it
-    log_path = settings.home / "ui.log"  # private: it may hold the UI's token
+    token = secrets.token_urlsafe(24)  # on loopback too: other local users reach it
+    env = {**os.environ, "QFLOW_HOME": str(settings.home),
+           "QFLOW_UI_TOKEN": token}  # not in argv, where `ps` would show it
+    log_path = settings.home / "ui.log"  # private: it holds the UI's token
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "qflow.cli", "ui", "--host", host,
@@ -440,7 +437,7 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
                                    f"{timeout:.0f} s; see {log_path}") from None
             time.sleep(0.2)
     shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    url = f"http://{shown}:{port}/?token={token}"
     return {"ui_pid": proc.pid, "ui_create_time": _create_time(proc.pid), "ui_url": url}
 
 

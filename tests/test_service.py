@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -28,6 +30,18 @@ READER = textwrap.dedent("""
     res = qflow.get_result(sys.argv[1], wait=True, timeout=120)
     print(res.status, res.result)
 """)
+
+
+def _another_user_is_refused(ui):
+    """The store is 0700: a loopback UI must not open it to the machine's other users."""
+    probe = ["runuser", "-u", "nobody", "--", "curl", "-s", "-w", "\n%{http_code}"]
+    if os.geteuid() != 0 or shutil.which("runuser") is None or shutil.which("curl") is None:
+        pytest.skip("needs root, runuser and curl to make a request as user nobody")
+    for path in ("/", "/api/dispatches"):
+        out = _run([*probe, ui + path], os.environ)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.rsplit("\n", 1)[1] == "401", out.stdout
+        assert "csrf" not in out.stdout.lower()
 
 
 def _run(args, env, timeout=180):
@@ -67,9 +81,33 @@ def test_dispatch_outlives_client(tmp_path):
         dispatch_id = client.stdout.strip().splitlines()[-1]
         reader = _run([sys.executable, "-c", READER, dispatch_id], env)
         assert reader.stdout.strip().splitlines()[-1] == "COMPLETED 40", reader.stderr[-3000:]
-        with urllib.request.urlopen(
-                f"http://127.0.0.1:{ui_port}/api/dispatches/{dispatch_id}", timeout=10) as r:
-            assert json.loads(r.read())["result_text"] == "40"
+        ui = f"http://127.0.0.1:{ui_port}"
+        token = state["ui_url"].split("?token=", 1)[1]
+        auth = {"Authorization": f"Bearer {token}"}
+
+        def call(path, body=None, headers=None):
+            req = urllib.request.Request(ui + path, headers={**auth, **(headers or {})},
+                                         data=None if body is None else json.dumps(body).encode())
+            with urllib.request.urlopen(req, timeout=150) as r:
+                return r.read().decode()
+
+        assert json.loads(call(f"/api/dispatches/{dispatch_id}"))["result_text"] == "40"
+        _another_user_is_refused(ui)
+        # A redispatch from the UI is handed to the head's service: the UI never joins Ray.
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', call("/")).group(1)
+        again = json.loads(call(f"/api/dispatches/{dispatch_id}/redispatch", {"reuse": False},
+                                {"X-CSRF-Token": csrf, "Content-Type": "application/json"}))
+        reader = _run([sys.executable, "-c", READER, again["dispatch_id"]], env)
+        assert reader.stdout.strip().splitlines()[-1] == "COMPLETED 40", reader.stderr[-3000:]
+        slow = _run([sys.executable, "-c", CLIENT], env).stdout.strip().splitlines()[-1]
+        assert json.loads(call(f"/api/dispatches/{slow}/cancel", {},
+                               {"X-CSRF-Token": csrf})) == {"cancelled": slow}
+        reader = _run([sys.executable, "-c", READER, slow], env)
+        assert reader.stdout.strip().splitlines()[-1].startswith("CANCELLED"), reader.stderr
+        ui_proc = psutil.Process(state["ui_pid"])
+        assert not [c for c in ui_proc.children(recursive=True) if c.is_running()]
+        head_port = int(state["address"].rsplit(":", 1)[1])
+        assert not [c for c in ui_proc.net_connections() if c.raddr and c.raddr.port == head_port]
     finally:
         stopped = _run([*qflow_cli, "stop"], env)
     assert stopped.returncode == 0 and "stopped" in stopped.stdout

@@ -121,6 +121,12 @@ class SortKey(StrEnum):
     ENDED = "end_time"
 
 
+#: The largest page offset a query may ask for: SQLite's integers stop at 2**63.
+MAX_OFFSET = 2**62
+#: The longest search text: longer LIKE patterns are refused by SQLite as too complex.
+MAX_SEARCH_CHARS = 1000
+
+
 @dataclass(frozen=True)
 class DispatchQuery:
     """What :meth:`ResultStore.search_dispatches` returns a page of.
@@ -148,8 +154,13 @@ class DispatchQuery:
                              f"{', '.join(k.value for k in SortKey)}.") from None
         if not (isinstance(self.limit, int) and 1 <= self.limit <= 500):
             raise StoreError(f"A page holds 1 to 500 dispatches; got limit={self.limit!r}.")
-        if not (isinstance(self.offset, int) and self.offset >= 0):
-            raise StoreError(f"offset must be a whole number >= 0; got {self.offset!r}.")
+        if not (isinstance(self.offset, int) and 0 <= self.offset <= MAX_OFFSET):
+            raise StoreError(f"offset is a whole number from 0 to {MAX_OFFSET:,} (a page "
+                             f"past every dispatch there could be); got {self.offset!r}.")
+        if not isinstance(self.text, str) or len(self.text) > MAX_SEARCH_CHARS:
+            got = len(self.text) if isinstance(self.text, str) else repr(self.text)
+            raise StoreError(f"Search text is at most {MAX_SEARCH_CHARS} characters (a name, a "
+                             f"tag or the start of an id); got {got}.")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from qflow.exceptions import StoreError
+from qflow.exceptions import StoreError, StoreFullError
 from qflow.store.base import (DISPATCH_FIELDS, FINAL_STATUSES, NODE_FIELDS, STATUS_FIELDS,
                               DispatchPage, DispatchQuery, MetricPoint,
                               ResultStore, UnreadableBlob, now_iso)
@@ -21,6 +22,12 @@ from qflow.store.base import (DISPATCH_FIELDS, FINAL_STATUSES, NODE_FIELDS, STAT
 #: Outputs larger than this go to a file beside the database.
 BLOB_INLINE_LIMIT = 256 * 1024
 _FILE_PREFIX = b"qflow-blob-file:"
+#: A file of this many bytes is kept in the home and given up when the disk is full, so
+#: that a dispatch that hit the full disk can still be recorded as FAILED, saying why.
+RESERVE_BYTES = 1024 * 1024
+RESERVE_NAME = ".space-reserve"
+#: Below this many free bytes, SQLite's vaguer I/O errors are taken for a full disk.
+_NEARLY_FULL = 4 * 1024 * 1024
 
 
 def _like_escaped(text: str) -> str:
@@ -173,13 +180,16 @@ class SQLiteStore(ResultStore):
         if home.exists() and not home.is_dir():
             raise StoreError(f"QFLOW_HOME {home} is a file, not a folder. Point QFLOW_HOME "
                              "at a folder (it is created if missing).")
+        existed = home.exists()
         try:
             private_mkdir(home)
-            if home.stat().st_uid == os.getuid():
+            if home.stat().st_uid == os.getuid() and home.stat().st_mode & 0o077:
                 home.chmod(0o700)  # inputs and outputs can hold secrets
         except OSError as exc:
-            raise StoreError(f"Cannot create the qflow home {home}: {exc.strerror or exc}. "
+            what = "use" if existed else "create"
+            raise StoreError(f"Cannot {what} the qflow home {home}: {exc.strerror or exc}. "
                              "Set QFLOW_HOME to a folder you can write.") from exc
+        self._keep_reserve()
         if path.exists():
             if path.is_dir():
                 raise StoreError(f"The results store {path} is a folder, not a file. "
@@ -208,12 +218,68 @@ class SQLiteStore(ResultStore):
                              tmp.with_name(tmp.name + "-shm")):
                 leftover.unlink(missing_ok=True)
 
+    # -- a full disk: say so, keep reads working, keep room to record a failure
+    def _reserve_path(self) -> Path | None:
+        return None if self._home is None else self._home / RESERVE_NAME
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve file if it is missing and there is room (best effort)."""
+        path = self._reserve_path()
+        if path is None or path.exists():
+            return
+        tmp = path.with_name(f"{RESERVE_NAME}.{uuid.uuid4().hex}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)  # real blocks, not a sparse file
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError:  # no room, or no fallocate here: try again on the next open
+            tmp.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve's space back to the disk; False if there was none."""
+        path = self._reserve_path()
+        if path is None or not path.exists():
+            return False
+        path.unlink(missing_ok=True)
+        return True
+
+    def _free_bytes(self) -> int | None:
+        if self._home is None:
+            return None
+        try:
+            st = os.statvfs(self._home)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def _is_full(self, exc: BaseException) -> bool:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "disk is full" in text:  # SQLITE_FULL
+            return True
+        free = self._free_bytes()
+        return "disk I/O error" in text and free is not None and free < _NEARLY_FULL
+
+    def _full_error(self) -> StoreFullError:
+        free = self._free_bytes()
+        left = "" if free is None else f" ({free:,} bytes free)"
+        return StoreFullError(
+            f"No space left on the device holding {self._home}{left}: free space there, or "
+            "move QFLOW_HOME to a device with room. The results store itself is intact; "
+            "reading it still works.")
+
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
         """Turn sqlite3's errors into a StoreError that names the file and what to do."""
         try:
             yield
         except sqlite3.DatabaseError as exc:
+            if self._is_full(exc):
+                raise self._full_error() from exc
             text = str(exc)
             if "not a database" in text or "malformed" in text:
                 why = "is corrupt (not a SQLite database any more)"
@@ -224,8 +290,11 @@ class SQLiteStore(ResultStore):
             elif "locked" in text:
                 raise StoreError(f"The results store {self.path} stayed locked by another "
                                  f"process for over a minute ({text}). Try again.") from exc
-            else:
-                why = f"cannot be used ({text})"
+            elif "unable to open" in text:
+                why = f"cannot be opened ({text})"
+            else:  # the store is fine; this one operation was refused
+                raise StoreError(f"The results store {self.path} refused an operation: "
+                                 f"{text}.") from exc
             raise StoreError(f"The results store {self.path} {why}. " + self._advice()) from exc
 
     # -- one connection per store: every use holds self._lock anyway, so more would add
@@ -259,8 +328,28 @@ class SQLiteStore(ResultStore):
             return out
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
-        with self._lock, self._translated():
-            return self._db().execute(sql, params).fetchall()
+        with self._lock:
+            try:
+                with self._translated():
+                    return self._db().execute(sql, params).fetchall()
+            except StoreFullError:
+                with self._translated(), contextlib.closing(self._read_only_db()) as db:
+                    return db.execute(sql, params).fetchall()
+
+    def _read_only_db(self) -> sqlite3.Connection:
+        """A connection that writes nothing, for reading while the disk is full.
+
+        Opening the usual one makes SQLite create its shared-memory file, which a full
+        disk refuses. Without a write-ahead log to replay, the file is read as it
+        stands (``immutable``); with one, through the shared memory of the connection
+        that wrote it.
+        """
+        wal = Path(self.path + "-wal")
+        has_log = wal.exists() and wal.stat().st_size > 0
+        uri = Path(self.path).absolute().as_uri() + ("?mode=ro" if has_log else "?immutable=1")
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        return db
 
     def _apply_migrations(self, db: sqlite3.Connection) -> None:
         version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -284,8 +373,14 @@ class SQLiteStore(ResultStore):
         db.execute("COMMIT")
 
     def _migrate(self) -> None:
-        with self._lock, self._translated():
-            self._apply_migrations(self._db())
+        try:
+            with self._lock, self._translated():
+                self._apply_migrations(self._db())
+        except StoreFullError:
+            # Reads still work on a full disk: open, unless the store needs migrating.
+            version = self._read("PRAGMA user_version")[0][0]
+            if version != SCHEMA_VERSION:
+                raise
 
     # -- blobs: files are named relative to the home, so a moved home still reads
     def _put_blob(self, blob: bytes | None) -> bytes | None:
@@ -312,8 +407,10 @@ class SQLiteStore(ResultStore):
                 f.write(blob)
             os.replace(tmp, path)  # readers never see a half-written file
         except OSError as exc:
-            raise StoreError(f"Cannot write {path}: {exc.strerror or exc}. Free space or "
-                             "fix permissions under QFLOW_HOME.") from exc
+            if self._is_full(exc):
+                raise self._full_error() from exc
+            raise StoreError(f"Cannot write {path}: {exc.strerror or exc}. Fix permissions "
+                             "under QFLOW_HOME, or point it elsewhere.") from exc
         return _FILE_PREFIX + rel.as_posix().encode()
 
     def _get_blob(self, value: bytes | None) -> bytes | UnreadableBlob | None:
@@ -392,7 +489,14 @@ class SQLiteStore(ResultStore):
                     (now, dispatch_id, *final))
             return bool(changed)
 
-        return self._write(run)
+        try:
+            return self._write(run)
+        except StoreFullError:
+            # Recording why a dispatch ended is worth the reserve: the user would
+            # otherwise find it RUNNING with nothing running it.
+            if not self._release_reserve():
+                raise
+            return self._write(run)
 
     def claim(self, dispatch_ids: Sequence[str], owner: str, heartbeat: float) -> None:
         if not dispatch_ids:

@@ -39,7 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from qflow.exceptions import QflowError, StoreError
+from qflow.exceptions import ClusterError, QflowError, QflowInputError, StoreError
 from qflow.store.base import DispatchQuery, ResultStore
 from qflow.ui.security import Guard, GuardMiddleware
 from qflow.ui.views import dispatch_view, metrics_view, node_view, nodes_csv, state_view
@@ -49,6 +49,54 @@ _HERE = Path(__file__).parent
 EVENT_POLL_S = 0.5
 #: Seconds between keep-alive comments on an idle event stream.
 KEEPALIVE_S = 15.0
+
+
+#: Seconds a redispatch may take to reach the head's dispatcher service.
+HAND_OVER_S = 120.0
+
+
+async def hand_to_head(store: ResultStore, dispatch_id: str, reuse: bool) -> str:
+    """Redispatch through ``qflow redispatch`` in a child process, which hands the
+    dispatch to the ``qflow start`` head and exits: the UI itself never joins Ray, nor
+    runs a dispatch that would die with it.
+
+    Raises:
+        ClusterError: no head runs for the store's home, or the hand-over failed.
+    """
+    import dataclasses
+    import os
+    import sys
+
+    from qflow.service import live_address
+    from qflow.settings import Settings
+
+    path = getattr(store, "path", ":memory:")
+    if path == ":memory:":
+        raise QflowInputError("This UI serves an in-memory store; it cannot redispatch.")
+    home = Path(path).parent
+    env = {**os.environ, "QFLOW_HOME": str(home)}
+    env.pop("RAY_ADDRESS", None)
+    settings = dataclasses.replace(Settings.from_env(), home=home, ray_address=None)
+    if live_address(settings) is None:
+        raise ClusterError(f"Redispatch hands the dispatch to the qflow head, and none runs "
+                           f"for {home}: run `qflow start` (with QFLOW_HOME={home}), then "
+                           "try again.")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "qflow.cli", "redispatch", dispatch_id,
+        *(["--reuse"] if reuse else []), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), HAND_OVER_S)
+    except TimeoutError:
+        proc.kill()
+        raise ClusterError(f"The head did not take the redispatch of {dispatch_id} within "
+                           f"{HAND_OVER_S:.0f} s; check it with `qflow status`.") from None
+    if proc.returncode != 0:
+        text = err.decode(errors="replace").strip().removeprefix("error: ")
+        if proc.returncode == 1 and text:  # qflow's own error, already phrased for users
+            raise QflowInputError(text)
+        raise ClusterError(f"`qflow redispatch` exited with {proc.returncode}: {text[-2000:]}")
+    return out.decode().strip().splitlines()[-1]
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -65,7 +113,7 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
-    """The ASGI app over ``store``, behind ``guard`` (loopback, no token, by default)."""
+    """The ASGI app over ``store``, behind ``guard`` (loopback, a fresh token, by default)."""
     guard = guard or Guard.for_bind("127.0.0.1", 8765)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
 
@@ -76,8 +124,9 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
             per_page = int(q.get("per_page", "50"))
         except ValueError as exc:
             raise StoreError(f"page and per_page are whole numbers: {exc}") from None
-        if page < 1:
-            raise StoreError(f"page counts from 1; got {page}.")
+        if not 1 <= page <= 10**9 or not 1 <= per_page <= 500:
+            raise StoreError(f"page counts from 1 to 1,000,000,000 and per_page from 1 to "
+                             f"500; got page={page}, per_page={per_page}.")
         return DispatchQuery(status=q.get("status") or None, text=q.get("q", "").strip(),
                              sort=q.get("sort", "created_at"),
                              descending=q.get("order", "desc") != "asc",
@@ -162,25 +211,30 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
                                  headers={"Cache-Control": "no-store"})
 
     async def cancel(request: Request) -> Response:
-        import qflow
+        # Through the store alone: the UI never joins Ray, so a stopped head cannot
+        # take the UI down with it, and whatever runs the dispatch sees the cancel.
+        from qflow._api import cancel_recorded
+        from qflow._status import Status
 
         dispatch_id = request.path_params["dispatch_id"]
         try:
-            qflow.cancel(dispatch_id)
+            row = await asyncio.to_thread(store.get_status, dispatch_id)
+            if row is None:
+                return _error(400, f"No dispatch {dispatch_id!r}.")
+            if Status(row["status"]).is_final:
+                return _error(400, f"Dispatch {dispatch_id} already ended {row['status']}; "
+                                   "nothing to cancel.")
+            await asyncio.to_thread(cancel_recorded, store, row)
         except QflowError as exc:
             return _error(400, str(exc))
         return JSONResponse({"cancelled": dispatch_id})
 
     async def redispatch(request: Request) -> Response:
-        import qflow
-
         reuse = bool((await _json_body(request)).get("reuse", False))
         try:
-            new_id = await asyncio.to_thread(
-                lambda: qflow.redispatch(request.path_params["dispatch_id"],
-                                         reuse_previous_results=reuse)())
+            new_id = await hand_to_head(store, request.path_params["dispatch_id"], reuse)
         except QflowError as exc:
-            return _error(400, str(exc))
+            return _error(409 if isinstance(exc, ClusterError) else 400, str(exc))
         return JSONResponse({"dispatch_id": new_id})
 
     async def delete(request: Request) -> Response:
@@ -221,5 +275,5 @@ def serve(store: ResultStore, host: str = "127.0.0.1", port: int = 8765,
     guard = Guard.for_bind(host, port, token)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/"
-    announce(f"qflow UI at {url}?token={guard.token}" if guard.token else f"qflow UI at {url}")
+    announce(f"qflow UI at {url}?token={guard.token}")
     uvicorn.run(create_app(store, guard), host=host, port=port, log_level="warning")

@@ -3,9 +3,11 @@
 - Every request's ``Host`` header must name the address the server is bound to
   (``localhost`` too on loopback). A DNS-rebinding page sends its own host name, and
   is refused.
-- Bound to a non-loopback address, the server requires a token: given once in the URL
-  (``?token=...``, swapped for an HttpOnly, SameSite=Strict cookie and a redirect that
-  drops it from the address bar), or as ``Authorization: Bearer ...``.
+- Every request needs the server's token, on loopback too (as Jupyter does: the store is
+  private to its owner, and any local user can reach a loopback port). It is given once
+  in the URL (``?token=...``, swapped for an HttpOnly, SameSite=Strict cookie and a
+  redirect that drops it from the address bar), or as ``Authorization: Bearer ...``.
+  Pages, and so the CSRF token, are only served to requests that carry it.
 - State-changing requests (POST) must carry the page's CSRF token in ``X-CSRF-Token``
   and, when the browser sends one, an ``Origin`` equal to the server's own.
 """
@@ -44,21 +46,19 @@ class Guard:
 
     Args:
         host, port: where the server listens.
-        token: the login token; None (allowed on loopback only) means no login.
+        token: the login token every request must carry.
         csrf: the token pages send back with actions.
     """
 
     host: str
     port: int
-    token: str | None
+    token: str
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     @classmethod
     def for_bind(cls, host: str, port: int, token: str | None = None) -> Guard:
-        """A guard for ``host:port``: a fresh token unless loopback (or one is given)."""
-        if token is None and not is_loopback(host):
-            token = secrets.token_urlsafe(24)
-        return cls(host=host, port=port, token=token)
+        """A guard for ``host:port`` with ``token``, or a fresh one."""
+        return cls(host=host, port=port, token=token or secrets.token_urlsafe(24))
 
     def allowed_hosts(self) -> set[str]:
         names = {self.host}
@@ -73,8 +73,7 @@ class Guard:
         return not allowed or host_header.lower() in allowed
 
     def token_ok(self, value: str | None) -> bool:
-        return self.token is None or (value is not None and
-                                      hmac.compare_digest(value, self.token))
+        return value is not None and hmac.compare_digest(value, self.token)
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -106,29 +105,28 @@ class GuardMiddleware:
             await _send_plain(send, 400, f"Host {headers.get('host')!r} is not this server "
                               f"({guard.host}:{guard.port}).")
             return
-        if guard.token is not None:
-            query = dict(parse_qsl(scope.get("query_string", b"").decode()))
-            if "token" in query and scope["method"] == "GET":
-                if not guard.token_ok(query["token"]):
-                    await _send_plain(send, 401, "Wrong token. Use the URL `qflow ui` "
-                                      "printed when it started.")
-                    return
-                query.pop("token")
-                location = scope["path"] + (f"?{urlencode(query)}" if query else "")
-                cookie = (f"{COOKIE}={guard.token}; HttpOnly; SameSite=Strict; Path=/")
-                await _send_plain(send, 303, "Logged in.", [
-                    (b"location", location.encode()), (b"set-cookie", cookie.encode())])
+        query = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        if "token" in query and scope["method"] == "GET":
+            if not guard.token_ok(query["token"]):
+                await _send_plain(send, 401, "Wrong token. Use the URL `qflow ui` "
+                                  "printed when it started.")
                 return
-            bearer = headers.get("authorization", "")
-            token = bearer[7:] if bearer.lower().startswith("bearer ") else None
-            if token is None:
-                jar = SimpleCookie(headers.get("cookie", ""))
-                token = jar[COOKIE].value if COOKIE in jar else None
-            if not guard.token_ok(token):
-                await _send_plain(send, 401, "This qflow UI listens beyond this machine and "
-                                  "needs its token: open the URL `qflow ui` printed, or send "
-                                  "`Authorization: Bearer <token>`.")
-                return
+            query.pop("token")
+            location = scope["path"] + (f"?{urlencode(query)}" if query else "")
+            cookie = (f"{COOKIE}={guard.token}; HttpOnly; SameSite=Strict; Path=/")
+            await _send_plain(send, 303, "Logged in.", [
+                (b"location", location.encode()), (b"set-cookie", cookie.encode())])
+            return
+        bearer = headers.get("authorization", "")
+        token = bearer[7:] if bearer.lower().startswith("bearer ") else None
+        if token is None:
+            jar = SimpleCookie(headers.get("cookie", ""))
+            token = jar[COOKIE].value if COOKIE in jar else None
+        if not guard.token_ok(token):
+            await _send_plain(send, 401, "This qflow UI needs its token: open the URL "
+                              "`qflow ui` printed (it ends in ?token=...), or send "
+                              "`Authorization: Bearer <token>`.")
+            return
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
             if origin is not None and origin != f"{scope.get('scheme', 'http')}://" \

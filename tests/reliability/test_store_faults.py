@@ -187,3 +187,85 @@ def test_concurrent_first_open_makes_one_store(tmp_path):
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0 and out.strip() == "[]", err
     assert not list(tmp_path.glob(".qflow.db.*"))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs of its own (as root), so that filling it fills nothing else."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    dev = tmp_path / "dev"
+    dev.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(dev)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    yield dev
+    subprocess.run(["umount", "-l", str(dev)], capture_output=True)
+
+
+def _fill(dev):
+    """Write a file on ``dev`` until the device is full."""
+    with open(dev / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+class TestFullDisk:
+    def test_writes_say_free_space_reads_work_and_the_end_is_recorded(self, small_disk):
+        from qflow.exceptions import StoreFullError
+
+        home = small_disk / "home"
+        store = SQLiteStore(home / "qflow.db")
+        store.create_dispatch({"dispatch_id": "run1", "name": "flow", "status": "RUNNING",
+                               "created_at": "2026-01-01T00:00:00"},
+                              [{"node_id": 0, "name": "n0", "kind": "electron",
+                                "status": "RUNNING"}])
+        store._shared.close()
+        assert (home / ".space-reserve").stat().st_size > 0
+        _fill(small_disk)
+
+        reader = SQLiteStore(home / "qflow.db")  # opening and reading need no space
+        assert [r["dispatch_id"] for r in reader.list_dispatches()] == ["run1"]
+        with pytest.raises(StoreFullError) as err:
+            reader.update_nodes("run1", [(0, {"status": "COMPLETED", "output": BIG})])
+        text = str(err.value)
+        assert f"No space left on the device holding {home}" in text
+        assert "Move" not in text and "aside" not in text
+        # The reserve is given up to record why the dispatch ended.
+        assert reader.end_dispatch("run1", "FAILED", text)
+        row = reader.get_status("run1")
+        assert row["status"] == "FAILED" and "No space left" in reader.get_dispatch("run1")["error"]
+
+        out = run([*QFLOW, "list"], env_for(home), timeout=120)
+        assert out.returncode == 0 and "run1" in out.stdout, out
+
+    def test_a_dispatch_that_fills_the_disk_ends_failed_with_the_reason(
+            self, small_disk, monkeypatch):
+        import os
+
+        import qflow
+
+        home = small_disk / "home"
+        monkeypatch.setenv("QFLOW_HOME", str(home))
+
+        @qflow.electron
+        def noise(i):
+            return os.urandom(400_000)  # incompressible, stored as a blob file
+
+        @qflow.lattice
+        def flow(n):
+            return [noise(i) for i in range(n)]
+
+        dispatch_id = qflow.dispatch(flow)(40)  # 16 MB of outputs on an 8 MiB disk
+        res = qflow.get_result(dispatch_id, wait=True, timeout=120)
+        assert res.status == "FAILED"
+        assert f"No space left on the device holding {home}" in res.error
+        assert SQLiteStore(home / "qflow.db").get_status(dispatch_id)["status"] == "FAILED"

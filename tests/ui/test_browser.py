@@ -69,6 +69,10 @@ def chromium_path():
     return out.stdout.strip()
 
 
+#: The token of the server on each port.
+_TOKEN: dict[int, str] = {}
+
+
 @pytest.fixture(scope="module")
 def server():
     import uvicorn
@@ -87,6 +91,7 @@ def server():
     while not srv.started:
         assert time.monotonic() < deadline, "the UI server did not start"
         time.sleep(0.05)
+    _TOKEN[port] = app.guard.token
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
@@ -105,9 +110,11 @@ def browser(chromium_path):
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, server):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     pg = context.new_page()
+    # Log in once: the cookie the token is swapped for stays with the context.
+    pg.goto(f"{server}/?token={_TOKEN[int(server.rsplit(':', 1)[1])]}")
     errors = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     yield pg
