@@ -38,7 +38,7 @@ from qflow.exceptions import (
 from qflow.lattice import Lattice
 from qflow.result import Result
 from qflow.service import live_address
-from qflow.settings import Settings, parse_resources
+from qflow.settings import Settings, max_sublattice_depth, parse_resources
 from qflow.store.base import loads
 from qflow.store.sqlite import SQLiteStore
 from qflow.waits import Wait
@@ -286,6 +286,7 @@ def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None =
             "script ends: run `qflow start` first (the service watches them and dispatches "
             "the lattice each time one fires), then dispatch again.")
     check_feasible(graph)
+    max_sublattice_depth()  # a bad setting fails here, before a record is made
     dispatch_id = str(uuid.uuid4())
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
     record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,

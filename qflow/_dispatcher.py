@@ -39,6 +39,7 @@ from qflow._task import (
     dumps_value,
 )
 from qflow._text import source_text, value_text
+from qflow.settings import max_sublattice_depth
 from qflow.exceptions import QflowSerializationError, StoreFullError
 from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
@@ -212,12 +213,18 @@ class Dispatcher:
         heartbeat: claims the dispatch for this process while it runs.
         resumed: this picks up a dispatch a dead dispatcher left unfinished; the nodes
             in ``reuse`` completed then, and keep their records as they are.
+        chain: for a sublattice's dispatch, the labels of the sublattice nodes from the
+            top dispatch down to it.
+        max_depth: how deep sublattices may nest (default: ``$QFLOW_MAX_SUBLATTICE_DEPTH``).
     """
 
     def __init__(self, store: ResultStore, dispatch_id: str, graph: Graph,
                  reuse: dict[int, bytes] | None = None, heartbeat: Heartbeat | None = None,
-                 resumed: bool = False) -> None:
+                 resumed: bool = False, chain: tuple[str, ...] = (),
+                 max_depth: int | None = None) -> None:
         self.store, self.dispatch_id, self.graph = store, dispatch_id, graph
+        self.chain = chain
+        self.max_depth = max_depth if max_depth is not None else max_sublattice_depth()
         self.reuse = reuse or {}
         self.heartbeat = heartbeat
         self.resumed = resumed
@@ -284,7 +291,8 @@ class Dispatcher:
         for nid, pc in the_plan.calls.items():
             if pc.kind is NodeKind.SUBLATTICE:  # each runs its own child dispatch
                 template = CallTemplate(self.dispatch_id, pc.name, pc.kind, SublatticeCall(
-                    pc.fn, f"{self.dispatch_id}/{nid}", pc.label), pc.options)
+                    pc.fn, f"{self.dispatch_id}/{nid}", pc.label, self.chain,
+                    self.max_depth), pc.options)
             else:
                 key = (id(pc.fn), id(pc.options), pc.name)
                 template = templates.get(key)
@@ -426,6 +434,14 @@ class Dispatcher:
         self._completed(nid)
 
     def _submit(self, call: TaskCall) -> Submission | None:
+        if call.template.kind is NodeKind.SUBLATTICE and len(self.chain) >= self.max_depth:
+            path = " -> ".join((*self.chain, call.label))
+            self.rec.node(call.node_id, status=Status.FAILED, end_time=now_iso(), error=(
+                f"Sublattice {call.label} would nest {len(self.chain) + 1} deep, past the "
+                f"limit of {self.max_depth}: {path}. A lattice that calls itself needs a "
+                "base case that stops the recursion; to nest deeper on purpose, set "
+                "QFLOW_MAX_SUBLATTICE_DEPTH where the dispatcher runs."))
+            return None
         try:
             executor = resolve_executor(call.options.executor)
             return executor.submit(call, [self._refs[d] for d in call.dep_ids])

@@ -22,8 +22,12 @@ class SublatticeCall:
     ``<parent>/<node>``, on this worker's Ray (the child's electrons are Ray tasks of
     their own, so independent ones run in parallel)."""
 
-    def __init__(self, lattice: Any, child_id: str, label: str) -> None:
+    def __init__(self, lattice: Any, child_id: str, label: str, chain: tuple[str, ...] = (),
+                 max_depth: int | None = None) -> None:
         self.lattice, self.child_id, self.label = lattice, child_id, label
+        #: The labels of the sublattice nodes from the top dispatch down to this one.
+        self.chain = (*chain, label)
+        self.max_depth = max_depth
 
     def __call__(self, *args: Any, **kwargs: Any) -> SublatticeOutput:
         from qflow._dispatcher import Dispatcher, record_new_dispatch
@@ -35,7 +39,8 @@ class SublatticeCall:
                             inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
                             graph_blob=None,
                             inputs_text=value_text({"args": args, "kwargs": kwargs}))
-        status = Dispatcher(store, self.child_id, graph).run()
+        status = Dispatcher(store, self.child_id, graph, chain=self.chain,
+                            max_depth=self.max_depth).run()
         export = store.export(self.child_id)
         row = store.get_dispatch(self.child_id) or {}
         if status != Status.COMPLETED:

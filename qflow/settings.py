@@ -120,3 +120,30 @@ class Settings:
     @property
     def service_file(self) -> Path:
         return self.home / "service.json"
+
+
+#: How deep sublattices may nest unless ``$QFLOW_MAX_SUBLATTICE_DEPTH`` says otherwise.
+#: Each level holds a Ray worker while its children run, so a lattice that calls
+#: itself without a base case would otherwise start workers until memory runs out.
+DEFAULT_MAX_SUBLATTICE_DEPTH = 10
+
+
+def max_sublattice_depth() -> int:
+    """``$QFLOW_MAX_SUBLATTICE_DEPTH`` (a whole number >= 1), default 10.
+
+    Example:
+        >>> max_sublattice_depth() >= 1
+        True
+    """
+    text = os.environ.get("QFLOW_MAX_SUBLATTICE_DEPTH")
+    if not text:
+        return DEFAULT_MAX_SUBLATTICE_DEPTH
+    try:
+        depth = int(text)
+    except ValueError:
+        depth = 0
+    if depth < 1:
+        raise QflowConfigError(f"QFLOW_MAX_SUBLATTICE_DEPTH is a whole number >= 1 (how deep "
+                               f"sublattices may nest; default "
+                               f"{DEFAULT_MAX_SUBLATTICE_DEPTH}); got {text!r}.")
+    return depth

@@ -115,3 +115,33 @@ class TestWait:
     def test_wait_outside_lattice(self):
         """Outside a lattice wait returns the child."""
         assert qflow.wait("child", ["parent"]) == "child"
+
+
+@qflow.lattice
+def endless(n):
+    return qflow.electron(endless)(n + 1)
+
+
+def test_a_lattice_that_calls_itself_stops_at_the_depth_limit(monkeypatch):
+    """Without a base case, each level would hold a Ray worker until memory ran out."""
+    from qflow._api import _runtime
+    from qflow.ui.views import node_summary
+
+    monkeypatch.setenv("QFLOW_MAX_SUBLATTICE_DEPTH", "3")
+    started = time.monotonic()
+    res = qflow.get_result(qflow.dispatch(endless)(0), wait=True, timeout=120)
+    assert res.status == "FAILED"
+    assert "would nest 4 deep, past the limit of 3" in res.error
+    assert "endless(0) -> endless(0) -> endless(0) -> endless(0)" in res.error
+    assert "QFLOW_MAX_SUBLATTICE_DEPTH" in res.error
+    assert time.monotonic() - started < 60
+    top = [n for n in _runtime().store.get_nodes(res.dispatch_id) if n["kind"] == "sublattice"]
+    assert node_summary(top[0])["sublattice_depth"] == 1
+
+
+def test_the_depth_limit_must_be_a_positive_whole_number(monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("QFLOW_MAX_SUBLATTICE_DEPTH", "lots")
+    with pytest.raises(qflow.QflowError, match="QFLOW_MAX_SUBLATTICE_DEPTH is a whole number"):
+        qflow.dispatch(squares)(2)

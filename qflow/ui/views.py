@@ -55,6 +55,9 @@ def node_summary(row: dict[str, Any]) -> dict[str, Any]:
         "start_time": row.get("start_time"), "end_time": row.get("end_time"),
         "runtime_s": _seconds(row.get("start_time"), row.get("end_time")),
         "ray_node_id": row.get("ray_node_id"), "sublattice_id": row.get("sublattice_id"),
+        # How deep this sublattice nests (1: a child of a top-level dispatch).
+        "sublattice_depth": (str(row.get("dispatch_id") or "").count("/") + 1
+                             if row["kind"] == "sublattice" else None),
         "executor": row.get("executor"), "slurm_job_id": row.get("slurm_job_id"),
         "output_text": row.get("output_text"),
         "error": (row.get("error") or "")[:PREVIEW_CHARS] or None,

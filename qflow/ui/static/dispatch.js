@@ -110,7 +110,7 @@
     if (nid !== selected) return;  // another node was clicked while this one loaded
     const sub = n.sublattice_id ? `<p><a class="sub" href="/dispatch/${encodeURIComponent(n.sublattice_id)}">Open the sublattice's graph \u2192</a></p>` : "";
     document.getElementById("node").innerHTML = `<h2>${esc(n.name)} <span class="muted">(${n.node_id})</span></h2>
-      <p>${chip(n.status)} <span class="muted">${esc(n.kind)}</span>${queued(n) ? ` <span class="muted">handed to Ray; not started yet, or started under a second ago</span>` : ""}</p>${sub}
+      <p>${chip(n.status)} <span class="muted">${esc(n.kind)}${n.sublattice_depth ? `, nested ${n.sublattice_depth} deep` : ""}</span>${queued(n) ? ` <span class="muted">handed to Ray; not started yet, or started under a second ago</span>` : ""}</p>${sub}
       <dl><dt>Executor</dt><dd>${esc(n.executor || "—")}${n.slurm_job_id ? ` (Slurm job ${esc(n.slurm_job_id)})` : ""}</dd><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
       <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd class="mono">${esc(n.ray_node_id || "\u2014")}</dd></dl>
       <h3>Inputs</h3><pre class="out">${esc(n.inputs_text ?? "")}</pre>
