@@ -187,9 +187,18 @@ def find_service() -> object | None:
         return None
 
 
+#: Node id -> (address, resources) of every node this process has seen alive: Ray
+#: reports a dead node without its resources, and a lost one is named by what it offered.
+_seen_nodes: dict[str, tuple[str, dict[str, float]]] = {}
+
+
 def node_shapes() -> list[dict[str, float]]:
     """The resources of every alive node, and of every node type an autoscaler may add."""
-    shapes = [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    for n in alive:
+        _seen_nodes[n.get("NodeID", "?")] = (n.get("NodeManagerAddress", "?"),
+                                             dict(n.get("Resources", {})))
+    shapes = [dict(n.get("Resources", {})) for n in alive]
     try:
         from ray._private.state import state
 
@@ -279,12 +288,29 @@ def autoscaler_node_types_unknown() -> bool:
     return any(kind != f"node_{node_id}" for node_id, kind in mapping.items())
 
 
+def ray_request(options: Any, sublattice: bool = False) -> dict[str, float] | None:
+    """What a node with ``options`` asks Ray for, or None if its executor is not Ray."""
+    from qflow.executors import resolve_executor
+    from qflow.executors.ray import RayExecutor
+
+    try:
+        executor = resolve_executor(options.executor)
+    except QflowConfigError:  # an unknown name fails its node when it runs
+        return None
+    if not isinstance(executor, RayExecutor):
+        return None  # local and Slurm electrons ask Ray for nothing
+    cpus = options.num_cpus if options.num_cpus is not None else (0 if sublattice else 1)
+    request = {"CPU": float(cpus),
+               **{k: float(v) for k, v in (options.resources or {}).items()}}
+    if options.num_gpus:
+        request["GPU"] = float(options.num_gpus)
+    return request
+
+
 def check_feasible(graph: Any) -> None:
     """Fail before a dispatch starts when one of its Ray tasks could never be scheduled."""
     from qflow._graph import VIRTUAL_KINDS, NodeKind
     from qflow._options import DEFAULT_OPTIONS
-    from qflow.executors import resolve_executor
-    from qflow.executors.ray import RayExecutor
 
     seen: set[tuple] = set()
     judged: set[tuple[int, bool]] = set()  # the nodes of a fan-out share one options object
@@ -296,19 +322,35 @@ def check_feasible(graph: Any) -> None:
         if same in judged:
             continue
         judged.add(same)
-        try:
-            executor = resolve_executor(opts.executor)
-        except QflowConfigError:  # an unknown name fails its node when it runs
+        request = ray_request(opts, node.kind is NodeKind.SUBLATTICE)
+        if request is None:
             continue
-        if not isinstance(executor, RayExecutor):
-            continue  # local and Slurm electrons ask Ray for nothing
-        cpus = opts.num_cpus if opts.num_cpus is not None else (
-            0 if node.kind is NodeKind.SUBLATTICE else 1)
-        request = {"CPU": float(cpus), **{k: float(v) for k, v in (opts.resources or {}).items()}}
-        if opts.num_gpus:
-            request["GPU"] = float(opts.num_gpus)
         key = tuple(sorted(request.items()))
         if key in seen:
             continue
         seen.add(key)
         ensure_feasible(request, f"Electron {node.label}")
+
+
+def no_longer_feasible(request: Mapping[str, float], what: str) -> str | None:
+    """Why ``request``, which some node could hold when it was submitted, can never be
+    held now (the nodes offering it left the cluster), or None while it still can.
+
+    Judged on the nodes alive now and the node types an autoscaler may add; where an
+    autoscaler runs whose node types cannot be read, it may still add one: None.
+    """
+    shapes = node_shapes()
+    lack = missing_resources(request, shapes)
+    if lack is None or autoscaler_node_types_unknown():
+        return None
+    dead = {n.get("NodeID") for n in ray.nodes() if not n.get("Alive")}
+    lost = [(node_id, address) for node_id, (address, resources) in _seen_nodes.items()
+            if node_id in dead and all(resources.get(k, 0.0) >= v for k, v in lack.items())]
+    gone = ", ".join(f"node {node_id[:12]} at {address}" for node_id, address in lost) \
+        or "before this process saw them"
+    names = ", ".join(repr(k) for k in lack)
+    return (f"{what} asks for {dict(request)}, and no node of the cluster can hold it any "
+            f"more: the node(s) that offered {names} left the cluster ({gone}), and no "
+            "alive node or autoscaler node type offers it. Start a node that offers it "
+            "(`ray start --address ... --resources ...`) and redispatch "
+            "(`qflow.redispatch(id, reuse_previous_results=True)` skips what completed).")

@@ -24,6 +24,7 @@ from typing import Any
 import cloudpickle
 import ray
 
+from qflow._cluster import no_longer_feasible, ray_request
 from qflow._graph import POSTPROCESS_NAME, VIRTUAL_KINDS, Apply, Const, Expr, Graph, NodeKind, Ref
 from qflow._lease import Heartbeat
 from qflow._plan import Plan, plan
@@ -45,6 +46,9 @@ from qflow.executors import Submission, executor_name, resolve_executor
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
+#: Seconds between checks that the cluster can still hold what is in flight: a node
+#: offering a resource may leave, and Ray keeps what only it could run pending for ever.
+_PLACEABLE_EVERY_S = 2.0
 #: Seconds node records may wait in memory before they are written. Electrons that end
 #: one at a time (a chain) otherwise cost a store transaction each, on the driver's
 #: CPU, which Ray's own work on each step of the chain waits for.
@@ -348,7 +352,7 @@ class Dispatcher:
         for op, waiting in list(self._op_waiting.items()):
             if waiting == 0 and self._finish_op(op):  # e.g. a lattice returning a literal
                 self._completed(op)
-        last_poll = time.monotonic()
+        last_poll = last_placed = time.monotonic()
         while True:
             while ready and not self.rec.abandoned:
                 nid = ready.popleft()
@@ -413,12 +417,37 @@ class Dispatcher:
                 except queue.Empty:
                     break
             self.rec.flush(_FLUSH_S)
+            if running and time.monotonic() - last_placed > _PLACEABLE_EVERY_S:
+                last_placed = time.monotonic()
+                for nid in self._unplaceable(running, calls):
+                    self._cancel_submission(calls[nid], running[nid], running)
+                    del running[nid]
+                    block(nid)
             if time.monotonic() - last_poll > _POLL_S:
                 last_poll = time.monotonic()
                 row = self.store.get_status(self.dispatch_id) or {}
                 if row.get("status") == Status.CANCELLED:  # cancelled from another process
                     self._cancel_all = True
         return self._finalize()
+
+    def _unplaceable(self, running: dict[int, Submission],
+                     calls: dict[int, TaskCall]) -> list[int]:
+        """Nodes in flight that no node of the cluster can hold any more, each recorded
+        FAILED with the reason: Ray would keep them pending for ever."""
+        verdicts: dict[int, str | None] = {}  # by options object: a fan-out shares one
+        out = []
+        for nid in running:
+            call = calls[nid]
+            key = id(call.options)
+            if key not in verdicts:
+                request = ray_request(call.options, call.template.kind is NodeKind.SUBLATTICE)
+                verdicts[key] = None if request is None else no_longer_feasible(
+                    request, f"Electron {call.template.name}")
+            why = verdicts[key]
+            if why is not None:
+                self.rec.node(nid, status=Status.FAILED, end_time=now_iso(), error=why)
+                out.append(nid)
+        return out
 
     # ---------------------------------------------------------------- nodes
     def _reuse(self, nid: int) -> None:
