@@ -158,10 +158,16 @@ def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str,
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from qflow._cluster import autoscaler_node_types_unknown, ensure_feasible
+    from qflow._cluster import autoscaler_node_types_unknown, ensure_feasible, no_longer_feasible
     from qflow.exceptions import InfeasibleResourceError
 
-    ensure_feasible(bundle, what)
+    try:
+        ensure_feasible(bundle, what)
+    except InfeasibleResourceError as exc:  # say so when a node that held it left
+        lost = no_longer_feasible(bundle, what)
+        if lost is not None and "before this process saw them" not in lost:
+            raise InfeasibleResourceError(lost) from exc
+        raise
     pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{name}-pg",
                          lifetime="detached")
     started = last_check = time.monotonic()
@@ -196,19 +202,44 @@ def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str,
 AUTOSCALER_WAIT_S = 900.0
 
 
+#: A resource only the head node offers: the registry lives there, since a cluster
+#: without its head is gone anyway, while any other node may leave.
+HEAD_RESOURCE = "node:__internal_head__"
+#: Seconds :func:`call_pool` keeps trying while the registry is restarted or replaced.
+POOL_RETRY_S = 60.0
+
+
 def pool() -> Any:
-    """The registry actor, started on first use (detached, no CPU, on this node)."""
+    """The registry actor, started on first use: detached, no CPU, on the head node,
+    and restarted by Ray if it dies (it starts empty; loops whose actors died with it
+    rerun their chunk on a new one)."""
     return warm.handle(POOL_NAME, lambda: ray.remote(LoopPool).options(
         name=POOL_NAME, namespace=warm.NAMESPACE, lifetime="detached", get_if_exists=True,
-        num_cpus=0, max_concurrency=32).remote())
+        num_cpus=0, max_concurrency=32, max_restarts=-1,
+        resources={HEAD_RESOURCE: 0.001}).remote())
 
 
 def call_pool(method: str, *args: Any) -> Any:
-    """``ray.get(pool().<method>.remote(*args))``, with errors raised as their own type."""
-    try:
-        return ray.get(getattr(pool(), method).remote(*args))
-    except ray.exceptions.RayTaskError as exc:
-        raise remote_cause(exc) from None
-    except ray.exceptions.RayActorError:  # the registry is gone: start a fresh one
-        warm.forget(POOL_NAME)
-        return ray.get(getattr(pool(), method).remote(*args))
+    """``ray.get(pool().<method>.remote(*args))``, with errors raised as their own type.
+
+    While the registry is unavailable (restarting, or dead and being replaced), it
+    tries again for up to :data:`POOL_RETRY_S` seconds, then raises ClusterError.
+    """
+    from qflow.exceptions import ClusterError
+
+    deadline, pause = time.monotonic() + POOL_RETRY_S, 0.2
+    while True:
+        try:
+            return ray.get(getattr(pool(), method).remote(*args))
+        except ray.exceptions.RayTaskError as exc:
+            raise remote_cause(exc) from None
+        except ray.exceptions.RayActorError as exc:  # gone or restarting: look it up again
+            warm.forget(POOL_NAME)
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"qflow's loop registry actor ({POOL_NAME!r}, namespace "
+                    f"{warm.NAMESPACE!r}) stayed unavailable for {POOL_RETRY_S:.0f} s: "
+                    f"{type(exc).__name__}. Check the cluster's head with `ray status`."
+                ) from exc
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)

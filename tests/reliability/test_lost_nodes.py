@@ -57,3 +57,66 @@ def test_losing_the_only_node_with_a_resource_fails_the_dispatch(tmp_path):
     assert "'extra'" in lines["ERROR"] and "left the cluster" in lines["ERROR"]
     assert lines["LOST"][:12] in lines["ERROR"]  # names the node that left
     assert lines["NODES"] == "FAILED"
+
+
+LOST_LOOP_NODE = """
+    import threading, time
+    import pennylane as qml
+    import ray
+    from ray.cluster_utils import Cluster
+    from ray.util.state import list_actors
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes = [cluster.add_node(num_cpus=1, resources={"qpu:x": 1}) for _ in range(2)]
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    from qflow.backends import get_backend
+    from qflow.variational import minimize
+
+    def circuit(p):
+        time.sleep(0.05)
+        qml.RX(p[0], wires=0)
+        return qml.expval(qml.PauliZ(0))
+
+    def actor_node():
+        for _ in range(600):
+            found = [a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")])
+                     if "LoopActor" in (a.class_name or "")]
+            if found:
+                return found[0]
+            time.sleep(0.1)
+
+    def kill_actor_node(label):
+        node_id = actor_node()
+        time.sleep(1.0)  # a few chunks in
+        victim = next(n for n in nodes if n.node_id == node_id)
+        nodes.remove(victim)
+        print(label, node_id, flush=True)
+        cluster.remove_node(victim)
+
+    backend = get_backend("simulated.qpu", inner="default.qubit", resource="qpu:x")
+    for label in ("SPARE", "NOSPARE"):
+        killer = threading.Thread(target=kill_actor_node, args=(label,))
+        killer.start()
+        try:
+            res = minimize(circuit, [0.5], wires=1, steps=40, pack=2, backend=backend,
+                           keep_warm=0)
+            print(label + "_RESULT", res.final_cost < -0.9)
+        except Exception as exc:
+            print(label + "_ERROR", type(exc).__name__, str(exc).replace(chr(10), " "))
+        killer.join()
+    ray.shutdown()
+    cluster.shutdown()
+"""
+
+
+def test_a_loop_whose_node_dies_resumes_on_a_spare_and_fails_clearly_without_one(tmp_path):
+    """The loop registry lives on the head, so losing the loop's node never takes it
+    along; with no node left that offers the backend's resource, the error says so."""
+    out = run(script(LOST_LOOP_NODE), env_for(tmp_path), timeout=600)
+    lines = dict(ln.split(" ", 1) for ln in out.stdout.splitlines() if " " in ln)
+    assert lines.get("SPARE_RESULT") == "True", (out.stdout, out.stderr[-3000:])
+    error = lines.get("NOSPARE_ERROR", "")
+    assert "no node of the cluster can hold it any more" in error, (out.stdout,
+                                                                     out.stderr[-3000:])
+    assert "'qpu:x'" in error and lines["NOSPARE"][:12] in error, error
+    assert "ActorUnavailableError" not in error and "Traceback" not in error
