@@ -200,6 +200,19 @@ def _unwrap(exc: BaseException) -> tuple[BaseException, NodeOutcome | None]:
     return cause, getattr(cause, OUTCOME_ATTR, None)
 
 
+def env_setup_error(label: str, options: Any, cause: BaseException) -> str:
+    """What to tell the user when Ray could not build an electron's environment."""
+    pip = options.full_runtime_env().get("pip") if options is not None else None
+    packages = pip.get("packages") if isinstance(pip, dict) else pip
+    text = str(cause).strip()
+    if not packages:
+        return f"Ray could not set up the runtime_env of electron {label}:\n{text}"
+    return (f"The pip packages {packages} of electron {label} could not be installed, so it "
+            f"did not run. pip said:\n{text[-4000:]}\nPick versions that publish a wheel "
+            "for this Python and platform (`pip index versions NAME` lists them), or drop "
+            "the pin; qflow installs wheels only, so a pin is never built from source.")
+
+
 class Dispatcher:
     """Executes ``graph`` as dispatch ``dispatch_id``; :meth:`run` blocks until done.
 
@@ -563,6 +576,10 @@ class Dispatcher:
                           ray_node_id=outcome.ray_node_id, slurm_job_id=outcome.slurm_job_id,
                           inputs_text=outcome.inputs_text)
             self.rec.metrics(outcome.metrics)
+        elif isinstance(cause, ray.exceptions.RuntimeEnvSetupError):
+            self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),
+                          error=env_setup_error(self.graph.nodes[nid].label,
+                                                self.graph.nodes[nid].options, cause))
         elif outcome is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
             self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),
                           error=f"{type(cause).__name__}: {cause}")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qflow.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip
+from qflow.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip, split_pip
 from qflow.exceptions import QflowConfigError, QflowInputError
 
 
@@ -52,9 +52,14 @@ class ElectronOptions:
                 f"{', '.join(sorted(valid))}."
             )
         kwargs["deps_bash"] = as_bash(kwargs.get("deps_bash"))
-        kwargs["deps_pip"] = as_pip(kwargs.get("deps_pip"))
-        kwargs["call_before"] = as_calls(kwargs.get("call_before"), "call_before")
-        kwargs["call_after"] = as_calls(kwargs.get("call_after"), "call_after")
+        before, pip_before = split_pip(kwargs.get("call_before"))
+        after, pip_after = split_pip(kwargs.get("call_after"))
+        pip = as_pip(kwargs.get("deps_pip"))
+        if pip_before or pip_after:
+            pip = DepsPip([*pip.packages, *pip_before, *pip_after])
+        kwargs["deps_pip"] = pip
+        kwargs["call_before"] = as_calls(before, "call_before")
+        kwargs["call_after"] = as_calls(after, "call_after")
         if "files" in kwargs:
             from qflow.fs import as_transfers
 
@@ -109,10 +114,17 @@ class ElectronOptions:
         return ElectronOptions(**out)
 
     def full_runtime_env(self) -> dict[str, Any]:
+        """``runtime_env`` with the DepsPip packages added to its pip environment."""
         env = dict(self.runtime_env or {})
         pip = self.deps_pip.runtime_env()
         if pip:
-            env["pip"] = list(env.get("pip", [])) + pip["pip"]
+            mine = env.get("pip")
+            if isinstance(mine, Mapping):  # Ray's dict form: keep its own options
+                env["pip"] = {**mine, "packages": [*mine.get("packages", []),
+                                                   *pip["pip"]["packages"]]}
+            else:
+                env["pip"] = {**pip["pip"], "packages": [*(mine or []),
+                                                         *pip["pip"]["packages"]]}
         return env
 
 

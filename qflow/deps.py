@@ -10,7 +10,6 @@ Example:
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from dataclasses import dataclass, field
@@ -65,6 +64,10 @@ class DepsBash:
         return DepsBash(list(((data or {}).get("attributes") or {}).get("commands", [])))
 
 
+#: What pip is told when Ray builds a DepsPip environment.
+PIP_INSTALL_OPTIONS = ("--disable-pip-version-check", "--only-binary=:all:")
+
+
 @dataclass(frozen=True)
 class DepsPip:
     """Pip packages the electron needs, installed by Ray's ``runtime_env``.
@@ -101,18 +104,28 @@ class DepsPip:
         return hash(tuple(self.packages))
 
     def runtime_env(self) -> dict[str, Any]:
-        return {"pip": list(self.packages)} if self.packages else {}
+        """Ray's ``runtime_env`` for these packages: a virtualenv of their own, made once
+        per package set on each node and cached there, layered over the node's Python.
+
+        Wheels only: a pin with no wheel for the node's Python fails at once with pip's
+        own message, instead of building from source for minutes.
+        """
+        if not self.packages:
+            return {}
+        return {"pip": {"packages": list(self.packages), "pip_check": False,
+                        "pip_install_options": list(PIP_INSTALL_OPTIONS)}}
 
     def install(self) -> None:
-        """Install the packages into the running interpreter (what a DepsPip inside
-        ``call_before`` does; as ``deps_pip=`` they go through Ray's runtime_env)."""
-        if not self.packages:
-            return
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", *self.packages],
-                              capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise DependencyError(f"pip install {' '.join(self.packages)} exited with "
-                                  f"{proc.returncode}:\n{proc.stderr}")
+        """Refused: qflow never installs into the interpreter that runs it.
+
+        Raises:
+            QflowInputError: always, naming what to use instead.
+        """
+        raise QflowInputError(
+            f"DepsPip({self.packages!r}).install() would pip-install into the Python "
+            "that runs qflow, which can break qflow itself. Name it in deps_pip=, "
+            "call_before= or call_after= instead: the electron then runs in a virtualenv "
+            "of its own with these packages.")
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": "DepsPip", "short_name": "pip",
@@ -168,10 +181,24 @@ def as_pip(value: DepsPip | str | Sequence[str] | None) -> DepsPip:
     return value if isinstance(value, DepsPip) else DepsPip(value)
 
 
+def split_pip(value: Any) -> tuple[Any, list[str]]:
+    """``call_before=``/``call_after=`` without its DepsPip items, and their packages.
+
+    A DepsPip among the hooks joins the electron's own environment (``deps_pip``),
+    whether it stands in ``call_before`` or ``call_after``: the packages must exist
+    before the electron starts, and they never enter the interpreter running qflow.
+    """
+    if value is None or isinstance(value, DepsCall | DepsBash) or callable(value):
+        return value, []
+    items = [value] if isinstance(value, DepsPip) else list(value)
+    packages = [p for item in items if isinstance(item, DepsPip) for p in item.packages]
+    return [i for i in items if not isinstance(i, DepsPip)], packages
+
+
 def as_calls(value: DepsCall | Callable[..., Any] | Sequence[Any] | None, what: str
              ) -> tuple[DepsCall, ...]:
-    """Normalise ``call_before=``/``call_after=``: a DepsCall, a DepsBash, a DepsPip, a
-    callable, or a list of them."""
+    """Normalise ``call_before=``/``call_after=``: a DepsCall, a DepsBash, a callable, or
+    a list of them (DepsPip items are taken out first: see :func:`split_pip`)."""
     if value is None:
         return ()
     single = isinstance(value, DepsCall | DepsBash | DepsPip) or callable(value)
@@ -182,8 +209,6 @@ def as_calls(value: DepsCall | Callable[..., Any] | Sequence[Any] | None, what: 
             out.append(item)
         elif isinstance(item, DepsBash):
             out.append(DepsCall(item.run))
-        elif isinstance(item, DepsPip):
-            out.append(DepsCall(item.install))
         elif callable(item):
             out.append(DepsCall(item))
         else:

@@ -80,7 +80,88 @@ class TestDeps:
         """DepsPip becomes Ray's runtime_env pip list, merged with runtime_env."""
         el = qflow.electron(deps_pip=qflow.DepsPip(["six"]),
                             runtime_env={"env_vars": {"A": "1"}})(lambda: 1)
-        assert el.options.full_runtime_env() == {"env_vars": {"A": "1"}, "pip": ["six"]}
+        assert el.options.full_runtime_env() == {
+            "env_vars": {"A": "1"},
+            "pip": {"packages": ["six"], "pip_check": False,
+                    "pip_install_options": ["--disable-pip-version-check",
+                                            "--only-binary=:all:"]}}
+
+    def test_a_deps_pip_among_the_hooks_joins_the_electrons_environment(self):
+        """call_before/call_after DepsPip never run pip in the process: they merge."""
+        el = qflow.electron(call_before=[qflow.DepsPip(["a==1"]), qflow.DepsCall(print)],
+                            call_after=qflow.DepsPip(["b==2"]),
+                            deps_pip=["c"], runtime_env={"pip": ["d"]})(lambda: 1)
+        assert el.options.deps_pip.packages == ["c", "a==1", "b==2"]
+        assert len(el.options.call_before) == 1 and el.options.call_after == ()
+        assert el.options.full_runtime_env()["pip"]["packages"] == ["d", "c", "a==1", "b==2"]
+        with pytest.raises(QflowInputError, match="never installs|can break qflow"):
+            qflow.DepsPip(["x"]).install()
+
+    def test_executors_that_cannot_isolate_refuse_deps_pip(self):
+        @qflow.electron(executor="local", deps_pip=["six"])
+        def here():
+            return 1
+
+        @qflow.lattice
+        def flow():
+            return here()
+
+        res = qflow.dispatch_sync(flow)()
+        assert res.status == "FAILED"
+        assert "executor=\"local\"" in res.error and "['six']" in res.error
+
+    @pytest.mark.slow
+    def test_covalent_how_to_pins_an_older_version_and_leaves_this_environment_alone(self):
+        """Covalent's how-to "Add pip dependencies to an electron", with a pin older than
+        what is installed here: the electron sees the pin; ``pip freeze`` of the Python
+        running the tests is byte-for-byte the same afterwards."""
+        import subprocess
+        import sys
+
+        import networkx
+
+        assert networkx.__version__ != "2.8.6"
+
+        def freeze():
+            return subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True,
+                                  check=True).stdout
+
+        before = freeze()
+
+        @qflow.electron(call_before=[qflow.DepsPip(packages=["networkx==2.8.6"])],
+                        call_after=[qflow.DepsPip(packages=["six==1.16.0"])])
+        def versions():
+            import networkx
+            import six
+            return networkx.__version__, six.__version__
+
+        @qflow.lattice
+        def flow():
+            return versions()
+
+        res = qflow.dispatch_sync(flow)()
+        assert res.result == ("2.8.6", "1.16.0"), res.error
+        assert freeze() == before
+
+    @pytest.mark.slow
+    def test_a_pin_without_a_wheel_fails_the_node_with_pips_message(self):
+        """numpy 1.22.4 has no wheel for Python 3.11: refused at once, never built."""
+        import time
+
+        @qflow.electron(deps_pip=["numpy==1.22.4"])
+        def old():
+            return 1
+
+        @qflow.lattice
+        def flow():
+            return old()
+
+        t0 = time.monotonic()
+        res = qflow.dispatch_sync(flow)()
+        assert res.status == "FAILED"
+        assert "['numpy==1.22.4']" in res.error and "could not be installed" in res.error
+        assert "pip index versions" in res.error
+        assert time.monotonic() - t0 < 150
 
     @pytest.mark.slow
     def test_deps_pip_installs_where_the_electron_runs(self):

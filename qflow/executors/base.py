@@ -73,3 +73,20 @@ class Executor(abc.ABC):
 
     def cancel(self, submission: Submission) -> None:
         """Stop a submitted node if possible; the default cannot."""
+
+
+def refuse_deps_pip(call: TaskCall, where: str, instead: str) -> None:
+    """Raise for an electron with DepsPip packages on an executor that cannot give it an
+    environment of its own: installing them where it runs would change that Python.
+
+    Raises:
+        QflowConfigError: naming the packages, the executor and what to do instead.
+    """
+    from qflow.exceptions import QflowConfigError
+
+    packages = call.options.deps_pip.packages
+    if packages:
+        raise QflowConfigError(
+            f"Electron {call.label} asks for pip packages {packages} (deps_pip, or a DepsPip "
+            f"in call_before/call_after), and {where} cannot give it an environment of its "
+            f"own; qflow never installs into the Python that runs it. {instead}")

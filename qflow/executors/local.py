@@ -10,7 +10,7 @@ from typing import Any
 import ray
 
 from qflow._task import TaskCall, execute_call
-from qflow.executors.base import Executor, Submission
+from qflow.executors.base import Executor, Submission, refuse_deps_pip
 
 
 class LocalExecutor(Executor):
@@ -29,6 +29,9 @@ class LocalExecutor(Executor):
         return 0
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
+        refuse_deps_pip(call, 'executor="local" (which runs electrons in the dispatching '
+                        'process)', 'Use executor="ray" (the default): Ray builds a '
+                        "virtualenv with the packages for it.")
         done: Future = Future()
 
         def work() -> None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from qflow._task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
 from qflow.exceptions import QflowConfigError, SlurmError
 from qflow._wait import wait_until
-from qflow.executors.base import Executor, Submission
+from qflow.executors.base import Executor, Submission, refuse_deps_pip
 from qflow.settings import Settings
 
 
@@ -107,6 +107,10 @@ class SlurmExecutor(Executor):
         return ex
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
+        refuse_deps_pip(call, "the Slurm executor", "Run Ray on the allocation (`qflow "
+                        "slurm up`) and use the default Ray executor, which builds a "
+                        "virtualenv with the packages on the job's node; or install them "
+                        "into the job's environment yourself with DepsBash.")
         done: Future = Future()
         holder: dict[str, Any] = {}
         with self._lock:
