@@ -243,7 +243,9 @@ def export(dispatch_id: str, fmt: str, output: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any non-loopback address requires a token.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
-def ui(host: str, port: int) -> None:
+@click.option("--socket", "socket_path", default=None, metavar="PATH",
+              help="Listen on this Unix socket instead (in a folder only you can open).")
+def ui(host: str, port: int, socket_path: str | None) -> None:
     """Serve the web UI over this QFLOW_HOME's results store until stopped (Ctrl-C)."""
     try:
         from qflow.ui.app import serve
@@ -257,7 +259,7 @@ def ui(host: str, port: int) -> None:
     settings = Settings.from_env()
     serve(SQLiteStore(settings.db_path), host=host, port=port,
           token=os.environ.get("QFLOW_UI_TOKEN") or None,
-          announce=lambda line: click.echo(line, err=False))
+          announce=lambda line: click.echo(line, err=False), socket_path=socket_path)
 
 
 @main.command()

@@ -267,13 +267,77 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
     return GuardMiddleware(app, guard)
 
 
+#: Seconds a connection may take to send a request's headers (when it opens, or after
+#: its last response) before it is closed: uvicorn alone waits for ever, so idle or
+#: half-open connections would pile up.
+REQUEST_HEAD_TIMEOUT_S = 10.0
+#: Seconds an idle keep-alive connection stays open after a response.
+KEEP_ALIVE_S = 5.0
+
+
+def timed_protocol() -> type:
+    """uvicorn's h11 protocol, closing connections that start no request in time."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class TimedH11Protocol(H11Protocol):  # type: ignore[misc]
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            self._head_timer = self.loop.call_later(REQUEST_HEAD_TIMEOUT_S, self._expire)
+
+        def _expire(self) -> None:
+            cycle = self.cycle
+            if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
+                self.transport.close()  # no request started in time: idle or half-open
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+    return TimedH11Protocol
+
+
 def serve(store: ResultStore, host: str = "127.0.0.1", port: int = 8765,
-          token: str | None = None, announce: Any = print) -> None:
-    """Serve the UI until interrupted; ``announce`` gets the URL (with the token, once)."""
+          token: str | None = None, announce: Any = print, socket_path: str | None = None
+          ) -> None:
+    """Serve the UI until interrupted; ``announce`` gets the URL (with the token, once).
+
+    With ``socket_path``, it listens on that Unix socket instead of a TCP port. The
+    socket must be in a folder only its owner can open (``$QFLOW_HOME`` is one), since
+    uvicorn makes the socket itself writable by everyone.
+    """
+    import os
+
     import uvicorn
 
     guard = Guard.for_bind(host, port, token)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/"
-    announce(f"qflow UI at {url}?token={guard.token}")
-    uvicorn.run(create_app(store, guard), host=host, port=port, log_level="warning")
+    options: dict[str, Any] = {"host": host, "port": port}
+    if socket_path is not None:
+        folder = Path(socket_path).absolute().parent
+        if not folder.is_dir() or folder.stat().st_mode & 0o077 or \
+                folder.stat().st_uid != os.getuid():
+            raise QflowInputError(
+                f"The UI's socket {socket_path} must be in a folder you own that only you "
+                f"can open (mode 0700); {folder} is not. Use one such as "
+                f"{Path(getattr(store, 'path', '~/.qflow/qflow.db')).parent / 'ui.sock'}.")
+        Path(socket_path).unlink(missing_ok=True)  # a stale socket from an earlier run
+        options = {"uds": socket_path}
+        announce(f"qflow UI on unix socket {socket_path} (token {guard.token}; e.g. curl "
+                 f"--unix-socket {socket_path} -H 'Authorization: Bearer TOKEN' "
+                 "http://localhost/api/dispatches)")
+    else:
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"qflow UI at http://{shown}:{port}/?token={guard.token}")
+    uvicorn.run(create_app(store, guard), log_level="warning", http=timed_protocol(),
+                timeout_keep_alive=int(KEEP_ALIVE_S), **options)

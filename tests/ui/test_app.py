@@ -299,3 +299,78 @@ def test_tags_are_recorded_and_searched(client, tag):
         qflow.lattice(tags=[""])(lambda: 1)
     with pytest.raises(qflow.QflowError, match="non-empty strings"):
         qflow.lattice(tags=5)(lambda: 1)
+
+
+def test_connections_that_start_no_request_are_closed(monkeypatch):
+    """Idle and half-open connections (a request head that never ends) do not pile up."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from qflow.ui import app as ui_app
+
+    monkeypatch.setattr(ui_app, "REQUEST_HEAD_TIMEOUT_S", 1.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(_runtime().store), host="127.0.0.1", port=port, log_level="warning",
+        http=ui_app.timed_protocol()))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        for opening in (b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"):  # idle; half-open
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(opening)
+                t0 = time.monotonic()
+                assert conn.recv(100) == b""  # closed by the server
+                assert time.monotonic() - t0 < 5
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_the_ui_on_a_unix_socket_in_a_private_folder(tmp_path):
+    """`qflow ui --socket PATH`: served there, still behind the token; a socket in a
+    folder others can open is refused."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("curl") is None:
+        pytest.skip("needs curl to speak HTTP over a Unix socket")
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "QFLOW_HOME": str(home), "QFLOW_UI_TOKEN": "tok-123"}
+    open_folder = tmp_path / "open"
+    open_folder.mkdir(mode=0o755)
+    open_folder.chmod(0o755)
+    refused = subprocess.run([sys.executable, "-m", "qflow.cli", "ui", "--socket",
+                              str(open_folder / "ui.sock")], env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert refused.returncode == 1 and "only you" in refused.stderr, refused.stderr
+    sock = home / "ui.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "qflow.cli", "ui", "--socket", str(sock)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.exists():
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+
+        def curl(*extra):
+            return subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket",
+                                   str(sock), *extra, "http://localhost/api/dispatches"],
+                                  capture_output=True, text=True, timeout=30).stdout
+
+        assert curl().endswith("401")
+        assert curl("-H", "Authorization: Bearer tok-123").endswith("200")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
