@@ -269,3 +269,25 @@ class TestFullDisk:
         assert res.status == "FAILED"
         assert f"No space left on the device holding {home}" in res.error
         assert SQLiteStore(home / "qflow.db").get_status(dispatch_id)["status"] == "FAILED"
+
+
+def test_a_home_on_a_read_only_filesystem_is_not_said_to_be_created(tmp_path):
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    try:
+        with pytest.raises(StoreError) as err:
+            SQLiteStore(ro / "qflow.db")
+        text = str(err.value)
+        assert "Cannot create the qflow home" not in text and str(ro) in text
+        assert "Read-only file system" in text or "readonly" in text, text
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
