@@ -396,7 +396,27 @@ def _check_id(dispatch_id: Any) -> None:
             f"{type(dispatch_id).__name__} {dispatch_id!r}.")
 
 
+def _running_sublattice(rt: _Runtime, dispatch_id: str) -> tuple[str, int] | None:
+    """``(parent id, node id)`` when ``dispatch_id`` names the child dispatch of a
+    sublattice node that has not ended: its record is written when it ends."""
+    parent, _, node = dispatch_id.rpartition("/")
+    if not parent or not node.isdigit():
+        return None
+    row = next((r for r in rt.store.get_node_texts(parent) if r["node_id"] == int(node)),
+               None)
+    if row is None or row["kind"] != "sublattice" or Status(row["status"]).is_final:
+        return None
+    return parent, int(node)
+
+
 def _not_found(rt: _Runtime, dispatch_id: str) -> DispatchNotFoundError:
+    running = _running_sublattice(rt, dispatch_id)
+    if running is not None:
+        return DispatchNotFoundError(
+            f"Dispatch {dispatch_id} is the sublattice of node {running[1]} of dispatch "
+            f"{running[0]}, which is still running: its record is written when it ends. "
+            f"Wait on the parent (get_result({running[0]!r}, wait=True)), or cancel it "
+            f"with qflow.cancel({dispatch_id!r}).")
     return DispatchNotFoundError(
         f"No dispatch {dispatch_id!r} in the results store at {rt.settings.db_path}. "
         "Check the id (`qflow list` shows recent ones) and that QFLOW_HOME is the one "
@@ -444,9 +464,13 @@ def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = 
             return the Result as it is (Covalent's behaviour).
         status_only: return only ``{"id": ..., "status": ...}``.
         timeout: with ``wait``, give up after this many seconds.
-        workflow_output, intermediate_outputs, sublattice_results, qelectron_db,
-            results_dir: accepted for Covalent code. qflow reads outputs lazily, when
-            asked for, so there is nothing to leave out; there is no results_dir.
+        workflow_output: False leaves the lattice's return value out (``result``
+            is None), as in Covalent: for cheaply checking a large dispatch.
+        intermediate_outputs: False leaves every node's output out (None); the rest
+            of each node (status, times, errors, prints) is there.
+        sublattice_results: False leaves sublattice nodes' ``sublattice_result`` out.
+        qelectron_db, results_dir: accepted for Covalent code; qflow keeps no
+            qelectron database and no results_dir.
 
     Raises:
         DispatchNotFoundError: no dispatch has this id.
@@ -458,11 +482,14 @@ def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = 
                               f"as it takes; got {timeout!r}.")
     if isinstance(wait, Wait):
         if timeout is None and math.isfinite(wait.seconds):
+            flags = {"workflow_output": workflow_output,
+                     "intermediate_outputs": intermediate_outputs,
+                     "sublattice_results": sublattice_results}
             try:
                 return get_result(dispatch_id, wait=True, status_only=status_only,
-                                  timeout=wait.seconds)
+                                  timeout=wait.seconds, **flags)
             except DispatchTimeoutError:
-                return get_result(dispatch_id, status_only=status_only)
+                return get_result(dispatch_id, status_only=status_only, **flags)
         wait = True
     rt = _runtime()
     row = _status_row(rt, dispatch_id)
@@ -487,7 +514,9 @@ def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = 
             pause = min(pause * 1.5, 0.1)
     if status_only:
         return {"id": dispatch_id, "status": Status(row["status"])}
-    return Result(rt.store, _row(rt, dispatch_id))
+    return Result(rt.store, _row(rt, dispatch_id), workflow_output=workflow_output,
+                  intermediate_outputs=intermediate_outputs,
+                  sublattice_results=sublattice_results)
 
 
 def _raise_if_paused(rt: _Runtime, row: dict[str, Any]) -> None:
@@ -511,6 +540,13 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
         A short message saying what was cancelled.
     """
     rt = _runtime()
+    _check_id(dispatch_id)
+    running = _running_sublattice(rt, dispatch_id) \
+        if rt.store.get_status(dispatch_id) is None else None
+    if running is not None and task_ids is None:  # a child dispatch that runs in its node
+        parent, node = running
+        cancel(parent, [node])
+        return f"Cancelled sublattice dispatch {dispatch_id} (node {node} of {parent})."
     row = _status_row(rt, dispatch_id)
     if isinstance(task_ids, int):
         task_ids = [task_ids]

@@ -106,9 +106,17 @@ class Result:
     FAILED = Status.FAILED
     CANCELLED = Status.CANCELLED
 
-    def __init__(self, store: ResultStore, row: dict[str, Any]) -> None:
+    def __init__(self, store: ResultStore, row: dict[str, Any], *,
+                 workflow_output: bool = True, intermediate_outputs: bool = True,
+                 sublattice_results: bool = True) -> None:
         self._store = store
         self._row = row
+        #: What :func:`qflow.get_result` was asked to load, as Covalent's flags say:
+        #: left out, the workflow's output and node outputs read as None, sublattice
+        #: results as None, and none of it is read from the store.
+        self._workflow_output = workflow_output
+        self._intermediate_outputs = intermediate_outputs
+        self._sublattice_results = sublattice_results
         self._nodes: list[dict[str, Any]] | None = None
         self._by_id: dict[int, dict[str, Any]] | None = None
 
@@ -130,9 +138,10 @@ class Result:
 
     @property
     def result(self) -> Any:
-        """The lattice's return value, or None unless COMPLETED."""
+        """The lattice's return value, or None unless COMPLETED (or when
+        ``get_result(..., workflow_output=False)`` left it out)."""
         blob = self._row.get("result")
-        if self.status != Status.COMPLETED or blob is None:
+        if self.status != Status.COMPLETED or blob is None or not self._workflow_output:
             return None
         return loads(blob, self._node_value)
 
@@ -158,7 +167,8 @@ class Result:
     @property
     def encoded_result(self) -> TransportableObject:
         """The return value, wrapped as Covalent wraps it."""
-        blob = self._row.get("result") if self.status == Status.COMPLETED else None
+        blob = self._row.get("result") if self.status == Status.COMPLETED \
+            and self._workflow_output else None
         return TransportableObject._stored(blob, self._node_value)
 
     @property
@@ -196,6 +206,8 @@ class Result:
                           "start_time": d["start_time"], "end_time": d["end_time"],
                           "stdout": d["stdout"], "stderr": d["stderr"],
                           "sublattice_result": d["sublattice_result"]}
+            if d["kind"] == "sublattice":  # Covalent's key for the child dispatch's id
+                nodes[nid]["sub_dispatch_id"] = d["sub_dispatch_id"]
             if d["kind"] == "parameter" and d["output"] is not None:
                 nodes[nid]["value"] = d["output"].get_deserialized()
             edges += [(p, nid) for p in d["parents"]]
@@ -251,13 +263,19 @@ class Result:
 
     def _node_rows(self) -> list[dict[str, Any]]:
         if self._nodes is None:
-            self._nodes = self._store.get_nodes(self.dispatch_id)
+            if self._intermediate_outputs:
+                self._nodes = self._store.get_nodes(self.dispatch_id)
+            else:  # everything but the outputs, which are never read
+                self._nodes = [{**r, "output": None}
+                               for r in self._store.get_node_texts(self.dispatch_id)]
         return self._nodes
 
     def _node_value(self, node_id: int) -> Any:
         """A node's output value (what a DerivedOutput is built from)."""
         if self._by_id is None:
-            self._by_id = {r["node_id"]: r for r in self._node_rows()}
+            rows = (self._node_rows() if self._intermediate_outputs
+                    else self._store.get_nodes(self.dispatch_id))
+            self._by_id = {r["node_id"]: r for r in rows}
         row = self._by_id.get(node_id)
         if row is None or row["output"] is None:
             raise StoreError(f"Dispatch {self.dispatch_id} has no stored output for node "
@@ -266,7 +284,8 @@ class Result:
 
     def _node_dict(self, row: dict[str, Any]) -> dict[str, Any]:
         sub_id = row.get("sublattice_id")
-        sub_row = self._store.get_dispatch(sub_id) if sub_id else None
+        sub_row = self._store.get_dispatch(sub_id) if sub_id and self._sublattice_results \
+            else None
         return {
             "node_id": row["node_id"],
             "node_name": row["name"],
@@ -281,7 +300,13 @@ class Result:
             "stdout": row["stdout"] or "",
             "stderr": row["stderr"] or "",
             "ray_node_id": row["ray_node_id"],
-            "sublattice_result": Result(self._store, sub_row) if sub_row else None,
+            "sublattice_result": Result(
+                self._store, sub_row, workflow_output=self._workflow_output,
+                intermediate_outputs=self._intermediate_outputs) if sub_row else None,
+            # A child dispatch's id is its parent's and its node's, known before it runs:
+            # cancel() takes it while it runs, get_result() once it has ended.
+            "sub_dispatch_id": (sub_id or f"{self.dispatch_id}/{row['node_id']}"
+                                if row["kind"] == "sublattice" else None),
         }
 
     def get_node_result(self, node_id: int) -> dict[str, Any]:

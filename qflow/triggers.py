@@ -76,7 +76,7 @@ class BaseTrigger:
 
 
 class TimeTrigger(BaseTrigger):
-    """Fires every ``time_gap`` seconds (the first time one gap after registering)."""
+    """Fires at once, then every ``time_gap`` seconds (as Covalent's does)."""
 
     def __init__(self, time_gap: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -86,6 +86,9 @@ class TimeTrigger(BaseTrigger):
         self.time_gap = float(time_gap)
 
     def observe(self) -> None:
+        if self.stopped:
+            return
+        self.trigger()
         while not self.wait(self.time_gap):
             self.trigger()
 

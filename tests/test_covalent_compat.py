@@ -346,3 +346,80 @@ def test_covalents_module_paths_for_plugins():
     from qflow.executor.utils import get_context
 
     assert issubclass(AsyncBaseExecutor, BaseExecutor) and get_context is ct.get_context
+
+
+@ct.electron
+def square_of(x):
+    return x * x
+
+
+@ct.lattice
+def squares_of(n):
+    return [square_of(i) for i in range(n)]
+
+
+@ct.electron
+def doze(x):
+    time.sleep(x)
+    return x
+
+
+@ct.lattice
+def dozing(x):
+    return doze(x)
+
+
+class TestPartialResults:
+    def test_workflow_output_false_leaves_the_result_out(self):
+        dispatch_id = ct.dispatch(squares_of)(3)
+        full = ct.get_result(dispatch_id, wait=True)
+        assert full.result == [0, 1, 4]
+        light = ct.get_result(dispatch_id, wait=True, workflow_output=False)
+        assert light.status == "COMPLETED" and light.result is None
+        assert light.encoded_result.get_deserialized() is None
+        assert light.get_node_result(0)["output"] == 0  # node outputs still load
+
+    def test_intermediate_outputs_false_leaves_node_outputs_out(self):
+        dispatch_id = ct.dispatch(squares_of)(3)
+        res = ct.get_result(dispatch_id, wait=True, intermediate_outputs=False)
+        assert res.result == [0, 1, 4]  # the workflow's output is built all the same
+        nodes = res.get_all_node_results()
+        assert {n["status"] for n in nodes} == {"COMPLETED"}
+        assert all(n["output"] is None for n in nodes)
+        assert set(res.get_all_node_outputs().values()) == {None}
+        both_off = ct.get_result(dispatch_id, workflow_output=False, intermediate_outputs=False)
+        assert both_off.result is None
+
+
+class TestSublatticeIds:
+    def test_a_sublattice_node_has_its_sub_dispatch_id(self):
+        @ct.lattice
+        def outer(n):
+            return ct.electron(squares_of)(n)
+
+        res = ct.get_result(ct.dispatch(outer)(2), wait=True)
+        tg = res.lattice.transport_graph
+        (node,) = [n for n in tg._graph.nodes if tg.get_node_value(n, "name").startswith(
+            ":sublattice:")] or [n for n in tg._graph.nodes
+                                 if res.get_node_result(n)["kind"] == "sublattice"]
+        sub_id = tg.get_node_value(node, "sub_dispatch_id")
+        assert sub_id == f"{res.dispatch_id}/{node}"
+        assert ct.get_result(sub_id).result == [0, 1]
+
+    def test_a_running_sublattice_is_cancelled_by_its_sub_dispatch_id(self):
+        @ct.lattice
+        def outer():
+            return ct.electron(dozing)(60)
+
+        dispatch_id = ct.dispatch(outer)()
+        sub_id = f"{dispatch_id}/0"
+        deadline = time.monotonic() + 60
+        while ct.get_result(dispatch_id).get_node_result(0)["status"] != "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        with pytest.raises(KeyError, match="still running"):  # DispatchNotFoundError
+            ct.get_result(sub_id)
+        assert "Cancelled sublattice dispatch" in ct.cancel(sub_id)
+        res = ct.get_result(dispatch_id, wait=True, timeout=60)
+        assert res.status == "CANCELLED"
+        assert res.get_node_result(0)["status"] == "CANCELLED"

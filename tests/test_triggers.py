@@ -33,6 +33,18 @@ def test_time_trigger_fires_every_gap_until_stopped():
     assert not thread.is_alive() and trigger.new_dispatch_ids == fired
 
 
+def test_time_trigger_fires_at_once_then_every_gap_as_covalent_does():
+    """TimeTrigger(time_gap=1) watched for 3.5 s fires at 0, 1, 2 and 3 s: 4 times."""
+    trigger = ct.triggers.TimeTrigger(time_gap=1.0)
+    t0 = time.monotonic()
+    fired, thread = _watch(trigger)
+    assert wait_until(lambda: len(fired) >= 1, timeout=0.5, interval=0.01)
+    time.sleep(max(0.0, 3.5 - (time.monotonic() - t0)))
+    trigger.stop()
+    thread.join(5)
+    assert len(fired) == 4, fired
+
+
 def test_dir_trigger_fires_once_per_changed_file(tmp_path):
     trigger = ct.triggers.DirTrigger(str(tmp_path), event_names=["created", "modified"],
                                      poll_interval=0.05)
