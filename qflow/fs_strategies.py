@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import urllib.request
@@ -60,6 +61,10 @@ class Shutil(FileTransferStrategy):
     download = upload = cp
 
 
+#: Whether this process has logged that local transfers fall back from rsync.
+_fallback_logged = False
+
+
 class Rsync(FileTransferStrategy):
     """``rsync -a``, locally or, with ``host``, over SSH.
 
@@ -99,15 +104,39 @@ class Rsync(FileTransferStrategy):
             raise DependencyError(f"rsync {source} {destination} exited with "
                                   f"{proc.returncode}: {proc.stderr.strip()}")
 
+    def _copy_without_rsync(self, from_file: Any, to_file: Any) -> bool:
+        """Both ends are local and there is no rsync program: copy as rsync would, with
+        Python (a folder's contents, or the folder itself with ``include_folder``); say
+        so once in the log. False when rsync is there, or an end is remote."""
+        if self.host or shutil.which("rsync") is not None:
+            return False
+        global _fallback_logged
+        if not _fallback_logged:
+            _fallback_logged = True
+            logging.getLogger("qflow").warning(
+                "No rsync program here: local file transfers are copied with Python's "
+                "shutil instead (install rsync to use it).")
+        target = to_file
+        if from_file.is_dir and from_file.include_folder:
+            target = type(to_file)(str(Path(to_file.filepath) / Path(from_file.filepath).name))
+        Shutil().cp(from_file, target)
+        return True
+
     def cp(self, from_file: Any, to_file: Any) -> None:
+        if self._copy_without_rsync(from_file, to_file):
+            return
         _parent(to_file)
         self._run(_rsync_source(from_file), to_file.filepath)
 
     def download(self, from_file: Any, to_file: Any) -> None:
+        if self._copy_without_rsync(from_file, to_file):
+            return
         _parent(to_file)
         self._run(self.remote(_rsync_source(from_file)), to_file.filepath)
 
     def upload(self, from_file: Any, to_file: Any) -> None:
+        if self._copy_without_rsync(from_file, to_file):
+            return
         self._run(_rsync_source(from_file), self.remote(to_file.filepath))
 
 

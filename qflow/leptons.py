@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import inspect
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -42,6 +43,12 @@ class _BashCall:
         self.make_command, self.named_outputs = make_command, tuple(named_outputs)
         self.__name__ = getattr(make_command, "__name__", "bash")
         self.__doc__ = getattr(make_command, "__doc__", None)
+        # What callers see of the parameters (files=, a call_before retval_keyword) is
+        # the command builder's own, not this wrapper's *args/**kwargs.
+        try:
+            self.__signature__ = inspect.signature(make_command)
+        except (TypeError, ValueError):  # a builtin without one: take anything
+            pass
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         command = self.make_command(*args, **kwargs)

@@ -157,3 +157,32 @@ def test_a_missing_cloud_library_names_the_extra(monkeypatch):
     ft = ct.fs.TransferFromRemote("gs://bucket/key.txt", "/tmp/key.txt")
     with pytest.raises(ct.exceptions.DependencyError, match=r"qflow-runtime\[gcs\]"):
         ft.run()
+
+
+def test_a_local_transfer_without_rsync_copies_with_python_and_says_so_once(
+        tmp_path, monkeypatch, caplog):
+    """A machine with no rsync program (PATH here holds none): local-to-local copies
+    still work, as a file and as a folder, and the log says so once."""
+    import logging
+
+    from qflow import fs_strategies
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(fs_strategies, "_fallback_logged", False)
+    (tmp_path / "in.txt").write_text("data")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_text("a")
+    with caplog.at_level(logging.WARNING, logger="qflow"):
+        ct.fs.FileTransfer(str(tmp_path / "in.txt"), str(tmp_path / "out" / "in.txt")).run()
+        ct.fs.FileTransfer(str(tmp_path / "dir") + "/", str(tmp_path / "copy")).run()
+        whole = ct.fs.FileTransfer(ct.fs.File(str(tmp_path / "dir"), is_dir=True,
+                                                    include_folder=True),
+                                      str(tmp_path / "whole"))
+        whole.run()
+    assert (tmp_path / "out" / "in.txt").read_text() == "data"
+    assert (tmp_path / "copy" / "a.txt").read_text() == "a"
+    assert (tmp_path / "whole" / "dir" / "a.txt").read_text() == "a"
+    notes = [r for r in caplog.records if "No rsync program" in r.getMessage()]
+    assert len(notes) == 1

@@ -113,3 +113,24 @@ def test_bad_leptons_are_refused_at_once():
         ct.Lepton("C", function_name="f")
     with pytest.raises(QflowInputError, match="argtypes are"):
         ct.Lepton("C", library_name="x.so", function_name="f", argtypes=[ctypes.c_int])
+
+
+def test_a_bash_lepton_with_files_gets_them_before_its_command(tmp_path):
+    """files= reaches only a function whose signature takes it: the command builder
+    task(x) does not, so it is not passed (Covalent's how-to)."""
+    src, dst = tmp_path / "in.txt", tmp_path / "moved" / "in.txt"
+    src.write_text("hello from the file")
+
+    def task(x):
+        return f"cat {dst}; echo x={x}"
+
+    lepton = ct.leptons.bash(task, files=[ct.fs.FileTransfer(str(src), str(dst))])
+
+    @ct.lattice
+    def flow(x):
+        return lepton(x)
+
+    res = ct.dispatch_sync(flow)(3)
+    assert res.status == "COMPLETED", res.error
+    node = next(n for n in res.get_all_node_results() if n["node_name"] == "task")
+    assert node["stdout"] == "hello from the filex=3\n"
