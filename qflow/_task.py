@@ -18,6 +18,7 @@ import io
 import pickle
 import struct
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,21 +283,78 @@ class _Tee(io.StringIO):
         return super().write(s)
 
 
-class _Captured:
-    """``sys.stdout`` and ``sys.stderr`` swapped for ``out`` and ``err`` in the block,
-    as ``contextlib.redirect_stdout`` and ``redirect_stderr`` would, in one step."""
+class _Routed:
+    """Stands in for ``sys.stdout`` (or ``sys.stderr``) while electrons run: a write goes
+    to the capture of the electron running in the writing thread. Electrons that run
+    side by side in one process (``executor="local"``) thus each keep their own output.
+    A thread no electron runs in (one an electron started, say) writes to the only
+    capture when there is one, as a plain swap of ``sys.stdout`` would, and otherwise to
+    the stream this replaced."""
 
-    __slots__ = ("_streams", "_saved")
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.targets: dict[int, Any] = {}
+
+    def _target(self) -> Any:
+        targets = self.targets
+        target = targets.get(threading.get_ident())
+        if target is None:
+            target = next(iter(targets.values())) if len(targets) == 1 else self.base
+        return target
+
+    def write(self, s: str) -> int:
+        return self._target().write(s)
+
+    def writelines(self, lines: Any) -> None:
+        self._target().writelines(lines)
+
+    def flush(self) -> None:
+        with contextlib.suppress(Exception):
+            self._target().flush()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...
+        return getattr(self.base, name)
+
+
+def _unrouted(stream: Any) -> Any:
+    """The real stream behind a :class:`_Routed` one (a capture tees to it)."""
+    return stream.base if isinstance(stream, _Routed) else stream
+
+
+_route_lock = threading.Lock()
+_routes: list[_Routed] = []  # [stdout, stderr] while any electron runs here
+
+
+class _Captured:
+    """``sys.stdout`` and ``sys.stderr`` write to ``out`` and ``err`` from this thread in
+    the block, as ``contextlib.redirect_stdout`` and ``redirect_stderr`` would, but
+    without taking another thread's prints (see :class:`_Routed`)."""
+
+    __slots__ = ("_streams",)
 
     def __init__(self, out: Any, err: Any) -> None:
         self._streams = (out, err)
 
     def __enter__(self) -> None:
-        self._saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = self._streams
+        me = threading.get_ident()
+        with _route_lock:
+            if not _routes:
+                _routes[:] = [_Routed(sys.stdout), _Routed(sys.stderr)]
+                sys.stdout, sys.stderr = _routes
+            _routes[0].targets[me], _routes[1].targets[me] = self._streams
 
     def __exit__(self, *exc: object) -> None:
-        sys.stdout, sys.stderr = self._saved
+        me = threading.get_ident()
+        with _route_lock:
+            out, err = _routes
+            out.targets.pop(me, None)
+            err.targets.pop(me, None)
+            if not out.targets:
+                if sys.stdout is out:
+                    sys.stdout = out.base
+                if sys.stderr is err:
+                    sys.stderr = err.base
+                _routes.clear()
 
 
 _node_id: list[str] = []  # a worker process never moves to another node: ask once
@@ -322,7 +380,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
               for d, v in zip(call.dep_ids, dep_values)}
     outcome = NodeOutcome(node_id=call.node_id, start_time=now_iso(),
                           ray_node_id=_ray_node_id())
-    out, err = _Tee(sys.stdout), _Tee(sys.stderr)
+    out, err = _Tee(_unrouted(sys.stdout)), _Tee(_unrouted(sys.stderr))
     progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
     try:
         with _Captured(out, err), collecting(call.node_id) as outcome.metrics, \

@@ -84,3 +84,30 @@ def test_subclass_contract_checked_at_definition():
         class Runner(Executor):
             def submit(self, call, deps):
                 raise NotImplementedError
+
+
+def test_local_electrons_side_by_side_each_keep_their_own_prints():
+    """Covalent's "Hello from Task N" example on executor="local": two electrons print
+    at the same time in one process; each node's stdout is its own."""
+    import time
+
+    import qflow
+
+    @qflow.electron(executor="local")
+    def hello(i):
+        for _ in range(20):
+            print(f"Hello from Task {i}")
+            time.sleep(0.01)
+        return i
+
+    @qflow.lattice
+    def flow():
+        return [hello(0), hello(1)]
+
+    res = qflow.dispatch_sync(flow)()
+    assert res.status == "COMPLETED", res.error
+    outs = {n["node_name"] + str(n["node_id"]): n["stdout"] for n in res.get_all_node_results()
+            if n["node_name"] == "hello"}
+    assert len(outs) == 2
+    for i, text in enumerate(sorted(outs.values())):
+        assert text == f"Hello from Task {i}\n" * 20, text
