@@ -14,7 +14,7 @@ from typing import Any
 import cloudpickle
 import ray
 
-from qflow._cluster import check_feasible, ensure_ray, find_service
+from qflow._cluster import check_feasible, ensure_ray, find_service, same_address
 from qflow._dispatcher import (
     Dispatcher,
     check_picklable,
@@ -83,8 +83,18 @@ class _Runtime:
                     settle_heap()
                 self._service = None if self.mode == "embedded" else find_service()
                 self._ray_checked = True
-            if self._service is None and live_address(self.settings) is not None:
+            head = live_address(self.settings)
+            if self._service is None and head is not None:
                 self._service = find_service()
+                connected = ray.get_runtime_context().gcs_address
+                if self._service is None and not same_address(connected, head):
+                    raise ClusterError(
+                        f"This process is connected to the Ray at {connected}, which it "
+                        f"started or joined itself (ray.init() ran before qflow), not to "
+                        f"the qflow head at {head} that `qflow start` runs for "
+                        f"{self.settings.home}. Dispatch from a process that has not called "
+                        "ray.init(), call ray.shutdown() first, or ray.init(address="
+                        f"{head!r}) to use the head.")
                 if self._service is None:
                     raise ClusterError(
                         f"The qflow head for {self.settings.home} is running but its "

@@ -179,6 +179,23 @@ def quiet_ray() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def same_address(a: str, b: str) -> bool:
+    """Whether two ``host:port`` Ray addresses name the same head on this machine or
+    another (``127.0.0.1`` and this machine's own address are the same host).
+
+    Example:
+        >>> same_address("127.0.0.1:6379", "localhost:6379"), same_address("a:1", "a:2")
+        (True, False)
+    """
+    (host_a, _, port_a), (host_b, _, port_b) = a.rpartition(":"), b.rpartition(":")
+    if port_a != port_b:
+        return False
+    local = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+    with contextlib.suppress(Exception):
+        local.add(node_ip())
+    return host_a == host_b or (host_a in local and host_b in local)
+
+
 def find_service() -> object | None:
     """The detached dispatcher actor of ``qflow start``, if this cluster has one."""
     try:

@@ -32,6 +32,23 @@ READER = textwrap.dedent("""
 """)
 
 
+OWN_RAY = textwrap.dedent("""
+    import ray, qflow
+    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    @qflow.electron
+    def one():
+        return 1
+    @qflow.lattice
+    def flow():
+        return one()
+    try:
+        qflow.dispatch(flow)()
+        print("DISPATCHED")
+    except qflow.QflowError as exc:
+        print("ERROR", str(exc).replace(chr(10), " "))
+""")
+
+
 def _another_user_is_refused(ui):
     """The store is 0700: a loopback UI must not open it to the machine's other users."""
     probe = ["runuser", "-u", "nobody", "--", "curl", "-s", "-w", "\n%{http_code}"]
@@ -81,6 +98,12 @@ def test_dispatch_outlives_client(tmp_path):
         dispatch_id = client.stdout.strip().splitlines()[-1]
         reader = _run([sys.executable, "-c", READER, dispatch_id], env)
         assert reader.stdout.strip().splitlines()[-1] == "COMPLETED 40", reader.stderr[-3000:]
+        # A script that started a Ray of its own first is told so, with both addresses.
+        other = _run([sys.executable, "-c", OWN_RAY], env)
+        said = other.stdout.strip().splitlines()[-1] if other.stdout.strip() else ""
+        assert said.startswith("ERROR This process is connected to the Ray at"), (
+            other.stdout, other.stderr[-3000:])
+        assert state["address"] in said and "dispatcher service is gone" not in said
         ui = f"http://127.0.0.1:{ui_port}"
         token = state["ui_url"].split("?token=", 1)[1]
         auth = {"Authorization": f"Bearer {token}"}
