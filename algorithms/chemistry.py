@@ -25,8 +25,44 @@ BOHR_PER_ANGSTROM = 1.8897261246
 MAPPINGS = ("jordan_wigner", "parity", "bravyi_kitaev")
 #: Bases PennyLane's built-in (``dhf``) Hartree-Fock has data for; others need PySCF.
 DHF_BASES = ("sto-3g", "6-31g", "6-311g", "cc-pvdz")
-_SYMBOLS = ("H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu "
-            "Zn Ga Ge As Se Br Kr").split()
+_SYMBOLS = [
+    "H",
+    "He",
+    "Li",
+    "Be",
+    "B",
+    "C",
+    "N",
+    "O",
+    "F",
+    "Ne",
+    "Na",
+    "Mg",
+    "Al",
+    "Si",
+    "P",
+    "S",
+    "Cl",
+    "Ar",
+    "K",
+    "Ca",
+    "Sc",
+    "Ti",
+    "V",
+    "Cr",
+    "Mn",
+    "Fe",
+    "Co",
+    "Ni",
+    "Cu",
+    "Zn",
+    "Ga",
+    "Ge",
+    "As",
+    "Se",
+    "Br",
+    "Kr",
+]
 #: Atomic numbers, H to Kr (what STO-3G covers).
 _Z = {symbol: z for z, symbol in enumerate(_SYMBOLS, start=1)}
 
@@ -34,8 +70,9 @@ _Z = {symbol: z for z, symbol in enumerate(_SYMBOLS, start=1)}
 def check_unit(unit: Any) -> str:
     """``unit`` lower-cased, or a QflowInputError listing the valid ones."""
     if not isinstance(unit, str) or unit.lower() not in UNITS:
-        raise QflowInputError(f"unit is one of {', '.join(UNITS)} (lengths in Ångström or "
-                              f"Bohr); got {unit!r}.")
+        raise QflowInputError(
+            f"unit is one of {', '.join(UNITS)} (lengths in Ångström or Bohr); got {unit!r}."
+        )
     return unit.lower()
 
 
@@ -89,21 +126,35 @@ class Molecule:
     active_electrons: int | None = None
     active_orbitals: int | None = None
 
-    def __init__(self, symbols: Sequence[str], geometry: Sequence[float], charge: int = 0,
-                 unit: str = "angstrom", *, mult: int = 1, basis: str = "sto-3g",
-                 active_electrons: int | None = None, active_orbitals: int | None = None):
+    def __init__(
+        self,
+        symbols: Sequence[str],
+        geometry: Sequence[float],
+        charge: int = 0,
+        unit: str = "angstrom",
+        *,
+        mult: int = 1,
+        basis: str = "sto-3g",
+        active_electrons: int | None = None,
+        active_orbitals: int | None = None,
+    ):
         if isinstance(symbols, str):
-            raise QflowInputError(f"symbols is a list of element symbols such as ['H', 'H']; "
-                                  f"got the string {symbols!r}.")
+            raise QflowInputError(
+                f"symbols is a list of element symbols such as ['H', 'H']; "
+                f"got the string {symbols!r}."
+            )
         geometry = tuple(float(x) for x in np.ravel(geometry))
         if len(geometry) != 3 * len(symbols) or not symbols:
             raise QflowInputError(
                 f"A molecule needs 3 coordinates per atom: got {len(symbols)} symbols "
-                f"{list(symbols)} and {len(geometry)} coordinates.")
+                f"{list(symbols)} and {len(geometry)} coordinates."
+            )
         unknown = sorted({s for s in symbols if s not in _Z})
         if unknown:
-            raise QflowInputError(f"Unknown element symbols {unknown}; qflow knows H to Kr "
-                                  f"({', '.join(_Z)}), case-sensitive.")
+            raise QflowInputError(
+                f"Unknown element symbols {unknown}; qflow knows H to Kr "
+                f"({', '.join(_Z)}), case-sensitive."
+            )
         if not isinstance(charge, int | np.integer) or isinstance(charge, bool):
             raise QflowInputError(f"charge must be an int; got {charge!r}.")
         mult = _positive_int("mult", mult)
@@ -114,25 +165,32 @@ class Molecule:
             raise QflowInputError(
                 f"{electrons} electrons cannot have multiplicity {mult}: 2S+1 must have "
                 f"{'even' if electrons % 2 else 'odd'} parity and 2S <= electrons. For "
-                f"{electrons} electrons use mult={'2, 4' if electrons % 2 else '1, 3'}, ...")
+                f"{electrons} electrons use mult={'2, 4' if electrons % 2 else '1, 3'}, ..."
+            )
         if not isinstance(basis, str) or not basis:
             raise QflowInputError(f"basis is a basis-set name such as 'sto-3g'; got {basis!r}.")
         active_electrons = _positive_int("active_electrons", active_electrons)
         active_orbitals = _positive_int("active_orbitals", active_orbitals)
         if active_electrons is not None and active_electrons > electrons:
-            raise QflowInputError(f"active_electrons={active_electrons} exceeds the molecule's "
-                                  f"{electrons} electrons.")
-        for name, value in (("symbols", tuple(symbols)), ("geometry", geometry),
-                            ("charge", int(charge)), ("unit", check_unit(unit)), ("mult", mult),
-                            ("basis", basis.lower()), ("active_electrons", active_electrons),
-                            ("active_orbitals", active_orbitals)):
+            raise QflowInputError(
+                f"active_electrons={active_electrons} exceeds the molecule's {electrons} electrons."
+            )
+        for name, value in (
+            ("symbols", tuple(symbols)),
+            ("geometry", geometry),
+            ("charge", int(charge)),
+            ("unit", check_unit(unit)),
+            ("mult", mult),
+            ("basis", basis.lower()),
+            ("active_electrons", active_electrons),
+            ("active_orbitals", active_orbitals),
+        ):
             object.__setattr__(self, name, value)
 
     @classmethod
     def h2(cls, bond_length: float = 0.7414, unit: str = "angstrom", **kwargs: Any) -> Molecule:
         """H2 along z with ``bond_length`` in ``unit`` (0.7414 Å is its equilibrium)."""
-        return cls(["H", "H"], [0, 0, -bond_length / 2, 0, 0, bond_length / 2], unit=unit,
-                   **kwargs)
+        return cls(["H", "H"], [0, 0, -bond_length / 2, 0, 0, bond_length / 2], unit=unit, **kwargs)
 
     @property
     def geometry_bohr(self) -> np.ndarray:
@@ -161,14 +219,19 @@ class Molecule:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything that defines the problem, as JSON-ready values."""
-        return {"symbols": list(self.symbols), "geometry": list(self.geometry),
-                "unit": self.unit, "charge": self.charge, "mult": self.mult,
-                "basis": self.basis, "active_electrons": self.active_electrons,
-                "active_orbitals": self.active_orbitals}
+        return {
+            "symbols": list(self.symbols),
+            "geometry": list(self.geometry),
+            "unit": self.unit,
+            "charge": self.charge,
+            "mult": self.mult,
+            "basis": self.basis,
+            "active_electrons": self.active_electrons,
+            "active_orbitals": self.active_orbitals,
+        }
 
 
-def molecular_hamiltonian(molecule: Molecule, mapping: str = "jordan_wigner"
-                          ) -> tuple[Any, int]:
+def molecular_hamiltonian(molecule: Molecule, mapping: str = "jordan_wigner") -> tuple[Any, int]:
     """The qubit Hamiltonian of ``molecule`` and its wire count (two per active orbital).
 
     Closed shells in the bases PennyLane's ``dhf`` has data for are built offline with
@@ -187,18 +250,25 @@ def molecular_hamiltonian(molecule: Molecule, mapping: str = "jordan_wigner"
     try:
         if use_dhf:
             hamiltonian, _ = qml.qchem.molecular_hamiltonian(
-                list(molecule.symbols), molecule.geometry_bohr, charge=molecule.charge,
-                mult=1, basis=molecule.basis, method="dhf", mapping=mapping,
+                list(molecule.symbols),
+                molecule.geometry_bohr,
+                charge=molecule.charge,
+                mult=1,
+                basis=molecule.basis,
+                method="dhf",
+                mapping=mapping,
                 active_electrons=molecule.active_electrons,
-                active_orbitals=molecule.active_orbitals)
+                active_orbitals=molecule.active_orbitals,
+            )
             orbitals = _active_orbital_count(molecule, _dhf_orbitals(molecule))
         else:
             core, one, two, orbitals = _pyscf_integrals(molecule)
             fermionic = qml.qchem.fermionic_observable(core, one, two)
-            transform = {"jordan_wigner": lambda h: qml.jordan_wigner(h, tol=1e-10),
-                         "parity": lambda h: qml.parity_transform(h, 2 * orbitals, tol=1e-10),
-                         "bravyi_kitaev": lambda h: qml.bravyi_kitaev(h, 2 * orbitals,
-                                                                      tol=1e-10)}[mapping]
+            transform = {
+                "jordan_wigner": lambda h: qml.jordan_wigner(h, tol=1e-10),
+                "parity": lambda h: qml.parity_transform(h, 2 * orbitals, tol=1e-10),
+                "bravyi_kitaev": lambda h: qml.bravyi_kitaev(h, 2 * orbitals, tol=1e-10),
+            }[mapping]
             hamiltonian = transform(fermionic).simplify()
     except ValueError as exc:  # qchem's checks (active space, basis): name the input
         raise QflowInputError(f"PennyLane's qchem rejected {molecule}: {exc}") from exc
@@ -208,16 +278,25 @@ def molecular_hamiltonian(molecule: Molecule, mapping: str = "jordan_wigner"
 def _dhf_orbitals(molecule: Molecule) -> int:
     import pennylane as qml
 
-    mol = qml.qchem.Molecule(list(molecule.symbols), molecule.geometry_bohr,
-                             charge=molecule.charge, basis_name=molecule.basis)
+    mol = qml.qchem.Molecule(
+        list(molecule.symbols),
+        molecule.geometry_bohr,
+        charge=molecule.charge,
+        basis_name=molecule.basis,
+    )
     return int(mol.n_orbitals)
 
 
 def _active_orbital_count(molecule: Molecule, orbitals: int) -> int:
     import pennylane as qml
 
-    _, active = qml.qchem.active_space(molecule.electrons, orbitals, molecule.mult,
-                                       molecule.active_electrons, molecule.active_orbitals)
+    _, active = qml.qchem.active_space(
+        molecule.electrons,
+        orbitals,
+        molecule.mult,
+        molecule.active_electrons,
+        molecule.active_orbitals,
+    )
     return len(active)
 
 
@@ -232,15 +311,21 @@ def _pyscf_integrals(molecule: Molecule) -> tuple[np.ndarray, np.ndarray, np.nda
         raise QflowConfigError(
             f"{'An open-shell molecule (mult=' + str(molecule.mult) + ')' if molecule.open_shell else 'Basis ' + repr(molecule.basis)}"
             f" needs PySCF: pip install 'qflow-runtime[chem]'. Closed shells in "
-            f"{', '.join(DHF_BASES)} need nothing more.") from exc
+            f"{', '.join(DHF_BASES)} need nothing more."
+        ) from exc
     try:
-        mol = gto.M(atom=[(s, tuple(xyz)) for s, xyz in zip(molecule.symbols,
-                                                            molecule.geometry_bohr)],
-                    unit="Bohr", basis=molecule.basis, charge=molecule.charge,
-                    spin=molecule.mult - 1, verbose=0)
+        mol = gto.M(
+            atom=[(s, tuple(xyz)) for s, xyz in zip(molecule.symbols, molecule.geometry_bohr)],
+            unit="Bohr",
+            basis=molecule.basis,
+            charge=molecule.charge,
+            spin=molecule.mult - 1,
+            verbose=0,
+        )
     except (RuntimeError, KeyError) as exc:  # an unknown basis name
-        raise QflowInputError(f"PySCF has no basis {molecule.basis!r} for "
-                              f"{sorted(set(molecule.symbols))}: {exc}") from exc
+        raise QflowInputError(
+            f"PySCF has no basis {molecule.basis!r} for {sorted(set(molecule.symbols))}: {exc}"
+        ) from exc
     hf = (scf.RHF(mol) if molecule.mult == 1 else scf.ROHF(mol)).run()
     c = hf.mo_coeff
     one = c.T @ (mol.intor_symmetric("int1e_kin") + mol.intor_symmetric("int1e_nuc")) @ c
@@ -248,23 +333,30 @@ def _pyscf_integrals(molecule: Molecule) -> tuple[np.ndarray, np.ndarray, np.nda
     # Chemists' (pq|rs) to the physicists' order qchem's fermionic_observable takes.
     two = np.swapaxes(ao2mo.restore(1, ao2mo.full(mol, c), n), 1, 3)
     core_energy = float(mol.energy_nuc())
-    core, active = qml.qchem.active_space(molecule.electrons, n, molecule.mult,
-                                          molecule.active_electrons, molecule.active_orbitals)
+    core, active = qml.qchem.active_space(
+        molecule.electrons, n, molecule.mult, molecule.active_electrons, molecule.active_orbitals
+    )
     if core:
         # Frozen doubly occupied core: its energy, and its mean field on the active space.
         core_energy += sum(2 * one[i, i] for i in core) + sum(
-            2 * two[i, j, j, i] - two[i, j, i, j] for i in core for j in core)
+            2 * two[i, j, j, i] - two[i, j, i, j] for i in core for j in core
+        )
         one = one.copy()
         for p in active:
             for q in active:
                 one[p, q] += sum(2 * two[i, p, q, i] - two[i, p, i, q] for i in core)
     idx = np.array(active)
-    return (np.array([core_energy]), one[np.ix_(idx, idx)],
-            two[np.ix_(idx, idx, idx, idx)], len(active))
+    return (
+        np.array([core_energy]),
+        one[np.ix_(idx, idx)],
+        two[np.ix_(idx, idx, idx, idx)],
+        len(active),
+    )
 
 
-def exact_ground_energy(hamiltonian: Any, wires: int, electrons: int | None = None,
-                        mult: int | None = None) -> float:
+def exact_ground_energy(
+    hamiltonian: Any, wires: int, electrons: int | None = None, mult: int | None = None
+) -> float:
     """The lowest eigenvalue of a qubit Hamiltonian, in the sector of ``electrons``.
 
     With ``electrons`` (the molecule's: ``Molecule.qubit_electrons``) only basis states
@@ -286,13 +378,15 @@ def exact_ground_energy(hamiltonian: Any, wires: int, electrons: int | None = No
     matrix = hamiltonian.sparse_matrix(wire_order=range(wires)).tocsr()
     if electrons is None:
         if mult is not None:
-            raise QflowInputError("mult= needs electrons= too: a spin sector is taken within "
-                                  "an electron number.")
+            raise QflowInputError(
+                "mult= needs electrons= too: a spin sector is taken within an electron number."
+            )
         return _lowest(matrix, eigsh)
     if not isinstance(electrons, int | np.integer) or not 0 <= electrons <= wires:
-        raise QflowInputError(f"electrons must be an int from 0 to {wires} (the spin "
-                              f"orbitals); got {electrons!r}.")
-    index = np.arange(2 ** wires)
+        raise QflowInputError(
+            f"electrons must be an int from 0 to {wires} (the spin orbitals); got {electrons!r}."
+        )
+    index = np.arange(2**wires)
     # Wire w is the bit of weight 2**(wires-1-w); even wires are spin up (qchem's order).
     bits = [(index >> (wires - 1 - w)) & 1 for w in range(wires)]
     occupied = sum(bits)
@@ -303,8 +397,9 @@ def exact_ground_energy(hamiltonian: Any, wires: int, electrons: int | None = No
         keep &= (2 * up - electrons) == mult - 1  # the sector Sz = S
     sector = np.flatnonzero(keep)
     if sector.size == 0:
-        raise QflowInputError(f"No state of {electrons} electrons with mult={mult} fits "
-                              f"{wires} spin orbitals.")
+        raise QflowInputError(
+            f"No state of {electrons} electrons with mult={mult} fits {wires} spin orbitals."
+        )
     matrix = matrix[sector][:, sector]
     if mult is None:
         return _lowest(matrix, eigsh)

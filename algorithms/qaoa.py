@@ -78,14 +78,24 @@ class QAOAResult:
         """The result and what reproduces it, JSON-ready (the loop's trajectory too)."""
         from qflow.exports import jsonable
 
-        return jsonable({"best_cut": self.best_cut, "bitstring": self.bitstring,
-                         "expected_cut": self.expected_cut,
-                         "expected_cut_stderr": self.loop.final_cost_stderr,
-                         "max_cut": self.max_cut, "ratio": self.ratio, "params": self.params,
-                         "p": self.p, "measured": self.measured,
-                         "restart_cuts": self.restart_cuts, "levels": self.levels,
-                         "costs": self.loop.costs, "dispatch_id": self.dispatch_id,
-                         "inputs": self.inputs})
+        return jsonable(
+            {
+                "best_cut": self.best_cut,
+                "bitstring": self.bitstring,
+                "expected_cut": self.expected_cut,
+                "expected_cut_stderr": self.loop.final_cost_stderr,
+                "max_cut": self.max_cut,
+                "ratio": self.ratio,
+                "params": self.params,
+                "p": self.p,
+                "measured": self.measured,
+                "restart_cuts": self.restart_cuts,
+                "levels": self.levels,
+                "costs": self.loop.costs,
+                "dispatch_id": self.dispatch_id,
+                "inputs": self.inputs,
+            }
+        )
 
     def to_json(self, path: str | None = None) -> str:
         """:meth:`to_dict` as JSON text, also written to ``path`` if given."""
@@ -98,15 +108,21 @@ class QAOAResult:
         from qflow.exports import dataframe
 
         summary = {k: v for k, v in self.to_dict().items() if k != "costs"}
-        return dataframe({"step": list(range(len(self.loop.costs))),
-                          "expected_cut": [-c for c in self.loop.costs]}, summary)
+        return dataframe(
+            {
+                "step": list(range(len(self.loop.costs))),
+                "expected_cut": [-c for c in self.loop.costs],
+            },
+            summary,
+        )
 
 
 def ramp(p: int) -> np.ndarray:
     """The linear-ramp start (annealing-like): gammas rise, betas fall. It avoids QAOA's
     flat region near zero."""
-    return np.array([0.8 * (i + 1) / p for i in range(p)]
-                    + [0.8 * (1 - (i + 1) / p) + 0.1 for i in range(p)])
+    return np.array(
+        [0.8 * (i + 1) / p for i in range(p)] + [0.8 * (1 - (i + 1) / p) + 0.1 for i in range(p)]
+    )
 
 
 def interpolate(params: Any, p: int) -> np.ndarray:
@@ -121,8 +137,10 @@ def interpolate(params: Any, p: int) -> np.ndarray:
     params = np.asarray(params, dtype=float)
     q = params.size // 2
     if params.size != 2 * q or q < 1 or q > p:
-        raise QflowInputError(f"Warm-start params must hold gammas then betas for a depth "
-                              f"of at most p={p}; got {params.size} values.")
+        raise QflowInputError(
+            f"Warm-start params must hold gammas then betas for a depth "
+            f"of at most p={p}; got {params.size} values."
+        )
     gammas, betas = params[:q], params[q:]
     while gammas.size < p:
         gammas, betas = _interp_step(gammas), _interp_step(betas)
@@ -132,16 +150,26 @@ def interpolate(params: Any, p: int) -> np.ndarray:
 def _interp_step(angles: np.ndarray) -> np.ndarray:
     q = angles.size
     padded = np.concatenate([[0.0], angles, [0.0]])
-    return np.array([(i / q) * padded[i] + ((q - i) / q) * padded[i + 1]
-                     for i in range(q + 1)])
+    return np.array([(i / q) * padded[i] + ((q - i) / q) * padded[i + 1] for i in range(q + 1)])
 
 
-def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", optimizer: Any = None,
-                steps: int = 150, pack: int = 50, tol: float | None = None,
-                top_k: int = 16, diff_method: str | None = None,
-                initial_params: Sequence[float] | None = None, restarts: int = 1,
-                seed: int | None = None, warm_start: bool | QAOAResult = False,
-                final_repeats: int = 20) -> QAOAResult:
+def qaoa_maxcut(
+    graph: Any,
+    p: int = 1,
+    *,
+    backend: Any = "lightning.qubit",
+    optimizer: Any = None,
+    steps: int = 150,
+    pack: int = 50,
+    tol: float | None = None,
+    top_k: int = 16,
+    diff_method: str | None = None,
+    initial_params: Sequence[float] | None = None,
+    restarts: int = 1,
+    seed: int | None = None,
+    warm_start: bool | QAOAResult = False,
+    final_repeats: int = 20,
+) -> QAOAResult:
     """Solve MaxCut with depth-``p`` QAOA.
 
     ``ratio`` is the expected cut of the optimised state over the brute-force maximum
@@ -177,24 +205,35 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
         raise QflowInputError("Give initial_params or warm_start, not both.")
     if isinstance(warm_start, QAOAResult):
         if warm_start.p >= p:
-            raise QflowInputError(f"warm_start is a depth-{warm_start.p} result; it can only "
-                                  f"start a deeper run than that (p > {warm_start.p}).")
+            raise QflowInputError(
+                f"warm_start is a depth-{warm_start.p} result; it can only "
+                f"start a deeper run than that (p > {warm_start.p})."
+            )
         first = interpolate(warm_start.params, p)
     elif warm_start is True:
         first = None
     elif warm_start is False:
         first = ramp(p) if initial_params is None else np.asarray(initial_params, float)
         if first.shape != (2 * p,):
-            raise QflowInputError(f"initial_params holds p={p} gammas then {p} betas "
-                                  f"({2 * p} values); got shape {first.shape}.")
+            raise QflowInputError(
+                f"initial_params holds p={p} gammas then {p} betas "
+                f"({2 * p} values); got shape {first.shape}."
+            )
     else:
-        raise QflowInputError(f"warm_start is True, False or a QAOAResult of a smaller "
-                              f"depth; got {warm_start!r}.")
+        raise QflowInputError(
+            f"warm_start is True, False or a QAOAResult of a smaller depth; got {warm_start!r}."
+        )
     cost_h = qml.sum(*(0.5 * (qml.Z(u) @ qml.Z(v)) - 0.5 * qml.Identity(u) for u, v in edges))
     mixer_h = qml.sum(*(qml.X(w) for w in range(n)))
     rng = np.random.default_rng(seed)
-    run = {"optimizer": optimizer or qml.AdamOptimizer(0.05), "steps": steps, "pack": pack,
-           "tol": tol, "diff_method": diff_method, "final_repeats": final_repeats}
+    run = {
+        "optimizer": optimizer or qml.AdamOptimizer(0.05),
+        "steps": steps,
+        "pack": pack,
+        "tol": tol,
+        "diff_method": diff_method,
+        "final_repeats": final_repeats,
+    }
     levels: list[float] = []
     if first is None:  # the ladder: depth 1, then each deeper one from the last optimum
         params = ramp(1)
@@ -203,8 +242,10 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
             levels.append(-loops[0].final_cost)
             params = interpolate(loops[0].params, depth + 1)
         first = params
-    starts = [first] + [np.concatenate([rng.uniform(0, np.pi, p), rng.uniform(0, np.pi / 2, p)])
-                        for _ in range(restarts - 1)]
+    starts = [first] + [
+        np.concatenate([rng.uniform(0, np.pi, p), rng.uniform(0, np.pi / 2, p)])
+        for _ in range(restarts - 1)
+    ]
     loops = _optimise(n, p, cost_h, mixer_h, chosen, starts, run)
     loop = min(loops, key=lambda r: r.final_cost)
     levels.append(-loop.final_cost)
@@ -221,6 +262,7 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
         samples = chosen.qnode(sample, chosen.make_device(n))
         candidates = [int(bits, 2) for bits in samples(loop.params)]
     else:
+
         @qml.qnode(qml.device("default.qubit", wires=n))
         def probabilities(params: Any) -> Any:
             layers(params)
@@ -237,17 +279,36 @@ def qaoa_maxcut(graph: Any, p: int = 1, *, backend: Any = "lightning.qubit", opt
             f"QAOA ended with an expected cut of {expected:.3f}, below the {random_cut:.1f} "
             "a random assignment gets: the optimizer went the wrong way or diverged. Use a "
             "smaller step (e.g. optimizer=qml.AdamOptimizer(0.05)), more steps, or "
-            "restarts.", QflowWarning, stacklevel=2)
-    inputs = {**loop.inputs, "graph": {"nodes": n, "edges": [list(e) for e in edges]},
-              "p": p, "restarts": restarts, "seed": seed, "top_k": top_k,
-              "warm_start": warm_start if isinstance(warm_start, bool) else
-              f"depth-{warm_start.p} result {warm_start.dispatch_id}"}
+            "restarts.",
+            QflowWarning,
+            stacklevel=2,
+        )
+    inputs = {
+        **loop.inputs,
+        "graph": {"nodes": n, "edges": [list(e) for e in edges]},
+        "p": p,
+        "restarts": restarts,
+        "seed": seed,
+        "top_k": top_k,
+        "warm_start": warm_start
+        if isinstance(warm_start, bool)
+        else f"depth-{warm_start.p} result {warm_start.dispatch_id}",
+    }
     return QAOAResult(
-        best_cut=cut_size(_bits(best, n), edges), bitstring="".join(map(str, _bits(best, n))),
-        expected_cut=expected, max_cut=max_cut,
-        ratio=expected / max_cut if max_cut else None, params=loop.params,
-        dispatch_id=loop.dispatch_id, loop=loop, measured=chosen.shots is not None, p=p,
-        restart_cuts=[-r.final_cost for r in loops], levels=levels, inputs=inputs)
+        best_cut=cut_size(_bits(best, n), edges),
+        bitstring="".join(map(str, _bits(best, n))),
+        expected_cut=expected,
+        max_cut=max_cut,
+        ratio=expected / max_cut if max_cut else None,
+        params=loop.params,
+        dispatch_id=loop.dispatch_id,
+        loop=loop,
+        measured=chosen.shots is not None,
+        p=p,
+        restart_cuts=[-r.final_cost for r in loops],
+        levels=levels,
+        inputs=inputs,
+    )
 
 
 def _layers(params: Any, n: int, p: int, cost_h: Any, mixer_h: Any) -> None:
@@ -260,8 +321,15 @@ def _layers(params: Any, n: int, p: int, cost_h: Any, mixer_h: Any) -> None:
         qml.qaoa.mixer_layer(params[p + i], mixer_h)
 
 
-def _optimise(n: int, p: int, cost_h: Any, mixer_h: Any, backend: Any,
-              starts: list[np.ndarray], run: dict[str, Any]) -> list[LoopResult]:
+def _optimise(
+    n: int,
+    p: int,
+    cost_h: Any,
+    mixer_h: Any,
+    backend: Any,
+    starts: list[np.ndarray],
+    run: dict[str, Any],
+) -> list[LoopResult]:
     import pennylane as qml
 
     def circuit(params: Any) -> Any:

@@ -12,8 +12,12 @@ from typing import Any
 import numpy as np
 
 import qflow
-from qflow.algorithms.chemistry import (Molecule, check_unit, exact_ground_energy,
-                                        molecular_hamiltonian)
+from qflow.algorithms.chemistry import (
+    Molecule,
+    check_unit,
+    exact_ground_energy,
+    molecular_hamiltonian,
+)
 from qflow.algorithms.vqe import ANSATZE, DEFAULT_ANSATZ, build_circuit
 from qflow.backends import get_backend
 from qflow.exceptions import QflowConfigError, QflowInputError
@@ -33,37 +37,52 @@ def report_point(value: float, chunks: list[dict[str, Any]], exact: float) -> fl
 
 
 @qflow.lattice
-def molecule_point(molecule: Molecule, value: float, backend: Any, steps: int, pack: int,
-                   ansatz: str) -> dict[str, Any]:
+def molecule_point(
+    molecule: Molecule, value: float, backend: Any, steps: int, pack: int, ansatz: str
+) -> dict[str, Any]:
     """VQE and the exact energy for one geometry; a sublattice of :func:`molecule_scan`."""
     hamiltonian, wires = molecular_hamiltonian(molecule)
     electrons = molecule.qubit_electrons
     circuit, n_params = build_circuit(ansatz, hamiltonian, wires, electrons)
-    loop_id, spec_blob, state = prepare(circuit, np.zeros(n_params), wires=wires,
-                                        backend=backend, steps=steps, pack=pack, tol=1e-8)
+    loop_id, spec_blob, state = prepare(
+        circuit, np.zeros(n_params), wires=wires, backend=backend, steps=steps, pack=pack, tol=1e-8
+    )
     loop = variational_loop(loop_id, spec_blob, state, steps, pack)
     exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=molecule.mult)
-    return {"value": value, "exact": exact, "chunks": loop["chunks"],
-            "energy": report_point(value, loop["chunks"], exact)}
+    return {
+        "value": value,
+        "exact": exact,
+        "chunks": loop["chunks"],
+        "energy": report_point(value, loop["chunks"], exact),
+    }
 
 
 @qflow.lattice
-def molecule_scan(molecules: Sequence[Molecule], values: Sequence[float],
-                  backend: Any = "lightning.qubit", steps: int = 60, pack: int = 20,
-                  ansatz: str = DEFAULT_ANSATZ) -> list[dict[str, Any]]:
+def molecule_scan(
+    molecules: Sequence[Molecule],
+    values: Sequence[float],
+    backend: Any = "lightning.qubit",
+    steps: int = 60,
+    pack: int = 20,
+    ansatz: str = DEFAULT_ANSATZ,
+) -> list[dict[str, Any]]:
     """One :func:`molecule_point` sublattice per geometry, run in parallel."""
     point = qflow.electron(molecule_point)
     return [point(m, v, backend, steps, pack, ansatz) for m, v in zip(molecules, values)]
 
 
 @qflow.lattice
-def bond_scan(bond_lengths: Sequence[float], backend: Any = "lightning.qubit", steps: int = 60,
-              pack: int = 20, ansatz: str = DEFAULT_ANSATZ,
-              unit: str = "angstrom") -> list[dict[str, Any]]:
+def bond_scan(
+    bond_lengths: Sequence[float],
+    backend: Any = "lightning.qubit",
+    steps: int = 60,
+    pack: int = 20,
+    ansatz: str = DEFAULT_ANSATZ,
+    unit: str = "angstrom",
+) -> list[dict[str, Any]]:
     """The H2 potential energy curve: one :func:`molecule_point` sublattice per length."""
     point = qflow.electron(molecule_point)
-    return [point(Molecule.h2(b, unit=unit), b, backend, steps, pack, ansatz)
-            for b in bond_lengths]
+    return [point(Molecule.h2(b, unit=unit), b, backend, steps, pack, ansatz) for b in bond_lengths]
 
 
 def stretch(molecule: Molecule, length: float, atoms: tuple[int, int] = (0, 1)) -> Molecule:
@@ -112,20 +131,29 @@ class ScanResult:
 
     def table(self) -> str:
         label = f"{self.parameter} ({_UNIT_LABEL.get(self.unit, self.unit)})"
-        lines = [f"{label:>9} {'VQE (Ha)':>13} {'exact (Ha)':>13} {'|diff| mHa':>11} "
-                 f"{'iters':>6}"]
+        lines = [f"{label:>9} {'VQE (Ha)':>13} {'exact (Ha)':>13} {'|diff| mHa':>11} {'iters':>6}"]
         for r in self.rows:
-            lines.append(f"{r['value']:>9.3f} {r['energy']:>13.6f} {r['exact']:>13.6f} "
-                         f"{r['error_mha']:>11.4f} {r['iterations']:>6d}")
+            lines.append(
+                f"{r['value']:>9.3f} {r['energy']:>13.6f} {r['exact']:>13.6f} "
+                f"{r['error_mha']:>11.4f} {r['iterations']:>6d}"
+            )
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """Rows, unit, parameter and the inputs that reproduce the scan, JSON-ready."""
         from qflow.exports import jsonable
 
-        return jsonable({"parameter": self.parameter, "unit": self.unit, "rows": self.rows,
-                         "dispatch_id": self.dispatch_id, "seconds": self.seconds,
-                         "plot": self.plot, "inputs": self.inputs})
+        return jsonable(
+            {
+                "parameter": self.parameter,
+                "unit": self.unit,
+                "rows": self.rows,
+                "dispatch_id": self.dispatch_id,
+                "seconds": self.seconds,
+                "plot": self.plot,
+                "inputs": self.inputs,
+            }
+        )
 
     def to_json(self, path: str | Path | None = None) -> str:
         """:meth:`to_dict` as JSON text, also written to ``path`` if given."""
@@ -170,11 +198,13 @@ def _check_values(values: Any, what: str, positive: bool) -> list[float]:
     try:
         out = [float(v) for v in values]
     except (TypeError, ValueError):
-        raise QflowInputError(f"{what} is a list of numbers such as [0.6, 0.74]; got "
-                              f"{values!r}.") from None
+        raise QflowInputError(
+            f"{what} is a list of numbers such as [0.6, 0.74]; got {values!r}."
+        ) from None
     if not out or not all(np.isfinite(out)) or (positive and min(out) <= 0):
-        raise QflowInputError(f"{what} must be {'positive ' if positive else ''}finite "
-                              f"numbers; got {out}.")
+        raise QflowInputError(
+            f"{what} must be {'positive ' if positive else ''}finite numbers; got {out}."
+        )
     return out
 
 
@@ -185,12 +215,14 @@ def _check_run(backend: Any, steps: Any, pack: Any, ansatz: Any) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise QflowConfigError(f"{name} must be a whole number >= 1; got {value!r}.")
     if ansatz not in ANSATZE:
-        raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: "
-                               f"{', '.join(ANSATZE)}.")
+        raise QflowConfigError(
+            f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}."
+        )
 
 
-def _run(lattice: Any, args: tuple[Any, ...], n: int, progress: Callable[[str], Any] | None,
-         label: str) -> tuple[Any, float]:
+def _run(
+    lattice: Any, args: tuple[Any, ...], n: int, progress: Callable[[str], Any] | None, label: str
+) -> tuple[Any, float]:
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(lattice)(*args)
     done = -1
@@ -204,7 +236,8 @@ def _run(lattice: Any, args: tuple[Any, ...], n: int, progress: Callable[[str], 
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         raise qflow.exceptions.DispatchFailedError(
-            f"Scan {res.dispatch_id} ended {res.status}:\n{res.error}")
+            f"Scan {res.dispatch_id} ended {res.status}:\n{res.error}"
+        )
     return res, time.perf_counter() - t0
 
 
@@ -212,18 +245,32 @@ def _rows(res: Any, molecules: Sequence[Molecule]) -> list[dict[str, Any]]:
     rows = []
     for point, molecule in zip(res.result, molecules):
         loop = collect(point["chunks"], res.dispatch_id, 0.0)
-        rows.append({"value": point["value"], "energy": loop.final_cost,
-                     "exact": point["exact"], "iterations": loop.iterations,
-                     "error_mha": abs(loop.final_cost - point["exact"]) * 1000,
-                     "molecule": molecule.to_dict()})
+        rows.append(
+            {
+                "value": point["value"],
+                "energy": loop.final_cost,
+                "exact": point["exact"],
+                "iterations": loop.iterations,
+                "error_mha": abs(loop.final_cost - point["exact"]) * 1000,
+                "molecule": molecule.to_dict(),
+            }
+        )
     return rows
 
 
-def scan(molecule: Molecule | Callable[[float], Molecule], values: Sequence[float], *,
-         atoms: tuple[int, int] = (0, 1), parameter: str = "R",
-         backend: Any = "lightning.qubit", steps: int = 60, pack: int = 20,
-         ansatz: str = DEFAULT_ANSATZ, plot: str | Path | None = None,
-         progress: Callable[[str], Any] | None = None) -> ScanResult:
+def scan(
+    molecule: Molecule | Callable[[float], Molecule],
+    values: Sequence[float],
+    *,
+    atoms: tuple[int, int] = (0, 1),
+    parameter: str = "R",
+    backend: Any = "lightning.qubit",
+    steps: int = 60,
+    pack: int = 20,
+    ansatz: str = DEFAULT_ANSATZ,
+    plot: str | Path | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> ScanResult:
     """Scan any molecule's geometry with VQE, one parallel sublattice per value, and
     compare each point with the exact energy in the molecule's electron and spin sector.
 
@@ -252,33 +299,64 @@ def scan(molecule: Molecule | Callable[[float], Molecule], values: Sequence[floa
         for v in values:
             made = molecule(v)
             if not isinstance(made, Molecule):
-                raise QflowInputError(f"The molecule function returned "
-                                      f"{type(made).__name__} {made!r} for {v}; it must "
-                                      "return a qflow.algorithms.Molecule.")
+                raise QflowInputError(
+                    f"The molecule function returned "
+                    f"{type(made).__name__} {made!r} for {v}; it must "
+                    "return a qflow.algorithms.Molecule."
+                )
             molecules.append(made)
         unit = molecules[0].unit if parameter == "R" else ""
     else:
-        raise QflowInputError(f"molecule is a Molecule or a function value -> Molecule; got "
-                              f"{type(molecule).__name__} {molecule!r}.")
+        raise QflowInputError(
+            f"molecule is a Molecule or a function value -> Molecule; got "
+            f"{type(molecule).__name__} {molecule!r}."
+        )
     _check_run(backend, steps, pack, ansatz)
-    res, seconds = _run(molecule_scan, (molecules, values, backend, steps, pack, ansatz),
-                        len(values), progress, "points")
+    res, seconds = _run(
+        molecule_scan,
+        (molecules, values, backend, steps, pack, ansatz),
+        len(values),
+        progress,
+        "points",
+    )
     rows = _rows(res, molecules)
     name = "".join(molecules[0].symbols)
     xlabel = f"{parameter} ({_UNIT_LABEL[unit]})" if unit in _UNIT_LABEL else parameter
-    path = _plot(rows, Path(plot), xlabel, f"{name} energy, {molecules[0].basis.upper()}") \
-        if plot else None
-    inputs = {"backend": get_backend(backend).describe(), "steps": steps, "pack": pack,
-              "ansatz": ansatz, "atoms": list(atoms), "versions": versions()}
-    return ScanResult(rows=rows, dispatch_id=res.dispatch_id, seconds=seconds, plot=path,
-                      unit=unit, parameter=parameter, inputs=inputs)
+    path = (
+        _plot(rows, Path(plot), xlabel, f"{name} energy, {molecules[0].basis.upper()}")
+        if plot
+        else None
+    )
+    inputs = {
+        "backend": get_backend(backend).describe(),
+        "steps": steps,
+        "pack": pack,
+        "ansatz": ansatz,
+        "atoms": list(atoms),
+        "versions": versions(),
+    }
+    return ScanResult(
+        rows=rows,
+        dispatch_id=res.dispatch_id,
+        seconds=seconds,
+        plot=path,
+        unit=unit,
+        parameter=parameter,
+        inputs=inputs,
+    )
 
 
-def scan_h2(bond_lengths: Sequence[float] = (0.5, 0.6, 0.74, 0.9, 1.1, 1.3), *,
-            backend: Any = "lightning.qubit", steps: int = 60, pack: int = 20,
-            ansatz: str = DEFAULT_ANSATZ, plot: str | Path | None = "h2_scan.png",
-            progress: Callable[[str], Any] | None = None, unit: str = "angstrom"
-            ) -> ScanResult:
+def scan_h2(
+    bond_lengths: Sequence[float] = (0.5, 0.6, 0.74, 0.9, 1.1, 1.3),
+    *,
+    backend: Any = "lightning.qubit",
+    steps: int = 60,
+    pack: int = 20,
+    ansatz: str = DEFAULT_ANSATZ,
+    plot: str | Path | None = "h2_scan.png",
+    progress: Callable[[str], Any] | None = None,
+    unit: str = "angstrom",
+) -> ScanResult:
     """Scan H2 bond lengths with VQE and compare with exact energies (see :func:`scan`
     for any other molecule).
 
@@ -295,14 +373,29 @@ def scan_h2(bond_lengths: Sequence[float] = (0.5, 0.6, 0.74, 0.9, 1.1, 1.3), *,
     unit = check_unit(unit)
     bonds = _check_values(bond_lengths, f"bond_lengths (distances in {unit})", positive=True)
     _check_run(backend, steps, pack, ansatz)
-    res, seconds = _run(bond_scan, (bonds, backend, steps, pack, ansatz, unit), len(bonds),
-                        progress, "bond lengths")
+    res, seconds = _run(
+        bond_scan, (bonds, backend, steps, pack, ansatz, unit), len(bonds), progress, "bond lengths"
+    )
     rows = _rows(res, [Molecule.h2(b, unit=unit) for b in bonds])
     for row in rows:
         row["bond_length"] = row["value"]
-    path = _plot(rows, Path(plot), f"H-H distance ({_UNIT_LABEL[unit]})",
-                 "H2 potential energy curve, STO-3G") if plot else None
-    inputs = {"backend": get_backend(backend).describe(), "steps": steps, "pack": pack,
-              "ansatz": ansatz, "versions": versions()}
-    return ScanResult(rows=rows, dispatch_id=res.dispatch_id, seconds=seconds, plot=path,
-                      unit=unit, inputs=inputs)
+    path = (
+        _plot(
+            rows,
+            Path(plot),
+            f"H-H distance ({_UNIT_LABEL[unit]})",
+            "H2 potential energy curve, STO-3G",
+        )
+        if plot
+        else None
+    )
+    inputs = {
+        "backend": get_backend(backend).describe(),
+        "steps": steps,
+        "pack": pack,
+        "ansatz": ansatz,
+        "versions": versions(),
+    }
+    return ScanResult(
+        rows=rows, dispatch_id=res.dispatch_id, seconds=seconds, plot=path, unit=unit, inputs=inputs
+    )

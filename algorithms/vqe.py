@@ -8,13 +8,25 @@ from typing import Any
 
 import numpy as np
 
-from qflow.algorithms.chemistry import (Molecule, check_mapping, check_unit,
-                                        exact_ground_energy, molecular_hamiltonian)
+from qflow.algorithms.chemistry import (
+    Molecule,
+    check_mapping,
+    check_unit,
+    exact_ground_energy,
+    molecular_hamiltonian,
+)
 from qflow.exceptions import QflowConfigError, QflowInputError
 from qflow.variational import LoopResult, minimize
 
-__all__ = ["Molecule", "VQEResult", "build_circuit", "check_unit", "exact_ground_energy",
-           "molecular_hamiltonian", "vqe"]
+__all__ = [
+    "Molecule",
+    "VQEResult",
+    "build_circuit",
+    "check_unit",
+    "exact_ground_energy",
+    "molecular_hamiltonian",
+    "vqe",
+]
 
 ANSATZE = ("singles_doubles", "double_excitation", "uccsd")
 #: The default: singles matter wherever orbitals relax (about 0.4 mHa on LiH without
@@ -45,11 +57,19 @@ class VQEResult:
         """The result and its inputs as JSON-ready values (the loop's are in ``inputs``)."""
         from qflow.exports import jsonable
 
-        return jsonable({"energy": self.energy, "energy_stderr": self.energy_stderr,
-                         "energies": self.energies, "params": self.params,
-                         "iterations": self.iterations, "converged": self.loop.converged,
-                         "seconds": self.seconds, "dispatch_id": self.dispatch_id,
-                         "inputs": self.inputs})
+        return jsonable(
+            {
+                "energy": self.energy,
+                "energy_stderr": self.energy_stderr,
+                "energies": self.energies,
+                "params": self.params,
+                "iterations": self.iterations,
+                "converged": self.loop.converged,
+                "seconds": self.seconds,
+                "dispatch_id": self.dispatch_id,
+                "inputs": self.inputs,
+            }
+        )
 
     def to_json(self, path: str | None = None) -> str:
         """:meth:`to_dict` as JSON text, also written to ``path`` if given."""
@@ -62,8 +82,9 @@ class VQEResult:
         from qflow.exports import dataframe
 
         summary = {k: v for k, v in self.to_dict().items() if k != "energies"}
-        return dataframe({"step": list(range(len(self.energies))), "energy": self.energies},
-                         summary)
+        return dataframe(
+            {"step": list(range(len(self.energies))), "energy": self.energies}, summary
+        )
 
 
 def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> tuple[Any, int]:
@@ -71,37 +92,57 @@ def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> 
     import pennylane as qml
 
     if ansatz not in ANSATZE:
-        raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}.")
+        raise QflowConfigError(
+            f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}."
+        )
     hf = qml.qchem.hf_state(electrons, wires)
     singles, doubles = qml.qchem.excitations(electrons, wires)
     if ansatz == "double_excitation":
+
         def circuit(params: Any) -> Any:
             qml.BasisState(hf, wires=range(wires))
             for theta, d in zip(params, doubles):
                 qml.DoubleExcitation(theta, wires=d)
             return qml.expval(hamiltonian)
+
         return circuit, len(doubles)
     if ansatz == "singles_doubles":
+
         def circuit(params: Any) -> Any:
-            qml.AllSinglesDoubles(params, wires=range(wires), hf_state=hf, singles=singles,
-                                  doubles=doubles)
+            qml.AllSinglesDoubles(
+                params, wires=range(wires), hf_state=hf, singles=singles, doubles=doubles
+            )
             return qml.expval(hamiltonian)
+
         return circuit, len(singles) + len(doubles)
     s_wires, d_wires = qml.qchem.excitations_to_wires(singles, doubles)
 
     def circuit(params: Any) -> Any:
         qml.UCCSD(params, wires=range(wires), s_wires=s_wires, d_wires=d_wires, init_state=hf)
         return qml.expval(hamiltonian)
+
     return circuit, len(singles) + len(doubles)
 
 
-def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int | None = None,
-        electrons: int | None = None, ansatz: str = DEFAULT_ANSATZ, optimizer: Any = None,
-        backend: Any = "lightning.qubit", steps: int = 100, pack: int = 10,
-        tol: float | None = 1e-8, initial_params: Sequence[float] | None = None,
-        diff_method: str | None = None, mapping: str = "jordan_wigner",
-        final_repeats: int = 20, callback: Any = None, progress: bool | None = None
-        ) -> VQEResult:
+def vqe(
+    molecule: Molecule | None = None,
+    *,
+    hamiltonian: Any = None,
+    wires: int | None = None,
+    electrons: int | None = None,
+    ansatz: str = DEFAULT_ANSATZ,
+    optimizer: Any = None,
+    backend: Any = "lightning.qubit",
+    steps: int = 100,
+    pack: int = 10,
+    tol: float | None = 1e-8,
+    initial_params: Sequence[float] | None = None,
+    diff_method: str | None = None,
+    mapping: str = "jordan_wigner",
+    final_repeats: int = 20,
+    callback: Any = None,
+    progress: bool | None = None,
+) -> VQEResult:
     """Find a ground-state energy with VQE on a backend, packed ``pack`` steps per actor call.
 
     Args:
@@ -128,38 +169,64 @@ def vqe(molecule: Molecule | None = None, *, hamiltonian: Any = None, wires: int
             f"mapping={mapping!r}: the built-in ansatze prepare Hartree-Fock and apply "
             "excitations in the Jordan-Wigner encoding, so they would be wrong here. Build "
             f"the Hamiltonian with molecular_hamiltonian(molecule, mapping={mapping!r}) and "
-            "minimise your own circuit with qflow.variational.minimize.")
+            "minimise your own circuit with qflow.variational.minimize."
+        )
     described: dict[str, Any] = {"ansatz": ansatz, "mapping": mapping}
     if molecule is not None:
         if hamiltonian is not None:
             raise QflowInputError("Give a molecule or a hamiltonian, not both.")
         if not isinstance(molecule, Molecule):
-            raise QflowInputError(f"molecule is a qflow.algorithms.Molecule; got "
-                                  f"{type(molecule).__name__} {molecule!r}.")
+            raise QflowInputError(
+                f"molecule is a qflow.algorithms.Molecule; got "
+                f"{type(molecule).__name__} {molecule!r}."
+            )
         if ansatz not in ANSATZE:  # before the Hamiltonian, which can take a while
-            raise QflowConfigError(f"Unknown ansatz {ansatz!r}. Valid ansatze are: "
-                                   f"{', '.join(ANSATZE)}.")
+            raise QflowConfigError(
+                f"Unknown ansatz {ansatz!r}. Valid ansatze are: {', '.join(ANSATZE)}."
+            )
         hamiltonian, wires = molecular_hamiltonian(molecule)
         electrons = molecule.qubit_electrons
         described["molecule"] = molecule.to_dict()
     elif hamiltonian is None or wires is None or electrons is None:
         raise QflowInputError(
             "vqe needs a molecule, or a hamiltonian with wires= and electrons=: e.g. "
-            "vqe(Molecule.h2()) or vqe(hamiltonian=H, wires=4, electrons=2).")
+            "vqe(Molecule.h2()) or vqe(hamiltonian=H, wires=4, electrons=2)."
+        )
     else:
-        described["hamiltonian"] = {"wires": wires, "electrons": electrons,
-                                    "terms": len(hamiltonian.terms()[0])}
+        described["hamiltonian"] = {
+            "wires": wires,
+            "electrons": electrons,
+            "terms": len(hamiltonian.terms()[0]),
+        }
     circuit, n_params = build_circuit(ansatz, hamiltonian, wires, electrons)
     params = np.zeros(n_params) if initial_params is None else np.asarray(initial_params, float)
     if params.shape != (n_params,):
         raise QflowInputError(
             f"The {ansatz} ansatz for this molecule takes {n_params} params; initial_params has "
-            f"shape {params.shape}.")
-    loop = minimize(circuit, params, wires=wires, backend=backend, optimizer=optimizer,
-                    steps=steps, pack=pack, tol=tol, diff_method=diff_method,
-                    final_repeats=final_repeats, callback=callback, progress=progress)
-    return VQEResult(energies=loop.costs, energy=loop.final_cost, params=loop.params,
-                     iterations=loop.iterations, seconds=loop.seconds,
-                     dispatch_id=loop.dispatch_id, loop=loop,
-                     energy_stderr=loop.final_cost_stderr,
-                     inputs={**described, **loop.inputs})
+            f"shape {params.shape}."
+        )
+    loop = minimize(
+        circuit,
+        params,
+        wires=wires,
+        backend=backend,
+        optimizer=optimizer,
+        steps=steps,
+        pack=pack,
+        tol=tol,
+        diff_method=diff_method,
+        final_repeats=final_repeats,
+        callback=callback,
+        progress=progress,
+    )
+    return VQEResult(
+        energies=loop.costs,
+        energy=loop.final_cost,
+        params=loop.params,
+        iterations=loop.iterations,
+        seconds=loop.seconds,
+        dispatch_id=loop.dispatch_id,
+        loop=loop,
+        energy_stderr=loop.final_cost_stderr,
+        inputs={**described, **loop.inputs},
+    )

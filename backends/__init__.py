@@ -11,8 +11,7 @@ from typing import Any
 
 from qflow.backends.base import Backend
 from qflow.backends.braket import BraketAwsBackend, BraketLocalBackend, BraketLocalDMBackend
-from qflow.backends.pennylane import (DefaultMixedBackend, DefaultQubitBackend,
-                                      LightningQubitBackend)
+from qflow.backends.pennylane import DefaultMixedBackend, DefaultQubitBackend, LightningQubitBackend
 from qflow.backends.simulated import SimulatedQPUBackend
 from qflow.exceptions import QflowConfigError
 
@@ -49,11 +48,13 @@ def _from_entry_point(name: str) -> type[Backend] | None:
             try:
                 cls = ep.load()
             except Exception as exc:
-                raise QflowConfigError(f"Backend {name!r} is offered by {ep.value!r}, which "
-                                       f"failed to load: {exc!r}.") from exc
+                raise QflowConfigError(
+                    f"Backend {name!r} is offered by {ep.value!r}, which failed to load: {exc!r}."
+                ) from exc
             if not (isinstance(cls, type) and issubclass(cls, Backend)):
-                raise QflowConfigError(f"Entry point {name!r} ({ep.value}) is not a "
-                                       "qflow.backends.Backend subclass.")
+                raise QflowConfigError(
+                    f"Entry point {name!r} ({ep.value}) is not a qflow.backends.Backend subclass."
+                )
             return cls
     return None
 
@@ -72,7 +73,8 @@ def get_backend(spec: str | Backend, **kwargs: Any) -> Backend:
         if kwargs:
             raise QflowConfigError(
                 f"Options {sorted(kwargs)} given with a Backend object {spec!r}; set them "
-                "on the object instead.")
+                "on the object instead."
+            )
         return spec
     cls = Backend.registry.get(spec) if isinstance(spec, str) else None
     if cls is None and isinstance(spec, str):
@@ -81,7 +83,8 @@ def get_backend(spec: str | Backend, **kwargs: Any) -> Backend:
         valid = ", ".join(sorted({*Backend.registry, *_entry_point_names()}))
         raise QflowConfigError(
             f"Unknown backend {spec!r}. Valid backends are: {valid}. They need the quantum "
-            "extra: pip install 'qflow-runtime[quantum]'.")
+            "extra: pip install 'qflow-runtime[quantum]'."
+        )
     try:
         return cls(**kwargs)
     except TypeError as exc:

@@ -53,19 +53,26 @@ class Backend(abc.ABC):
             raise TypeError(f"{cls.__name__} must set a class attribute name = '<registry name>'.")
         Backend.registry[cls.name] = cls
 
-    def __init__(self, *, shots: int | None = None, seed: int | None = None,
-                 resources: Mapping[str, float] | None = None, noise: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        shots: int | None = None,
+        seed: int | None = None,
+        resources: Mapping[str, float] | None = None,
+        noise: Any = None,
+    ) -> None:
         from qflow.exceptions import QflowConfigError
 
         if shots is not None and (not isinstance(shots, int) or shots <= 0):
             raise QflowConfigError(f"shots must be None or a positive int; got {shots!r}.")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)
-                                 or seed < 0):
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
             raise QflowConfigError(f"seed must be None or an int >= 0; got {seed!r}.")
         if seed is not None and not self.seedable:
-            raise QflowConfigError(f"Backend {self.name} cannot be seeded: its sampling is "
-                                   "not under qflow's control. Drop seed=, or use "
-                                   "default.qubit or lightning.qubit for a reproducible run.")
+            raise QflowConfigError(
+                f"Backend {self.name} cannot be seeded: its sampling is "
+                "not under qflow's control. Drop seed=, or use "
+                "default.qubit or lightning.qubit for a reproducible run."
+            )
         self.shots = shots
         self.seed = seed
         self.resources = dict(resources or {})
@@ -73,17 +80,22 @@ class Backend(abc.ABC):
 
     def __repr__(self) -> str:
         noise = "" if self.noise is None else f", noise={self.noise!r}"
-        return (f"{type(self).__name__}(shots={self.shots!r}, resources={self.resources!r}"
-                f"{noise})")
+        return f"{type(self).__name__}(shots={self.shots!r}, resources={self.resources!r}{noise})"
 
     def describe(self) -> dict[str, Any]:
         """The settings that decide this backend's numbers, as JSON-ready values (what a
         result records so that a run can be repeated)."""
-        noise = self.noise if self.noise is None or isinstance(self.noise, float) else repr(
-            self.noise)
-        return {"name": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                "shots": self.shots, "seed": self.seed, "noise": noise,
-                "resources": dict(self.resources)}
+        noise = (
+            self.noise if self.noise is None or isinstance(self.noise, float) else repr(self.noise)
+        )
+        return {
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "shots": self.shots,
+            "seed": self.seed,
+            "noise": noise,
+            "resources": dict(self.resources),
+        }
 
     @abc.abstractmethod
     def make_device(self, wires: int) -> Any:
@@ -123,22 +135,35 @@ class Backend(abc.ABC):
         from qflow.exceptions import QflowConfigError
 
         if requested is None:
-            return "parameter-shift" if self.shots is not None and self.diff_method in \
-                EXACT_ONLY else self.diff_method
+            return (
+                "parameter-shift"
+                if self.shots is not None and self.diff_method in EXACT_ONLY
+                else self.diff_method
+            )
         if requested not in DIFF_METHODS:
-            raise QflowConfigError(f"diff_method {requested!r} is not one of "
-                                   f"{', '.join(DIFF_METHODS)}.")
+            raise QflowConfigError(
+                f"diff_method {requested!r} is not one of {', '.join(DIFF_METHODS)}."
+            )
         if requested in EXACT_ONLY and self.shots is not None:
             raise QflowConfigError(
                 f"diff_method={requested!r} needs exact simulation, but backend {self.name} "
                 f"runs with shots={self.shots}. Use diff_method='parameter-shift' (or "
-                "'spsa'), or shots=None.")
+                "'spsa'), or shots=None."
+            )
         return requested
 
 
 #: Gradient methods PennyLane QNodes accept.
-DIFF_METHODS = ("best", "adjoint", "backprop", "parameter-shift", "finite-diff", "spsa",
-                "hadamard", "device")
+DIFF_METHODS = (
+    "best",
+    "adjoint",
+    "backprop",
+    "parameter-shift",
+    "finite-diff",
+    "spsa",
+    "hadamard",
+    "device",
+)
 #: Methods that differentiate the exact state, so cannot work with shots.
 EXACT_ONLY = frozenset({"adjoint", "backprop"})
 
@@ -153,18 +178,22 @@ def check_noise(noise: Any, backend: Backend) -> Any:
         noisy = sorted(name for name, cls in Backend.registry.items() if cls.supports_noise)
         raise QflowConfigError(
             f"Backend {backend.name} simulates pure states, so it cannot apply noise={noise!r}. "
-            f"Use a mixed-state backend: {', '.join(noisy)}.")
+            f"Use a mixed-state backend: {', '.join(noisy)}."
+        )
     if isinstance(noise, int | float) and not isinstance(noise, bool):
         if not 0.0 <= float(noise) <= 1.0:
-            raise QflowConfigError(f"noise as a number is a depolarising probability in "
-                                   f"[0, 1]; got {noise!r}.")
+            raise QflowConfigError(
+                f"noise as a number is a depolarising probability in [0, 1]; got {noise!r}."
+            )
         return float(noise)
     import pennylane as qml
 
     if isinstance(noise, qml.NoiseModel):
         return noise
-    raise QflowConfigError(f"noise is a depolarising probability (e.g. 0.01) or a "
-                           f"qml.NoiseModel; got {type(noise).__name__} {noise!r}.")
+    raise QflowConfigError(
+        f"noise is a depolarising probability (e.g. 0.01) or a "
+        f"qml.NoiseModel; got {type(noise).__name__} {noise!r}."
+    )
 
 
 def noise_model(noise: Any) -> Any:
@@ -175,5 +204,4 @@ def noise_model(noise: Any) -> Any:
     if not isinstance(noise, float):
         return noise
     every_gate = qml.BooleanFn(lambda op, **_: True, "every gate")
-    return qml.NoiseModel({every_gate: qml.noise.partial_wires(qml.DepolarizingChannel,
-                                                               noise)})
+    return qml.NoiseModel({every_gate: qml.noise.partial_wires(qml.DepolarizingChannel, noise)})

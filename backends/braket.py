@@ -42,8 +42,9 @@ class BraketLocalDMBackend(BraketLocalBackend):
     def make_device(self, wires: int) -> Any:
         import pennylane as qml
 
-        return qml.device("braket.local.qubit", backend="braket_dm", wires=wires,
-                          shots=self.shots or 0)
+        return qml.device(
+            "braket.local.qubit", backend="braket_dm", wires=wires, shots=self.shots or 0
+        )
 
 
 def run_local_simulator(circuit: Any, shots: int = 0) -> dict[str, Any]:
@@ -93,13 +94,20 @@ class BraketAwsBackend(Backend):
     shots_on_device = True
     seedable = False
 
-    def __init__(self, device_arn: str = "", *, s3_destination: tuple[str, str] | None = None,
-                 shots: int | None = 100, resources: dict[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        device_arn: str = "",
+        *,
+        s3_destination: tuple[str, str] | None = None,
+        shots: int | None = 100,
+        resources: dict[str, float] | None = None,
+    ) -> None:
         if not isinstance(device_arn, str) or not device_arn.startswith("arn:aws:braket"):
             raise QflowConfigError(
                 f"braket.aws.qubit needs device_arn='arn:aws:braket:...'; got {device_arn!r}. "
                 "Find ARNs in the Braket console, e.g. "
-                "arn:aws:braket:::device/quantum-simulator/amazon/sv1.")
+                "arn:aws:braket:::device/quantum-simulator/amazon/sv1."
+            )
         super().__init__(shots=shots, resources=resources or {BRAKET_GATEWAY_RESOURCE: 1})
         self.device_arn = device_arn
         self.s3_destination = s3_destination
@@ -112,11 +120,15 @@ class BraketAwsBackend(Backend):
             raise BackendError(
                 f"braket.aws.qubit ({self.device_arn}) needs AWS credentials where it runs, and "
                 "none were found. Configure them (aws configure, AWS_PROFILE, or an instance "
-                "role on the qpu-gateway node), or use 'braket.local.qubit' offline.")
+                "role on the qpu-gateway node), or use 'braket.local.qubit' offline."
+            )
         import pennylane as qml
 
-        kwargs: dict[str, Any] = {"device_arn": self.device_arn, "wires": wires,
-                                  "shots": self.shots}
+        kwargs: dict[str, Any] = {
+            "device_arn": self.device_arn,
+            "wires": wires,
+            "shots": self.shots,
+        }
         if self.s3_destination:
             kwargs["s3_destination_folder"] = self.s3_destination
         try:

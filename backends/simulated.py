@@ -55,28 +55,43 @@ class SimulatedQPUBackend(Backend):
 
     name = "simulated.qpu"
 
-    def __init__(self, inner: str | Backend = "lightning.qubit", *, round_trip_ms: float = 50.0,
-                 queue_ms: float = 0.0, resource: str = SIMULATED_QPU_RESOURCE,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        inner: str | Backend = "lightning.qubit",
+        *,
+        round_trip_ms: float = 50.0,
+        queue_ms: float = 0.0,
+        resource: str = SIMULATED_QPU_RESOURCE,
+        **kwargs: Any,
+    ) -> None:
         from qflow.backends import get_backend
 
         noise = kwargs.pop("noise", None)  # the inner backend's: it is what simulates
         super().__init__(**kwargs)
-        bad = {k: v for k, v in {"round_trip_ms": round_trip_ms, "queue_ms": queue_ms}.items()
-               if not isinstance(v, int | float) or v < 0}
+        bad = {
+            k: v
+            for k, v in {"round_trip_ms": round_trip_ms, "queue_ms": queue_ms}.items()
+            if not isinstance(v, int | float) or v < 0
+        }
         if bad:
             raise QflowConfigError(f"Latencies must be numbers >= 0 (ms); got {bad}.")
         if isinstance(inner, Backend) and self.shots is not None and inner.shots != self.shots:
             raise QflowConfigError(
                 f"shots={self.shots} given to simulated.qpu, but its inner backend {inner!r} "
-                "has other shots. Set shots on one of them.")
+                "has other shots. Set shots on one of them."
+            )
         # The shots given here are the inner backend's: it is what samples.
         if isinstance(inner, Backend) and noise is not None:
-            raise QflowConfigError(f"noise= given to simulated.qpu with a Backend object "
-                                   f"{inner!r}; set noise on that backend instead.")
+            raise QflowConfigError(
+                f"noise= given to simulated.qpu with a Backend object "
+                f"{inner!r}; set noise on that backend instead."
+            )
         extra = {} if noise is None else {"noise": noise}
-        self.inner = (get_backend(inner, shots=self.shots, seed=self.seed, **extra)
-                      if isinstance(inner, str) else inner)
+        self.inner = (
+            get_backend(inner, shots=self.shots, seed=self.seed, **extra)
+            if isinstance(inner, str)
+            else inner
+        )
         self.shots, self.seed, self.noise = self.inner.shots, self.inner.seed, self.inner.noise
         self.round_trip_ms = float(round_trip_ms)
         self.queue_ms = float(queue_ms)
@@ -86,8 +101,10 @@ class SimulatedQPUBackend(Backend):
         self.batches = 0
 
     def __repr__(self) -> str:
-        return (f"SimulatedQPUBackend(inner={self.inner!r}, round_trip_ms={self.round_trip_ms},"
-                f" queue_ms={self.queue_ms}, resource={self.resource!r})")
+        return (
+            f"SimulatedQPUBackend(inner={self.inner!r}, round_trip_ms={self.round_trip_ms},"
+            f" queue_ms={self.queue_ms}, resource={self.resource!r})"
+        )
 
     def ray_resources(self) -> dict[str, float]:
         # A fraction, so several loops can share one gateway node.
@@ -103,8 +120,11 @@ class SimulatedQPUBackend(Backend):
         # Devices call their own entry points through the class (lightning's adjoint path
         # never touches an instance attribute), so the delay goes into a subclass.
         cls = type(device)
-        overrides = {name: self._delayed(getattr(cls, name)) for name in _BACKEND_CALLS
-                     if callable(getattr(cls, name, None))}
+        overrides = {
+            name: self._delayed(getattr(cls, name))
+            for name in _BACKEND_CALLS
+            if callable(getattr(cls, name, None))
+        }
         device.__class__ = type(f"SimulatedQPU{cls.__name__}", (cls,), overrides)
         return device
 
@@ -127,6 +147,11 @@ class SimulatedQPUBackend(Backend):
 
 
 #: A device's ways in: each call is one circuit batch sent to the (simulated) QPU.
-_BACKEND_CALLS = ("execute", "compute_derivatives", "execute_and_compute_derivatives",
-                  "compute_vjp", "execute_and_compute_vjp")
+_BACKEND_CALLS = (
+    "execute",
+    "compute_derivatives",
+    "execute_and_compute_derivatives",
+    "compute_vjp",
+    "execute_and_compute_vjp",
+)
 _in_call = threading.local()

@@ -41,17 +41,17 @@ from pathlib import Path
 
 os.environ.setdefault("QFLOW_HOME", tempfile.mkdtemp(prefix="qflow-bench-"))
 
-import numpy as np  # noqa: E402
-import pennylane as qml  # noqa: E402
-import ray  # noqa: E402
-from pennylane import numpy as pnp  # noqa: E402
-from ray.cluster_utils import Cluster  # noqa: E402
+import numpy as np
+import pennylane as qml
+import ray
+from pennylane import numpy as pnp
+from ray.cluster_utils import Cluster
 
-import qflow  # noqa: E402
-from qflow.algorithms import Molecule, build_circuit, molecular_hamiltonian  # noqa: E402
-from qflow.backends import get_backend  # noqa: E402
-from qflow.backends.simulated import SIMULATED_QPU_RESOURCE  # noqa: E402
-from qflow.variational import minimize  # noqa: E402
+import qflow
+from qflow.algorithms import Molecule, build_circuit, molecular_hamiltonian
+from qflow.backends import get_backend
+from qflow.backends.simulated import SIMULATED_QPU_RESOURCE
+from qflow.variational import minimize
 
 
 def h2_circuit():
@@ -95,9 +95,19 @@ def bare_run(iters: int, label: str, times: int = 1) -> list[float]:
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     if _THREADS[label]:
         env["OMP_NUM_THREADS"] = _THREADS[label]
-    run = subprocess.run([sys.executable, "-c", _BARE_SCRIPT.format(
-        here=str(Path(__file__).resolve().parent), iters=iters, times=times)], env=env,
-        capture_output=True, text=True, check=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _BARE_SCRIPT.format(
+                here=str(Path(__file__).resolve().parent), iters=iters, times=times
+            ),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [float(line) for line in run.stdout.strip().splitlines()[-times:]]
 
 
@@ -117,17 +127,21 @@ def startup(backend, cold: bool) -> float:
     if cold:
         _loop_pool.call_pool("clear")
     else:  # a loop just ran: its actor waits in the pool
-        minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=1, pack=1,
-                 progress=False)
+        minimize(
+            circuit, np.zeros(n), wires=wires, backend=backend, steps=1, pack=1, progress=False
+        )
     t0 = time.perf_counter()
-    minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=1, pack=1,
-             progress=False)
+    minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=1, pack=1, progress=False)
     return time.perf_counter() - t0
 
 
 def summary(runs: list[float]) -> dict:
-    return {"median": float(np.median(runs)), "min": float(min(runs)),
-            "max": float(max(runs)), "runs": [float(r) for r in runs]}
+    return {
+        "median": float(np.median(runs)),
+        "min": float(min(runs)),
+        "max": float(max(runs)),
+        "runs": [float(r) for r in runs],
+    }
 
 
 @ray.remote(num_cpus=1)
@@ -135,7 +149,8 @@ def _one_step(params, backend):
     circuit, wires, _ = h2_circuit()
     qnode = qml.QNode(circuit, backend.make_device(wires), diff_method=backend.diff_method)
     new, _ = qml.GradientDescentOptimizer(0.4).step_and_cost(
-        qnode, pnp.array(params, requires_grad=True))
+        qnode, pnp.array(params, requires_grad=True)
+    )
     return np.asarray(new)
 
 
@@ -152,8 +167,7 @@ def task_per_iter(backend, iters: int) -> float:
 class _Stepper:
     def __init__(self, backend):
         circuit, wires, _ = h2_circuit()
-        self.qnode = qml.QNode(circuit, backend.make_device(wires),
-                               diff_method=backend.diff_method)
+        self.qnode = qml.QNode(circuit, backend.make_device(wires), diff_method=backend.diff_method)
         self.opt = qml.GradientDescentOptimizer(0.4)
 
     def step(self, params):
@@ -179,10 +193,14 @@ def packed(backend, iters: int, k: int) -> float:
     """
     circuit, wires, n = h2_circuit()
     steps = 2 * k + max(iters, k)
-    res = minimize(circuit, np.zeros(n), wires=wires, backend=backend, steps=steps, pack=k,
-                   progress=False)
-    nodes = [nd for nd in qflow.get_result(res.dispatch_id).get_all_node_results()
-             if nd["node_name"] == "run_chunk"]
+    res = minimize(
+        circuit, np.zeros(n), wires=wires, backend=backend, steps=steps, pack=k, progress=False
+    )
+    nodes = [
+        nd
+        for nd in qflow.get_result(res.dispatch_id).get_all_node_results()
+        if nd["node_name"] == "run_chunk"
+    ]
     span = (nodes[-1]["end_time"] - nodes[1]["end_time"]).total_seconds()
     return span / (res.iterations - 2 * k)
 
@@ -194,8 +212,9 @@ def client_driven(backend, iters: int) -> float:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer iterations; under a minute")
-    p.add_argument("--repeats", type=int, default=None, help="runs per figure (default 5, "
-                   "3 with --quick)")
+    p.add_argument(
+        "--repeats", type=int, default=None, help="runs per figure (default 5, 3 with --quick)"
+    )
     p.add_argument("--out-dir", default="benchmarks/results")
     args = p.parse_args(argv)
     iters = 20 if args.quick else 100
@@ -209,13 +228,20 @@ def main(argv: list[str] | None = None) -> dict:
     cluster.add_node(num_cpus=2, resources={SIMULATED_QPU_RESOURCE: 1})
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
-    out: dict = {"iterations": iters, "repeats": repeats, "bare": bare, "part1": {},
-                 "startup": {}, "part2": {}}
+    out: dict = {
+        "iterations": iters,
+        "repeats": repeats,
+        "bare": bare,
+        "part1": {},
+        "startup": {},
+        "part2": {},
+    }
     try:
         lightning = get_backend("lightning.qubit")
-        part1 = {"task/iter": [task_per_iter(lightning, max(5, iters // 4))
-                               for _ in range(repeats)],
-                 "actor/iter": [actor_per_iter(lightning, iters) for _ in range(repeats)]}
+        part1 = {
+            "task/iter": [task_per_iter(lightning, max(5, iters // 4)) for _ in range(repeats)],
+            "actor/iter": [actor_per_iter(lightning, iters) for _ in range(repeats)],
+        }
         for k in ks:
             part1[f"packed K={k}"] = []
             for _ in range(repeats):  # the baseline measured beside each, as the box drifts
@@ -223,19 +249,25 @@ def main(argv: list[str] | None = None) -> dict:
                 bare["runs"][bare["best"]] += bare_run(iters, bare["best"])
             print(f"  measured packed K={k}", file=sys.stderr)
         base = bare["s_per_iter"] = float(np.median(bare["runs"][bare["best"]]))
-        out["part1"] = {name: {**summary(runs), "ratio_to_bare": float(np.median(runs)) / base}
-                        for name, runs in part1.items()}
+        out["part1"] = {
+            name: {**summary(runs), "ratio_to_bare": float(np.median(runs)) / base}
+            for name, runs in part1.items()
+        }
         out["per_chunk_overhead_s"] = out["part1"]["packed K=1"]["median"] - base
-        out["startup"] = {"cold": summary([startup(lightning, True) for _ in range(repeats)]),
-                          "warm": summary([startup(lightning, False) for _ in range(repeats)])}
+        out["startup"] = {
+            "cold": summary([startup(lightning, True) for _ in range(repeats)]),
+            "warm": summary([startup(lightning, False) for _ in range(repeats)]),
+        }
         for rtt in rtts:
             qpu = get_backend("simulated.qpu", inner="lightning.qubit", round_trip_ms=rtt)
             n_client = max(5, iters // (5 if rtt else 1))
             client = client_driven(qpu, n_client)
             colocated = packed(qpu, iters, max(ks))
-            out["part2"][f"{rtt} ms"] = {"client_s_per_iter": client,
-                                         "colocated_s_per_iter": colocated,
-                                         "speedup": client / colocated}
+            out["part2"][f"{rtt} ms"] = {
+                "client_s_per_iter": client,
+                "colocated_s_per_iter": colocated,
+                "speedup": client / colocated,
+            }
             print(f"  measured rtt={rtt}", file=sys.stderr)
     finally:
         ray.shutdown()
@@ -243,30 +275,54 @@ def main(argv: list[str] | None = None) -> dict:
 
     below = [k for k, v in out["part1"].items() if v["median"] < base]
     kept = bare["runs"][bare["best"]]
-    settings = ", ".join(f"{k} {np.median(v[:repeats]) * 1000:.2f}"
-                         for k, v in bare["runs"].items())
-    lines = [f"bare loop: {base * 1000:.2f} ms/iteration, median of {len(kept)} runs "
-             f"({min(kept) * 1000:.2f}-{max(kept) * 1000:.2f}; setting {bare['best']}, the "
-             f"faster of {settings})", "",
-             "| loop | ms / iteration, median (min-max) | × bare |", "|---|---:|---:|"]
-    lines += [f"| {k} | {v['median'] * 1000:.2f} ({v['min'] * 1000:.2f}-{v['max'] * 1000:.2f})"
-              f" | {v['ratio_to_bare']:.2f} |" for k, v in out["part1"].items()]
-    out["k1_to_actor_call"] = (out["part1"]["packed K=1"]["median"]
-                               / out["part1"]["actor/iter"]["median"])
-    lines += ["", f"per-chunk overhead (packed K=1 minus bare): "
-              f"{out['per_chunk_overhead_s'] * 1000:.2f} ms; packed K=1 is "
-              f"{out['k1_to_actor_call']:.2f}x a bare Ray actor call per iteration", "",
-              "| loop start-up (minimize, 1 step) | s, median (min-max) |", "|---|---:|"]
-    lines += [f"| {k} actor | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) |"
-              for k, v in out["startup"].items()]
-    lines += ["", "| round trip | client-driven ms/iter | co-located packed ms/iter | speed-up |",
-              "|---|---:|---:|---:|"]
-    lines += [f"| {k} | {v['client_s_per_iter'] * 1000:.2f} | "
-              f"{v['colocated_s_per_iter'] * 1000:.2f} | {v['speedup']:.1f}× |"
-              for k, v in out["part2"].items()]
+    settings = ", ".join(
+        f"{k} {np.median(v[:repeats]) * 1000:.2f}" for k, v in bare["runs"].items()
+    )
+    lines = [
+        f"bare loop: {base * 1000:.2f} ms/iteration, median of {len(kept)} runs "
+        f"({min(kept) * 1000:.2f}-{max(kept) * 1000:.2f}; setting {bare['best']}, the "
+        f"faster of {settings})",
+        "",
+        "| loop | ms / iteration, median (min-max) | × bare |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {k} | {v['median'] * 1000:.2f} ({v['min'] * 1000:.2f}-{v['max'] * 1000:.2f})"
+        f" | {v['ratio_to_bare']:.2f} |"
+        for k, v in out["part1"].items()
+    ]
+    out["k1_to_actor_call"] = (
+        out["part1"]["packed K=1"]["median"] / out["part1"]["actor/iter"]["median"]
+    )
+    lines += [
+        "",
+        f"per-chunk overhead (packed K=1 minus bare): "
+        f"{out['per_chunk_overhead_s'] * 1000:.2f} ms; packed K=1 is "
+        f"{out['k1_to_actor_call']:.2f}x a bare Ray actor call per iteration",
+        "",
+        "| loop start-up (minimize, 1 step) | s, median (min-max) |",
+        "|---|---:|",
+    ]
+    lines += [
+        f"| {k} actor | {v['median']:.3f} ({v['min']:.3f}-{v['max']:.3f}) |"
+        for k, v in out["startup"].items()
+    ]
+    lines += [
+        "",
+        "| round trip | client-driven ms/iter | co-located packed ms/iter | speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {k} | {v['client_s_per_iter'] * 1000:.2f} | "
+        f"{v['colocated_s_per_iter'] * 1000:.2f} | {v['speedup']:.1f}× |"
+        for k, v in out["part2"].items()
+    ]
     if below:
-        lines += ["", f"WARNING: {below} measured below the bare baseline: it is not the "
-                  "best bare loop on this machine."]
+        lines += [
+            "",
+            f"WARNING: {below} measured below the bare baseline: it is not the "
+            "best bare loop on this machine.",
+        ]
     table = "\n".join(lines)
     print(table)
     out_dir = Path(args.out_dir)
@@ -286,14 +342,17 @@ def _plot(out: dict, path: Path) -> None:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     names = ["bare", *out["part1"]]
-    medians = [out["bare"]["s_per_iter"] * 1000] + [out["part1"][n]["median"] * 1000
-                                                    for n in out["part1"]]
+    medians = [out["bare"]["s_per_iter"] * 1000] + [
+        out["part1"][n]["median"] * 1000 for n in out["part1"]
+    ]
     kept = out["bare"]["runs"][out["bare"]["best"]]
     base = out["bare"]["s_per_iter"]
     lows = [(base - min(kept)) * 1000] + [
-        (out["part1"][n]["median"] - out["part1"][n]["min"]) * 1000 for n in out["part1"]]
+        (out["part1"][n]["median"] - out["part1"][n]["min"]) * 1000 for n in out["part1"]
+    ]
     highs = [(max(kept) - base) * 1000] + [
-        (out["part1"][n]["max"] - out["part1"][n]["median"]) * 1000 for n in out["part1"]]
+        (out["part1"][n]["max"] - out["part1"][n]["median"]) * 1000 for n in out["part1"]
+    ]
     a.bar(names, medians, yerr=[lows, highs], capsize=3)
     a.set_ylabel("ms per iteration")
     a.set_yscale("log")
@@ -301,10 +360,18 @@ def _plot(out: dict, path: Path) -> None:
     a.tick_params(axis="x", rotation=30)
     rtts = list(out["part2"])
     x = np.arange(len(rtts))
-    b.bar(x - 0.2, [out["part2"][r]["client_s_per_iter"] * 1000 for r in rtts], 0.4,
-          label="client-driven")
-    b.bar(x + 0.2, [out["part2"][r]["colocated_s_per_iter"] * 1000 for r in rtts], 0.4,
-          label="packed, co-located")
+    b.bar(
+        x - 0.2,
+        [out["part2"][r]["client_s_per_iter"] * 1000 for r in rtts],
+        0.4,
+        label="client-driven",
+    )
+    b.bar(
+        x + 0.2,
+        [out["part2"][r]["colocated_s_per_iter"] * 1000 for r in rtts],
+        0.4,
+        label="packed, co-located",
+    )
     b.set_xticks(x, rtts)
     b.set_xlabel("simulated QPU round trip")
     b.set_ylabel("ms per iteration")

@@ -44,14 +44,23 @@ from pathlib import Path
 
 os.environ.setdefault("QFLOW_HOME", tempfile.mkdtemp(prefix="qflow-bench-"))
 
-import psutil  # noqa: E402
-import ray  # noqa: E402
+import psutil
+import ray
 
-import qflow  # noqa: E402
+import qflow
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import (bare_big_outputs, bare_chain, bare_fanout, bare_summed,  # noqa: E402
-                       big_outputs, chain, fanout, single, summed)
+from workloads import (
+    bare_big_outputs,
+    bare_chain,
+    bare_fanout,
+    bare_summed,
+    big_outputs,
+    chain,
+    fanout,
+    single,
+    summed,
+)
 
 
 class PeakMemory:
@@ -126,18 +135,26 @@ def _qflow(lat):
         res = qflow.dispatch_sync(lat)(n)
         if res.status != "COMPLETED":
             raise RuntimeError(f"{lat.__name__}({n}) ended {res.status}: {res.error}")
+
     return run
 
 
-def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False,
-            traced: bool = True) -> dict:
-    rows = {"bare": [], "qflow": [], "qflow_mib": [], "bare_mib": [], "qflow_uss_mib": [],
-            "bare_uss_mib": []}
+def measure(
+    name: str, n: int, bare, ours, repeats: int, uss: bool = False, traced: bool = True
+) -> dict:
+    rows = {
+        "bare": [],
+        "qflow": [],
+        "qflow_mib": [],
+        "bare_mib": [],
+        "qflow_uss_mib": [],
+        "bare_uss_mib": [],
+    }
     # Alternate, and swap which side goes first every other repeat (bare, qflow, qflow,
     # bare, ...): drift on a noisy box, and whatever one run leaves Ray to clean up
     # during the next, then hit both sides alike.
     for i in range(repeats):
-        for who, fn in (("bare", bare), ("qflow", ours))[::1 if i % 2 == 0 else -1]:
+        for who, fn in (("bare", bare), ("qflow", ours))[:: 1 if i % 2 == 0 else -1]:
             s, rss_mib, uss_mib = _time(fn, n, uss)
             rows[who].append(s)
             rows[f"{who}_mib"].append(rss_mib)
@@ -146,22 +163,34 @@ def measure(name: str, n: int, bare, ours, repeats: int, uss: bool = False,
     traced_mib = python_peak_mib(ours, n) if traced else None
     ratios = [q / b for q, b in zip(rows["qflow"], rows["bare"])]
     med = statistics.median
-    out = {"workload": name, "n": n, "repeats": repeats, **rows,
-           "bare_s": med(rows["bare"]), "qflow_s": med(rows["qflow"]),
-           "ratio": med(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
-           "qflow_peak_mib": med(rows["qflow_mib"]), "bare_peak_mib": med(rows["bare_mib"]),
-           "qflow_peak_uss_mib": med(rows["qflow_uss_mib"]) if uss else None,
-           "bare_peak_uss_mib": med(rows["bare_uss_mib"]) if uss else None,
-           "qflow_python_peak_mib": traced_mib}
+    out = {
+        "workload": name,
+        "n": n,
+        "repeats": repeats,
+        **rows,
+        "bare_s": med(rows["bare"]),
+        "qflow_s": med(rows["qflow"]),
+        "ratio": med(ratios),
+        "ratio_min": min(ratios),
+        "ratio_max": max(ratios),
+        "qflow_peak_mib": med(rows["qflow_mib"]),
+        "bare_peak_mib": med(rows["bare_mib"]),
+        "qflow_peak_uss_mib": med(rows["qflow_uss_mib"]) if uss else None,
+        "bare_peak_uss_mib": med(rows["bare_uss_mib"]) if uss else None,
+        "qflow_python_peak_mib": traced_mib,
+    }
 
     def mem(who: str) -> str:
         uss_text = f" / {out[f'{who}_peak_uss_mib']:.0f}" if uss else ""
         return f"{out[f'{who}_peak_mib']:.0f}{uss_text} MiB"
 
     python_text = "-" if traced_mib is None else f"{traced_mib:.1f} MiB"
-    print(f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
-          f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
-          f"{mem('qflow')} | {mem('bare')} | {python_text} |", flush=True)
+    print(
+        f"| {name} | {n:,} | {out['bare_s']:.2f} s | {out['qflow_s']:.2f} s | "
+        f"{out['ratio']:.2f}x ({out['ratio_min']:.2f}-{out['ratio_max']:.2f}) | "
+        f"{mem('qflow')} | {mem('bare')} | {python_text} |",
+        flush=True,
+    )
     return out
 
 
@@ -179,10 +208,18 @@ def single_latency(repeats: int) -> dict:
         t0 = time.perf_counter()
         qflow.dispatch_sync(single)(i)
         times.append((time.perf_counter() - t0) * 1000)
-    out = {"workload": "single", "ms": statistics.median(times), "ms_min": min(times),
-           "ms_max": max(times), "samples": len(times)}
-    print(f"| single dispatch -> result, warm | 1 | - | {out['ms']:.1f} ms "
-          f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - | - | - |", flush=True)
+    out = {
+        "workload": "single",
+        "ms": statistics.median(times),
+        "ms_min": min(times),
+        "ms_max": max(times),
+        "samples": len(times),
+    }
+    print(
+        f"| single dispatch -> result, warm | 1 | - | {out['ms']:.1f} ms "
+        f"({out['ms_min']:.1f}-{out['ms_max']:.1f}) | - | - | - | - |",
+        flush=True,
+    )
     return out
 
 
@@ -199,12 +236,24 @@ def plot(results: list[dict], path: Path) -> None:
             continue
         ns = [r["n"] for r in rows]
         ax_t.plot(ns, [r["qflow_s"] for r in rows], "o-", color=color, label=f"qflow {name}")
-        ax_t.plot(ns, [r["bare_s"] for r in rows], "x--", color=color, alpha=0.6,
-                  label=f"bare Ray {name}")
-        ax_m.plot(ns, [r["qflow_python_peak_mib"] for r in rows], "o-", color=color,
-                  label=f"qflow {name}, Python objects")
-        ax_m.plot(ns, [r["qflow_peak_mib"] for r in rows], "x:", color=color, alpha=0.6,
-                  label=f"qflow {name}, RSS growth")
+        ax_t.plot(
+            ns, [r["bare_s"] for r in rows], "x--", color=color, alpha=0.6, label=f"bare Ray {name}"
+        )
+        ax_m.plot(
+            ns,
+            [r["qflow_python_peak_mib"] for r in rows],
+            "o-",
+            color=color,
+            label=f"qflow {name}, Python objects",
+        )
+        ax_m.plot(
+            ns,
+            [r["qflow_peak_mib"] for r in rows],
+            "x:",
+            color=color,
+            alpha=0.6,
+            label=f"qflow {name}, RSS growth",
+        )
     for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak memory (MiB)")):
         ax.set_xlabel("electrons (N)")
         ax.set_ylabel(label)
@@ -232,29 +281,35 @@ def main(argv: list[str] | None = None) -> int:
 
     qflow.init()
     print(f"Ray {ray.__version__}, {os.cpu_count()} cores, {repeats} repeats\n")
-    print("| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS (/ USS) "
-          "| bare peak RSS (/ USS) | qflow Python peak |")
+    print(
+        "| workload | N | bare Ray | qflow | ratio (min-max) | qflow peak RSS (/ USS) "
+        "| bare peak RSS (/ USS) | qflow Python peak |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     # Warm both sides first (workers started, functions exported and imported), so the
     # first repeat of the first workload is not a cold start; single_latency and
     # latency.py measure cold starts on their own.
     bare_fanout(20)
     _qflow(fanout)(20)
-    results = [measure("fanout", n, bare_fanout, _qflow(fanout), _repeats(n, repeats))
-               for n in fan]
-    results += [measure("chain", n, bare_chain, _qflow(chain), _repeats(n, repeats))
-                for n in chains]
+    results = [measure("fanout", n, bare_fanout, _qflow(fanout), _repeats(n, repeats)) for n in fan]
+    results += [
+        measure("chain", n, bare_chain, _qflow(chain), _repeats(n, repeats)) for n in chains
+    ]
     results += [measure("sum", n, bare_summed, _qflow(summed), repeats) for n in sums]
     # Before the large outputs: freeing 400 MiB of them slows whatever runs in the next
     # second or two, which is not what a warm dispatch costs.
     results.append(single_latency(repeats))
-    results.append(measure("big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats,
-                           uss=True, traced=False))
+    results.append(
+        measure(
+            "big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats, uss=True, traced=False
+        )
+    )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"ray": ray.__version__, "cores": os.cpu_count(),
-                               "results": results}, indent=1))
+    out.write_text(
+        json.dumps({"ray": ray.__version__, "cores": os.cpu_count(), "results": results}, indent=1)
+    )
     plot([r for r in results if "n" in r], out.with_suffix(".png"))
     print(f"\nwrote {out} and {out.with_suffix('.png')}")
     return 0

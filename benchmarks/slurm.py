@@ -17,11 +17,11 @@ from pathlib import Path
 
 os.environ.setdefault("QFLOW_HOME", tempfile.mkdtemp(prefix="qflow-bench-"))
 
-import ray  # noqa: E402
+import ray
 
-import qflow  # noqa: E402
-from qflow.executors import SlurmExecutor  # noqa: E402
-from qflow.slurm_cluster import slurm_down, slurm_up  # noqa: E402
+import qflow
+from qflow.executors import SlurmExecutor
+from qflow.slurm_cluster import slurm_down, slurm_up
 
 
 def chain_lattice(**options):
@@ -56,12 +56,14 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {"local Ray": per_electron(chain_lattice(), args.chain)}
     alloc = slurm_up(1, time_min=10)
     try:
-        rows["Ray-on-Slurm"] = per_electron(chain_lattice(resources={alloc.resource: 1}),
-                                            args.chain)
+        rows["Ray-on-Slurm"] = per_electron(
+            chain_lattice(resources={alloc.resource: 1}), args.chain
+        )
     finally:
         slurm_down(alloc)
     rows["Slurm job per electron"] = per_electron(
-        chain_lattice(executor=SlurmExecutor(time=5, poll_s=0.1)), args.chain)
+        chain_lattice(executor=SlurmExecutor(time=5, poll_s=0.1)), args.chain
+    )
     base = rows["local Ray"]
     print(f"{'way':<24}{'ms / electron':>15}{'x local Ray':>13}")
     for name, t in rows.items():

@@ -31,14 +31,14 @@ from pathlib import Path
 
 os.environ.setdefault("QFLOW_HOME", tempfile.mkdtemp(prefix="qflow-ui-bench-"))
 
-import qflow  # noqa: E402
-from qflow._api import _runtime  # noqa: E402
-from qflow.store.base import now_iso  # noqa: E402
-from qflow.ui.app import create_app  # noqa: E402
-from qflow.ui.security import Guard  # noqa: E402
+import qflow
+from qflow._api import _runtime
+from qflow.store.base import now_iso
+from qflow.ui.app import create_app
+from qflow.ui.security import Guard
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import fanout  # noqa: E402
+from workloads import fanout
 
 
 def fill(store, n: int) -> str:
@@ -47,19 +47,64 @@ def fill(store, n: int) -> str:
     for i in range(n):
         did = f"bench-{i:06d}"
         store.create_dispatch(
-            {"dispatch_id": did, "name": f"experiment_{i % 37}", "status": statuses[i % 10],
-             "created_at": now_iso(), "start_time": now_iso(), "end_time": now_iso()},
-            [{"node_id": k, "name": "step", "kind": "electron", "status": "COMPLETED",
-              "parents": repr([k - 1] if k else [])} for k in range(5)])
+            {
+                "dispatch_id": did,
+                "name": f"experiment_{i % 37}",
+                "status": statuses[i % 10],
+                "created_at": now_iso(),
+                "start_time": now_iso(),
+                "end_time": now_iso(),
+            },
+            [
+                {
+                    "node_id": k,
+                    "name": "step",
+                    "kind": "electron",
+                    "status": "COMPLETED",
+                    "parents": repr([k - 1] if k else []),
+                }
+                for k in range(5)
+            ],
+        )
     big = "bench-1000-nodes"
-    nodes = [{"node_id": 0, "name": "prepare", "kind": "electron", "status": "COMPLETED",
-              "parents": "[]"}]
-    nodes += [{"node_id": k, "name": "evaluate", "kind": "electron", "status": "COMPLETED",
-               "parents": "[0]"} for k in range(1, 999)]
-    nodes.append({"node_id": 999, "name": "reduce", "kind": "electron", "status": "RUNNING",
-                  "parents": repr(list(range(1, 999)))})
-    store.create_dispatch({"dispatch_id": big, "name": "thousand", "status": "RUNNING",
-                           "created_at": now_iso(), "start_time": now_iso()}, nodes)
+    nodes = [
+        {
+            "node_id": 0,
+            "name": "prepare",
+            "kind": "electron",
+            "status": "COMPLETED",
+            "parents": "[]",
+        }
+    ]
+    nodes += [
+        {
+            "node_id": k,
+            "name": "evaluate",
+            "kind": "electron",
+            "status": "COMPLETED",
+            "parents": "[0]",
+        }
+        for k in range(1, 999)
+    ]
+    nodes.append(
+        {
+            "node_id": 999,
+            "name": "reduce",
+            "kind": "electron",
+            "status": "RUNNING",
+            "parents": repr(list(range(1, 999))),
+        }
+    )
+    store.create_dispatch(
+        {
+            "dispatch_id": big,
+            "name": "thousand",
+            "status": "RUNNING",
+            "created_at": now_iso(),
+            "start_time": now_iso(),
+        },
+        nodes,
+    )
     return big
 
 
@@ -69,8 +114,14 @@ def serve(store) -> tuple[str, object]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(create_app(store, Guard.for_bind("127.0.0.1", port)),
-                                        host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(store, Guard.for_bind("127.0.0.1", port)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     threading.Thread(target=srv.run, daemon=True).start()
     while not srv.started:
         time.sleep(0.05)
@@ -87,8 +138,11 @@ def first_byte(url: str) -> float:
 
 
 def summary(samples: list[float], unit: float = 1000) -> dict:
-    return {"median": statistics.median(samples) * unit, "min": min(samples) * unit,
-            "max": max(samples) * unit}
+    return {
+        "median": statistics.median(samples) * unit,
+        "min": min(samples) * unit,
+        "max": max(samples) * unit,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,11 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     print(f"{args.dispatches:,} dispatches in the store; {args.repeats} repeats\n")
     print("| measure | median | min-max |\n|---|---:|---:|")
-    for label, path in (("list page /, first byte", "/"),
-                        ("/api/dispatches, first page", "/api/dispatches"),
-                        ("/api/dispatches?q=experiment_7", "/api/dispatches?q=experiment_7"),
-                        ("/api/dispatches?status=FAILED", "/api/dispatches?status=FAILED"),
-                        ("/api/dispatches?page=150", "/api/dispatches?page=150")):
+    for label, path in (
+        ("list page /, first byte", "/"),
+        ("/api/dispatches, first page", "/api/dispatches"),
+        ("/api/dispatches?q=experiment_7", "/api/dispatches?q=experiment_7"),
+        ("/api/dispatches?status=FAILED", "/api/dispatches?status=FAILED"),
+        ("/api/dispatches?page=150", "/api/dispatches?page=150"),
+    ):
         first_byte(base + path)  # warm
         s = summary([first_byte(base + path) for _ in range(args.repeats)])
         results[label] = s
@@ -126,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 page.goto(f"{base}/dispatch/{big}")
-                page.wait_for_function(
-                    "document.querySelectorAll('#graph .node').length === 1000")
+                page.wait_for_function("document.querySelectorAll('#graph .node').length === 1000")
                 renders.append(time.perf_counter() - t0)
             s = results["1,000-node dispatch page in Chromium"] = summary(renders)
-            print(f"| 1,000-node dispatch page in Chromium | {s['median']:.0f} ms | "
-                  f"{s['min']:.0f}-{s['max']:.0f} ms |")
+            print(
+                f"| 1,000-node dispatch page in Chromium | {s['median']:.0f} ms | "
+                f"{s['min']:.0f}-{s['max']:.0f} ms |"
+            )
 
             qflow.dispatch_sync(fanout)(200)  # warm workers
             plain, listed, followed = [], [], []
@@ -149,14 +206,22 @@ def main(argv: list[str] | None = None) -> int:
                 page.goto(f"{base}/dispatch/{did}")  # drawn during the run, then live
                 qflow.get_result(did, wait=True)
                 followed.append(time.perf_counter() - t0)
-            for label, runs in (("list page open", listed),
-                                ("its dispatch page opened and followed", followed)):
+            for label, runs in (
+                ("list page open", listed),
+                ("its dispatch page opened and followed", followed),
+            ):
                 ratios = [f / p for f, p in zip(runs, plain)]
                 s = results[f"fan-out 2,000 with {label} / without"] = {
-                    "median": statistics.median(ratios), "min": min(ratios),
-                    "max": max(ratios), "plain_s": plain, "with_s": runs}
-                print(f"| fan-out 2,000 with {label} / without | {s['median']:.2f}x | "
-                      f"{s['min']:.2f}-{s['max']:.2f}x |")
+                    "median": statistics.median(ratios),
+                    "min": min(ratios),
+                    "max": max(ratios),
+                    "plain_s": plain,
+                    "with_s": runs,
+                }
+                print(
+                    f"| fan-out 2,000 with {label} / without | {s['median']:.2f}x | "
+                    f"{s['min']:.2f}-{s['max']:.2f}x |"
+                )
             browser.close()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

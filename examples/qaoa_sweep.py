@@ -1,6 +1,6 @@
 """QAOA MaxCut on a 3-regular graph, depth 1 to 3, each depth warm-started from the last.
 
-    python examples/qaoa_sweep.py [--nodes 8] [--restarts 2]
+python examples/qaoa_sweep.py [--nodes 8] [--restarts 2]
 """
 
 import argparse
@@ -21,10 +21,19 @@ def main() -> None:
     print(f"{'p':>2} {'expected cut':>13} {'ratio':>6} {'best cut':>9} {'max cut':>8}")
     previous = None
     for p in range(1, args.max_p + 1):
-        res = qaoa_maxcut(graph, p=p, steps=60, pack=60, warm_start=previous or False,
-                          restarts=args.restarts if previous is None else 1, seed=1)
-        print(f"{p:>2} {res.expected_cut:>13.4f} {res.ratio:>6.3f} {res.best_cut:>9d} "
-              f"{res.max_cut:>8d}")
+        res = qaoa_maxcut(
+            graph,
+            p=p,
+            steps=60,
+            pack=60,
+            warm_start=previous or False,
+            restarts=args.restarts if previous is None else 1,
+            seed=1,
+        )
+        print(
+            f"{p:>2} {res.expected_cut:>13.4f} {res.ratio:>6.3f} {res.best_cut:>9d} "
+            f"{res.max_cut:>8d}"
+        )
         previous = res
 
 

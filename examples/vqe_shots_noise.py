@@ -1,6 +1,6 @@
 """H2 with VQE three ways: exact, with shots (an error bar, a seeded rerun), and noisy.
 
-    python examples/vqe_shots_noise.py [--json out.json]
+python examples/vqe_shots_noise.py [--json out.json]
 """
 
 import argparse
@@ -24,16 +24,20 @@ def main() -> None:
 
     shots = get_backend("default.qubit", shots=4000, seed=7)
     noisy_stats = vqe(h2, backend=shots, steps=60, pack=20)
-    print(f"VQE, 4000 shots      {noisy_stats.energy:.6f} ± {noisy_stats.energy_stderr:.6f} Ha"
-          f"  ({noisy_stats.iterations} iterations, stopped on shot noise: "
-          f"{noisy_stats.loop.converged})")
+    print(
+        f"VQE, 4000 shots      {noisy_stats.energy:.6f} ± {noisy_stats.energy_stderr:.6f} Ha"
+        f"  ({noisy_stats.iterations} iterations, stopped on shot noise: "
+        f"{noisy_stats.loop.converged})"
+    )
     if args.json:
         noisy_stats.to_json(args.json)
 
     for p in (0.002, 0.01):
         noisy = vqe(h2, backend=get_backend("default.mixed", noise=p), steps=20, pack=20)
-        print(f"VQE, depolarising {p:<5} {noisy.energy:.6f} Ha  "
-              f"(+{(noisy.energy - exact) * 1000:.1f} mHa from noise)")
+        print(
+            f"VQE, depolarising {p:<5} {noisy.energy:.6f} Ha  "
+            f"(+{(noisy.energy - exact) * 1000:.1f} mHa from noise)"
+        )
 
 
 if __name__ == "__main__":

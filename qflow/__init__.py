@@ -26,12 +26,12 @@ from qflow._api import init as init
 from qflow._api import redispatch as redispatch
 from qflow._api import stop_triggers as stop_triggers
 from qflow._options import ElectronOptions as ElectronOptions
+from qflow._status import Status as Status
 from qflow.compat import get_config as get_config
 from qflow.compat import get_context as get_context
 from qflow.compat import reload_config as reload_config
 from qflow.compat import set_config as set_config
 from qflow.compat import sync as sync
-from qflow._status import Status as Status
 from qflow.deps import DepsBash as DepsBash
 from qflow.deps import DepsCall as DepsCall
 from qflow.deps import DepsPip as DepsPip
@@ -58,35 +58,35 @@ status = Status
 __version__ = "0.1.0"
 
 __all__ = [
-    "cancel",
-    "delete",
     "DepsBash",
     "DepsCall",
     "DepsPip",
+    "Electron",
+    "ElectronOptions",
+    "Lattice",
+    "Lepton",
+    "QflowError",
+    "Result",
+    "Status",
+    "TransportableObject",
+    "cancel",
+    "delete",
     "dispatch",
     "dispatch_sync",
-    "Electron",
     "electron",
-    "ElectronOptions",
     "gc",
     "get_config",
     "get_context",
     "get_result",
     "init",
-    "Lattice",
     "lattice",
-    "Lepton",
     "log_metric",
     "qelectron",
-    "QflowError",
     "redispatch",
     "reload_config",
-    "Result",
     "set_config",
-    "Status",
     "status",
     "stop_triggers",
     "sync",
-    "TransportableObject",
     "wait",
 ]

@@ -47,9 +47,11 @@ __all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "init", "redispa
 
 
 #: Why a dispatch ended when the process running it exited first.
-_EXITED = ("The dispatching process exited before the dispatch finished. Run `qflow start` "
-           "first so that dispatches outlive the script, or wait for them with "
-           "get_result(..., wait=True).")
+_EXITED = (
+    "The dispatching process exited before the dispatch finished. Run `qflow start` "
+    "first so that dispatches outlive the script, or wait for them with "
+    "get_result(..., wait=True)."
+)
 
 
 class _Runtime:
@@ -94,24 +96,32 @@ class _Runtime:
                         f"the qflow head at {head} that `qflow start` runs for "
                         f"{self.settings.home}. Dispatch from a process that has not called "
                         "ray.init(), call ray.shutdown() first, or ray.init(address="
-                        f"{head!r}) to use the head.")
+                        f"{head!r}) to use the head."
+                    )
                 if self._service is None:
                     raise ClusterError(
                         f"The qflow head for {self.settings.home} is running but its "
                         "dispatcher service is gone, so nothing could run this dispatch "
-                        "beyond this script. Restart it with `qflow stop && qflow start`.")
+                        "beyond this script. Restart it with `qflow stop && qflow start`."
+                    )
         return self._service
 
     def start(self, dispatch_id: str, graph: Graph, reuse: dict[int, bytes]) -> None:
         service = self.service()
         if service is not None:
             try:
-                ray.get(service.run.remote(str(self.settings.db_path), dispatch_id,
-                                           cloudpickle.dumps(graph), reuse))
+                ray.get(
+                    service.run.remote(
+                        str(self.settings.db_path), dispatch_id, cloudpickle.dumps(graph), reuse
+                    )
+                )
                 return
             except ray.exceptions.RayError as exc:
-                self.store.end_dispatch(dispatch_id, Status.FAILED,
-                                        f"The qflow dispatcher service did not take it: {exc}")
+                self.store.end_dispatch(
+                    dispatch_id,
+                    Status.FAILED,
+                    f"The qflow dispatcher service did not take it: {exc}",
+                )
                 self._service = None
                 raise ClusterError(
                     f"The qflow dispatcher service did not take dispatch {dispatch_id}: {exc}. "
@@ -207,7 +217,8 @@ def _head_gone(address: str) -> None:
         "ends this process about a minute after losing its head. Start the head again "
         "and redispatch (qflow.redispatch(id, reuse_previous_results=True) skips the "
         "electrons that completed), or dispatch under `qflow start`, whose dispatches "
-        "pause when its head stops and resume when it starts again.")
+        "pause when its head stops and resume when it starts again."
+    )
     _abandon_all(reason)
 
 
@@ -221,8 +232,12 @@ def _register_exit_hook() -> None:
         atexit.register(_on_exit)
 
 
-def init(address: str | None = None, *, num_cpus: int | None = None,
-         resources: dict[str, float] | None = None) -> str:
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    resources: dict[str, float] | None = None,
+) -> str:
     """Choose the Ray this process uses, before its first dispatch.
 
     Without a call, qflow uses ``RAY_ADDRESS``, else the head of ``qflow start``,
@@ -245,8 +260,9 @@ def init(address: str | None = None, *, num_cpus: int | None = None,
     chosen: dict[str, Any] = {}
     if address is not None:
         if not isinstance(address, str) or not address:
-            raise QflowInputError(f"address is a Ray address such as '127.0.0.1:6379'; got "
-                                  f"{address!r}.")
+            raise QflowInputError(
+                f"address is a Ray address such as '127.0.0.1:6379'; got {address!r}."
+            )
         chosen["ray_address"] = address
     if num_cpus is not None:
         chosen["num_cpus"] = num_cpus
@@ -255,7 +271,8 @@ def init(address: str | None = None, *, num_cpus: int | None = None,
     if chosen and ray.is_initialized():
         raise QflowInputError(
             f"Ray is already running in this process, so init({', '.join(chosen)}=...) "
-            "cannot change it. Call qflow.init before the first dispatch (or ray.init).")
+            "cannot change it. Call qflow.init before the first dispatch (or ray.init)."
+        )
     dataclasses.replace(Settings.from_env(), **chosen)  # validates before anything starts
     with _runtimes_lock:
         _chosen.clear()
@@ -279,30 +296,45 @@ def _as_lattice(obj: Any, caller: str) -> Lattice:
     )
 
 
-def _launch(lat: Lattice, args: tuple, kwargs: dict, *, reuse_from: str | None = None,
-            replace: dict[str, Any] | None = None) -> str:
+def _launch(
+    lat: Lattice,
+    args: tuple,
+    kwargs: dict,
+    *,
+    reuse_from: str | None = None,
+    replace: dict[str, Any] | None = None,
+) -> str:
     graph = lat.build_graph(*args, _replace=replace, **kwargs)
     check_picklable(graph)
     try:
         inputs = cloudpickle.dumps({"args": args, "kwargs": kwargs})
     except Exception as exc:
         raise QflowSerializationError(
-            f"The inputs of lattice {lat.__name__} cannot be pickled: {exc!r}.") from exc
+            f"The inputs of lattice {lat.__name__} cannot be pickled: {exc!r}."
+        ) from exc
     rt = _runtime()
     service = rt.service()  # connect first: a cluster that does not answer leaves no row
     if lat.triggers and service is None:
         raise ClusterError(
             f"Lattice {lat.__name__} has triggers, which must keep watching after this "
             "script ends: run `qflow start` first (the service watches them and dispatches "
-            "the lattice each time one fires), then dispatch again.")
+            "the lattice each time one fires), then dispatch again."
+        )
     check_feasible(graph)
     max_sublattice_depth()  # a bad setting fails here, before a record is made
     dispatch_id = str(uuid.uuid4())
     reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
-    record_new_dispatch(rt.store, dispatch_id, graph, inputs=inputs,
-                        graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
-                        owner=rt.heartbeat.owner, source=_source(lat), tags=lat.tags,
-                        inputs_text=value_text({"args": args, "kwargs": kwargs}))
+    record_new_dispatch(
+        rt.store,
+        dispatch_id,
+        graph,
+        inputs=inputs,
+        graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
+        owner=rt.heartbeat.owner,
+        source=_source(lat),
+        tags=lat.tags,
+        inputs_text=value_text({"args": args, "kwargs": kwargs}),
+    )
     if lat.triggers:  # registered, not run: each firing starts a dispatch of its own
         ray.get(service.add_triggers.remote(str(rt.settings.db_path), dispatch_id))
         return dispatch_id
@@ -326,8 +358,10 @@ def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
     rt = _runtime()
     service = rt.service()
     if service is None:
-        raise ClusterError("Triggers are watched by the `qflow start` service, and none is "
-                           "running here; there are no triggers to stop.")
+        raise ClusterError(
+            "Triggers are watched by the `qflow start` service, and none is "
+            "running here; there are no triggers to stop."
+        )
     started: list[str] = []
     for dispatch_id in ids:
         _status_row(rt, dispatch_id)  # unknown ids raise DispatchNotFoundError
@@ -348,10 +382,14 @@ def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int
     old_inputs = loads(_row(rt, old_id)["inputs"])
     old_fps = fingerprints(lat.build_graph(*old_inputs["args"], **old_inputs["kwargs"]))
     fps = fingerprints(graph)
-    return {r["node_id"]: r["output"] for r in rt.store.get_nodes(old_id)
-            if r["status"] == Status.COMPLETED and r["kind"] != "op"
-            and old_fps.get(r["node_id"]) == fps.get(r["node_id"])
-            and isinstance(r["output"], bytes)}
+    return {
+        r["node_id"]: r["output"]
+        for r in rt.store.get_nodes(old_id)
+        if r["status"] == Status.COMPLETED
+        and r["kind"] != "op"
+        and old_fps.get(r["node_id"]) == fps.get(r["node_id"])
+        and isinstance(r["output"], bytes)
+    }
 
 
 def dispatch(lattice: Lattice) -> Callable[..., str]:
@@ -403,7 +441,8 @@ def _check_id(dispatch_id: Any) -> None:
     if not isinstance(dispatch_id, str):
         raise QflowInputError(
             f"A dispatch id is the string qflow.dispatch returned; got "
-            f"{type(dispatch_id).__name__} {dispatch_id!r}.")
+            f"{type(dispatch_id).__name__} {dispatch_id!r}."
+        )
 
 
 def _running_sublattice(rt: _Runtime, dispatch_id: str) -> tuple[str, int] | None:
@@ -412,8 +451,7 @@ def _running_sublattice(rt: _Runtime, dispatch_id: str) -> tuple[str, int] | Non
     parent, _, node = dispatch_id.rpartition("/")
     if not parent or not node.isdigit():
         return None
-    row = next((r for r in rt.store.get_node_texts(parent) if r["node_id"] == int(node)),
-               None)
+    row = next((r for r in rt.store.get_node_texts(parent) if r["node_id"] == int(node)), None)
     if row is None or row["kind"] != "sublattice" or Status(row["status"]).is_final:
         return None
     return parent, int(node)
@@ -426,11 +464,13 @@ def _not_found(rt: _Runtime, dispatch_id: str) -> DispatchNotFoundError:
             f"Dispatch {dispatch_id} is the sublattice of node {running[1]} of dispatch "
             f"{running[0]}, which is still running: its record is written when it ends. "
             f"Wait on the parent (get_result({running[0]!r}, wait=True)), or cancel it "
-            f"with qflow.cancel({dispatch_id!r}).")
+            f"with qflow.cancel({dispatch_id!r})."
+        )
     return DispatchNotFoundError(
         f"No dispatch {dispatch_id!r} in the results store at {rt.settings.db_path}. "
         "Check the id (`qflow list` shows recent ones) and that QFLOW_HOME is the one "
-        "the dispatch was made with.")
+        "the dispatch was made with."
+    )
 
 
 def _row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
@@ -457,11 +497,18 @@ def _finished(row: dict[str, Any]) -> bool:
     return Status(row["status"]).is_final and row.get("end_time") is not None
 
 
-def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = False,
-               timeout: float | None = None, *, workflow_output: bool = True,
-               intermediate_outputs: bool = True, sublattice_results: bool = True,
-               qelectron_db: bool = False, results_dir: str | None = None
-               ) -> Result | dict[str, str]:
+def get_result(
+    dispatch_id: str,
+    wait: bool | Wait = False,
+    status_only: bool = False,
+    timeout: float | None = None,
+    *,
+    workflow_output: bool = True,
+    intermediate_outputs: bool = True,
+    sublattice_results: bool = True,
+    qelectron_db: bool = False,
+    results_dir: str | None = None,
+) -> Result | dict[str, str]:
     """The :class:`Result` of a dispatch, from any process.
 
     A dispatch whose dispatching process (or dispatcher service) is gone is ended
@@ -486,18 +533,24 @@ def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = 
         DispatchNotFoundError: no dispatch has this id.
         DispatchTimeoutError: still running after ``timeout`` seconds (a TimeoutError).
     """
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                or timeout < 0):
-        raise QflowInputError(f"timeout is a number of seconds >= 0, or None to wait as long "
-                              f"as it takes; got {timeout!r}.")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+    ):
+        raise QflowInputError(
+            f"timeout is a number of seconds >= 0, or None to wait as long "
+            f"as it takes; got {timeout!r}."
+        )
     if isinstance(wait, Wait):
         if timeout is None and math.isfinite(wait.seconds):
-            flags = {"workflow_output": workflow_output,
-                     "intermediate_outputs": intermediate_outputs,
-                     "sublattice_results": sublattice_results}
+            flags = {
+                "workflow_output": workflow_output,
+                "intermediate_outputs": intermediate_outputs,
+                "sublattice_results": sublattice_results,
+            }
             try:
-                return get_result(dispatch_id, wait=True, status_only=status_only,
-                                  timeout=wait.seconds, **flags)
+                return get_result(
+                    dispatch_id, wait=True, status_only=status_only, timeout=wait.seconds, **flags
+                )
             except DispatchTimeoutError:
                 return get_result(dispatch_id, status_only=status_only, **flags)
         wait = True
@@ -512,7 +565,8 @@ def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = 
             if local.crash is not None and not _finished(_status_row(rt, dispatch_id)):
                 raise ClusterError(
                     f"The dispatcher of {dispatch_id} stopped without recording an end: "
-                    f"{local.crash!r}") from local.crash
+                    f"{local.crash!r}"
+                ) from local.crash
         pause, checked = 0.002, time.monotonic()
         while not _finished(row := _status_row(rt, dispatch_id)):
             if deadline is not None and time.monotonic() > deadline:
@@ -524,9 +578,13 @@ def get_result(dispatch_id: str, wait: bool | Wait = False, status_only: bool = 
             pause = min(pause * 1.5, 0.1)
     if status_only:
         return {"id": dispatch_id, "status": Status(row["status"])}
-    return Result(rt.store, _row(rt, dispatch_id), workflow_output=workflow_output,
-                  intermediate_outputs=intermediate_outputs,
-                  sublattice_results=sublattice_results)
+    return Result(
+        rt.store,
+        _row(rt, dispatch_id),
+        workflow_output=workflow_output,
+        intermediate_outputs=intermediate_outputs,
+        sublattice_results=sublattice_results,
+    )
 
 
 def _raise_if_paused(rt: _Runtime, row: dict[str, Any]) -> None:
@@ -540,7 +598,8 @@ def _raise_if_paused(rt: _Runtime, row: dict[str, Any]) -> None:
 def _timed_out(dispatch_id: str, timeout: float | None) -> DispatchTimeoutError:
     return DispatchTimeoutError(
         f"Dispatch {dispatch_id} is still running after {timeout} s. It goes on running; "
-        "call get_result again later, or qflow.cancel it.")
+        "call get_result again later, or qflow.cancel it."
+    )
 
 
 def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str:
@@ -551,8 +610,9 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
     """
     rt = _runtime()
     _check_id(dispatch_id)
-    running = _running_sublattice(rt, dispatch_id) \
-        if rt.store.get_status(dispatch_id) is None else None
+    running = (
+        _running_sublattice(rt, dispatch_id) if rt.store.get_status(dispatch_id) is None else None
+    )
     if running is not None and task_ids is None:  # a child dispatch that runs in its node
         parent, node = running
         cancel(parent, [node])
@@ -567,7 +627,8 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
         if unknown:
             raise QflowInputError(
                 f"Dispatch {dispatch_id} has no nodes {unknown}; valid node ids are "
-                f"0..{max(known)}. See `qflow show {dispatch_id}`.")
+                f"0..{max(known)}. See `qflow show {dispatch_id}`."
+            )
     if Status(row["status"]).is_final:
         return f"Dispatch {dispatch_id} already ended {row['status']}; nothing to cancel."
     if ids is None:
@@ -603,8 +664,11 @@ def cancel_recorded(store: Any, row: dict[str, Any], running_here: bool = False)
     return None
 
 
-def redispatch(dispatch_id: str, replace_electrons: dict[str, Electron] | None = None,
-               reuse_previous_results: bool = False) -> Callable[..., str]:
+def redispatch(
+    dispatch_id: str,
+    replace_electrons: dict[str, Electron] | None = None,
+    reuse_previous_results: bool = False,
+) -> Callable[..., str]:
     """Dispatch an earlier lattice again, optionally with some electrons replaced.
 
     Called with no arguments, the returned function reuses the original args and
@@ -621,20 +685,25 @@ def redispatch(dispatch_id: str, replace_electrons: dict[str, Electron] | None =
     if not row.get("graph"):
         raise QflowInputError(
             f"Dispatch {dispatch_id} is a sublattice; redispatch its top-level dispatch "
-            f"{row.get('parent_id')} instead.")
+            f"{row.get('parent_id')} instead."
+        )
     saved = loads(row["graph"])
     lat: Lattice = saved["lattice"]
     old_inputs = loads(row["inputs"])
     replace = dict(replace_electrons or {})
     bad = {k: v for k, v in replace.items() if not callable(v)}
     if bad:
-        raise QflowInputError(
-            f"replace_electrons maps electron names to electrons; got {bad!r}.")
+        raise QflowInputError(f"replace_electrons maps electron names to electrons; got {bad!r}.")
 
     def submit(*args: Any, **kwargs: Any) -> str:
         if not args and not kwargs:
             args, kwargs = old_inputs["args"], old_inputs["kwargs"]
-        return _launch(lat, tuple(args), dict(kwargs), replace=replace,
-                       reuse_from=dispatch_id if reuse_previous_results else None)
+        return _launch(
+            lat,
+            tuple(args),
+            dict(kwargs),
+            replace=replace,
+            reuse_from=dispatch_id if reuse_previous_results else None,
+        )
 
     return submit

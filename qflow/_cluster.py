@@ -7,8 +7,8 @@ import json
 import logging
 import os
 import shutil
-import sys
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -16,8 +16,12 @@ from typing import Any
 
 import ray
 
-from qflow.exceptions import (ClusterConnectionError, ClusterError, InfeasibleResourceError,
-                              QflowConfigError)
+from qflow.exceptions import (
+    ClusterConnectionError,
+    ClusterError,
+    InfeasibleResourceError,
+    QflowConfigError,
+)
 from qflow.settings import Settings
 
 SERVICE_NAME = "qflow-dispatcher"
@@ -54,6 +58,7 @@ def announced_address() -> str | None:
     """
     try:
         from ray._private.utils import read_ray_address
+
         address = read_ray_address(None)
     except Exception:  # a private API; without it nothing is announced
         return None
@@ -139,9 +144,13 @@ def ensure_ray(settings: Settings) -> str:
         # "local": start a fresh, private Ray even if Ray's address file points at a head
         # that is gone (a plain ray.init() would try to join it and fail).
         with quiet_ray():
-            ray.init(address="local", num_cpus=settings.num_cpus,
-                     resources=dict(settings.resources) or None, include_dashboard=False,
-                     **common)
+            ray.init(
+                address="local",
+                num_cpus=settings.num_cpus,
+                resources=dict(settings.resources) or None,
+                include_dashboard=False,
+                **common,
+            )
     except Exception as exc:
         raise ClusterError(f"Could not start a local Ray: {exc!r}") from exc
     return "embedded"
@@ -213,8 +222,10 @@ def node_shapes() -> list[dict[str, float]]:
     """The resources of every alive node, and of every node type an autoscaler may add."""
     alive = [n for n in ray.nodes() if n.get("Alive")]
     for n in alive:
-        _seen_nodes[n.get("NodeID", "?")] = (n.get("NodeManagerAddress", "?"),
-                                             dict(n.get("Resources", {})))
+        _seen_nodes[n.get("NodeID", "?")] = (
+            n.get("NodeManagerAddress", "?"),
+            dict(n.get("Resources", {})),
+        )
     shapes = [dict(n.get("Resources", {})) for n in alive]
     try:
         from ray._private.state import state
@@ -223,8 +234,9 @@ def node_shapes() -> list[dict[str, float]]:
     except Exception:  # a private API; without it, alive nodes are all we know
         config = None
     if config is not None:
-        shapes += [dict(group.resources) for group in config.node_group_configs
-                   if group.max_count != 0]
+        shapes += [
+            dict(group.resources) for group in config.node_group_configs if group.max_count != 0
+        ]
     return shapes
 
 
@@ -246,8 +258,9 @@ def _recent_shapes(max_age: float = SHAPES_MAX_AGE_S) -> list[dict[str, float]]:
     return cached[2]
 
 
-def missing_resources(request: Mapping[str, float],
-                      shapes: list[dict[str, float]]) -> dict[str, float] | None:
+def missing_resources(
+    request: Mapping[str, float], shapes: list[dict[str, float]]
+) -> dict[str, float] | None:
     """None if some node shape holds all of ``request``; else what the closest lacks."""
     best: dict[str, float] | None = None
     for shape in shapes:
@@ -259,15 +272,18 @@ def missing_resources(request: Mapping[str, float],
     return best if best is not None else dict(request)
 
 
-def describe_shortfall(request: Mapping[str, float], shapes: list[dict[str, float]],
-                       what: str) -> str:
+def describe_shortfall(
+    request: Mapping[str, float], shapes: list[dict[str, float]], what: str
+) -> str:
     lack = missing_resources(request, shapes) or {}
     most = {k: max((s.get(k, 0.0) for s in shapes), default=0.0) for k in lack}
     parts = [f"{k!r}: asked {v:g}, the largest node has {most[k]:g}" for k, v in lack.items()]
-    return (f"{what} asks for {dict(request)}, which no node of this Ray cluster can ever "
-            f"hold ({'; '.join(parts)}). Lower the request, or add a node that offers it: "
-            "`qflow start --resources '{\"name\": 1}'`, QFLOW_RESOURCES for the embedded Ray, "
-            "or a node type in ray-cluster.yaml.")
+    return (
+        f"{what} asks for {dict(request)}, which no node of this Ray cluster can ever "
+        f"hold ({'; '.join(parts)}). Lower the request, or add a node that offers it: "
+        "`qflow start --resources '{\"name\": 1}'`, QFLOW_RESOURCES for the embedded Ray, "
+        "or a node type in ray-cluster.yaml."
+    )
 
 
 def ensure_feasible(request: Mapping[str, float], what: str) -> None:
@@ -317,8 +333,7 @@ def ray_request(options: Any, sublattice: bool = False) -> dict[str, float] | No
     if not isinstance(executor, RayExecutor):
         return None  # local and Slurm electrons ask Ray for nothing
     cpus = options.num_cpus if options.num_cpus is not None else (0 if sublattice else 1)
-    request = {"CPU": float(cpus),
-               **{k: float(v) for k, v in (options.resources or {}).items()}}
+    request = {"CPU": float(cpus), **{k: float(v) for k, v in (options.resources or {}).items()}}
     if options.num_gpus:
         request["GPU"] = float(options.num_gpus)
     return request
@@ -361,13 +376,20 @@ def no_longer_feasible(request: Mapping[str, float], what: str) -> str | None:
     if lack is None or autoscaler_node_types_unknown():
         return None
     dead = {n.get("NodeID") for n in ray.nodes() if not n.get("Alive")}
-    lost = [(node_id, address) for node_id, (address, resources) in _seen_nodes.items()
-            if node_id in dead and all(resources.get(k, 0.0) >= v for k, v in lack.items())]
-    gone = ", ".join(f"node {node_id[:12]} at {address}" for node_id, address in lost) \
+    lost = [
+        (node_id, address)
+        for node_id, (address, resources) in _seen_nodes.items()
+        if node_id in dead and all(resources.get(k, 0.0) >= v for k, v in lack.items())
+    ]
+    gone = (
+        ", ".join(f"node {node_id[:12]} at {address}" for node_id, address in lost)
         or "before this process saw them"
+    )
     names = ", ".join(repr(k) for k in lack)
-    return (f"{what} asks for {dict(request)}, and no node of the cluster can hold it any "
-            f"more: the node(s) that offered {names} left the cluster ({gone}), and no "
-            "alive node or autoscaler node type offers it. Start a node that offers it "
-            "(`ray start --address ... --resources ...`) and redispatch "
-            "(`qflow.redispatch(id, reuse_previous_results=True)` skips what completed).")
+    return (
+        f"{what} asks for {dict(request)}, and no node of the cluster can hold it any "
+        f"more: the node(s) that offered {names} left the cluster ({gone}), and no "
+        "alive node or autoscaler node type offers it. Start a node that offers it "
+        "(`ray start --address ... --resources ...`) and redispatch "
+        "(`qflow.redispatch(id, reuse_previous_results=True)` skips what completed)."
+    )

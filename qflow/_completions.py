@@ -62,7 +62,7 @@ class Completion:
         42
     """
 
-    __slots__ = ("_state", "_value", "_error", "_callbacks", "_event", "_convert")
+    __slots__ = ("_callbacks", "_convert", "_error", "_event", "_state", "_value")
 
     def __init__(self, convert: Callable[[Any], Any] | None = None) -> None:
         self._state = _PENDING
@@ -150,8 +150,9 @@ class _Watcher:
                 return fut
             self._new.append((ref, fut))
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="qflow-completions",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="qflow-completions", daemon=True
+                )
                 self._thread.start()
                 # Registered after ray.init registered its shutdown, so (atexit runs last
                 # in, first out) this thread is out of ray.wait before Ray goes down:
@@ -209,8 +210,7 @@ class _Watcher:
             refs = list(pending)
             timeout = min(_WAIT_MAX_S, max(_WAIT_MIN_S, len(refs) * _WAIT_PER_REF_S))
             try:
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout,
-                                    fetch_local=True)
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout, fetch_local=True)
             except (Exception, SystemExit) as exc:  # Ray itself went away: nothing
                 # pending will finish (ray.shutdown() raises SystemExit in a waiting thread)
                 for fut in pending.values():

@@ -35,7 +35,9 @@ def run(chunks: int = 8, n: int = 200_000) -> qflow.Result:
     print(f"{'node':<16}{'status':<11}{'ms':>8}")
     for node in res.get_all_node_results():
         ms = (node["end_time"] - node["start_time"]).total_seconds() * 1000
-        print(f"{node['node_name']}({node['node_id']})".ljust(16) + f"{node['status']:<11}{ms:>8.1f}")
+        print(
+            f"{node['node_name']}({node['node_id']})".ljust(16) + f"{node['status']:<11}{ms:>8.1f}"
+        )
     print(f"status {res.status}; pi ~ {res.result:.5f} (error {abs(res.result - math.pi):.1e})")
     print(f"dispatch id {dispatch_id}: see `qflow show {dispatch_id}`")
     return res

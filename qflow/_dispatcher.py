@@ -40,9 +40,9 @@ from qflow._task import (
     dumps_value,
 )
 from qflow._text import source_text, value_text
-from qflow.settings import max_sublattice_depth
 from qflow.exceptions import QflowSerializationError, StoreFullError
 from qflow.executors import Submission, executor_name, resolve_executor
+from qflow.settings import max_sublattice_depth
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
 _POLL_S = 0.25
@@ -56,7 +56,6 @@ _FLUSH_S = 0.05
 #: OP nodes that only collect their operands: over large outputs they are recorded as
 #: recipes (DerivedOutput) rather than evaluated into a second copy.
 _CONTAINER_OPS = frozenset({"list", "tuple", "dict"})
-
 
 
 def _iso(value: Any) -> str | None:
@@ -73,8 +72,19 @@ def fingerprints(graph: Graph) -> dict[int, str]:
     for node in graph.topo_order():
         h = hashlib.sha256()
         try:
-            h.update(cloudpickle.dumps((node.name, str(node.kind), node.fn, node.args,
-                                        node.kwargs, node.expr, node.after)))
+            h.update(
+                cloudpickle.dumps(
+                    (
+                        node.name,
+                        str(node.kind),
+                        node.fn,
+                        node.args,
+                        node.kwargs,
+                        node.expr,
+                        node.after,
+                    )
+                )
+            )
         except Exception:  # unpicklable: never reusable
             h.update(str(time.time_ns()).encode())
         for parent in node.parents():
@@ -92,8 +102,12 @@ def check_picklable(graph: Graph) -> None:
     """Raise :class:`QflowSerializationError` naming the first electron whose function or
     arguments cannot be pickled, before any compute is spent."""
     functions = {id(n.fn): n.fn for n in graph.nodes}  # a fan-out shares one function
-    values = [v for n in graph.nodes for v in (*n.args, *n.kwargs.values())
-              if type(v) is not Const or type(v.value) not in PLAIN_TYPES]
+    values = [
+        v
+        for n in graph.nodes
+        for v in (*n.args, *n.kwargs.values())
+        if type(v) is not Const or type(v.value) not in PLAIN_TYPES
+    ]
     try:  # one pickler for everything (per-node picklers cost more than the dispatch),
         # writing nowhere, so big arguments are never all held as bytes at once
         cloudpickle.Pickler(_Discard(), protocol=4).dump((list(functions.values()), values))
@@ -119,21 +133,41 @@ def check_picklable(graph: Graph) -> None:
                 ) from exc
 
 
-def record_new_dispatch(store: ResultStore, dispatch_id: str, graph: Graph, *,
-                        inputs: bytes | None, graph_blob: bytes | None,
-                        parent_id: str | None = None, parent_node_id: int | None = None,
-                        owner: str | None = None, inputs_text: str | None = None,
-                        source: str | None = None, tags: tuple[str, ...] = ()) -> None:
+def record_new_dispatch(
+    store: ResultStore,
+    dispatch_id: str,
+    graph: Graph,
+    *,
+    inputs: bytes | None,
+    graph_blob: bytes | None,
+    parent_id: str | None = None,
+    parent_node_id: int | None = None,
+    owner: str | None = None,
+    inputs_text: str | None = None,
+    source: str | None = None,
+    tags: tuple[str, ...] = (),
+) -> None:
     """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node
     (COMPLETED, with its value, for a parameter node: there is nothing to run)."""
     created = now_iso()
     store.create_dispatch(
-        {"dispatch_id": dispatch_id, "name": graph.name, "status": Status.NEW_OBJECT,
-         "parent_id": parent_id, "parent_node_id": parent_node_id, "created_at": created,
-         "owner": owner, "heartbeat": time.time(), "inputs_text": inputs_text,
-         "source": source, "electron_sources": _electron_sources(graph),
-         "tags": json.dumps(list(tags)) if tags else None,
-         "inputs": inputs, "graph": graph_blob, "graph_text": None},  # made when read
+        {
+            "dispatch_id": dispatch_id,
+            "name": graph.name,
+            "status": Status.NEW_OBJECT,
+            "parent_id": parent_id,
+            "parent_node_id": parent_node_id,
+            "created_at": created,
+            "owner": owner,
+            "heartbeat": time.time(),
+            "inputs_text": inputs_text,
+            "source": source,
+            "electron_sources": _electron_sources(graph),
+            "tags": json.dumps(list(tags)) if tags else None,
+            "inputs": inputs,
+            "graph": graph_blob,
+            "graph_text": None,
+        },  # made when read
         _node_rows(graph, created),
     )
 
@@ -148,18 +182,34 @@ def _node_rows(graph: Graph, created: str) -> list[dict[str, Any]]:
         key = (id(n.options), n.kind)
         if key not in names:
             names[key] = _executor_name(n)
-        rows.append({"node_id": n.node_id, "name": n.name, "kind": n.kind.value,
-                     "parents": repr(n.parents()), "status": Status.NEW_OBJECT,
-                     "executor": names[key]})
+        rows.append(
+            {
+                "node_id": n.node_id,
+                "name": n.name,
+                "kind": n.kind.value,
+                "parents": repr(n.parents()),
+                "status": Status.NEW_OBJECT,
+                "executor": names[key],
+            }
+        )
     return rows
 
 
 def _parameter_row(node: Any, created: str) -> dict[str, Any]:
     value = node.expr.value
-    return {"node_id": node.node_id, "name": node.name, "kind": str(node.kind),
-            "parents": "[]", "status": Status.COMPLETED, "start_time": created,
-            "end_time": created, "output": dumps_value(value),
-            "output_text": value_text(value), "stdout": "", "stderr": ""}
+    return {
+        "node_id": node.node_id,
+        "name": node.name,
+        "kind": str(node.kind),
+        "parents": "[]",
+        "status": Status.COMPLETED,
+        "start_time": created,
+        "end_time": created,
+        "output": dumps_value(value),
+        "output_text": value_text(value),
+        "stdout": "",
+        "stderr": "",
+    }
 
 
 def _electron_sources(graph: Graph) -> str | None:
@@ -207,10 +257,19 @@ def env_setup_error(label: str, options: Any, cause: BaseException) -> str:
     text = str(cause).strip()
     if not packages:
         return f"Ray could not set up the runtime_env of electron {label}:\n{text}"
-    return (f"The pip packages {packages} of electron {label} could not be installed, so it "
-            f"did not run. pip said:\n{text[-4000:]}\nPick versions that publish a wheel "
-            "for this Python and platform (`pip index versions NAME` lists them), or drop "
-            "the pin; qflow installs wheels only, so a pin is never built from source.")
+    return (
+        f"The pip packages {packages} of electron {label} could not be installed, so it "
+        f"did not run. pip said:\n{text[-4000:]}\nPick versions that publish a wheel "
+        "for this Python and platform (`pip index versions NAME` lists them), or drop "
+        "the pin; qflow installs wheels only, so a pin is never built from source."
+    )
+
+
+@dataclasses.dataclass(eq=False)
+class _Verdicts:
+    """Why the in-flight nodes of some options can no longer be placed, by options id."""
+
+    by_options: dict[int, str]
 
 
 class Dispatcher:
@@ -235,10 +294,17 @@ class Dispatcher:
         max_depth: how deep sublattices may nest (default: ``$QFLOW_MAX_SUBLATTICE_DEPTH``).
     """
 
-    def __init__(self, store: ResultStore, dispatch_id: str, graph: Graph,
-                 reuse: dict[int, bytes] | None = None, heartbeat: Heartbeat | None = None,
-                 resumed: bool = False, chain: tuple[str, ...] = (),
-                 max_depth: int | None = None) -> None:
+    def __init__(
+        self,
+        store: ResultStore,
+        dispatch_id: str,
+        graph: Graph,
+        reuse: dict[int, bytes] | None = None,
+        heartbeat: Heartbeat | None = None,
+        resumed: bool = False,
+        chain: tuple[str, ...] = (),
+        max_depth: int | None = None,
+    ) -> None:
         self.store, self.dispatch_id, self.graph = store, dispatch_id, graph
         self.chain = chain
         self.max_depth = max_depth if max_depth is not None else max_sublattice_depth()
@@ -262,6 +328,7 @@ class Dispatcher:
         #: needed) and containers of them (stored as a DerivedOutput recipe).
         self._not_held: set[int] = set()
         self._refs: dict[int, Any] = {}
+        self._placing: threading.Thread | None = None
 
     # ---------------------------------------------------------------- control
     def abandon(self, timeout: float = 2.0) -> None:
@@ -291,8 +358,11 @@ class Dispatcher:
         except BaseException as exc:
             self.status = Status.FAILED
             self.crash = exc
-            why = (str(exc) if isinstance(exc, StoreFullError)
-                   else f"The dispatcher itself failed: {exc!r}")
+            why = (
+                str(exc)
+                if isinstance(exc, StoreFullError)
+                else f"The dispatcher itself failed: {exc!r}"
+            )
             with contextlib.suppress(Exception):  # the store may be what failed
                 self.store.end_dispatch(self.dispatch_id, Status.FAILED, why)
             raise
@@ -307,17 +377,30 @@ class Dispatcher:
         calls = {}
         for nid, pc in the_plan.calls.items():
             if pc.kind is NodeKind.SUBLATTICE:  # each runs its own child dispatch
-                template = CallTemplate(self.dispatch_id, pc.name, pc.kind, SublatticeCall(
-                    pc.fn, f"{self.dispatch_id}/{nid}", pc.label, self.chain,
-                    self.max_depth), pc.options)
+                template = CallTemplate(
+                    self.dispatch_id,
+                    pc.name,
+                    pc.kind,
+                    SublatticeCall(
+                        pc.fn, f"{self.dispatch_id}/{nid}", pc.label, self.chain, self.max_depth
+                    ),
+                    pc.options,
+                )
             else:
                 key = (id(pc.fn), id(pc.options), pc.name)
                 template = templates.get(key)
                 if template is None:
                     template = templates[key] = CallTemplate(
-                        self.dispatch_id, pc.name, pc.kind, pc.fn, pc.options)
-            calls[nid] = TaskCall(template=template, node_id=nid, program=pc.program,
-                                  args=pc.args, kwargs=pc.kwargs, dep_ids=pc.dep_ids)
+                        self.dispatch_id, pc.name, pc.kind, pc.fn, pc.options
+                    )
+            calls[nid] = TaskCall(
+                template=template,
+                node_id=nid,
+                program=pc.program,
+                args=pc.args,
+                kwargs=pc.kwargs,
+                dep_ids=pc.dep_ids,
+            )
         return calls
 
     def _run(self) -> Status:
@@ -416,6 +499,12 @@ class Dispatcher:
                 self._refs.clear()
                 return Status.FAILED
             while True:
+                if isinstance(event, _Verdicts):  # from the placeability check
+                    for nid in self._unplaceable(event, running, calls):
+                        self._cancel_submission(calls[nid], running[nid], running)
+                        del running[nid]
+                        block(nid)
+                    event = None
                 nid = node_of.pop(event, None) if event is not None else None
                 if nid is not None and nid in running:
                     sub = running.pop(nid)
@@ -432,10 +521,7 @@ class Dispatcher:
             self.rec.flush(_FLUSH_S)
             if running and time.monotonic() - last_placed > _PLACEABLE_EVERY_S:
                 last_placed = time.monotonic()
-                for nid in self._unplaceable(running, calls):
-                    self._cancel_submission(calls[nid], running[nid], running)
-                    del running[nid]
-                    block(nid)
+                self._check_placeable(running, calls)
             if time.monotonic() - last_poll > _POLL_S:
                 last_poll = time.monotonic()
                 row = self.store.get_status(self.dispatch_id) or {}
@@ -443,20 +529,43 @@ class Dispatcher:
                     self._cancel_all = True
         return self._finalize()
 
-    def _unplaceable(self, running: dict[int, Submission],
-                     calls: dict[int, TaskCall]) -> list[int]:
-        """Nodes in flight that no node of the cluster can hold any more, each recorded
-        FAILED with the reason: Ray would keep them pending for ever."""
-        verdicts: dict[int, str | None] = {}  # by options object: a fan-out shares one
-        out = []
-        for nid in running:
+    def _check_placeable(self, running: dict[int, Submission], calls: dict[int, TaskCall]) -> None:
+        """Ask, in a thread of its own, whether the cluster can still hold what is in
+        flight; the answer comes back as a :class:`_Verdicts` event. (Asking Ray blocks
+        for as long as its head does not answer, and the loop must not.)"""
+        if self._placing is not None and self._placing.is_alive():
+            return
+        requests: dict[int, tuple[dict[str, float], str]] = {}
+        for nid in running:  # by options object: a fan-out shares one
             call = calls[nid]
             key = id(call.options)
-            if key not in verdicts:
+            if key not in requests:
                 request = ray_request(call.options, call.template.kind is NodeKind.SUBLATTICE)
-                verdicts[key] = None if request is None else no_longer_feasible(
-                    request, f"Electron {call.template.name}")
-            why = verdicts[key]
+                if request is not None:
+                    requests[key] = (request, f"Electron {call.template.name}")
+        if not requests:
+            return
+
+        def judge() -> None:
+            try:
+                found = {k: no_longer_feasible(r, what) for k, (r, what) in requests.items()}
+            except Exception:  # Ray itself is unreachable: the head watch says so
+                return
+            lost = {k: why for k, why in found.items() if why is not None}
+            if lost:
+                self._events.put(_Verdicts(lost))
+
+        self._placing = threading.Thread(target=judge, name="qflow-placeable", daemon=True)
+        self._placing.start()
+
+    def _unplaceable(
+        self, verdicts: _Verdicts, running: dict[int, Submission], calls: dict[int, TaskCall]
+    ) -> list[int]:
+        """Nodes in flight that no node of the cluster can hold any more, each recorded
+        FAILED with the reason: Ray would keep them pending for ever."""
+        out = []
+        for nid in running:
+            why = verdicts.by_options.get(id(calls[nid].options))
             if why is not None:
                 self.rec.node(nid, status=Status.FAILED, end_time=now_iso(), error=why)
                 out.append(nid)
@@ -471,29 +580,48 @@ class Dispatcher:
             self.rec.state[nid] = Status.COMPLETED
         else:
             now = now_iso()
-            self.rec.node(nid, status=Status.COMPLETED, output=blob, start_time=now,
-                          end_time=now, stdout="", stderr="", error=None)
+            self.rec.node(
+                nid,
+                status=Status.COMPLETED,
+                output=blob,
+                start_time=now,
+                end_time=now,
+                stdout="",
+                stderr="",
+                error=None,
+            )
         self._completed(nid)
 
     def _submit(self, call: TaskCall) -> Submission | None:
         if call.template.kind is NodeKind.SUBLATTICE and len(self.chain) >= self.max_depth:
             path = " -> ".join((*self.chain, call.label))
-            self.rec.node(call.node_id, status=Status.FAILED, end_time=now_iso(), error=(
-                f"Sublattice {call.label} would nest {len(self.chain) + 1} deep, past the "
-                f"limit of {self.max_depth}: {path}. A lattice that calls itself needs a "
-                "base case that stops the recursion; to nest deeper on purpose, set "
-                "QFLOW_MAX_SUBLATTICE_DEPTH where the dispatcher runs."))
+            self.rec.node(
+                call.node_id,
+                status=Status.FAILED,
+                end_time=now_iso(),
+                error=(
+                    f"Sublattice {call.label} would nest {len(self.chain) + 1} deep, past the "
+                    f"limit of {self.max_depth}: {path}. A lattice that calls itself needs a "
+                    "base case that stops the recursion; to nest deeper on purpose, set "
+                    "QFLOW_MAX_SUBLATTICE_DEPTH where the dispatcher runs."
+                ),
+            )
             return None
         try:
             executor = resolve_executor(call.options.executor)
             return executor.submit(call, [self._refs[d] for d in call.dep_ids])
         except Exception as exc:  # e.g. arguments Ray cannot serialize
-            self.rec.node(call.node_id, status=Status.FAILED, end_time=now_iso(),
-                          error=f"Electron {call.label} could not be submitted: {exc}")
+            self.rec.node(
+                call.node_id,
+                status=Status.FAILED,
+                end_time=now_iso(),
+                error=f"Electron {call.label} could not be submitted: {exc}",
+            )
             return None
 
-    def _cancel_submission(self, call: TaskCall, sub: Submission,
-                           running: dict[int, Submission]) -> None:
+    def _cancel_submission(
+        self, call: TaskCall, sub: Submission, running: dict[int, Submission]
+    ) -> None:
         """Cancel ``sub`` now if its inputs exist, else as soon as they all do.
 
         Ray (2.60) aborts the whole owning process ("Tried to complete task that was
@@ -505,15 +633,16 @@ class Dispatcher:
         parents' completions, which cancelling the parents brings on quickly).
         """
         sub.cancelled = True
-        self._cancel_once_inputs_exist(call, sub, [running[d].done for d in set(call.dep_ids)
-                                                   if d in running])
+        self._cancel_once_inputs_exist(
+            call, sub, [running[d].done for d in set(call.dep_ids) if d in running]
+        )
 
-    def _cancel_once_inputs_exist(self, call: TaskCall, sub: Submission,
-                                  parents: list[Any]) -> None:
+    def _cancel_once_inputs_exist(
+        self, call: TaskCall, sub: Submission, parents: list[Any]
+    ) -> None:
         waiting = next((fut for fut in parents if not fut.done()), None)
         if waiting is not None:  # checked again when it is done
-            waiting.add_done_callback(
-                lambda _: self._cancel_once_inputs_exist(call, sub, parents))
+            waiting.add_done_callback(lambda _: self._cancel_once_inputs_exist(call, sub, parents))
             return
         # Inputs that have just come into being need a moment more with some executors
         # (Ray resolves a task's arguments in the callbacks of the completion that made
@@ -554,12 +683,20 @@ class Dispatcher:
             else:
                 self._blobs[nid] = blob
             self._import_sublattice(nid, outcome)
-            self.rec.node(nid, status=Status.COMPLETED, output=blob,
-                          output_text=outcome.output_text,
-                          start_time=_iso(outcome.start_time), end_time=_iso(outcome.end_time),
-                          stdout=outcome.stdout, stderr=outcome.stderr,
-                          ray_node_id=outcome.ray_node_id, error=None,
-                          slurm_job_id=outcome.slurm_job_id, inputs_text=outcome.inputs_text)
+            self.rec.node(
+                nid,
+                status=Status.COMPLETED,
+                output=blob,
+                output_text=outcome.output_text,
+                start_time=_iso(outcome.start_time),
+                end_time=_iso(outcome.end_time),
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
+                ray_node_id=outcome.ray_node_id,
+                error=None,
+                slurm_job_id=outcome.slurm_job_id,
+                inputs_text=outcome.inputs_text,
+            )
             self.rec.metrics(outcome.metrics)
             if large:  # to disk now: one large output held here at a time
                 del blob
@@ -569,28 +706,44 @@ class Dispatcher:
         cause, outcome = _unwrap(exc)
         if outcome is not None and outcome.node_id == nid:
             self._import_sublattice(nid, outcome)
-            self.rec.node(nid, status=Status.FAILED, error=outcome.error,
-                          start_time=_iso(outcome.start_time),
-                          end_time=_iso(outcome.end_time) or now_iso(),
-                          stdout=outcome.stdout, stderr=outcome.stderr,
-                          ray_node_id=outcome.ray_node_id, slurm_job_id=outcome.slurm_job_id,
-                          inputs_text=outcome.inputs_text)
+            self.rec.node(
+                nid,
+                status=Status.FAILED,
+                error=outcome.error,
+                start_time=_iso(outcome.start_time),
+                end_time=_iso(outcome.end_time) or now_iso(),
+                stdout=outcome.stdout,
+                stderr=outcome.stderr,
+                ray_node_id=outcome.ray_node_id,
+                slurm_job_id=outcome.slurm_job_id,
+                inputs_text=outcome.inputs_text,
+            )
             self.rec.metrics(outcome.metrics)
         elif isinstance(cause, ray.exceptions.RuntimeEnvSetupError):
-            self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),
-                          error=env_setup_error(self.graph.nodes[nid].label,
-                                                self.graph.nodes[nid].options, cause))
+            self.rec.node(
+                nid,
+                status=Status.FAILED,
+                end_time=now_iso(),
+                error=env_setup_error(
+                    self.graph.nodes[nid].label, self.graph.nodes[nid].options, cause
+                ),
+            )
         elif outcome is None and not isinstance(cause, ray.exceptions.TaskCancelledError):
-            self.rec.node(nid, status=Status.FAILED, end_time=now_iso(),
-                          error=f"{type(cause).__name__}: {cause}")
+            self.rec.node(
+                nid,
+                status=Status.FAILED,
+                end_time=now_iso(),
+                error=f"{type(cause).__name__}: {cause}",
+            )
         else:  # a parent failed or was cancelled, so this node never ran
             self.rec.node(nid, status=Status.NEW_OBJECT)
         return False
 
     def _import_sublattice(self, nid: int, outcome: NodeOutcome) -> None:
         if outcome.sublattice is not None:
-            sub_id = self.store.import_(outcome.sublattice, parent_id=self.dispatch_id,
-                                        parent_node_id=nid)
+            sub_id = self.store.import_(
+                outcome.sublattice, parent_id=self.dispatch_id, parent_node_id=nid
+            )
             self.rec.node(nid, sublattice_id=sub_id)
 
     # ---------------------------------------------------------------- values and OPs
@@ -599,7 +752,8 @@ class Dispatcher:
             if nid in self._not_held:
                 if nid in self._plan.op_parents:  # a container of large outputs
                     return self.graph.nodes[nid].expr.evaluate(
-                        {p: self._value(p) for p in self._plan.op_parents[nid]})
+                        {p: self._value(p) for p in self._plan.op_parents[nid]}
+                    )
                 return cloudpickle.loads(ray.get(self._refs[nid]).blob)
             self._values[nid] = cloudpickle.loads(self._blobs[nid])
         return self._values[nid]
@@ -633,21 +787,37 @@ class Dispatcher:
         if self._derived(node.expr):
             self._not_held.add(op_id)
             now = now_iso()
-            self.rec.node(op_id, status=Status.COMPLETED, start_time=now, end_time=now,
-                          output=dumps_value(DerivedOutput(node.expr)),
-                          output_text=_derived_text(node.expr), stdout="", stderr="")
+            self.rec.node(
+                op_id,
+                status=Status.COMPLETED,
+                start_time=now,
+                end_time=now,
+                output=dumps_value(DerivedOutput(node.expr)),
+                output_text=_derived_text(node.expr),
+                stdout="",
+                stderr="",
+            )
             return True
         try:
             value = node.expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
             blob = dumps_value(value)
         except Exception as exc:
-            self.rec.node(op_id, status=Status.FAILED, end_time=now_iso(),
-                          error=f"{node.label}: {exc!r}")
+            self.rec.node(
+                op_id, status=Status.FAILED, end_time=now_iso(), error=f"{node.label}: {exc!r}"
+            )
             return False
         self._values[op_id], self._blobs[op_id] = value, blob
         now = now_iso()
-        self.rec.node(op_id, status=Status.COMPLETED, output=blob, start_time=now,
-                      end_time=now, stdout="", stderr="", output_text=value_text(value))
+        self.rec.node(
+            op_id,
+            status=Status.COMPLETED,
+            output=blob,
+            start_time=now,
+            end_time=now,
+            stdout="",
+            stderr="",
+            output_text=value_text(value),
+        )
         return True
 
     def _postprocess_node(self) -> int | None:
@@ -671,27 +841,43 @@ class Dispatcher:
             fields.update(status=Status.CANCELLED)
         elif failed:
             self.rec.flush()
-            text = {r["node_id"]: r["error"] or "" for r in self.store.get_nodes(self.dispatch_id)
-                    if r["status"] == Status.FAILED}
-            fields.update(status=Status.FAILED, error="\n".join(
-                f"Electron {n.label} failed:\n{text.get(n.node_id, '').rstrip()}"
-                for n in failed))
+            text = {
+                r["node_id"]: r["error"] or ""
+                for r in self.store.get_nodes(self.dispatch_id)
+                if r["status"] == Status.FAILED
+            }
+            fields.update(
+                status=Status.FAILED,
+                error="\n".join(
+                    f"Electron {n.label} failed:\n{text.get(n.node_id, '').rstrip()}"
+                    for n in failed
+                ),
+            )
         elif any(s is Status.CANCELLED for s in state.values()):
-            fields.update(status=Status.CANCELLED,
-                          error="Cancelled nodes: " + ", ".join(
-                              n.label for n in nodes if state[n.node_id] is Status.CANCELLED))
+            fields.update(
+                status=Status.CANCELLED,
+                error="Cancelled nodes: "
+                + ", ".join(n.label for n in nodes if state[n.node_id] is Status.CANCELLED),
+            )
         else:
             expr = self.graph.output
             post = self._postprocess_node()
             try:
                 if post is not None and state[post] is Status.COMPLETED:
                     # The postprocess node already holds the value: the same bytes
-                    result = (dumps_value(DerivedOutput(expr)) if post in self._not_held
-                              else self._blobs[post])
-                    text = (_derived_text(expr) if post in self._not_held
-                            else value_text(self._value(post)))
-                    fields.update(status=Status.COMPLETED, result=result, result_text=text,
-                                  error=None)
+                    result = (
+                        dumps_value(DerivedOutput(expr))
+                        if post in self._not_held
+                        else self._blobs[post]
+                    )
+                    text = (
+                        _derived_text(expr)
+                        if post in self._not_held
+                        else value_text(self._value(post))
+                    )
+                    fields.update(
+                        status=Status.COMPLETED, result=result, result_text=text, error=None
+                    )
                 elif post is not None:
                     raise RuntimeError(f"{nodes[post].label} did not complete")
                 elif self._derived(expr):  # built from stored outputs on reading
@@ -699,11 +885,12 @@ class Dispatcher:
                 else:
                     value = expr.evaluate({r: self._value(r) for r in set(expr.refs())})
                     result, text = dumps_value(value), value_text(value)
-                fields.update(status=Status.COMPLETED, result=result, result_text=text,
-                              error=None)
+                fields.update(status=Status.COMPLETED, result=result, result_text=text, error=None)
             except Exception as exc:
-                fields.update(status=Status.FAILED,
-                              error=f"The lattice's return value could not be built: {exc!r}")
+                fields.update(
+                    status=Status.FAILED,
+                    error=f"The lattice's return value could not be built: {exc!r}",
+                )
         if fields["status"] is not Status.COMPLETED:
             self.rec.cancel_unfinished(only_running=not whole_cancel)
         self.rec.finish(**fields)

@@ -14,6 +14,7 @@ import contextvars
 import dis
 import operator
 import sys
+import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -218,7 +219,8 @@ class Graph:
                     if seen == 1:
                         raise GraphBuildError(
                             f"qflow.wait made a cycle through {self.nodes[parent].label}: a "
-                            "node cannot wait for one of its own dependants. Remove that wait.")
+                            "node cannot wait for one of its own dependants. Remove that wait."
+                        )
                     if seen is None:
                         state[parent] = 1
                         stack.append((self.nodes[parent], iter(self.nodes[parent].parents())))
@@ -232,8 +234,9 @@ class Graph:
     def describe(self) -> str:
         """The graph as indented text, one node a line with its parents (parameter nodes
         show as parents, not on lines of their own)."""
-        return describe_nodes(self.name, ((n.node_id, n.name, str(n.kind), n.parents())
-                                          for n in self.nodes))
+        return describe_nodes(
+            self.name, ((n.node_id, n.name, str(n.kind), n.parents()) for n in self.nodes)
+        )
 
 
 def describe_nodes(name: str, nodes: Iterable[tuple[int, str, str, Sequence[int]]]) -> str:
@@ -256,7 +259,7 @@ _BUILDING: contextvars.ContextVar[Graph | None] = contextvars.ContextVar(
     "qflow_building", default=None
 )
 _REPLACING: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
-    "qflow_replacing", default={}
+    "qflow_replacing", default=types.MappingProxyType({})
 )
 
 
@@ -309,8 +312,9 @@ def add_param(graph: Graph, consumer: Node, value: Any) -> Node:
     ids match. A literal list or dict is one node here, however long (Covalent makes one
     node per element, which turned a 100,000-element list into a 2.6 GB graph).
     """
-    node = graph.add(name=":parameter:" + value_text(value)[:80], kind=NodeKind.PARAMETER,
-                     expr=Const(value))
+    node = graph.add(
+        name=":parameter:" + value_text(value)[:80], kind=NodeKind.PARAMETER, expr=Const(value)
+    )
     consumer.params = (*consumer.params, node.node_id)
     return node
 
@@ -343,8 +347,11 @@ def arg_expr(graph: Graph, consumer: Node, value: Any) -> Expr:
 
 def _binary(op: str, reflected: bool = False) -> Callable[[NodeFuture, Any], NodeFuture]:
     def method(self: NodeFuture, other: Any) -> NodeFuture:
-        operands = (to_expr(other), Ref(self._node_id)) if reflected else (
-            Ref(self._node_id), to_expr(other))
+        operands = (
+            (to_expr(other), Ref(self._node_id))
+            if reflected
+            else (Ref(self._node_id), to_expr(other))
+        )
         return add_op(op, Apply(op, operands))
 
     method.__name__ = f"__{'r' if reflected else ''}{op}__"
@@ -359,7 +366,7 @@ class NodeFuture:
     node. Decisions on its value (``if``, ``len``) need the value, so they raise.
     """
 
-    __slots__ = ("_node_id", "_length")
+    __slots__ = ("_length", "_node_id")
 
     def __init__(self, node_id: int, length: int | None) -> None:
         self._node_id = node_id
@@ -404,22 +411,27 @@ class NodeFuture:
     def _needs_value(self, what: str, advice: str) -> GraphBuildError:
         return GraphBuildError(
             f"{what} of an electron output (node {self._node_id}) needs its value, which "
-            f"does not exist while the lattice is being built. {advice}")
+            f"does not exist while the lattice is being built. {advice}"
+        )
 
     def __str__(self) -> str:
         raise self._needs_value(
-            "str()", "Format it inside an electron (return f'...' from one), or return the "
-                     "output itself and format the result after the dispatch.")
+            "str()",
+            "Format it inside an electron (return f'...' from one), or return the "
+            "output itself and format the result after the dispatch.",
+        )
 
     def __format__(self, spec: str) -> str:
         raise self._needs_value(
-            "An f-string or format()", "Format it inside an electron, or format the result "
-                                       "after the dispatch.")
+            "An f-string or format()",
+            "Format it inside an electron, or format the result after the dispatch.",
+        )
 
     def __hash__(self) -> int:
         raise self._needs_value(
-            "Hashing (a set member or dict key)", "Use it as a dict value or list item "
-                                                  "instead, or build the set inside an electron.")
+            "Hashing (a set member or dict key)",
+            "Use it as a dict value or list item instead, or build the set inside an electron.",
+        )
 
     def __int__(self) -> int:
         raise self._needs_value("int()", "Convert it inside an electron.")
@@ -432,8 +444,9 @@ class NodeFuture:
 
     def __index__(self) -> int:
         raise self._needs_value(
-            "Using it as an index or a range bound", "Pass the number in as a lattice "
-                                                    "argument, or index inside an electron.")
+            "Using it as an index or a range bound",
+            "Pass the number in as a lattice argument, or index inside an electron.",
+        )
 
     def __contains__(self, item: Any) -> bool:
         raise self._needs_value("`in`", "Test membership inside an electron.")

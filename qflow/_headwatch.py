@@ -36,9 +36,15 @@ class HeadWatch:
     cluster in the meantime is not told about the old head.
     """
 
-    def __init__(self, address: str, on_gone: Callable[[str], None], *,
-                 every_s: float = EVERY_S, gone_after_s: float = GONE_AFTER_S,
-                 still_current: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        address: str,
+        on_gone: Callable[[str], None],
+        *,
+        every_s: float = EVERY_S,
+        gone_after_s: float = GONE_AFTER_S,
+        still_current: Callable[[], bool] = lambda: True,
+    ) -> None:
         host, _, port = address.rpartition(":")
         self.address, self._where = address, (host.strip("[]"), int(port))
         self.on_gone, self.still_current = on_gone, still_current

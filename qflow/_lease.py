@@ -73,21 +73,30 @@ def gone_reason(owner: str | None, heartbeat: float | None, now: float | None = 
     info = _info(owner)
     if not info:
         return None  # not claimed yet (or written by a qflow without owners): leave it
-    who = ("the qflow dispatcher service" if info.get("role") == "service"
-           else "the process that dispatched it")
+    who = (
+        "the qflow dispatcher service"
+        if info.get("role") == "service"
+        else "the process that dispatched it"
+    )
     where = f"pid {info.get('pid')} on {info.get('host')}"
     if info.get("host") == _HOST:
         if owner_alive(owner):
             return None
-        advice = ("Restart the service with `qflow stop && qflow start`, then redispatch."
-                  if info.get("role") == "service" else
-                  "Run `qflow start` first so that dispatches outlive the script, or keep the "
-                  "script alive until get_result(..., wait=True) returns.")
-        return f"Nothing runs this dispatch any more: {who} ({where}) exited or was killed. {advice}"
+        advice = (
+            "Restart the service with `qflow stop && qflow start`, then redispatch."
+            if info.get("role") == "service"
+            else "Run `qflow start` first so that dispatches outlive the script, or keep the "
+            "script alive until get_result(..., wait=True) returns."
+        )
+        return (
+            f"Nothing runs this dispatch any more: {who} ({where}) exited or was killed. {advice}"
+        )
     age = (now or time.time()) - (heartbeat or 0.0)
     if age > STALE_AFTER_S:
-        return (f"Nothing runs this dispatch any more: {who} ({where}) has not been heard "
-                f"from for {age:.0f} s. Redispatch it.")
+        return (
+            f"Nothing runs this dispatch any more: {who} ({where}) has not been heard "
+            f"from for {age:.0f} s. Redispatch it."
+        )
     return None
 
 
@@ -111,15 +120,19 @@ def service_verdict(store: ResultStore, row: dict[str, Any]) -> tuple[str, str |
     if info["running"]:
         return "running", None
     if not info["head"]:
-        return "paused", (f"it ran on the qflow head for {home}, which is not running now; "
-                          "`qflow start` resumes it (completed nodes are kept), "
-                          "`qflow cancel` ends it")
+        return "paused", (
+            f"it ran on the qflow head for {home}, which is not running now; "
+            "`qflow start` resumes it (completed nodes are kept), "
+            "`qflow cancel` ends it"
+        )
     age = time.time() - (row.get("heartbeat") or 0.0)
     if age < SERVICE_RESTART_GRACE_S:
         return "running", None
-    return "gone", (f"Nothing runs this dispatch any more: the qflow dispatcher service died "
-                    f"and was not restarted within {SERVICE_RESTART_GRACE_S:.0f} s. Restart it "
-                    "with `qflow stop && qflow start` (which resumes it).")
+    return "gone", (
+        f"Nothing runs this dispatch any more: the qflow dispatcher service died "
+        f"and was not restarted within {SERVICE_RESTART_GRACE_S:.0f} s. Restart it "
+        "with `qflow stop && qflow start` (which resumes it)."
+    )
 
 
 def reap(store: ResultStore, row: dict[str, Any]) -> bool:
@@ -159,8 +172,9 @@ class Heartbeat:
         with self._lock:
             self._ids.add(dispatch_id)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._beat, name="qflow-heartbeat",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._beat, name="qflow-heartbeat", daemon=True
+                )
                 self._thread.start()
         self.store.claim([dispatch_id], self.owner, time.time())
 

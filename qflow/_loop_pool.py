@@ -45,11 +45,13 @@ class LoopPool:
         self._idle: dict[str, list[tuple[str, float]]] = {}  # key -> [(name, until)]
         self._busy: dict[str, tuple[str, str]] = {}  # loop_id -> (key, name)
         self._actors: dict[str, Any] = {}  # name -> handle (owning it keeps it alive)
-        threading.Thread(target=self._reap_forever, daemon=True,
-                         name="qflow-loop-pool-reaper").start()
+        threading.Thread(
+            target=self._reap_forever, daemon=True, name="qflow-loop-pool-reaper"
+        ).start()
 
-    def acquire(self, loop_id: str, key: str, bundle: dict[str, float], actor_cls: Any,
-                what: str) -> str:
+    def acquire(
+        self, loop_id: str, key: str, bundle: dict[str, float], actor_cls: Any, what: str
+    ) -> str:
         """The name of the actor serving ``loop_id``: its own, an idle one of ``key``, or
         a new one (its placement group waits for resources, see ``place``)."""
         with self._lock:
@@ -138,16 +140,18 @@ class LoopPool:
             time.sleep(0.5)
             now = time.monotonic()
             with self._lock:
-                expired = [name for idle in self._idle.values() for name, until in idle
-                           if until <= now]
+                expired = [
+                    name for idle in self._idle.values() for name, until in idle if until <= now
+                ]
                 for key in list(self._idle):
                     self._idle[key] = [(n, u) for n, u in self._idle[key] if u > now]
             for name in expired:
                 self._stop(name)
 
 
-def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str,
-          on_wait: Any = None) -> Any:
+def place(
+    name: str, bundle: dict[str, float], actor_cls: Any, what: str, on_wait: Any = None
+) -> Any:
     """Start ``actor_cls`` as ``name`` in a STRICT_PACK placement group holding ``bundle``.
 
     A feasible request waits for resources to free up (other loops finishing, an
@@ -168,8 +172,7 @@ def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str,
         if lost is not None and "before this process saw them" not in lost:
             raise InfeasibleResourceError(lost) from exc
         raise
-    pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{name}-pg",
-                         lifetime="detached")
+    pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{name}-pg", lifetime="detached")
     started = last_check = time.monotonic()
     while not pg.wait(timeout_seconds=0.5):
         instead = on_wait() if on_wait is not None else None
@@ -186,15 +189,23 @@ def place(name: str, bundle: dict[str, float], actor_cls: Any, what: str,
                 raise InfeasibleResourceError(
                     f"{what} asks for {bundle}; no node has held it for {waited:.0f} s and "
                     "the autoscaler has not launched one. Check that a node type in the "
-                    "cluster config offers these resources.")
+                    "cluster config offers these resources."
+                )
         except InfeasibleResourceError:
             remove_placement_group(pg)
             raise
-    return ray.remote(actor_cls).options(
-        name=name, namespace=warm.NAMESPACE, num_cpus=bundle.get("CPU", 1.0),
-        resources={k: v for k, v in bundle.items() if k != "CPU"},
-        scheduling_strategy=PlacementGroupSchedulingStrategy(pg),
-        max_concurrency=1).remote()
+    return (
+        ray.remote(actor_cls)
+        .options(
+            name=name,
+            namespace=warm.NAMESPACE,
+            num_cpus=bundle.get("CPU", 1.0),
+            resources={k: v for k, v in bundle.items() if k != "CPU"},
+            scheduling_strategy=PlacementGroupSchedulingStrategy(pg),
+            max_concurrency=1,
+        )
+        .remote()
+    )
 
 
 #: Seconds a loop waits for an autoscaler (whose node types are unknown) to launch a
@@ -213,10 +224,23 @@ def pool() -> Any:
     """The registry actor, started on first use: detached, no CPU, on the head node,
     and restarted by Ray if it dies (it starts empty; loops whose actors died with it
     rerun their chunk on a new one)."""
-    return warm.handle(POOL_NAME, lambda: ray.remote(LoopPool).options(
-        name=POOL_NAME, namespace=warm.NAMESPACE, lifetime="detached", get_if_exists=True,
-        num_cpus=0, max_concurrency=32, max_restarts=-1,
-        resources={HEAD_RESOURCE: 0.001}).remote())
+    return warm.handle(
+        POOL_NAME,
+        lambda: (
+            ray.remote(LoopPool)
+            .options(
+                name=POOL_NAME,
+                namespace=warm.NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_concurrency=32,
+                max_restarts=-1,
+                resources={HEAD_RESOURCE: 0.001},
+            )
+            .remote()
+        ),
+    )
 
 
 def call_pool(method: str, *args: Any) -> Any:

@@ -89,7 +89,8 @@ class ElectronOptions:
                 problems.append(
                     f"executor must be a name such as 'ray', an Executor instance or a "
                     f"Covalent executor plugin; got {type(self.executor).__name__} "
-                    f"{self.executor!r}")
+                    f"{self.executor!r}"
+                )
         if problems:
             raise QflowConfigError("Invalid electron options:\n  - " + "\n  - ".join(problems))
 
@@ -120,11 +121,12 @@ class ElectronOptions:
         if pip:
             mine = env.get("pip")
             if isinstance(mine, Mapping):  # Ray's dict form: keep its own options
-                env["pip"] = {**mine, "packages": [*mine.get("packages", []),
-                                                   *pip["pip"]["packages"]]}
+                env["pip"] = {
+                    **mine,
+                    "packages": [*mine.get("packages", []), *pip["pip"]["packages"]],
+                }
             else:
-                env["pip"] = {**pip["pip"], "packages": [*(mine or []),
-                                                         *pip["pip"]["packages"]]}
+                env["pip"] = {**pip["pip"], "packages": [*(mine or []), *pip["pip"]["packages"]]}
         return env
 
 

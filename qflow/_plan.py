@@ -157,8 +157,9 @@ def plan(graph: Graph) -> Plan:
     calls: dict[int, PlannedCall] = {}
     op_parents: dict[int, tuple[int, ...]] = {}
     dependants: dict[int, list[int]] = {}
-    op_exprs = {n.node_id: n.expr for n in graph.nodes
-                if n.kind is NodeKind.OP and n.expr is not None}
+    op_exprs = {
+        n.node_id: n.expr for n in graph.nodes if n.kind is NodeKind.OP and n.expr is not None
+    }
     for node in graph.nodes:
         if node.kind is NodeKind.PARAMETER:  # recorded, never run
             continue
@@ -172,9 +173,16 @@ def plan(graph: Graph) -> Plan:
         if not node.after and not node.kwargs and all(type(e) is Const for e in node.args):
             # Literal arguments only (most of a fan-out): nothing to compile.
             calls[node.node_id] = PlannedCall(
-                node_id=node.node_id, name=node.name, kind=node.kind, fn=node.fn,
-                program=NO_STEPS, args=tuple(("c", e.value) for e in node.args), kwargs={},
-                dep_ids=(), options=options)
+                node_id=node.node_id,
+                name=node.name,
+                kind=node.kind,
+                fn=node.fn,
+                program=NO_STEPS,
+                args=tuple(("c", e.value) for e in node.args),
+                kwargs={},
+                dep_ids=(),
+                options=options,
+            )
             continue
         comp = _Compiler(op_exprs)
         args = tuple(comp.operand(e) for e in node.args)
@@ -182,10 +190,20 @@ def plan(graph: Graph) -> Plan:
         for after in node.after:  # qflow.wait: ordering only, through OP nodes too
             comp.operand(Ref(after))
         calls[node.node_id] = PlannedCall(
-            node_id=node.node_id, name=node.name, kind=node.kind, fn=node.fn,
-            program=Program(tuple(comp.steps)), args=args, kwargs=kwargs,
-            dep_ids=tuple(comp.deps), options=options)
+            node_id=node.node_id,
+            name=node.name,
+            kind=node.kind,
+            fn=node.fn,
+            program=Program(tuple(comp.steps)),
+            args=args,
+            kwargs=kwargs,
+            dep_ids=tuple(comp.deps),
+            options=options,
+        )
     # Tuples of ints, which the garbage collector stops tracking: a list for each output
     # of a fan-out would be thousands more objects for every collection to scan.
-    return Plan(calls=calls, op_parents=op_parents,
-                dependants={n: tuple(ops) for n, ops in dependants.items()})
+    return Plan(
+        calls=calls,
+        op_parents=op_parents,
+        dependants={n: tuple(ops) for n, ops in dependants.items()},
+    )

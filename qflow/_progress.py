@@ -46,18 +46,17 @@ class _Reporter:
         self._store: Any = None
         self._no_store = False
 
-    def begin(self, dispatch_id: str, node_id: int, out: Any, err: Any,
-              ray_node_id: str | None) -> None:
-        self._running[threading.get_ident()] = _Running(dispatch_id, node_id, out, err,
-                                                        ray_node_id)
+    def begin(
+        self, dispatch_id: str, node_id: int, out: Any, err: Any, ray_node_id: str | None
+    ) -> None:
+        self._running[threading.get_ident()] = _Running(dispatch_id, node_id, out, err, ray_node_id)
 
     def inputs(self, text: str) -> None:
         entry = self._running.get(threading.get_ident())
         if entry is not None:
             entry.inputs_text = text
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="qflow-progress",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name="qflow-progress", daemon=True)
             self._thread.start()
 
     def end(self) -> None:
@@ -89,11 +88,14 @@ class _Reporter:
                     if store is None:  # no store here (another machine): nothing to tell
                         continue
                     store.note_progress(
-                        entry.dispatch_id, entry.node_id,
+                        entry.dispatch_id,
+                        entry.node_id,
                         start_time=iso_at(entry.started),
-                        ray_node_id=entry.ray_node_id, inputs_text=entry.inputs_text,
+                        ray_node_id=entry.ray_node_id,
+                        inputs_text=entry.inputs_text,
                         stdout=entry.out.getvalue()[-TAIL_CHARS:],
-                        stderr=entry.err.getvalue()[-TAIL_CHARS:])
+                        stderr=entry.err.getvalue()[-TAIL_CHARS:],
+                    )
                 except Exception:  # progress is a courtesy: never disturb the node
                     pass
 

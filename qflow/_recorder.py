@@ -67,8 +67,9 @@ class Recorder:
 
     def started(self) -> None:
         if not self.abandoned:
-            self.store.update_dispatch(self.dispatch_id, status=Status.RUNNING,
-                                       start_time=now_iso())
+            self.store.update_dispatch(
+                self.dispatch_id, status=Status.RUNNING, start_time=now_iso()
+            )
 
     def cancel_unfinished(self, only_running: bool) -> None:
         """Nodes that will now never finish become CANCELLED (after a failure or a
@@ -83,8 +84,9 @@ class Recorder:
         gone) ended it first: a record never says both COMPLETED and "exited early"."""
         self.flush()
         if not self.abandoned:
-            self.store.update_dispatch(self.dispatch_id, only_if_unfinished=True,
-                                       end_time=now_iso(), **fields)
+            self.store.update_dispatch(
+                self.dispatch_id, only_if_unfinished=True, end_time=now_iso(), **fields
+            )
 
     def abandon(self) -> None:
         self.abandoned = True

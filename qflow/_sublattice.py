@@ -22,8 +22,14 @@ class SublatticeCall:
     ``<parent>/<node>``, on this worker's Ray (the child's electrons are Ray tasks of
     their own, so independent ones run in parallel)."""
 
-    def __init__(self, lattice: Any, child_id: str, label: str, chain: tuple[str, ...] = (),
-                 max_depth: int | None = None) -> None:
+    def __init__(
+        self,
+        lattice: Any,
+        child_id: str,
+        label: str,
+        chain: tuple[str, ...] = (),
+        max_depth: int | None = None,
+    ) -> None:
         self.lattice, self.child_id, self.label = lattice, child_id, label
         #: The labels of the sublattice nodes from the top dispatch down to this one.
         self.chain = (*chain, label)
@@ -35,17 +41,23 @@ class SublatticeCall:
 
         store = SQLiteStore(":memory:")
         graph = self.lattice.build_graph(*args, **kwargs)
-        record_new_dispatch(store, self.child_id, graph,
-                            inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
-                            graph_blob=None,
-                            inputs_text=value_text({"args": args, "kwargs": kwargs}))
-        status = Dispatcher(store, self.child_id, graph, chain=self.chain,
-                            max_depth=self.max_depth).run()
+        record_new_dispatch(
+            store,
+            self.child_id,
+            graph,
+            inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
+            graph_blob=None,
+            inputs_text=value_text({"args": args, "kwargs": kwargs}),
+        )
+        status = Dispatcher(
+            store, self.child_id, graph, chain=self.chain, max_depth=self.max_depth
+        ).run()
         export = store.export(self.child_id)
         row = store.get_dispatch(self.child_id) or {}
         if status != Status.COMPLETED:
             exc = DispatchFailedError(
-                f"Sublattice {self.label} ended {status}:\n{row.get('error') or ''}".rstrip())
+                f"Sublattice {self.label} ended {status}:\n{row.get('error') or ''}".rstrip()
+            )
             exc.__qflow_sublattice__ = export  # type: ignore[attr-defined]
             raise exc
         from qflow.result import Result

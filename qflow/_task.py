@@ -21,21 +21,21 @@ import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
 
+from qflow import _progress as progress
 from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
-from qflow import _progress as progress
 from qflow._plan import NO_STEPS, Operand, Program, resolve
 from qflow._text import value_text, value_text_join
+from qflow._traceback import user_traceback
 from qflow.compat import task_context
+from qflow.exceptions import QflowSerializationError
 from qflow.executor import is_plugin
 from qflow.metrics import collecting
 from qflow.store.base import MetricPoint, now_iso
-from qflow._traceback import user_traceback
-from qflow.exceptions import QflowSerializationError
 
 OUTCOME_ATTR = "__qflow_outcome__"
 
@@ -79,21 +79,45 @@ class NodeOutcome:
         """Plain values only, pickled here by the C pickler: Ray ships one byte string
         in a twentieth of the time it takes to serialize a tuple of fields, once per
         task. ``value_ref`` stays behind."""
-        return pickle.dumps((
-            self.node_id, self.start_time, self.end_time, self.stdout,
-            self.stderr, self.ray_node_id, self.output_blob, self.error, self.sublattice,
-            self.slurm_job_id, self.output_text,
-            [(p.name, p.step, p.value, p.time) for p in self.metrics], self.inputs_text),
-            protocol=5)
+        return pickle.dumps(
+            (
+                self.node_id,
+                self.start_time,
+                self.end_time,
+                self.stdout,
+                self.stderr,
+                self.ray_node_id,
+                self.output_blob,
+                self.error,
+                self.sublattice,
+                self.slurm_job_id,
+                self.output_text,
+                [(p.name, p.step, p.value, p.time) for p in self.metrics],
+                self.inputs_text,
+            ),
+            protocol=5,
+        )
 
     @classmethod
     def from_wire(cls, wire: bytes) -> NodeOutcome:
-        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = \
+        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = (
             pickle.loads(wire)
-        return cls(node_id=nid, start_time=start, end_time=end, stdout=stdout,
-                   stderr=stderr, ray_node_id=ray_node, output_blob=blob, error=error,
-                   sublattice=sub, slurm_job_id=slurm, output_text=text,
-                   metrics=[MetricPoint(nid, *p) for p in pts], inputs_text=inp)
+        )
+        return cls(
+            node_id=nid,
+            start_time=start,
+            end_time=end,
+            stdout=stdout,
+            stderr=stderr,
+            ray_node_id=ray_node,
+            output_blob=blob,
+            error=error,
+            sublattice=sub,
+            slurm_job_id=slurm,
+            output_text=text,
+            metrics=[MetricPoint(nid, *p) for p in pts],
+            inputs_text=inp,
+        )
 
 
 #: Outputs whose pickle is larger than this travel to dependants as that pickle
@@ -133,7 +157,7 @@ class PickledFunction:
     """
 
     __slots__ = ("blob", "digest")
-    _cache: dict[str, Any] = {}
+    _cache: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, fn: Any) -> None:
         self.blob = cloudpickle.dumps(fn)
@@ -161,11 +185,12 @@ class CallTemplate:
     10,000 times.
     """
 
-    __slots__ = ("dispatch_id", "name", "kind", "fn", "options", "_blob", "_head")
-    _loaded: collections.OrderedDict[str, CallTemplate] = collections.OrderedDict()
+    __slots__ = ("_blob", "_head", "dispatch_id", "fn", "kind", "name", "options")
+    _loaded: ClassVar[collections.OrderedDict[str, CallTemplate]] = collections.OrderedDict()
 
-    def __init__(self, dispatch_id: str, name: str, kind: NodeKind, fn: Any,
-                 options: ElectronOptions) -> None:
+    def __init__(
+        self, dispatch_id: str, name: str, kind: NodeKind, fn: Any, options: ElectronOptions
+    ) -> None:
         self.dispatch_id, self.name, self.kind, self.fn = dispatch_id, name, kind, fn
         self.options = options
         self._blob: tuple[bytes, bytes] | None = None
@@ -174,8 +199,9 @@ class CallTemplate:
     def wire(self) -> tuple[bytes, bytes]:
         """The pickled template and its digest, made once."""
         if self._blob is None:
-            blob = cloudpickle.dumps((self.dispatch_id, self.name, self.kind, self.fn,
-                                      self.options))
+            blob = cloudpickle.dumps(
+                (self.dispatch_id, self.name, self.kind, self.fn, self.options)
+            )
             self._blob = (blob, hashlib.sha1(blob).digest())
         return self._blob
 
@@ -234,11 +260,15 @@ class TaskCall:
         """
         # The steps, not the Program: a dataclass costs the pickler a class lookup.
         spec = (self.node_id, self.program.steps, self.args, self.kwargs, self.dep_ids)
-        plain = all(map(_plain, self.args)) and (not self.kwargs or all(
-            map(_plain, self.kwargs.values()))) and (not self.program.steps or all(
-            _plain(o) for _, operands in self.program.steps for o in operands))
-        spec_blob = (pickle.dumps(spec, protocol=5) if plain
-                     else cloudpickle.dumps(spec, protocol=5))
+        plain = (
+            all(map(_plain, self.args))
+            and (not self.kwargs or all(map(_plain, self.kwargs.values())))
+            and (
+                not self.program.steps
+                or all(_plain(o) for _, operands in self.program.steps for o in operands)
+            )
+        )
+        spec_blob = pickle.dumps(spec, protocol=5) if plain else cloudpickle.dumps(spec, protocol=5)
         return self.template.wire_head() + spec_blob
 
     @classmethod
@@ -248,13 +278,20 @@ class TaskCall:
         template = CallTemplate._loaded.get(wire[:_DIGEST_LEN])
         (blob_len,) = _BLOB_LEN.unpack_from(wire, _DIGEST_LEN)
         if template is None:
-            template = _load_template(memoryview(wire)[_BLOB_AT:_BLOB_AT + blob_len],
-                                      wire[:_DIGEST_LEN])
+            template = _load_template(
+                memoryview(wire)[_BLOB_AT : _BLOB_AT + blob_len], wire[:_DIGEST_LEN]
+            )
         node_id, steps, args, kwargs, dep_ids = pickle.loads(
-            memoryview(wire)[_BLOB_AT + blob_len:])
-        return cls(template=template, node_id=node_id,
-                   program=Program(steps) if steps else NO_STEPS, args=args,
-                   kwargs=kwargs, dep_ids=dep_ids)
+            memoryview(wire)[_BLOB_AT + blob_len :]
+        )
+        return cls(
+            template=template,
+            node_id=node_id,
+            program=Program(steps) if steps else NO_STEPS,
+            args=args,
+            kwargs=kwargs,
+            dep_ids=dep_ids,
+        )
 
 
 _DIGEST_LEN = 20  # sha1
@@ -376,15 +413,18 @@ def _ray_node_id() -> str | None:
 
 def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOutcome]:
     """Run one node where it was scheduled and return ``(value, outcome)``."""
-    values = {d: v.load() if isinstance(v, PickledValue) else v
-              for d, v in zip(call.dep_ids, dep_values)}
-    outcome = NodeOutcome(node_id=call.node_id, start_time=now_iso(),
-                          ray_node_id=_ray_node_id())
+    values = {
+        d: v.load() if isinstance(v, PickledValue) else v for d, v in zip(call.dep_ids, dep_values)
+    }
+    outcome = NodeOutcome(node_id=call.node_id, start_time=now_iso(), ray_node_id=_ray_node_id())
     out, err = _Tee(_unrouted(sys.stdout)), _Tee(_unrouted(sys.stderr))
     progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
     try:
-        with _Captured(out, err), collecting(call.node_id) as outcome.metrics, \
-                task_context(call.dispatch_id, call.node_id):
+        with (
+            _Captured(out, err),
+            collecting(call.node_id) as outcome.metrics,
+            task_context(call.dispatch_id, call.node_id),
+        ):
             opts = call.options
             opts.deps_bash.run()
             steps = call.program.run(values)
@@ -397,8 +437,12 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             for key, values in injected.items():  # a repeated keyword collects a list
                 kwargs[key] = values[0] if len(values) == 1 else values
             if opts.files:
-                paths = [ft.run() if ft.order == "before" else
-                         (ft.from_file.filepath, ft.to_file.filepath) for ft in opts.files]
+                paths = [
+                    ft.run()
+                    if ft.order == "before"
+                    else (ft.from_file.filepath, ft.to_file.filepath)
+                    for ft in opts.files
+                ]
                 if _takes(call.fn, "files"):  # Covalent passes the (from, to) pairs
                     kwargs["files"] = paths
             args = [resolve(o, values, steps) for o in call.args]
@@ -407,9 +451,12 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             executor = opts.executor
             if is_plugin(executor):
                 # A Covalent executor plugin: its run() calls the function, here
-                value = executor._qflow_run(call.fn, args, kwargs, {
-                    "dispatch_id": call.dispatch_id, "node_id": call.node_id,
-                    "results_dir": None})
+                value = executor._qflow_run(
+                    call.fn,
+                    args,
+                    kwargs,
+                    {"dispatch_id": call.dispatch_id, "node_id": call.node_id, "results_dir": None},
+                )
             else:
                 value = call.fn(*args, **kwargs)
             if isinstance(value, SublatticeOutput):

@@ -21,6 +21,7 @@ from typing import Any
 #: The longest text stored for one value.
 TEXT_LIMIT = 2000
 
+
 class _Repr(reprlib.Repr):
     def repr_bytes(self, value: bytes, level: int) -> str:
         # Pickles and binary payloads read as noise: say what they are.

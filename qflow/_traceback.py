@@ -108,8 +108,11 @@ def remote_cause(exc: BaseException) -> BaseException:
         return exc
     text = getattr(exc, "traceback_str", None) or str(exc)
     text = re.sub(r"\x1b\[[0-9;]*m", "", text)
-    lines = [ln for ln in text.splitlines()[1:]  # the first names Ray's worker process
-             if ln.strip() and set(ln.strip()) - set("^~")]
+    lines = [
+        ln
+        for ln in text.splitlines()[1:]  # the first names Ray's worker process
+        if ln.strip() and set(ln.strip()) - set("^~")
+    ]
     remote = _strip_text("\n".join(lines))
     note = _REMOTE + "\n" + remote
     if remote and note not in getattr(cause, "__notes__", ()):

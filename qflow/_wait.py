@@ -6,9 +6,14 @@ import time
 from collections.abc import Callable
 
 
-def wait_until(done: Callable[[], bool], timeout: float | None, *, interval: float = 0.2,
-               on_timeout: Callable[[], BaseException] | None = None,
-               check: Callable[[], None] | None = None) -> bool:
+def wait_until(
+    done: Callable[[], bool],
+    timeout: float | None,
+    *,
+    interval: float = 0.2,
+    on_timeout: Callable[[], BaseException] | None = None,
+    check: Callable[[], None] | None = None,
+) -> bool:
     """Poll ``done()`` every ``interval`` seconds until it is true.
 
     Args:

@@ -39,8 +39,12 @@ def forget(name: str) -> None:
     _handles.pop(name, None)
 
 
-def call(name: str, start: Callable[[], Any], invoke: Callable[[Any], Any],
-         on_death: Callable[[], None] | None = None) -> Any:
+def call(
+    name: str,
+    start: Callable[[], Any],
+    invoke: Callable[[Any], Any],
+    on_death: Callable[[], None] | None = None,
+) -> Any:
     """``ray.get(invoke(actor))`` on the warm actor ``name``.
 
     Args:

@@ -11,10 +11,11 @@ import click
 from qflow.exceptions import ClusterError, QflowError
 from qflow.settings import Settings
 
-
 # CSI and OSC sequences, then any other C0/C1 control but tab and newline.
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
-                      r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
 
 
 def printable(text: str) -> str:
@@ -48,25 +49,44 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
-              help="CPUs the head offers (default: all).")
-@click.option("--resources", default=None, metavar="JSON",
-              help='Custom resources the head offers, e.g. \'{"qpu:simulated": 1}\'.')
+@click.option(
+    "--num-cpus",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPUs the head offers (default: all).",
+)
+@click.option(
+    "--resources",
+    default=None,
+    metavar="JSON",
+    help="Custom resources the head offers, e.g. '{\"qpu:simulated\": 1}'.",
+)
 @click.option("--ui", "with_ui", is_flag=True, help="Also serve the web UI (`qflow ui`).")
-@click.option("--ui-host", default="127.0.0.1", show_default=True,
-              help="Where the UI listens; a non-loopback address requires its token.")
+@click.option(
+    "--ui-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where the UI listens; a non-loopback address requires its token.",
+)
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=8765, show_default=True)
-def start(num_cpus: int | None, resources: str | None, with_ui: bool, ui_host: str,
-          ui_port: int) -> None:
+def start(
+    num_cpus: int | None, resources: str | None, with_ui: bool, ui_host: str, ui_port: int
+) -> None:
     """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
     from qflow import service
     from qflow.settings import parse_resources
 
     parsed = parse_resources(resources, "--resources") if resources else ()
-    state = service.start(Settings.from_env(), num_cpus=num_cpus, resources=parsed,
-                          ui=(ui_host, ui_port) if with_ui else None)
-    click.echo(f"qflow head running: pid {state['pid']}, address {state['address']}, "
-               f"dispatcher service pid {state['service_pid']}, home {state['home']}")
+    state = service.start(
+        Settings.from_env(),
+        num_cpus=num_cpus,
+        resources=parsed,
+        ui=(ui_host, ui_port) if with_ui else None,
+    )
+    click.echo(
+        f"qflow head running: pid {state['pid']}, address {state['address']}, "
+        f"dispatcher service pid {state['service_pid']}, home {state['home']}"
+    )
     if "ui_url" in state:
         click.echo(f"qflow UI at {state['ui_url']}")
 
@@ -83,38 +103,61 @@ def demo(chunks: int, samples: int) -> None:
 
 
 @main.command()
-@click.option("--bonds", default="0.5,0.6,0.74,0.9,1.1,1.3", show_default=True,
-              help="H-H distances in --unit, comma-separated.")
-@click.option("--unit", type=click.Choice(["angstrom", "bohr"]), default="angstrom",
-              show_default=True, help="The unit of --bonds.")
+@click.option(
+    "--bonds",
+    default="0.5,0.6,0.74,0.9,1.1,1.3",
+    show_default=True,
+    help="H-H distances in --unit, comma-separated.",
+)
+@click.option(
+    "--unit",
+    type=click.Choice(["angstrom", "bohr"]),
+    default="angstrom",
+    show_default=True,
+    help="The unit of --bonds.",
+)
 @click.option("--backend", default="lightning.qubit", show_default=True, help="Backend name.")
-@click.option("--steps", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Max VQE steps per point.")
-@click.option("--pack", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Steps per actor call.")
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    help="Max VQE steps per point.",
+)
+@click.option(
+    "--pack",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Steps per actor call.",
+)
 @click.option("--plot", default="h2_scan.png", show_default=True, help="Where to write the PNG.")
 def scan(bonds: str, unit: str, backend: str, steps: int, pack: int, plot: str) -> None:
     """The main job: an H2 potential-energy scan with VQE, one sublattice per bond length."""
     from qflow.algorithms import scan_h2
-
     from qflow.backends import get_backend
 
     try:
         lengths = [float(b) for b in bonds.split(",") if b.strip()]
     except ValueError:
-        raise click.BadParameter(f"takes numbers like 1.0,1.4; got {bonds!r}",
-                                 param_hint="--bonds") from None
+        raise click.BadParameter(
+            f"takes numbers like 1.0,1.4; got {bonds!r}", param_hint="--bonds"
+        ) from None
     try:
         get_backend(backend)
     except QflowError as exc:
         raise click.BadParameter(str(exc), param_hint="--backend") from None
-    click.echo(f"VQE scan of H2 at {len(lengths)} bond lengths ({unit}) on {backend} "
-               f"(pack={pack}) ...")
-    res = scan_h2(lengths, backend=backend, steps=steps, pack=pack, plot=plot,
-                  progress=click.echo, unit=unit)
+    click.echo(
+        f"VQE scan of H2 at {len(lengths)} bond lengths ({unit}) on {backend} (pack={pack}) ..."
+    )
+    res = scan_h2(
+        lengths, backend=backend, steps=steps, pack=pack, plot=plot, progress=click.echo, unit=unit
+    )
     click.echo(res.table())
-    click.echo(f"{res.seconds:.1f} s; dispatch {res.dispatch_id}; plot written to "
-               f"{res.plot.resolve() if res.plot else '-'}")
+    click.echo(
+        f"{res.seconds:.1f} s; dispatch {res.dispatch_id}; plot written to "
+        f"{res.plot.resolve() if res.plot else '-'}"
+    )
 
 
 @main.command()
@@ -134,16 +177,20 @@ def status() -> None:
     settings = Settings.from_env()
     info = service.status(settings)
     if info["running"]:
-        click.echo(f"running: pid {info['pid']}, address {info['address']}, dispatcher "
-                   f"service pid {info['service_pid']}, since {info['started_at']}, "
-                   f"home {info['home']}")
+        click.echo(
+            f"running: pid {info['pid']}, address {info['address']}, dispatcher "
+            f"service pid {info['service_pid']}, since {info['started_at']}, "
+            f"home {info['home']}"
+        )
         if "ui_url" in info:
             click.echo(f"UI: {info['ui_url'].split('?')[0]} (pid {info['ui_pid']})")
     elif info["head"]:
         click.echo(f"broken: {info['reason']}")
     else:
-        click.echo(f"not running: {info['reason']} (home {info['home']}); the next dispatch "
-                   "starts an embedded Ray")
+        click.echo(
+            f"not running: {info['reason']} (home {info['home']}); the next dispatch "
+            "starts an embedded Ray"
+        )
     from qflow._api import _runtime
     from qflow._lease import reap_all
 
@@ -151,8 +198,10 @@ def status() -> None:
     ended = reap_all(store)
     if ended:
         click.echo(f"ended {ended} dispatch(es) that nothing was running any more")
-    click.echo(f"store {settings.db_path}: {_size(store.size_bytes())} "
-               "(`qflow gc --older-than 30d` removes old dispatches)")
+    click.echo(
+        f"store {settings.db_path}: {_size(store.size_bytes())} "
+        "(`qflow gc --older-than 30d` removes old dispatches)"
+    )
     if "pid" in info and not info["running"]:
         sys.exit(1)
 
@@ -188,8 +237,12 @@ def _view(dispatch_id: str) -> dict[str, Any]:
 
 @main.command()
 @click.argument("dispatch_id")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the dispatch as JSON (the UI's /api/dispatches/ID).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the dispatch as JSON (the UI's /api/dispatches/ID).",
+)
 def show(dispatch_id: str, as_json: bool) -> None:
     """Show a dispatch: its nodes, statuses, timings, errors and graph."""
     import qflow
@@ -206,8 +259,9 @@ def show(dispatch_id: str, as_json: bool) -> None:
         took = ""
         if node["start_time"] and node["end_time"]:
             took = f"{(node['end_time'] - node['start_time']).total_seconds() * 1000:.1f} ms"
-        click.echo(f"  {node['node_name']}({node['node_id']})".ljust(32)
-                   + f"{node['status']:<11}{took}")
+        click.echo(
+            f"  {node['node_name']}({node['node_id']})".ljust(32) + f"{node['status']:<11}{took}"
+        )
         if node["error"]:
             click.echo("    " + node["error"].strip().splitlines()[-1])
         if node["sublattice_result"] is not None:
@@ -219,10 +273,21 @@ def show(dispatch_id: str, as_json: bool) -> None:
 
 @main.command()
 @click.argument("dispatch_id")
-@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json",
-              show_default=True, help="json: the whole dispatch; csv: a row per node.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file instead of standard output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "csv"]),
+    default="json",
+    show_default=True,
+    help="json: the whole dispatch; csv: a row per node.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
 def export(dispatch_id: str, fmt: str, output: str | None) -> None:
     """Export a dispatch's record (outputs as their recorded text, never unpickled)."""
     import json
@@ -240,26 +305,42 @@ def export(dispatch_id: str, fmt: str, output: str | None) -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; any non-loopback address requires a token.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; any non-loopback address requires a token.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=8765, show_default=True)
-@click.option("--socket", "socket_path", default=None, metavar="PATH",
-              help="Listen on this Unix socket instead (in a folder only you can open).")
+@click.option(
+    "--socket",
+    "socket_path",
+    default=None,
+    metavar="PATH",
+    help="Listen on this Unix socket instead (in a folder only you can open).",
+)
 def ui(host: str, port: int, socket_path: str | None) -> None:
     """Serve the web UI over this QFLOW_HOME's results store until stopped (Ctrl-C)."""
     try:
         from qflow.ui.app import serve
     except ImportError as exc:
-        raise QflowError(f"The web UI needs the ui extra ({exc.name} is missing): "
-                         "pip install 'qflow-runtime[ui]'.") from exc
-    from qflow.store.sqlite import SQLiteStore
-
+        raise QflowError(
+            f"The web UI needs the ui extra ({exc.name} is missing): "
+            "pip install 'qflow-runtime[ui]'."
+        ) from exc
     import os
 
+    from qflow.store.sqlite import SQLiteStore
+
     settings = Settings.from_env()
-    serve(SQLiteStore(settings.db_path), host=host, port=port,
-          token=os.environ.get("QFLOW_UI_TOKEN") or None,
-          announce=lambda line: click.echo(line, err=False), socket_path=socket_path)
+    serve(
+        SQLiteStore(settings.db_path),
+        host=host,
+        port=port,
+        token=os.environ.get("QFLOW_UI_TOKEN") or None,
+        announce=lambda line: click.echo(line, err=False),
+        socket_path=socket_path,
+    )
 
 
 @main.command()
@@ -274,8 +355,7 @@ def cancel(dispatch_id: str, nodes: tuple[int, ...]) -> None:
 
 @main.command()
 @click.argument("dispatch_id")
-@click.option("--reuse", is_flag=True,
-              help="Reuse the outputs of unchanged completed electrons.")
+@click.option("--reuse", is_flag=True, help="Reuse the outputs of unchanged completed electrons.")
 def redispatch(dispatch_id: str, reuse: bool) -> None:
     """Run a dispatch again on the `qflow start` head; print the new dispatch's id."""
     import qflow
@@ -286,7 +366,8 @@ def redispatch(dispatch_id: str, reuse: bool) -> None:
             "`qflow redispatch` hands the dispatch to a `qflow start` head, and none runs "
             "for this QFLOW_HOME (a dispatch run inside this command would die when it "
             "exits). Run `qflow start` first, or call qflow.redispatch(...) in a script "
-            "that waits for the result.")
+            "that waits for the result."
+        )
     click.echo(qflow.redispatch(dispatch_id, reuse_previous_results=reuse)())
 
 
@@ -322,8 +403,12 @@ def delete(dispatch_ids: tuple[str, ...]) -> None:
 
 
 @main.command()
-@click.option("--older-than", default="30d", show_default=True,
-              help="Age such as 30d, 12h or 90m; dispatches that ended before it go.")
+@click.option(
+    "--older-than",
+    default="30d",
+    show_default=True,
+    help="Age such as 30d, 12h or 90m; dispatches that ended before it go.",
+)
 def gc(older_than: str) -> None:
     """Delete every finished dispatch that ended more than --older-than ago."""
     import qflow
@@ -363,12 +448,16 @@ def slurm_up_cmd(nodes: int, time_min: int, cpus: int, partition: str | None) ->
 
     settings = Settings.from_env()
     if ensure_ray(settings) == "embedded":
-        raise ClusterError("No persistent Ray head to join: run `qflow start` first, or set "
-                           "RAY_ADDRESS to a running cluster.")
+        raise ClusterError(
+            "No persistent Ray head to join: run `qflow start` first, or set "
+            "RAY_ADDRESS to a running cluster."
+        )
     alloc = slurm_up(nodes, time_min=time_min, cpus_per_task=cpus, partition=partition)
     record(settings, [*recorded(settings), asdict(alloc)])
-    click.echo(f"Slurm job {alloc.job_id}: {nodes} Ray node(s) joined; target them with "
-               f"resources={{'{alloc.resource}': 1}}")
+    click.echo(
+        f"Slurm job {alloc.job_id}: {nodes} Ray node(s) joined; target them with "
+        f"resources={{'{alloc.resource}': 1}}"
+    )
 
 
 @slurm.command("down")

@@ -33,11 +33,13 @@ class TaskContext:
     node_id: int | None
 
 
+_OUTSIDE = TaskContext(None, None)  # immutable: safe to share as the default
 _CONTEXT: contextvars.ContextVar[TaskContext] = contextvars.ContextVar(
-    "qflow_task_context", default=TaskContext(None, None))
+    "qflow_task_context", default=_OUTSIDE
+)
 
 
-class task_context:  # noqa: N801 - used as a function: ``with task_context(d, n)``
+class task_context:
     """Set :func:`get_context` for the electron running in this block (a class rather
     than a generator: it is entered once per task)."""
 
@@ -80,8 +82,10 @@ def _current() -> dict[str, Any]:
 
     settings = Settings.from_env()
     values = {f"qflow.{f.name}": getattr(settings, f.name) for f in dataclasses.fields(settings)}
-    values = {k: str(v) if not isinstance(v, int | float | bool | type(None)) else v
-              for k, v in values.items()}
+    values = {
+        k: str(v) if not isinstance(v, int | float | bool | type(None)) else v
+        for k, v in values.items()
+    }
     return {**values, **_OVERRIDES}
 
 
@@ -108,9 +112,13 @@ def set_config(new_config: Mapping[str, Any] | str, new_value: Any = None) -> No
     known = set(_current())
     unused = sorted(k for k in items if k not in known)
     if unused:
-        warnings.warn(f"qflow does not use the config keys {unused} (Covalent settings); "
-                      "they are kept but change nothing. qflow reads QFLOW_HOME, RAY_ADDRESS "
-                      "and QFLOW_NUM_CPUS, or qflow.init(...).", QflowWarning, stacklevel=2)
+        warnings.warn(
+            f"qflow does not use the config keys {unused} (Covalent settings); "
+            "they are kept but change nothing. qflow reads QFLOW_HOME, RAY_ADDRESS "
+            "and QFLOW_NUM_CPUS, or qflow.init(...).",
+            QflowWarning,
+            stacklevel=2,
+        )
     _OVERRIDES.update(items)
 
 

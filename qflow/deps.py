@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from qflow.exceptions import DependencyError, QflowInputError
@@ -56,8 +56,11 @@ class DepsBash:
 
     def to_dict(self) -> dict[str, Any]:
         """Covalent's serialised form: ``{"type": "DepsBash", "attributes": {...}}``."""
-        return {"type": "DepsBash", "short_name": "bash",
-                "attributes": {"commands": list(self.commands)}}
+        return {
+            "type": "DepsBash",
+            "short_name": "bash",
+            "attributes": {"commands": list(self.commands)},
+        }
 
     def from_dict(self, data: Mapping[str, Any] | None) -> DepsBash:
         """A DepsBash from :meth:`to_dict`'s form (Covalent's ``DepsBash().from_dict``)."""
@@ -80,14 +83,14 @@ class DepsPip:
 
     packages: list[str] = field(default_factory=list)
 
-    def __init__(self, packages: str | Sequence[str] = (), reqs_path: str | None = None
-                 ) -> None:
+    def __init__(self, packages: str | Sequence[str] = (), reqs_path: str | None = None) -> None:
         if isinstance(packages, str):
             packages = [packages]
         bad = [p for p in packages if not isinstance(p, str)]
         if bad:
-            raise QflowInputError(f"DepsPip takes requirement strings such as 'numpy==2.*'; "
-                                  f"got {bad!r}.")
+            raise QflowInputError(
+                f"DepsPip takes requirement strings such as 'numpy==2.*'; got {bad!r}."
+            )
         packages = list(packages)
         if reqs_path is not None:
             try:
@@ -95,9 +98,9 @@ class DepsPip:
             except OSError as exc:
                 raise QflowInputError(
                     f"DepsPip cannot read reqs_path {reqs_path!r}: {exc.strerror or exc}. "
-                    "Pass the path of a requirements.txt that exists here.") from exc
-            packages += [ln.split("#", 1)[0].strip() for ln in lines
-                         if ln.split("#", 1)[0].strip()]
+                    "Pass the path of a requirements.txt that exists here."
+                ) from exc
+            packages += [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
         object.__setattr__(self, "packages", packages)  # a list, as in Covalent
 
     def __hash__(self) -> int:
@@ -112,8 +115,13 @@ class DepsPip:
         """
         if not self.packages:
             return {}
-        return {"pip": {"packages": list(self.packages), "pip_check": False,
-                        "pip_install_options": list(PIP_INSTALL_OPTIONS)}}
+        return {
+            "pip": {
+                "packages": list(self.packages),
+                "pip_check": False,
+                "pip_install_options": list(PIP_INSTALL_OPTIONS),
+            }
+        }
 
     def install(self) -> None:
         """Refused: qflow never installs into the interpreter that runs it.
@@ -125,11 +133,15 @@ class DepsPip:
             f"DepsPip({self.packages!r}).install() would pip-install into the Python "
             "that runs qflow, which can break qflow itself. Name it in deps_pip=, "
             "call_before= or call_after= instead: the electron then runs in a virtualenv "
-            "of its own with these packages.")
+            "of its own with these packages."
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "DepsPip", "short_name": "pip",
-                "attributes": {"packages": list(self.packages)}}
+        return {
+            "type": "DepsPip",
+            "short_name": "pip",
+            "attributes": {"packages": list(self.packages)},
+        }
 
     def from_dict(self, data: Mapping[str, Any] | None) -> DepsPip:
         return DepsPip(list(((data or {}).get("attributes") or {}).get("packages", [])))
@@ -195,8 +207,9 @@ def split_pip(value: Any) -> tuple[Any, list[str]]:
     return [i for i in items if not isinstance(i, DepsPip)], packages
 
 
-def as_calls(value: DepsCall | Callable[..., Any] | Sequence[Any] | None, what: str
-             ) -> tuple[DepsCall, ...]:
+def as_calls(
+    value: DepsCall | Callable[..., Any] | Sequence[Any] | None, what: str
+) -> tuple[DepsCall, ...]:
     """Normalise ``call_before=``/``call_after=``: a DepsCall, a DepsBash, a callable, or
     a list of them (DepsPip items are taken out first: see :func:`split_pip`)."""
     if value is None:

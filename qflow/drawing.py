@@ -28,8 +28,12 @@ from qflow.ui.layout import layered
 __all__ = ["Drawing"]
 
 _W, _H = 150, 34
-_FILL = {NodeKind.ELECTRON: "#dbeafe", NodeKind.SUBLATTICE: "#ede9fe", NodeKind.OP: "#f3f4f6",
-         NodeKind.PARAMETER: "#fef9c3"}
+_FILL = {
+    NodeKind.ELECTRON: "#dbeafe",
+    NodeKind.SUBLATTICE: "#ede9fe",
+    NodeKind.OP: "#f3f4f6",
+    NodeKind.PARAMETER: "#fef9c3",
+}
 
 
 class Drawing:
@@ -54,8 +58,10 @@ class Drawing:
             x2, y2 = pos[node.node_id]
             for p in parents[node.node_id]:
                 x1, y1 = pos[p]
-                parts.append(f'<line x1="{x1}" y1="{y1 + _H / 2}" x2="{x2}" y2="{y2 - _H / 2}" '
-                             'stroke="#9ca3af"/>')
+                parts.append(
+                    f'<line x1="{x1}" y1="{y1 + _H / 2}" x2="{x2}" y2="{y2 - _H / 2}" '
+                    'stroke="#9ca3af"/>'
+                )
         for node in self.graph.nodes:
             x, y = pos[node.node_id]
             label = node.label if len(node.label) <= 22 else node.label[:21] + "\u2026"
@@ -64,11 +70,13 @@ class Drawing:
                 f'{escape(node.label)} [{node.kind}]</title><rect width="{_W}" height="{_H}" '
                 f'rx="6" fill="{_FILL[node.kind]}" stroke="#6b7280"/><text x="{_W / 2}" '
                 f'y="{_H / 2 + 4}" text-anchor="middle" font-family="sans-serif" '
-                f'font-size="11">{escape(label)}</text></g>')
+                f'font-size="11">{escape(label)}</text></g>'
+            )
         width, height = layout.width + _W + 20, layout.height + _H + 20
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-                f'viewBox="{-_W / 2 - 10} {-_H / 2 - 10} {width} {height}">'
-                + "".join(parts) + "</svg>")
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="{-_W / 2 - 10} {-_H / 2 - 10} {width} {height}">' + "".join(parts) + "</svg>"
+        )
 
     def _repr_svg_(self) -> str:  # Jupyter shows this
         return self.svg()

@@ -6,7 +6,14 @@ import functools
 from collections.abc import Callable
 from typing import Any, overload
 
-from qflow._graph import NodeFuture, NodeKind, arg_expr, current_graph, replacement_for, return_length
+from qflow._graph import (
+    NodeFuture,
+    NodeKind,
+    arg_expr,
+    current_graph,
+    replacement_for,
+    return_length,
+)
 from qflow._options import ElectronOptions
 from qflow.exceptions import QflowInputError
 

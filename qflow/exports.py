@@ -61,9 +61,11 @@ def dataframe(columns: Mapping[str, list[Any]], attrs: Mapping[str, Any]) -> Any
     try:
         import pandas as pd
     except ImportError as exc:
-        raise QflowConfigError("DataFrames need pandas: pip install 'qflow-runtime[pandas]' "
-                               "(or pip install pandas). to_dict() and to_json() need "
-                               "nothing more.") from exc
+        raise QflowConfigError(
+            "DataFrames need pandas: pip install 'qflow-runtime[pandas]' "
+            "(or pip install pandas). to_dict() and to_json() need "
+            "nothing more."
+        ) from exc
     frame = pd.DataFrame(dict(columns))
     frame.attrs.update(jsonable(dict(attrs)))
     return frame

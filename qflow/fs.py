@@ -34,9 +34,14 @@ class Order(StrEnum):
 
 
 _LOCAL_SCHEMES = {"", "file"}
-_STRATEGIES = {"": fs_strategies.Rsync, "file": fs_strategies.Rsync,
-               "http": fs_strategies.HTTP, "https": fs_strategies.HTTP,
-               "s3": fs_strategies.S3, "gs": fs_strategies.GCloud}
+_STRATEGIES = {
+    "": fs_strategies.Rsync,
+    "file": fs_strategies.Rsync,
+    "http": fs_strategies.HTTP,
+    "https": fs_strategies.HTTP,
+    "s3": fs_strategies.S3,
+    "gs": fs_strategies.GCloud,
+}
 
 
 class File:
@@ -51,8 +56,13 @@ class File:
         include_folder: with ``is_dir``, copy the folder itself, not only its contents.
     """
 
-    def __init__(self, filepath: str | None = None, is_remote: bool = False,
-                 is_dir: bool = False, include_folder: bool = False) -> None:
+    def __init__(
+        self,
+        filepath: str | None = None,
+        is_remote: bool = False,
+        is_dir: bool = False,
+        include_folder: bool = False,
+    ) -> None:
         if filepath is None:
             fd, filepath = tempfile.mkstemp(prefix="qflow-")
             os.close(fd)
@@ -88,12 +98,12 @@ class File:
 class Folder(File):
     """A folder; ``include_folder=True`` copies the folder itself, not only its contents."""
 
-    def __init__(self, filepath: str | None = None, is_remote: bool = False,
-                 include_folder: bool = False) -> None:
+    def __init__(
+        self, filepath: str | None = None, is_remote: bool = False, include_folder: bool = False
+    ) -> None:
         if filepath is None:
             filepath = tempfile.mkdtemp(prefix="qflow-") + "/"
-        super().__init__(filepath, is_remote=is_remote, is_dir=True,
-                         include_folder=include_folder)
+        super().__init__(filepath, is_remote=is_remote, is_dir=True, include_folder=include_folder)
 
 
 def _as_file(value: File | str | None, what: str) -> File:
@@ -101,8 +111,10 @@ def _as_file(value: File | str | None, what: str) -> File:
         return File(value)
     if isinstance(value, File):
         return value
-    raise QflowInputError(f"FileTransfer's {what} is a path, a URL or a qflow.fs.File; got "
-                          f"{type(value).__name__} {value!r}.")
+    raise QflowInputError(
+        f"FileTransfer's {what} is a path, a URL or a qflow.fs.File; got "
+        f"{type(value).__name__} {value!r}."
+    )
 
 
 class FileTransfer:
@@ -119,26 +131,31 @@ class FileTransfer:
         QflowInputError: both ends remote, or no strategy for these schemes.
     """
 
-    def __init__(self, from_file: File | str | None = None, to_file: File | str | None = None,
-                 order: Order | str = Order.BEFORE,
-                 strategy: fs_strategies.FileTransferStrategy | None = None) -> None:
+    def __init__(
+        self,
+        from_file: File | str | None = None,
+        to_file: File | str | None = None,
+        order: Order | str = Order.BEFORE,
+        strategy: fs_strategies.FileTransferStrategy | None = None,
+    ) -> None:
         self.from_file = _as_file(from_file, "from_file")
         self.to_file = _as_file(to_file, "to_file")
         try:
             self.order = Order(order)
         except ValueError:
-            raise QflowInputError(f"order is Order.BEFORE or Order.AFTER; got {order!r}.") \
-                from None
+            raise QflowInputError(f"order is Order.BEFORE or Order.AFTER; got {order!r}.") from None
         if self.from_file.is_remote and self.to_file.is_remote:
             raise QflowInputError(
                 f"A transfer from {self.from_file.uri} to {self.to_file.uri} has both ends "
-                "remote; one end must be a path on the machine that runs the electron.")
+                "remote; one end must be a path on the machine that runs the electron."
+            )
         remote = self.from_file if self.from_file.is_remote else self.to_file
         chosen = strategy or remote.default_strategy()
         if chosen is None:
             raise QflowInputError(
                 f"No transfer strategy for {remote.uri!r}; pass strategy= (one of "
-                f"{', '.join(fs_strategies.__all__[1:])} in qflow.fs_strategies).")
+                f"{', '.join(fs_strategies.__all__[1:])} in qflow.fs_strategies)."
+            )
         self.strategy = chosen
 
     def run(self) -> tuple[str, str]:
@@ -152,31 +169,46 @@ class FileTransfer:
         return self.from_file.filepath, self.to_file.filepath
 
     def __repr__(self) -> str:
-        return (f"FileTransfer({self.from_file.uri!r} -> {self.to_file.uri!r}, "
-                f"{self.order.value}, {type(self.strategy).__name__})")
+        return (
+            f"FileTransfer({self.from_file.uri!r} -> {self.to_file.uri!r}, "
+            f"{self.order.value}, {type(self.strategy).__name__})"
+        )
 
 
-def TransferFromRemote(from_filepath: str, to_filepath: str | None = None,  # noqa: N802
-                       strategy: fs_strategies.FileTransferStrategy | None = None,
-                       order: Order = Order.BEFORE) -> FileTransfer:
+def TransferFromRemote(
+    from_filepath: str,
+    to_filepath: str | None = None,
+    strategy: fs_strategies.FileTransferStrategy | None = None,
+    order: Order = Order.BEFORE,
+) -> FileTransfer:
     """Fetch a remote file before the electron runs (the source is remote even as a
     plain path: reached by rsync over SSH, say)."""
-    return FileTransfer(File(from_filepath, is_remote=True), to_filepath, order=Order.BEFORE,
-                        strategy=strategy)
+    return FileTransfer(
+        File(from_filepath, is_remote=True), to_filepath, order=Order.BEFORE, strategy=strategy
+    )
 
 
-def TransferToRemote(to_filepath: str, from_filepath: str | None = None,  # noqa: N802
-                     strategy: fs_strategies.FileTransferStrategy | None = None,
-                     order: Order = Order.AFTER) -> FileTransfer:
+def TransferToRemote(
+    to_filepath: str,
+    from_filepath: str | None = None,
+    strategy: fs_strategies.FileTransferStrategy | None = None,
+    order: Order = Order.AFTER,
+) -> FileTransfer:
     """Send a file to a remote place after the electron runs."""
-    return FileTransfer(from_filepath, File(to_filepath, is_remote=True), order=Order.AFTER,
-                        strategy=strategy)
+    return FileTransfer(
+        from_filepath, File(to_filepath, is_remote=True), order=Order.AFTER, strategy=strategy
+    )
 
 
 def as_transfers(value: Any) -> tuple[FileTransfer, ...]:
     """Normalise ``files=``: a FileTransfer or a list of them."""
     from qflow._options import one_or_many
 
-    return one_or_many(value, FileTransfer, lambda bad: (
-        f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
-        "files=[ct.fs.FileTransfer('/data/in', '/scratch/in')]."))
+    return one_or_many(
+        value,
+        FileTransfer,
+        lambda bad: (
+            f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
+            "files=[ct.fs.FileTransfer('/data/in', '/scratch/in')]."
+        ),
+    )

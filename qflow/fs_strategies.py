@@ -22,7 +22,7 @@ from typing import Any
 
 from qflow.exceptions import DependencyError, QflowInputError
 
-__all__ = ["Blob", "FileTransferStrategy", "GCloud", "HTTP", "Rsync", "S3", "Shutil"]
+__all__ = ["HTTP", "S3", "Blob", "FileTransferStrategy", "GCloud", "Rsync", "Shutil"]
 
 
 class FileTransferStrategy:
@@ -74,8 +74,7 @@ class Rsync(FileTransferStrategy):
         private_key_path: an SSH key to use (``ssh -i``).
     """
 
-    def __init__(self, user: str = "", host: str = "", private_key_path: str | None = None
-                 ) -> None:
+    def __init__(self, user: str = "", host: str = "", private_key_path: str | None = None) -> None:
         self.user, self.host, self.private_key_path = user, host, private_key_path
 
     def remote(self, path: str) -> str:
@@ -96,13 +95,16 @@ class Rsync(FileTransferStrategy):
 
     def _run(self, source: str, destination: str) -> None:
         if shutil.which("rsync") is None:
-            raise DependencyError("The Rsync strategy needs the rsync program where the "
-                                  "electron runs; install it (apt-get install rsync), or use "
-                                  "ct.fs_strategies.Shutil() for a local copy.")
+            raise DependencyError(
+                "The Rsync strategy needs the rsync program where the "
+                "electron runs; install it (apt-get install rsync), or use "
+                "ct.fs_strategies.Shutil() for a local copy."
+            )
         proc = subprocess.run(self.command(source, destination), capture_output=True, text=True)
         if proc.returncode != 0:
-            raise DependencyError(f"rsync {source} {destination} exited with "
-                                  f"{proc.returncode}: {proc.stderr.strip()}")
+            raise DependencyError(
+                f"rsync {source} {destination} exited with {proc.returncode}: {proc.stderr.strip()}"
+            )
 
     def _copy_without_rsync(self, from_file: Any, to_file: Any) -> bool:
         """Both ends are local and there is no rsync program: copy as rsync would, with
@@ -115,7 +117,8 @@ class Rsync(FileTransferStrategy):
             _fallback_logged = True
             logging.getLogger("qflow").warning(
                 "No rsync program here: local file transfers are copied with Python's "
-                "shutil instead (install rsync to use it).")
+                "shutil instead (install rsync to use it)."
+            )
         target = to_file
         if from_file.is_dir and from_file.include_folder:
             target = type(to_file)(str(Path(to_file.filepath) / Path(from_file.filepath).name))
@@ -154,8 +157,10 @@ class HTTP(FileTransferStrategy):
     def download(self, from_file: Any, to_file: Any) -> None:
         _parent(to_file)
         try:
-            with urllib.request.urlopen(from_file.uri, timeout=60) as response, \
-                    open(to_file.filepath, "wb") as out:
+            with (
+                urllib.request.urlopen(from_file.uri, timeout=60) as response,
+                open(to_file.filepath, "wb") as out,
+            ):
                 shutil.copyfileobj(response, out)
         except OSError as exc:
             raise DependencyError(f"Downloading {from_file.uri} failed: {exc}") from exc
@@ -165,25 +170,32 @@ def _client(module: str, extra: str) -> Any:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
-        raise DependencyError(f"This strategy needs {module}; install it with "
-                              f"pip install 'qflow-runtime[{extra}]'.") from exc
+        raise DependencyError(
+            f"This strategy needs {module}; install it with pip install 'qflow-runtime[{extra}]'."
+        ) from exc
 
 
 class S3(FileTransferStrategy):
     """Amazon S3 through boto3 (the ``s3`` extra; the ``quantum`` extra has it too);
     credentials come from the usual AWS sources."""
 
-    def __init__(self, credentials: str | None = None, profile: str | None = None,
-                 region_name: str | None = None) -> None:
+    def __init__(
+        self,
+        credentials: str | None = None,
+        profile: str | None = None,
+        region_name: str | None = None,
+    ) -> None:
         self.credentials, self.profile, self.region_name = credentials, profile, region_name
 
     def _s3(self) -> Any:
         boto3 = _client("boto3", "s3")
         session = boto3.Session(profile_name=self.profile, region_name=self.region_name)
         if session.get_credentials() is None:
-            raise DependencyError("S3 transfers need AWS credentials, and none were found: "
-                                  "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a "
-                                  "profile in ~/.aws/credentials (S3(profile=...)).")
+            raise DependencyError(
+                "S3 transfers need AWS credentials, and none were found: "
+                "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a "
+                "profile in ~/.aws/credentials (S3(profile=...))."
+            )
         return session.client("s3")
 
     @staticmethod
@@ -211,9 +223,11 @@ class GCloud(FileTransferStrategy):
         try:
             return storage.Client().bucket(bucket), key
         except Exception as exc:
-            raise DependencyError(f"Google Cloud Storage is not usable here ({exc}); set "
-                                  "GOOGLE_APPLICATION_CREDENTIALS to a service-account key "
-                                  "file.") from exc
+            raise DependencyError(
+                f"Google Cloud Storage is not usable here ({exc}); set "
+                "GOOGLE_APPLICATION_CREDENTIALS to a service-account key "
+                "file."
+            ) from exc
 
     def download(self, from_file: Any, to_file: Any) -> None:
         _parent(to_file)
@@ -238,9 +252,10 @@ class Blob(FileTransferStrategy):
             service = blob.BlobServiceClient(account, credential=identity.DefaultAzureCredential())
             return service.get_blob_client(container=container, blob=name)
         except Exception as exc:
-            raise DependencyError(f"Azure Blob Storage is not usable here ({exc}); set "
-                                  "AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET.") \
-                from exc
+            raise DependencyError(
+                f"Azure Blob Storage is not usable here ({exc}); set "
+                "AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET."
+            ) from exc
 
     def download(self, from_file: Any, to_file: Any) -> None:
         _parent(to_file)

@@ -7,8 +7,16 @@ import inspect
 from collections.abc import Callable
 from typing import Any, overload
 
-from qflow._graph import (POSTPROCESS_NAME, VIRTUAL_KINDS, Graph, NodeKind, add_param,
-                          building, has_future, to_expr)
+from qflow._graph import (
+    POSTPROCESS_NAME,
+    VIRTUAL_KINDS,
+    Graph,
+    NodeKind,
+    add_param,
+    building,
+    has_future,
+    to_expr,
+)
 from qflow._options import DEFAULT_OPTIONS, ElectronOptions, one_or_many
 from qflow.exceptions import QflowInputError
 
@@ -23,8 +31,9 @@ class Lattice:
     (:func:`qflow.dispatch`).
     """
 
-    def __init__(self, fn: Callable[..., Any], options: ElectronOptions,
-                 tags: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], options: ElectronOptions, tags: tuple[str, ...] = ()
+    ) -> None:
         if not callable(fn):
             raise QflowInputError(
                 f"qflow.lattice wraps a function; got {type(fn).__name__} {fn!r}. Decorate "
@@ -45,8 +54,9 @@ class Lattice:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.workflow_function(*args, **kwargs)
 
-    def build_graph(self, *args: Any, _replace: dict[str, Any] | None = None,
-                    **kwargs: Any) -> Graph:
+    def build_graph(
+        self, *args: Any, _replace: dict[str, Any] | None = None, **kwargs: Any
+    ) -> Graph:
         """Run the lattice function once with a build context and return its graph.
 
         ``_replace`` maps electron names to electrons (or functions) used in their place.
@@ -122,12 +132,14 @@ class Lattice:
 
     def __getstate__(self) -> dict[str, Any]:
         # The last build's view is a convenience of this process, not part of the lattice.
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("_last_graph", "_transport_graph")}
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("_last_graph", "_transport_graph")
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update({"_last_graph": None, "_transport_graph": None, "triggers": (),
-                              **state})
+        self.__dict__.update(
+            {"_last_graph": None, "_transport_graph": None, "triggers": (), **state}
+        )
 
 
 @overload
@@ -167,6 +179,7 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
     options.pop("workflow_executor", None)
     triggers = _triggers(options.pop("triggers", None))
     opts = ElectronOptions.from_kwargs(**options)
+
     def make(fn: Callable[..., Any]) -> Lattice:
         lat = Lattice(fn, opts, tags)
         lat.triggers = triggers
@@ -178,9 +191,14 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
 def _triggers(value: Any) -> tuple[Any, ...]:
     from qflow.triggers import BaseTrigger
 
-    return one_or_many(value, BaseTrigger, lambda bad: (
-        "triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
-        f"a BaseTrigger subclass); got {bad!r}."))
+    return one_or_many(
+        value,
+        BaseTrigger,
+        lambda bad: (
+            "triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
+            f"a BaseTrigger subclass); got {bad!r}."
+        ),
+    )
 
 
 def _tags(tags: Any) -> tuple[str, ...]:
@@ -191,6 +209,7 @@ def _tags(tags: Any) -> tuple[str, ...]:
     except TypeError:
         out = None
     if out is None or not all(isinstance(t, str) and t.strip() for t in out):
-        raise QflowInputError(f"tags is a list of non-empty strings such as ['h2', 'sto-3g']; "
-                              f"got {tags!r}.")
+        raise QflowInputError(
+            f"tags is a list of non-empty strings such as ['h2', 'sto-3g']; got {tags!r}."
+        )
     return tuple(dict.fromkeys(t.strip() for t in out))

@@ -53,20 +53,25 @@ class _BashCall:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         command = self.make_command(*args, **kwargs)
         if not isinstance(command, str):
-            raise QflowInputError(f"Bash lepton {self.__name__} must return a shell command "
-                                  f"string; it returned {type(command).__name__} {command!r}.")
+            raise QflowInputError(
+                f"Bash lepton {self.__name__} must return a shell command "
+                f"string; it returned {type(command).__name__} {command!r}."
+            )
         marker = "__qflow_outputs__"
         script = command
         if self.named_outputs:  # print the named variables after the user's command
             script += f"\necho {marker}\n" + "\n".join(
-                f'printf "%s\\n" "${{{name}}}"' for name in self.named_outputs)
+                f'printf "%s\\n" "${{{name}}}"' for name in self.named_outputs
+            )
         proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
         out, _, values = proc.stdout.partition(f"{marker}\n")
         sys.stdout.write(out)  # the node's captured stdout/stderr
         sys.stderr.write(proc.stderr)
         if proc.returncode != 0:
-            raise DependencyError(f"Bash lepton {self.__name__} exited with "
-                                  f"{proc.returncode}: {command!r}\n{proc.stderr.strip()}")
+            raise DependencyError(
+                f"Bash lepton {self.__name__} exited with "
+                f"{proc.returncode}: {command!r}\n{proc.stderr.strip()}"
+            )
         if not self.named_outputs:
             return None
         found = values.splitlines()
@@ -77,8 +82,13 @@ class _BashCall:
 class _CCall:
     """Calls ``function_name`` in ``library_name`` through ctypes."""
 
-    def __init__(self, library_name: str, function_name: str,
-                 argtypes: Sequence[tuple[Any, int]], restype: Any) -> None:
+    def __init__(
+        self,
+        library_name: str,
+        function_name: str,
+        argtypes: Sequence[tuple[Any, int]],
+        restype: Any,
+    ) -> None:
         self.library_name, self.function_name = library_name, function_name
         # ctypes' pointer and array types do not pickle: ship their descriptions
         self.argtypes = [(_describe(t), mode) for t, mode in argtypes]
@@ -90,8 +100,9 @@ class _CCall:
             lib = ctypes.CDLL(self.library_name)
             fn = getattr(lib, self.function_name)
         except (OSError, AttributeError) as exc:
-            raise DependencyError(f"Lepton cannot load {self.function_name} from "
-                                  f"{self.library_name}: {exc}") from exc
+            raise DependencyError(
+                f"Lepton cannot load {self.function_name} from {self.library_name}: {exc}"
+            ) from exc
         fn.restype = None if self.restype is None else _rebuild(self.restype)
         inputs = iter(args)
         c_args, outputs = [], []
@@ -123,9 +134,11 @@ def _describe(ctype: Any) -> tuple[Any, ...]:
         return ("[]", _describe(ctype._type_), ctype._length_)
     name = getattr(ctype, "__name__", None)
     if name is None or getattr(ctypes, name, None) is not ctype:
-        raise QflowInputError(f"Lepton argtypes use ctypes' own types (ctypes.c_int, "
-                              f"ctypes.POINTER(ctypes.c_double), ctypes.c_double * 3); got "
-                              f"{ctype!r}.")
+        raise QflowInputError(
+            f"Lepton argtypes use ctypes' own types (ctypes.c_int, "
+            f"ctypes.POINTER(ctypes.c_double), ctypes.c_double * 3); got "
+            f"{ctype!r}."
+        )
     return (name,)
 
 
@@ -161,28 +174,47 @@ class Lepton(Electron):
 
     INPUT, OUTPUT, INPUT_OUTPUT = 0, 1, 2
 
-    def __init__(self, language: str = "python", *, library_name: str = "",
-                 function_name: str = "", argtypes: Sequence[tuple[Any, int]] = (),
-                 restype: Any = None, command: str = "", named_outputs: Sequence[str] = (),
-                 display_name: str = "", **options: Any) -> None:
+    def __init__(
+        self,
+        language: str = "python",
+        *,
+        library_name: str = "",
+        function_name: str = "",
+        argtypes: Sequence[tuple[Any, int]] = (),
+        restype: Any = None,
+        command: str = "",
+        named_outputs: Sequence[str] = (),
+        display_name: str = "",
+        **options: Any,
+    ) -> None:
         lang = str(language).lower()
         if lang not in _LANGUAGES:
-            raise QflowInputError(f"Lepton language is one of {', '.join(_LANGUAGES)}; got "
-                                  f"{language!r}.")
-        bad = [a for a in argtypes if not (isinstance(a, tuple) and len(a) == 2 and a[1] in
-                                           (self.INPUT, self.OUTPUT, self.INPUT_OUTPUT))]
+            raise QflowInputError(
+                f"Lepton language is one of {', '.join(_LANGUAGES)}; got {language!r}."
+            )
+        bad = [
+            a
+            for a in argtypes
+            if not (
+                isinstance(a, tuple)
+                and len(a) == 2
+                and a[1] in (self.INPUT, self.OUTPUT, self.INPUT_OUTPUT)
+            )
+        ]
         if bad:
-            raise QflowInputError(f"argtypes are (ctype, Lepton.INPUT/OUTPUT/INPUT_OUTPUT) "
-                                  f"pairs; got {bad!r}.")
+            raise QflowInputError(
+                f"argtypes are (ctype, Lepton.INPUT/OUTPUT/INPUT_OUTPUT) pairs; got {bad!r}."
+            )
         if lang == "c":
             if not library_name or not function_name:
-                raise QflowInputError("A C lepton needs library_name= (a .so) and "
-                                      "function_name=.")
+                raise QflowInputError("A C lepton needs library_name= (a .so) and function_name=.")
             fn: Any = _CCall(library_name, function_name, argtypes, restype)
         elif lang == "bash":
             if not command:
-                raise QflowInputError("A bash lepton needs command=, e.g. 'echo {x}', or use "
-                                      "@ct.leptons.bash on a function returning the command.")
+                raise QflowInputError(
+                    "A bash lepton needs command=, e.g. 'echo {x}', or use "
+                    "@ct.leptons.bash on a function returning the command."
+                )
             fn = _BashCall(command.format, named_outputs)
             fn.__name__ = display_name or "bash"
         else:
@@ -191,8 +223,13 @@ class Lepton(Electron):
         self.__name__ = display_name or fn.__name__
 
 
-def bash(_func: Callable[..., str] | None = None, *, display_name: str = "",
-         named_outputs: Sequence[str] = (), **options: Any) -> Any:
+def bash(
+    _func: Callable[..., str] | None = None,
+    *,
+    display_name: str = "",
+    named_outputs: Sequence[str] = (),
+    **options: Any,
+) -> Any:
     """Make a function that returns a shell command an electron that runs it in bash.
 
     Args:
@@ -203,6 +240,7 @@ def bash(_func: Callable[..., str] | None = None, *, display_name: str = "",
             prints is the node's stdout and stderr.
         **options: electron options (``executor``, ``deps_bash``, ``files``, ...).
     """
+
     def make(fn: Callable[..., str]) -> Electron:
         call = _BashCall(fn, named_outputs)
         electron = Electron(call, ElectronOptions.from_kwargs(**options))

@@ -23,8 +23,10 @@ POLL_S = 0.2
 def check_callback(callback: Any) -> Callable[[int, float], Any] | None:
     """``callback`` if callable (or None), else a QflowInputError saying what it takes."""
     if callback is not None and not callable(callback):
-        raise QflowInputError(f"callback is a function callback(step, cost) called after "
-                              f"each iteration; got {type(callback).__name__} {callback!r}.")
+        raise QflowInputError(
+            f"callback is a function callback(step, cost) called after "
+            f"each iteration; got {type(callback).__name__} {callback!r}."
+        )
     return callback
 
 
@@ -33,9 +35,15 @@ def wants_bar(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
-def follow(dispatch_id: str, steps: int, *, metric: str = "cost",
-           callback: Callable[[int, float], Any] | None = None,
-           progress: bool | None = None, label: str = "loop") -> None:
+def follow(
+    dispatch_id: str,
+    steps: int,
+    *,
+    metric: str = "cost",
+    callback: Callable[[int, float], Any] | None = None,
+    progress: bool | None = None,
+    label: str = "loop",
+) -> None:
     """Wait for the dispatch to end, calling ``callback(step, cost)`` once per logged
     step in order and drawing a bar of ``steps`` on stderr.
 
@@ -52,8 +60,7 @@ def follow(dispatch_id: str, steps: int, *, metric: str = "cost",
     try:
         while True:
             final = qflow.get_result(dispatch_id, status_only=True)["status"].is_final
-            points = [p for p in store.get_metrics([dispatch_id])[dispatch_id]
-                      if p.name == metric]
+            points = [p for p in store.get_metrics([dispatch_id])[dispatch_id] if p.name == metric]
             for point in points[seen:]:
                 if callback is not None:
                     try:
@@ -82,9 +89,11 @@ class _TextBar:
         self.n += n
         width = 30
         filled = int(width * min(self.n, self.total) / max(self.total, 1))
-        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                         f"{self.n}/{self.total} cost {cost:.6f} "
-                         f"{time.perf_counter() - self.t0:.0f}s")
+        sys.stderr.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{self.n}/{self.total} cost {cost:.6f} "
+            f"{time.perf_counter() - self.t0:.0f}s"
+        )
         sys.stderr.flush()
 
     def close(self) -> None:

@@ -27,11 +27,12 @@ from qflow.store.base import MetricPoint
 
 __all__ = ["log_metric"]
 
-_CURRENT: contextvars.ContextVar[tuple[int, list[MetricPoint]] | None] = \
-    contextvars.ContextVar("qflow_metrics", default=None)
+_CURRENT: contextvars.ContextVar[tuple[int, list[MetricPoint]] | None] = contextvars.ContextVar(
+    "qflow_metrics", default=None
+)
 
 
-class collecting:  # noqa: N801 - used as a function: ``with collecting(node_id) as points``
+class collecting:
     """Gather what :func:`log_metric` records while the node ``node_id`` runs.
 
     A class rather than a generator: it is entered once per task, and a generator-based
@@ -73,17 +74,22 @@ def log_metric(name: str, value: float, step: float | None = None) -> None:
         raise QflowInputError(
             f"log_metric({name!r}, ...) was called outside an electron. It records a "
             "metric for the electron that calls it: call it inside an @qflow.electron "
-            "function.")
+            "function."
+        )
     if not isinstance(name, str) or not name:
         raise QflowInputError(f"A metric name is a non-empty string; got {name!r}.")
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise QflowInputError(
             f"Metric {name!r} takes a finite real number; got {type(value).__name__} "
-            f"{value!r}. Pass float(x) for a numpy scalar or a 0-d array.")
+            f"{value!r}. Pass float(x) for a numpy scalar or a 0-d array."
+        )
     if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Real)):
         raise QflowInputError(f"The step of metric {name!r} is a number or None; got {step!r}.")
     node_id, points = current
     if step is None:
         step = sum(p.name == name for p in points)
-    points.append(MetricPoint(node_id=node_id, name=name, step=float(step),
-                              value=float(value), time=time.time()))
+    points.append(
+        MetricPoint(
+            node_id=node_id, name=name, step=float(step), value=float(value), time=time.time()
+        )
+    )

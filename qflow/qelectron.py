@@ -57,8 +57,7 @@ def _actor_name(backend_blob: bytes, wires: int) -> str:
     return f"qflow-backend-{hashlib.sha1(backend_blob).hexdigest()[:12]}-{wires}"
 
 
-def run_on_actor(backend: Any, wires: int, fn: PickledFunction, args: tuple,
-                 kwargs: dict) -> Any:
+def run_on_actor(backend: Any, wires: int, fn: PickledFunction, args: tuple, kwargs: dict) -> Any:
     """Run a circuit on the warm actor for (backend, wires), started on first use on
     the backend's node; a dead one is replaced once."""
     import ray
@@ -68,9 +67,18 @@ def run_on_actor(backend: Any, wires: int, fn: PickledFunction, args: tuple,
 
     def start() -> Any:
         # Not detached: it lives while a process holds its handle (the cache does).
-        return ray.remote(_BackendActor).options(
-            name=name, namespace=warm.NAMESPACE, get_if_exists=True, num_cpus=1,
-            resources=backend.ray_resources() or None, max_concurrency=1).remote(blob, wires)
+        return (
+            ray.remote(_BackendActor)
+            .options(
+                name=name,
+                namespace=warm.NAMESPACE,
+                get_if_exists=True,
+                num_cpus=1,
+                resources=backend.ray_resources() or None,
+                max_concurrency=1,
+            )
+            .remote(blob, wires)
+        )
 
     return warm.call(name, start, lambda actor: actor.run.remote(fn, args, kwargs))
 
@@ -78,8 +86,9 @@ def run_on_actor(backend: Any, wires: int, fn: PickledFunction, args: tuple,
 class QElectron(Electron):
     """An electron whose circuit runs on a backend. Made by :func:`qelectron`."""
 
-    def __init__(self, fn: Callable[..., Any], backend: Any, wires: int,
-                 options: ElectronOptions) -> None:
+    def __init__(
+        self, fn: Callable[..., Any], backend: Any, wires: int, options: ElectronOptions
+    ) -> None:
         self.circuit = fn
         self.backend = backend
         self.wires = wires
@@ -101,8 +110,13 @@ class QElectron(Electron):
         return _plain(qnode(*args, **kwargs))
 
 
-def qelectron(_func: Callable[..., Any] | None = None, *, backend: Any = "default.qubit",
-              wires: int | None = None, **options: Any) -> Any:
+def qelectron(
+    _func: Callable[..., Any] | None = None,
+    *,
+    backend: Any = "default.qubit",
+    wires: int | None = None,
+    **options: Any,
+) -> Any:
     """Make a circuit-building function an electron that runs on ``backend``.
 
     Args:
@@ -125,7 +139,8 @@ def qelectron(_func: Callable[..., Any] | None = None, *, backend: Any = "defaul
     if not isinstance(wires, int) or wires < 1:
         raise QflowConfigError(
             f"qelectron needs wires=<int >= 1> for its device; got {wires!r}. "
-            "Example: @qflow.qelectron(backend='lightning.qubit', wires=4).")
+            "Example: @qflow.qelectron(backend='lightning.qubit', wires=4)."
+        )
     resolved = get_backend(backend)
     options.setdefault("num_cpus", 0)
     opts = ElectronOptions.from_kwargs(**options)

@@ -26,15 +26,16 @@ class TransportableObject:
         ({'a': 1}, True)
     """
 
-    __slots__ = ("_blob", "_value", "_loaded", "_node_value")
+    __slots__ = ("_blob", "_loaded", "_node_value", "_value")
 
     def __init__(self, obj: Any = None) -> None:
         self._blob, self._value, self._loaded = None, obj, True
         self._node_value: Callable[[int], Any] | None = None
 
     @classmethod
-    def _stored(cls, blob: bytes | UnreadableBlob | None,
-                node_value: Callable[[int], Any] | None = None) -> TransportableObject:
+    def _stored(
+        cls, blob: bytes | UnreadableBlob | None, node_value: Callable[[int], Any] | None = None
+    ) -> TransportableObject:
         """A stored pickle, unpickled on first use."""
         out = cls()
         out._blob, out._loaded, out._node_value = blob, False, node_value
@@ -62,8 +63,7 @@ class TransportableObject:
     def get_deserialized(self) -> Any:
         """The output value."""
         if not self._loaded:
-            self._value = (loads(self._blob, self._node_value) if self._blob is not None
-                           else None)
+            self._value = loads(self._blob, self._node_value) if self._blob is not None else None
             self._loaded = True
         return self._value
 
@@ -106,9 +106,15 @@ class Result:
     FAILED = Status.FAILED
     CANCELLED = Status.CANCELLED
 
-    def __init__(self, store: ResultStore, row: dict[str, Any], *,
-                 workflow_output: bool = True, intermediate_outputs: bool = True,
-                 sublattice_results: bool = True) -> None:
+    def __init__(
+        self,
+        store: ResultStore,
+        row: dict[str, Any],
+        *,
+        workflow_output: bool = True,
+        intermediate_outputs: bool = True,
+        sublattice_results: bool = True,
+    ) -> None:
         self._store = store
         self._row = row
         #: What :func:`qflow.get_result` was asked to load, as Covalent's flags say:
@@ -121,8 +127,10 @@ class Result:
         self._by_id: dict[int, dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
-        return (f"Result(dispatch_id={self.dispatch_id!r}, lattice={self.lattice_name!r}, "
-                f"status={str(self.status)!r})")
+        return (
+            f"Result(dispatch_id={self.dispatch_id!r}, lattice={self.lattice_name!r}, "
+            f"status={str(self.status)!r})"
+        )
 
     @property
     def dispatch_id(self) -> str:
@@ -167,8 +175,11 @@ class Result:
     @property
     def encoded_result(self) -> TransportableObject:
         """The return value, wrapped as Covalent wraps it."""
-        blob = self._row.get("result") if self.status == Status.COMPLETED \
-            and self._workflow_output else None
+        blob = (
+            self._row.get("result")
+            if self.status == Status.COMPLETED and self._workflow_output
+            else None
+        )
         return TransportableObject._stored(blob, self._node_value)
 
     @property
@@ -201,11 +212,18 @@ class Result:
         nodes, edges = {}, []
         for d in self.get_all_node_results():
             nid = d["node_id"]
-            nodes[nid] = {"name": d["node_name"], "kind": d["kind"], "status": d["status"],
-                          "output": d["output"], "error": d["error"],
-                          "start_time": d["start_time"], "end_time": d["end_time"],
-                          "stdout": d["stdout"], "stderr": d["stderr"],
-                          "sublattice_result": d["sublattice_result"]}
+            nodes[nid] = {
+                "name": d["node_name"],
+                "kind": d["kind"],
+                "status": d["status"],
+                "output": d["output"],
+                "error": d["error"],
+                "start_time": d["start_time"],
+                "end_time": d["end_time"],
+                "stdout": d["stdout"],
+                "stderr": d["stderr"],
+                "sublattice_result": d["sublattice_result"],
+            }
             if d["kind"] == "sublattice":  # Covalent's key for the child dispatch's id
                 nodes[nid]["sub_dispatch_id"] = d["sub_dispatch_id"]
             if d["kind"] == "parameter" and d["output"] is not None:
@@ -217,21 +235,25 @@ class Result:
     def _saved_lattice(self) -> Any:
         blob = self._store.get_dispatch(self.dispatch_id) or {}
         if not blob.get("graph"):
-            raise StoreError(f"Dispatch {self.dispatch_id} is a sublattice, whose lattice is "
-                             f"kept by its parent {self._row.get('parent_id')}.")
+            raise StoreError(
+                f"Dispatch {self.dispatch_id} is a sublattice, whose lattice is "
+                f"kept by its parent {self._row.get('parent_id')}."
+            )
         try:
             return loads(blob["graph"])["lattice"]
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"The lattice of {self.dispatch_id} cannot be unpickled here "
-                             f"({exc!r}); import the module that defines it first.") from exc
+            raise StoreError(
+                f"The lattice of {self.dispatch_id} cannot be unpickled here "
+                f"({exc!r}); import the module that defines it first."
+            ) from exc
 
     def _metadata(self, lat: Any) -> dict[int, dict[str, Any]]:
         """Per-node options, from building the graph again (nothing runs)."""
-        from qflow.transport import node_metadata
-
         import copy
+
+        from qflow.transport import node_metadata
 
         inputs = self.inputs  # built on a copy: ``lat`` keeps this dispatch's graph view
         graph = copy.copy(lat).build_graph(*inputs["args"], **inputs["kwargs"])
@@ -239,13 +261,23 @@ class Result:
 
     def __str__(self) -> str:
         inputs = self.inputs
-        lines = ["Lattice Result", "==============", f"status: {self.status}",
-                 f"result: {self.result if self.status == Status.COMPLETED else None}",
-                 f"input args: {[str(a) for a in inputs['args']]}",
-                 f"input kwargs: { {k: str(v) for k, v in inputs['kwargs'].items()} }",
-                 f"error: {self.error}", "", f"start_time: {self.start_time}",
-                 f"end_time: {self.end_time}", "", f"dispatch_id: {self.dispatch_id}", "",
-                 "Node Outputs", "------------"]
+        lines = [
+            "Lattice Result",
+            "==============",
+            f"status: {self.status}",
+            f"result: {self.result if self.status == Status.COMPLETED else None}",
+            f"input args: {[str(a) for a in inputs['args']]}",
+            f"input kwargs: { {k: str(v) for k, v in inputs['kwargs'].items()} }",
+            f"error: {self.error}",
+            "",
+            f"start_time: {self.start_time}",
+            f"end_time: {self.end_time}",
+            "",
+            f"dispatch_id: {self.dispatch_id}",
+            "",
+            "Node Outputs",
+            "------------",
+        ]
         for r in self._node_rows():
             lines.append(f"{r['name']}({r['node_id']}): {r.get('output_text')}")
         return "\n".join(lines) + "\n"
@@ -257,43 +289,55 @@ class Result:
             return self._row["graph_text"]
         from qflow._graph import describe_nodes
 
-        return describe_nodes(self.lattice_name, (
-            (r["node_id"], r["name"], r["kind"], ast.literal_eval(r["parents"] or "[]"))
-            for r in self._node_rows()))
+        return describe_nodes(
+            self.lattice_name,
+            (
+                (r["node_id"], r["name"], r["kind"], ast.literal_eval(r["parents"] or "[]"))
+                for r in self._node_rows()
+            ),
+        )
 
     def _node_rows(self) -> list[dict[str, Any]]:
         if self._nodes is None:
             if self._intermediate_outputs:
                 self._nodes = self._store.get_nodes(self.dispatch_id)
             else:  # everything but the outputs, which are never read
-                self._nodes = [{**r, "output": None}
-                               for r in self._store.get_node_texts(self.dispatch_id)]
+                self._nodes = [
+                    {**r, "output": None} for r in self._store.get_node_texts(self.dispatch_id)
+                ]
         return self._nodes
 
     def _node_value(self, node_id: int) -> Any:
         """A node's output value (what a DerivedOutput is built from)."""
         if self._by_id is None:
-            rows = (self._node_rows() if self._intermediate_outputs
-                    else self._store.get_nodes(self.dispatch_id))
+            rows = (
+                self._node_rows()
+                if self._intermediate_outputs
+                else self._store.get_nodes(self.dispatch_id)
+            )
             self._by_id = {r["node_id"]: r for r in rows}
         row = self._by_id.get(node_id)
         if row is None or row["output"] is None:
-            raise StoreError(f"Dispatch {self.dispatch_id} has no stored output for node "
-                             f"{node_id}, which its result is built from.")
+            raise StoreError(
+                f"Dispatch {self.dispatch_id} has no stored output for node "
+                f"{node_id}, which its result is built from."
+            )
         return loads(row["output"], self._node_value)
 
     def _node_dict(self, row: dict[str, Any]) -> dict[str, Any]:
         sub_id = row.get("sublattice_id")
-        sub_row = self._store.get_dispatch(sub_id) if sub_id and self._sublattice_results \
-            else None
+        sub_row = self._store.get_dispatch(sub_id) if sub_id and self._sublattice_results else None
         return {
             "node_id": row["node_id"],
             "node_name": row["name"],
             "kind": row["kind"],
             "parents": ast.literal_eval(row["parents"] or "[]"),
             "status": Status(row["status"]),
-            "output": (TransportableObject._stored(row["output"], self._node_value)
-                       if row["output"] is not None else None),
+            "output": (
+                TransportableObject._stored(row["output"], self._node_value)
+                if row["output"] is not None
+                else None
+            ),
             "error": row["error"],
             "start_time": _dt(row["start_time"]),
             "end_time": _dt(row["end_time"]),
@@ -301,12 +345,20 @@ class Result:
             "stderr": row["stderr"] or "",
             "ray_node_id": row["ray_node_id"],
             "sublattice_result": Result(
-                self._store, sub_row, workflow_output=self._workflow_output,
-                intermediate_outputs=self._intermediate_outputs) if sub_row else None,
+                self._store,
+                sub_row,
+                workflow_output=self._workflow_output,
+                intermediate_outputs=self._intermediate_outputs,
+            )
+            if sub_row
+            else None,
             # A child dispatch's id is its parent's and its node's, known before it runs:
             # cancel() takes it while it runs, get_result() once it has ended.
-            "sub_dispatch_id": (sub_id or f"{self.dispatch_id}/{row['node_id']}"
-                                if row["kind"] == "sublattice" else None),
+            "sub_dispatch_id": (
+                sub_id or f"{self.dispatch_id}/{row['node_id']}"
+                if row["kind"] == "sublattice"
+                else None
+            ),
         }
 
     def get_node_result(self, node_id: int) -> dict[str, Any]:
@@ -316,9 +368,12 @@ class Result:
             if row["node_id"] == node_id:
                 return self._node_dict(row)
         ids = [r["node_id"] for r in self._node_rows()]
-        raise KeyError(f"Dispatch {self.dispatch_id} has no node {node_id!r}; its node ids "
-                       f"are {ids[0]}..{ids[-1]}." if ids else f"Dispatch {self.dispatch_id} "
-                       "has no nodes.")
+        raise KeyError(
+            f"Dispatch {self.dispatch_id} has no node {node_id!r}; its node ids "
+            f"are {ids[0]}..{ids[-1]}."
+            if ids
+            else f"Dispatch {self.dispatch_id} has no nodes."
+        )
 
     def get_all_node_results(self) -> list[dict[str, Any]]:
         """Every node, as :meth:`get_node_result` gives it, in call order."""
@@ -334,7 +389,11 @@ class Result:
 
     def get_all_node_outputs(self) -> dict[str, TransportableObject | None]:
         """``{"name(node_id)": output}`` for every node, in call order."""
-        return {f"{r['name']}({r['node_id']})":
-                TransportableObject._stored(r["output"], self._node_value)
-                if r["output"] is not None else None
-                for r in self._node_rows()}
+        return {
+            f"{r['name']}({r['node_id']})": TransportableObject._stored(
+                r["output"], self._node_value
+            )
+            if r["output"] is not None
+            else None
+            for r in self._node_rows()
+        }

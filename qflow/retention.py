@@ -29,7 +29,8 @@ def parse_age(value: str | timedelta) -> timedelta:
         if not match:
             raise QflowInputError(
                 f"An age is a number and a unit (s, m, h, d or w), such as 30d or 12h; got "
-                f"{value!r}.")
+                f"{value!r}."
+            )
         age = timedelta(**{_UNITS[match[2]]: float(match[1])})
     if age < timedelta(0):
         raise QflowInputError(f"An age cannot be negative; got {value!r}.")
@@ -59,12 +60,14 @@ def delete(dispatch_ids: Iterable[str] | str) -> int:
     ids = [dispatch_ids] if isinstance(dispatch_ids, str) else list(dispatch_ids)
     rt = _runtime()
     rows = [_status_row(rt, d) for d in ids]  # raises for an unknown id
-    running = [r["dispatch_id"] for r in rows if not (Status(r["status"]).is_final
-                                                      and r["end_time"])]
+    running = [
+        r["dispatch_id"] for r in rows if not (Status(r["status"]).is_final and r["end_time"])
+    ]
     if running:
         raise QflowInputError(
             f"Dispatches {running} are still running; cancel them first "
-            "(qflow.cancel or `qflow cancel ID`), then delete.")
+            "(qflow.cancel or `qflow cancel ID`), then delete."
+        )
     return rt.store.delete_dispatches(ids)
 
 

@@ -22,8 +22,15 @@ import cloudpickle
 import psutil
 import ray
 
-from qflow._cluster import (SERVICE_NAME, SERVICE_NAMESPACE, enable_token_auth, node_ip,
-                            quiet_ray, ray_address_file, ray_cli)
+from qflow._cluster import (
+    SERVICE_NAME,
+    SERVICE_NAMESPACE,
+    enable_token_auth,
+    node_ip,
+    quiet_ray,
+    ray_address_file,
+    ray_cli,
+)
 from qflow._heap import settle_heap
 from qflow._wait import wait_until
 from qflow.exceptions import ClusterError
@@ -58,8 +65,12 @@ class DispatcherService:
                 pid = os.getpid()
                 state.update(service_pid=pid, service_create_time=psutil.Process(pid).create_time())
                 state.save(settings)
-            threading.Thread(target=self._resume_all, args=(str(settings.db_path),),
-                             name="qflow-resume", daemon=True).start()
+            threading.Thread(
+                target=self._resume_all,
+                args=(str(settings.db_path),),
+                name="qflow-resume",
+                daemon=True,
+            ).start()
 
     def ping(self) -> int:
         return os.getpid()
@@ -73,13 +84,20 @@ class DispatcherService:
             self._stores[db_path] = (store, Heartbeat(store, role="service"))
         return self._stores[db_path]
 
-    def _start(self, db_path: str, dispatch_id: str, graph: Any, reuse: dict[int, bytes],
-               resumed: bool = False) -> None:
+    def _start(
+        self,
+        db_path: str,
+        dispatch_id: str,
+        graph: Any,
+        reuse: dict[int, bytes],
+        resumed: bool = False,
+    ) -> None:
         from qflow._dispatcher import Dispatcher
 
         store, heartbeat = self._store(db_path)
-        dispatcher = Dispatcher(store, dispatch_id, graph, reuse, heartbeat=heartbeat,
-                                resumed=resumed)
+        dispatcher = Dispatcher(
+            store, dispatch_id, graph, reuse, heartbeat=heartbeat, resumed=resumed
+        )
         self._runs[dispatch_id] = dispatcher
 
         def run() -> None:
@@ -90,8 +108,9 @@ class DispatcherService:
 
         threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
 
-    def run(self, db_path: str, dispatch_id: str, graph_blob: bytes,
-            reuse: dict[int, bytes]) -> None:
+    def run(
+        self, db_path: str, dispatch_id: str, graph_blob: bytes, reuse: dict[int, bytes]
+    ) -> None:
         self._start(db_path, dispatch_id, cloudpickle.loads(graph_blob), reuse)
 
     # ---------------------------------------------------------------- triggers
@@ -104,15 +123,22 @@ class DispatcherService:
         heartbeat.claim(dispatch_id)  # the service, not the script, now answers for it
         from qflow._status import Status
 
-        store.update_dispatch(dispatch_id, status=Status.RUNNING,  # RUNNING: watching
-                              start_time=now_iso())
+        store.update_dispatch(
+            dispatch_id,
+            status=Status.RUNNING,  # RUNNING: watching
+            start_time=now_iso(),
+        )
         saved = loads((store.get_dispatch(dispatch_id) or {})["graph"])
         triggers = list(saved["lattice"].triggers)
         for trigger in triggers:
             trigger.lattice_dispatch_id = dispatch_id
             trigger.attach(lambda: self._fire(db_path, dispatch_id))
-            threading.Thread(target=self._observe, args=(db_path, dispatch_id, trigger),
-                             name=f"qflow-trigger-{dispatch_id}", daemon=True).start()
+            threading.Thread(
+                target=self._observe,
+                args=(db_path, dispatch_id, trigger),
+                name=f"qflow-trigger-{dispatch_id}",
+                daemon=True,
+            ).start()
         self._triggers[dispatch_id] = triggers
         return len(triggers)
 
@@ -121,8 +147,9 @@ class DispatcherService:
             trigger.observe()
         except Exception as exc:  # a broken trigger ends its registration, saying why
             logging.getLogger("qflow").exception("trigger of %s failed", dispatch_id)
-            self.stop_triggers(db_path, dispatch_id, error=f"{type(trigger).__name__} "
-                                                           f"failed: {exc!r}")
+            self.stop_triggers(
+                db_path, dispatch_id, error=f"{type(trigger).__name__} failed: {exc!r}"
+            )
 
     def _fire(self, db_path: str, base_id: str) -> str:
         """Start a new dispatch of the lattice recorded as ``base_id``, same inputs."""
@@ -137,20 +164,26 @@ class DispatcherService:
         saved, inputs = loads(full["graph"]), loads(full["inputs"])
         lattice = copy.copy(saved["lattice"])
         lattice.triggers = ()  # the new dispatch runs; it does not register again
-        graph = lattice.build_graph(*inputs["args"], _replace=saved.get("replace") or None,
-                                    **inputs["kwargs"])
+        graph = lattice.build_graph(
+            *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"]
+        )
         new_id = str(uuid.uuid4())
         tags = tuple(json.loads(full.get("tags") or "[]")) + (f"trigger:{base_id[:8]}",)
-        record_new_dispatch(store, new_id, graph, inputs=full["inputs"],
-                            graph_blob=cloudpickle.dumps({"lattice": lattice,
-                                                          "replace": saved.get("replace")}),
-                            owner=heartbeat.owner, source=full.get("source"),
-                            inputs_text=full.get("inputs_text"), tags=tags)
+        record_new_dispatch(
+            store,
+            new_id,
+            graph,
+            inputs=full["inputs"],
+            graph_blob=cloudpickle.dumps({"lattice": lattice, "replace": saved.get("replace")}),
+            owner=heartbeat.owner,
+            source=full.get("source"),
+            inputs_text=full.get("inputs_text"),
+            tags=tags,
+        )
         self._start(db_path, new_id, graph, {})
         return new_id
 
-    def stop_triggers(self, db_path: str, dispatch_id: str, error: str | None = None
-                      ) -> list[str]:
+    def stop_triggers(self, db_path: str, dispatch_id: str, error: str | None = None) -> list[str]:
         """Stop watching; end the registration with the ids its triggers started."""
         from qflow._status import Status
         from qflow._task import dumps_value
@@ -162,15 +195,20 @@ class DispatcherService:
         started = [i for t in triggers for i in t.new_dispatch_ids]
         store, heartbeat = self._store(db_path)
         heartbeat.release([dispatch_id])
-        store.update_dispatch(dispatch_id, only_if_unfinished=True,
-                              status=Status.FAILED if error else Status.COMPLETED,
-                              result=dumps_value(started), result_text=value_text(started),
-                              error=error, end_time=now_iso())
+        store.update_dispatch(
+            dispatch_id,
+            only_if_unfinished=True,
+            status=Status.FAILED if error else Status.COMPLETED,
+            result=dumps_value(started),
+            result_text=value_text(started),
+            error=error,
+            end_time=now_iso(),
+        )
         return started
 
     def _resume_all(self, db_path: str) -> None:
         """Pick up what a previous incarnation of this service left unfinished."""
-        from qflow._lease import owner_role, owner_alive
+        from qflow._lease import owner_alive, owner_role
         from qflow._status import Status
         from qflow.store.base import loads
 
@@ -189,15 +227,22 @@ class DispatcherService:
                     self.add_triggers(db_path, dispatch_id)
                     continue
                 graph = saved["lattice"].build_graph(
-                    *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"])
-                done = {r["node_id"]: r["output"] for r in store.get_nodes(dispatch_id)
-                        if r["status"] == Status.COMPLETED and r["kind"] != "op"
-                        and isinstance(r["output"], bytes)}
+                    *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"]
+                )
+                done = {
+                    r["node_id"]: r["output"]
+                    for r in store.get_nodes(dispatch_id)
+                    if r["status"] == Status.COMPLETED
+                    and r["kind"] != "op"
+                    and isinstance(r["output"], bytes)
+                }
                 self._start(db_path, dispatch_id, graph, done, resumed=True)
             except Exception as exc:  # one broken record must not stop the others
-                store.end_dispatch(dispatch_id, Status.FAILED,
-                                   f"The restarted dispatcher service could not resume it: "
-                                   f"{exc!r}")
+                store.end_dispatch(
+                    dispatch_id,
+                    Status.FAILED,
+                    f"The restarted dispatcher service could not resume it: {exc!r}",
+                )
 
     def cancel(self, dispatch_id: str, task_ids: list[int] | None) -> None:
         dispatcher = self._runs.get(dispatch_id)
@@ -224,8 +269,9 @@ class ServiceState(dict):
         """Whether the dispatcher actor's process still runs."""
         if "service_pid" not in self:
             return False
-        return _same_process({"pid": self["service_pid"],
-                              "create_time": self.get("service_create_time")})
+        return _same_process(
+            {"pid": self["service_pid"], "create_time": self.get("service_create_time")}
+        )
 
     def save(self, settings: Settings) -> None:
         _write_private(settings.service_file, json.dumps(self).encode())
@@ -257,9 +303,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(settings: Settings, num_cpus: int | None = None,
-          resources: tuple[tuple[str, float], ...] = (), timeout: float = 90.0,
-          ui: tuple[str, int] | None = None) -> ServiceState:
+def start(
+    settings: Settings,
+    num_cpus: int | None = None,
+    resources: tuple[tuple[str, float], ...] = (),
+    timeout: float = 90.0,
+    ui: tuple[str, int] | None = None,
+) -> ServiceState:
     """Start the head and the dispatcher actor, check both stay up, and record them;
     with ``ui=(host, port)``, also ``qflow ui`` beside them (its URL is in ``ui_url``).
 
@@ -271,7 +321,8 @@ def start(settings: Settings, num_cpus: int | None = None,
     if old is not None and old.alive:
         raise ClusterError(
             f"A qflow head is already running for {settings.home} (pid {old['pid']}, "
-            f"address {old['address']}). Use it, or run `qflow stop` first.")
+            f"address {old['address']}). Use it, or run `qflow stop` first."
+        )
     from qflow.store.sqlite import SQLiteStore
 
     SQLiteStore(settings.db_path)  # a broken store fails here, not inside the service
@@ -294,10 +345,15 @@ def start(settings: Settings, num_cpus: int | None = None,
                 break  # reported below, with the head's log
             proc.wait(30)
     address = f"{node_ip()}:{port}"
-    state = ServiceState(pid=proc.pid, create_time=_create_time(proc.pid),
-                         address=address, home=str(settings.home),
-                         started_at=now_iso(), pids=[proc.pid],
-                         resources=dict(resources))
+    state = ServiceState(
+        pid=proc.pid,
+        create_time=_create_time(proc.pid),
+        address=address,
+        home=str(settings.home),
+        started_at=now_iso(),
+        pids=[proc.pid],
+        resources=dict(resources),
+    )
     state.save(settings)
     try:
         if failure is not None:
@@ -321,31 +377,48 @@ def start(settings: Settings, num_cpus: int | None = None,
     except Exception as exc:
         state["last_error"] = str(exc)
         stop(settings)
-        _write_private(settings.home / "last_start_error.txt",
-                       f"{now_iso()} {exc}".encode())
+        _write_private(settings.home / "last_start_error.txt", f"{now_iso()} {exc}".encode())
         tail = _log_tail(log_path, log_offset)
         raise ClusterError(
             f"The qflow head did not come up: {exc}. Its log is {log_path}"
-            + (f"; it ends with:\n{tail}" if tail else ".")) from exc
+            + (f"; it ends with:\n{tail}" if tail else ".")
+        ) from exc
     (settings.home / "last_start_error.txt").unlink(missing_ok=True)
     state["pids"] = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(True))]
     state.save(settings)
     return state
 
 
-def _spawn_head(settings: Settings, port: int, num_cpus: int | None,
-                resources: tuple[tuple[str, float], ...], log_path: Path) -> subprocess.Popen:
-    cmd = [ray_cli(), "start", "--head", "--block", f"--port={port}",
-           "--include-dashboard=false", "--disable-usage-stats"]
+def _spawn_head(
+    settings: Settings,
+    port: int,
+    num_cpus: int | None,
+    resources: tuple[tuple[str, float], ...],
+    log_path: Path,
+) -> subprocess.Popen:
+    cmd = [
+        ray_cli(),
+        "start",
+        "--head",
+        "--block",
+        f"--port={port}",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
     if num_cpus is not None:
         cmd.append(f"--num-cpus={num_cpus}")
     if resources:
         cmd.append(f"--resources={json.dumps(dict(resources))}")
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:  # the child keeps its own copy open
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+        return subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+        )
 
 
 def _port_taken(log_path: Path, offset: int) -> bool:
@@ -380,8 +453,14 @@ def _wait_for_head(proc: subprocess.Popen, log_path: Path, offset: int, timeout:
             f.seek(offset)
             return b"Ray runtime started" in f.read()
 
-    wait_until(started, timeout, check=exited, on_timeout=lambda: ClusterError(
-        f"`ray start` did not report a running head within {timeout} s"))
+    wait_until(
+        started,
+        timeout,
+        check=exited,
+        on_timeout=lambda: ClusterError(
+            f"`ray start` did not report a running head within {timeout} s"
+        ),
+    )
 
 
 def _start_actor(address: str, settings: Settings) -> int:
@@ -390,18 +469,31 @@ def _start_actor(address: str, settings: Settings) -> int:
     for attempt in range(5):
         try:
             with quiet_ray():
-                ray.init(address=address, namespace=SERVICE_NAMESPACE, log_to_driver=False,
-                         logging_level=logging.ERROR)
+                ray.init(
+                    address=address,
+                    namespace=SERVICE_NAMESPACE,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
             break
         except ConnectionError:
             if attempt == 4:
                 raise
             time.sleep(1 + attempt)
     try:
-        actor = ray.remote(DispatcherService).options(
-            name=SERVICE_NAME, namespace=SERVICE_NAMESPACE, lifetime="detached",
-            max_concurrency=64, num_cpus=0, get_if_exists=True,
-            max_restarts=-1).remote(str(settings.home))
+        actor = (
+            ray.remote(DispatcherService)
+            .options(
+                name=SERVICE_NAME,
+                namespace=SERVICE_NAMESPACE,
+                lifetime="detached",
+                max_concurrency=64,
+                num_cpus=0,
+                get_if_exists=True,
+                max_restarts=-1,
+            )
+            .remote(str(settings.home))
+        )
         return ray.get(actor.ping.remote(), timeout=120)
     finally:
         ray.shutdown()
@@ -413,28 +505,39 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
     import sys
 
     token = secrets.token_urlsafe(24)  # on loopback too: other local users reach it
-    env = {**os.environ, "QFLOW_HOME": str(settings.home),
-           "QFLOW_UI_TOKEN": token}  # not in argv, where `ps` would show it
+    env = {
+        **os.environ,
+        "QFLOW_HOME": str(settings.home),
+        "QFLOW_UI_TOKEN": token,
+    }  # not in argv, where `ps` would show it
     log_path = settings.home / "ui.log"  # private: it holds the UI's token
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "qflow.cli", "ui", "--host", host,
-                                 "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "qflow.cli", "ui", "--host", host, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host.strip("[]")
     while True:
         if proc.poll() is not None:
-            raise ClusterError(f"`qflow ui` exited with {proc.returncode} at start; see "
-                               f"{log_path}: {_log_tail(log_path, 0)}")
+            raise ClusterError(
+                f"`qflow ui` exited with {proc.returncode} at start; see "
+                f"{log_path}: {_log_tail(log_path, 0)}"
+            )
         try:
             with socket.create_connection((probe, port), timeout=1):
                 break
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise ClusterError(f"`qflow ui` did not listen on {host}:{port} within "
-                                   f"{timeout:.0f} s; see {log_path}") from None
+                raise ClusterError(
+                    f"`qflow ui` did not listen on {host}:{port} within "
+                    f"{timeout:.0f} s; see {log_path}"
+                ) from None
             time.sleep(0.2)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/?token={token}"
@@ -456,8 +559,9 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
         procs[main.pid] = main
         for child in main.children(recursive=True):
             procs[child.pid] = child
-    if "ui_pid" in state and _same_process({"pid": state["ui_pid"],
-                                            "create_time": state.get("ui_create_time")}):
+    if "ui_pid" in state and _same_process(
+        {"pid": state["ui_pid"], "create_time": state.get("ui_create_time")}
+    ):
         procs[state["ui_pid"]] = psutil.Process(state["ui_pid"])
     for pid in state.get("pids", []):
         if pid not in procs:
@@ -528,20 +632,27 @@ def status(settings: Settings) -> dict[str, Any]:
     if state is None:
         reason = "no qflow head was started for this QFLOW_HOME"
         try:
-            reason = ("the last `qflow start` failed: "
-                      + (settings.home / "last_start_error.txt").read_text().strip())
+            reason = (
+                "the last `qflow start` failed: "
+                + (settings.home / "last_start_error.txt").read_text().strip()
+            )
         except OSError:
             pass
         return {**info, "running": False, "head": False, "service": False, "reason": reason}
     head, service = state.alive, state.service_alive
-    info.update(state, home=str(settings.home), head=head, service=service,
-                running=head and service)
+    info.update(
+        state, home=str(settings.home), head=head, service=service, running=head and service
+    )
     if not head:
-        info["reason"] = (f"the head (pid {state['pid']}) has exited; see "
-                          f"{settings.home / 'head.log'}. Run `qflow stop` to clear it, then "
-                          "`qflow start`.")
+        info["reason"] = (
+            f"the head (pid {state['pid']}) has exited; see "
+            f"{settings.home / 'head.log'}. Run `qflow stop` to clear it, then "
+            "`qflow start`."
+        )
     elif not service:
-        info["reason"] = (f"the head runs, but its dispatcher service (pid "
-                          f"{state.get('service_pid')}) is dead, so dispatches cannot run. "
-                          "Restart with `qflow stop && qflow start`.")
+        info["reason"] = (
+            f"the head runs, but its dispatcher service (pid "
+            f"{state.get('service_pid')}) is dead, so dispatches cannot run. "
+            "Restart with `qflow stop && qflow start`."
+        )
     return info

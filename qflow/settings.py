@@ -28,29 +28,46 @@ def parse_resources(value: Any, where: str = "resources") -> tuple[tuple[str, fl
         except json.JSONDecodeError as exc:
             raise QflowConfigError(
                 f"{where} must be a JSON object such as '{{\"qpu:simulated\": 1}}'; got "
-                f"{value!r} ({exc.msg}).") from exc
+                f"{value!r} ({exc.msg})."
+            ) from exc
     if not isinstance(value, Mapping):
         raise QflowConfigError(
             f"{where} maps resource names to amounts, e.g. {{'qpu:simulated': 1}}; got "
-            f"{type(value).__name__} {value!r}.")
+            f"{type(value).__name__} {value!r}."
+        )
     out = []
     for name, amount in value.items():
         ok = isinstance(amount, int | float) and not isinstance(amount, bool)
-        if not isinstance(name, str) or not name or not ok or not math.isfinite(amount) \
-                or amount < 0:
+        if (
+            not isinstance(name, str)
+            or not name
+            or not ok
+            or not math.isfinite(amount)
+            or amount < 0
+        ):
             raise QflowConfigError(
                 f"{where}: each resource is a non-empty name with a finite amount >= 0; got "
-                f"{name!r}: {amount!r}.")
+                f"{name!r}: {amount!r}."
+            )
         if name in ("CPU", "GPU", "memory"):
             raise QflowConfigError(
                 f"{where}: {name!r} is one of Ray's built-in resources; set it with num_cpus "
-                "or num_gpus, and keep resources for custom ones such as 'qpu:simulated'.")
+                "or num_gpus, and keep resources for custom ones such as 'qpu:simulated'."
+            )
         out.append((name, float(amount)))
     return tuple(sorted(out))
 
 
-_FLAGS = {"1": True, "true": True, "yes": True, "on": True,
-          "0": False, "false": False, "no": False, "off": False}
+_FLAGS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
 
 
 def parse_flag(text: str | None, where: str, *, default: bool) -> bool:
@@ -60,8 +77,7 @@ def parse_flag(text: str | None, where: str, *, default: bool) -> bool:
     try:
         return _FLAGS[text.strip().lower()]
     except KeyError:
-        raise QflowConfigError(
-            f"{where} is one of {', '.join(_FLAGS)}; got {text!r}.") from None
+        raise QflowConfigError(f"{where} is one of {', '.join(_FLAGS)}; got {text!r}.") from None
 
 
 @dataclass(frozen=True)
@@ -90,12 +106,14 @@ class Settings:
     def __post_init__(self) -> None:
         if not isinstance(self.freeze_gc, bool):
             raise QflowConfigError(f"freeze_gc is True or False; got {self.freeze_gc!r}.")
-        if self.num_cpus is not None and (isinstance(self.num_cpus, bool)
-                                          or not isinstance(self.num_cpus, int)
-                                          or self.num_cpus < 1):
+        if self.num_cpus is not None and (
+            isinstance(self.num_cpus, bool)
+            or not isinstance(self.num_cpus, int)
+            or self.num_cpus < 1
+        ):
             raise QflowConfigError(
-                f"num_cpus is a whole number >= 1 (or unset for all CPUs); got "
-                f"{self.num_cpus!r}.")
+                f"num_cpus is a whole number >= 1 (or unset for all CPUs); got {self.num_cpus!r}."
+            )
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,13 +123,18 @@ class Settings:
             num_cpus = int(cpus) if cpus else None
         except ValueError:
             raise QflowConfigError(
-                f"QFLOW_NUM_CPUS is a whole number such as 4; got {cpus!r}.") from None
+                f"QFLOW_NUM_CPUS is a whole number such as 4; got {cpus!r}."
+            ) from None
         res = os.environ.get("QFLOW_RESOURCES")
-        return cls(home=home, ray_address=os.environ.get("RAY_ADDRESS") or None,
-                   num_cpus=num_cpus,
-                   resources=parse_resources(res, "QFLOW_RESOURCES") if res else (),
-                   freeze_gc=parse_flag(os.environ.get("QFLOW_FREEZE_GC"), "QFLOW_FREEZE_GC",
-                                        default=True))
+        return cls(
+            home=home,
+            ray_address=os.environ.get("RAY_ADDRESS") or None,
+            num_cpus=num_cpus,
+            resources=parse_resources(res, "QFLOW_RESOURCES") if res else (),
+            freeze_gc=parse_flag(
+                os.environ.get("QFLOW_FREEZE_GC"), "QFLOW_FREEZE_GC", default=True
+            ),
+        )
 
     @property
     def db_path(self) -> Path:
@@ -143,7 +166,9 @@ def max_sublattice_depth() -> int:
     except ValueError:
         depth = 0
     if depth < 1:
-        raise QflowConfigError(f"QFLOW_MAX_SUBLATTICE_DEPTH is a whole number >= 1 (how deep "
-                               f"sublattices may nest; default "
-                               f"{DEFAULT_MAX_SUBLATTICE_DEPTH}); got {text!r}.")
+        raise QflowConfigError(
+            f"QFLOW_MAX_SUBLATTICE_DEPTH is a whole number >= 1 (how deep "
+            f"sublattices may nest; default "
+            f"{DEFAULT_MAX_SUBLATTICE_DEPTH}); got {text!r}."
+        )
     return depth

@@ -16,9 +16,9 @@ from typing import Any
 import ray
 
 from qflow._cluster import ray_cli
+from qflow._wait import wait_until
 from qflow.exceptions import ClusterError, SlurmError
 from qflow.executors.slurm import SlurmExecutor
-from qflow._wait import wait_until
 from qflow.settings import Settings
 
 __all__ = ["SlurmAllocation", "slurm_down", "slurm_up"]
@@ -32,8 +32,15 @@ def _ray_worker(address: str, cpus: int) -> int:
     # Ray 2.60 token auth: the head's token file is shared through $HOME here; say so
     # explicitly so a worker never falls back to no-auth and gets InvalidAuthToken.
     env.setdefault("RAY_AUTH_MODE", "token")
-    cmd = [ray_bin, "start", f"--address={address}", "--block", f"--num-cpus={cpus}",
-           f"--resources={json.dumps({resource: cpus})}", "--disable-usage-stats"]
+    cmd = [
+        ray_bin,
+        "start",
+        f"--address={address}",
+        "--block",
+        f"--num-cpus={cpus}",
+        f"--resources={json.dumps({resource: cpus})}",
+        "--disable-usage-stats",
+    ]
     return subprocess.call(cmd, env=env)
 
 
@@ -63,35 +70,53 @@ def record(settings: Settings, allocations: list[dict[str, Any]]) -> None:
     _state_file(settings).write_text(json.dumps(allocations))
 
 
-def slurm_up(nodes: int = 1, *, time_min: int = 60, cpus_per_task: int = 1,
-             partition: str | None = None, wait_s: float = 120.0) -> SlurmAllocation:
+def slurm_up(
+    nodes: int = 1,
+    *,
+    time_min: int = 60,
+    cpus_per_task: int = 1,
+    partition: str | None = None,
+    wait_s: float = 120.0,
+) -> SlurmAllocation:
     """Submit a job whose ``nodes`` tasks join this Ray cluster as worker nodes.
 
     Returns once Ray sees them, so electrons can use ``resources={alloc.resource: 1}``.
     """
     if not ray.is_initialized():
-        raise ClusterError("slurm_up joins the Ray cluster this process is connected to; "
-                           "connect first (qflow.dispatch does, or ray.init()).")
+        raise ClusterError(
+            "slurm_up joins the Ray cluster this process is connected to; "
+            "connect first (qflow.dispatch does, or ray.init())."
+        )
     address = ray.get_runtime_context().gcs_address
-    cfg: dict[str, Any] = {"time": time_min, "cpus_per_task": cpus_per_task,
-                           "job_name": "qflow-ray"}
+    cfg: dict[str, Any] = {
+        "time": time_min,
+        "cpus_per_task": cpus_per_task,
+        "job_name": "qflow-ray",
+    }
     if partition:
         cfg["partition"] = partition
     ex = SlurmExecutor(**cfg)._executor()
     ex.update_parameters(ntasks_per_node=1, nodes=nodes)
     job = ex.submit(_ray_worker, address, cpus_per_task)
     resource = f"slurm:{job.job_id}"
+
     def ended_early() -> None:
         if job.done():
-            raise SlurmError(f"Ray-on-Slurm job {job.job_id} ended before joining: "
-                             f"{job.exception()}")
+            raise SlurmError(
+                f"Ray-on-Slurm job {job.job_id} ended before joining: {job.exception()}"
+            )
 
     def late() -> SlurmError:
         job.cancel(check=False)
         return SlurmError(f"Ray-on-Slurm job {job.job_id} did not join within {wait_s} s.")
 
-    wait_until(lambda: ray.cluster_resources().get(resource, 0) >= nodes * cpus_per_task,
-               wait_s, interval=0.5, check=ended_early, on_timeout=late)
+    wait_until(
+        lambda: ray.cluster_resources().get(resource, 0) >= nodes * cpus_per_task,
+        wait_s,
+        interval=0.5,
+        check=ended_early,
+        on_timeout=late,
+    )
     return SlurmAllocation(job_id=str(job.job_id), resource=resource, nodes=nodes)
 
 
@@ -99,14 +124,23 @@ def slurm_down(allocation: SlurmAllocation, wait_s: float = 60.0) -> None:
     """Cancel the allocation's job and wait until its Ray nodes have left."""
     subprocess.run(["scancel", allocation.job_id], check=False, capture_output=True)
     t0 = time.monotonic()
-    wait_until(lambda: ray.cluster_resources().get(allocation.resource, 0) <= 0, wait_s,
-               interval=0.5, on_timeout=lambda: SlurmError(
-                   f"Ray nodes of job {allocation.job_id} still present after {wait_s} s."))
+    wait_until(
+        lambda: ray.cluster_resources().get(allocation.resource, 0) <= 0,
+        wait_s,
+        interval=0.5,
+        on_timeout=lambda: SlurmError(
+            f"Ray nodes of job {allocation.job_id} still present after {wait_s} s."
+        ),
+    )
     # COMPLETING: its processes are still exiting.
-    wait_until(lambda: not _in_queue(allocation.job_id),
-               max(0.0, wait_s - (time.monotonic() - t0)), interval=0.5,
-               on_timeout=lambda: SlurmError(
-                   f"Slurm job {allocation.job_id} still queued after {wait_s} s."))
+    wait_until(
+        lambda: not _in_queue(allocation.job_id),
+        max(0.0, wait_s - (time.monotonic() - t0)),
+        interval=0.5,
+        on_timeout=lambda: SlurmError(
+            f"Slurm job {allocation.job_id} still queued after {wait_s} s."
+        ),
+    )
     from qflow.service import _forget_default_address
 
     # `ray start --address` inside the job pointed Ray's default-address file at this head.
@@ -114,6 +148,7 @@ def slurm_down(allocation: SlurmAllocation, wait_s: float = 60.0) -> None:
 
 
 def _in_queue(job_id: str) -> bool:
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True,
-                         text=True, check=False)
+    out = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, check=False
+    )
     return out.returncode == 0 and bool(out.stdout.strip())

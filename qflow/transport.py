@@ -35,21 +35,35 @@ def node_metadata(node: Node) -> dict[str, Any]:
     if opts is None or node.kind in (NodeKind.OP, NodeKind.PARAMETER):
         return {"executor": None, "hooks": {"deps": {}, "call_before": [], "call_after": []}}
     from qflow.executors import executor_name
+
     deps = {"bash": opts.deps_bash.to_dict(), "pip": opts.deps_pip.to_dict()}
-    hooks = {"deps": deps,
-             "call_before": [_call_dict(c) for c in opts.call_before],
-             "call_after": [_call_dict(c) for c in opts.call_after]}
-    return {"executor": executor_name(opts.executor),
-            "executor_data": {}, "hooks": hooks, "deps": deps,
-            "call_before": hooks["call_before"], "call_after": hooks["call_after"],
-            "num_cpus": opts.num_cpus, "num_gpus": opts.num_gpus,
-            "resources": dict(opts.resources or {})}
+    hooks = {
+        "deps": deps,
+        "call_before": [_call_dict(c) for c in opts.call_before],
+        "call_after": [_call_dict(c) for c in opts.call_after],
+    }
+    return {
+        "executor": executor_name(opts.executor),
+        "executor_data": {},
+        "hooks": hooks,
+        "deps": deps,
+        "call_before": hooks["call_before"],
+        "call_after": hooks["call_after"],
+        "num_cpus": opts.num_cpus,
+        "num_gpus": opts.num_gpus,
+        "resources": dict(opts.resources or {}),
+    }
 
 
 def _call_dict(call: Any) -> dict[str, Any]:
-    return {"type": "DepsCall", "short_name": "call",
-            "attributes": {"func": getattr(call.func, "__name__", repr(call.func)),
-                           "retval_keyword": call.retval_keyword}}
+    return {
+        "type": "DepsCall",
+        "short_name": "call",
+        "attributes": {
+            "func": getattr(call.func, "__name__", repr(call.func)),
+            "retval_keyword": call.retval_keyword,
+        },
+    }
 
 
 class TransportGraph:
@@ -60,9 +74,12 @@ class TransportGraph:
     ``stdout``, ``stderr`` and ``function`` (where known).
     """
 
-    def __init__(self, nodes: Mapping[int, dict[str, Any]],
-                 edges: Iterable[tuple[int, int]],
-                 metadata: Callable[[], dict[int, dict[str, Any]]] | None = None) -> None:
+    def __init__(
+        self,
+        nodes: Mapping[int, dict[str, Any]],
+        edges: Iterable[tuple[int, int]],
+        metadata: Callable[[], dict[int, dict[str, Any]]] | None = None,
+    ) -> None:
         self._nodes = {int(k): dict(v) for k, v in nodes.items()}
         self._edges = list(edges)
         self._metadata = metadata
@@ -77,10 +94,13 @@ class TransportGraph:
         for n in graph.nodes:
             param = n.kind is NodeKind.PARAMETER
             nodes[n.node_id] = {
-                "name": n.name, "kind": str(n.kind), "function": n.fn,
+                "name": n.name,
+                "kind": str(n.kind),
+                "function": n.fn,
                 "status": Status.COMPLETED if param else Status.NEW_OBJECT,
                 "value": n.expr.value if param and n.expr is not None else None,
-                "metadata": node_metadata(n)}
+                "metadata": node_metadata(n),
+            }
         return cls(nodes, [(p, n.node_id) for n in graph.nodes for p in n.parents()])
 
     @property
@@ -91,8 +111,12 @@ class TransportGraph:
 
             g = nx.MultiDiGraph()
             for nid in sorted(self._nodes):
-                g.add_node(nid, **{k: v for k, v in self._nodes[nid].items()
-                                   if k not in ("function", "output")})
+                g.add_node(
+                    nid,
+                    **{
+                        k: v for k, v in self._nodes[nid].items() if k not in ("function", "output")
+                    },
+                )
             g.add_edges_from(self._edges)
             self._nx = g
         return self._nx

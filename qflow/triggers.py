@@ -35,8 +35,12 @@ class BaseTrigger:
     blocks, calling :meth:`trigger` each time the condition holds, until
     :meth:`stop` (check :attr:`stopped`, or wait on it with :meth:`wait`)."""
 
-    def __init__(self, lattice_dispatch_id: str | None = None, dispatcher_addr: str | None = None,
-                 triggers_server_addr: str | None = None) -> None:
+    def __init__(
+        self,
+        lattice_dispatch_id: str | None = None,
+        dispatcher_addr: str | None = None,
+        triggers_server_addr: str | None = None,
+    ) -> None:
         self.lattice_dispatch_id = lattice_dispatch_id
         self.new_dispatch_ids: list[str] = []
         self._stop = threading.Event()
@@ -56,8 +60,10 @@ class BaseTrigger:
     def trigger(self) -> None:
         """Start a new dispatch of the lattice."""
         if self._fire is None:
-            raise QflowInputError("This trigger is not registered: attach it to a lattice "
-                                  "(@ct.lattice(triggers=...)) and dispatch that.")
+            raise QflowInputError(
+                "This trigger is not registered: attach it to a lattice "
+                "(@ct.lattice(triggers=...)) and dispatch that."
+            )
         self.new_dispatch_ids.append(self._fire())
 
     def observe(self) -> None:
@@ -81,8 +87,9 @@ class TimeTrigger(BaseTrigger):
     def __init__(self, time_gap: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(time_gap, bool) or not isinstance(time_gap, int | float) or time_gap <= 0:
-            raise QflowInputError(f"TimeTrigger's time_gap is a number of seconds > 0; got "
-                                  f"{time_gap!r}.")
+            raise QflowInputError(
+                f"TimeTrigger's time_gap is a number of seconds > 0; got {time_gap!r}."
+            )
         self.time_gap = float(time_gap)
 
     def observe(self) -> None:
@@ -106,14 +113,21 @@ class DirTrigger(BaseTrigger):
         recursive: watch subfolders too.
     """
 
-    def __init__(self, dir_path: str, event_names: str | Iterable[str],
-                 poll_interval: float = 0.25, recursive: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dir_path: str,
+        event_names: str | Iterable[str],
+        poll_interval: float = 0.25,
+        recursive: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         names = [event_names] if isinstance(event_names, str) else list(event_names)
         bad = [n for n in names if n not in _DIR_EVENTS]
         if bad or not names:
-            raise QflowInputError(f"DirTrigger's event_names are among {list(_DIR_EVENTS)}; "
-                                  f"got {event_names!r}.")
+            raise QflowInputError(
+                f"DirTrigger's event_names are among {list(_DIR_EVENTS)}; got {event_names!r}."
+            )
         self.dir_path, self.event_names = str(dir_path), names
         self.poll_interval, self.recursive = float(poll_interval), recursive
 
@@ -153,13 +167,20 @@ class SQLiteTrigger(BaseTrigger):
     """Fires when ``trigger_after_n`` new rows have appeared in a table (matching
     ``where_clauses``, e.g. ``["status = 'ready'"]``), polled every ``poll_interval`` s."""
 
-    def __init__(self, db_path: str, table_name: str, poll_interval: float = 1,
-                 where_clauses: list[str] | None = None, trigger_after_n: int = 1,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        db_path: str,
+        table_name: str,
+        poll_interval: float = 1,
+        where_clauses: list[str] | None = None,
+        trigger_after_n: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not str(table_name).isidentifier():
-            raise QflowInputError(f"SQLiteTrigger's table_name is a plain table name; got "
-                                  f"{table_name!r}.")
+            raise QflowInputError(
+                f"SQLiteTrigger's table_name is a plain table name; got {table_name!r}."
+            )
         if not isinstance(trigger_after_n, int) or trigger_after_n < 1:
             raise QflowInputError(f"trigger_after_n is an int >= 1; got {trigger_after_n!r}.")
         self.db_path, self.table_name = str(db_path), table_name
@@ -167,8 +188,11 @@ class SQLiteTrigger(BaseTrigger):
         self.where_clauses = list(where_clauses or [])
 
     def _count(self) -> int:
-        where = (" WHERE " + " AND ".join(f"({c})" for c in self.where_clauses)
-                 if self.where_clauses else "")
+        where = (
+            " WHERE " + " AND ".join(f"({c})" for c in self.where_clauses)
+            if self.where_clauses
+            else ""
+        )
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10) as db:
             return db.execute(f"SELECT COUNT(*) FROM {self.table_name}{where}").fetchone()[0]
 

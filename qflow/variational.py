@@ -26,13 +26,12 @@ import ray
 import qflow
 from qflow import _loop_pool as loop_pool
 from qflow import _warm as warm
+from qflow._cluster import ensure_feasible
 from qflow._traceback import remote_cause
+from qflow.exceptions import BackendError, QflowConfigError, QflowInputError
 from qflow.executors.loop import Held, NotServingError
 from qflow.executors.ray import run_wire
-from qflow._cluster import ensure_feasible
 from qflow.loop_progress import check_callback, follow, wants_bar
-from qflow.exceptions import (BackendError, QflowConfigError,
-                              QflowInputError)
 
 __all__ = ["LoopResult", "ScipyOptimizer", "minimize", "minimize_many"]
 
@@ -111,8 +110,9 @@ class ScipyOptimizer:
     def __init__(self, method: str = "COBYLA", **options: Any) -> None:
         self.method, self.options = method, options
 
-    def run_chunk(self, qnode: Any, params: Any, k: int, tol: float | None
-                  ) -> tuple[np.ndarray, list[float], bool]:
+    def run_chunk(
+        self, qnode: Any, params: Any, k: int, tol: float | None
+    ) -> tuple[np.ndarray, list[float], bool]:
         from scipy.optimize import minimize as scipy_minimize
 
         costs: list[float] = []
@@ -120,9 +120,14 @@ class ScipyOptimizer:
         def record(xk: np.ndarray) -> None:  # one entry per SciPy iteration
             costs.append(float(qnode(xk)))
 
-        res = scipy_minimize(lambda x: float(qnode(x)), np.asarray(params, float),
-                             method=self.method, tol=tol, callback=record,
-                             options={**self.options, "maxiter": k})
+        res = scipy_minimize(
+            lambda x: float(qnode(x)),
+            np.asarray(params, float),
+            method=self.method,
+            tol=tol,
+            callback=record,
+            options={**self.options, "maxiter": k},
+        )
         costs = costs[:k] or [float(res.fun)]
         return np.asarray(res.x), costs, bool(res.success and tol is not None and len(costs) < k)
 
@@ -143,8 +148,10 @@ class ChunkState(dict):
 
     def __repr__(self) -> str:
         cost = self.get("final_cost", self.get("last_cost"))
-        text = f"ChunkState(step={self.get('step')}, last_cost={cost!r}, " \
-               f"converged={self.get('converged')}"
+        text = (
+            f"ChunkState(step={self.get('step')}, last_cost={cost!r}, "
+            f"converged={self.get('converged')}"
+        )
         if self.get("restarts"):
             text += f", restarts={self['restarts']}"
         return text + ")"
@@ -194,8 +201,9 @@ class _LoopActor:
         return ray.get_runtime_context().get_node_id()
 
     @ray.method(num_returns=2)
-    def run_node(self, wire: bytes, *dep_values: Any, keep: Held | None = None
-                 ) -> tuple[Any, bytes]:
+    def run_node(
+        self, wire: bytes, *dep_values: Any, keep: Held | None = None
+    ) -> tuple[Any, bytes]:
         """Run a chunk's node here, sent by the loop executor; ``keep`` names its output
         (or error) for the next chunk, which takes it as a :class:`Held` argument."""
         try:
@@ -247,18 +255,20 @@ class _LoopActor:
                 converged = True
                 break
             prev = costs[-1]
-        out = ChunkState({
-            "params": np.asarray(params, dtype=float),
-            "optimizer": cloudpickle.dumps(opt),
-            "costs": costs,
-            "last_cost": costs[-1] if costs else prev,
-            "converged": converged,
-            "step": state["step"] + len(costs),
-            "node_id": self.node_id(),
-            "seconds": time.perf_counter() - t0,
-            "restarts": state["restarts"],
-            "history": history,
-        })
+        out = ChunkState(
+            {
+                "params": np.asarray(params, dtype=float),
+                "optimizer": cloudpickle.dumps(opt),
+                "costs": costs,
+                "last_cost": costs[-1] if costs else prev,
+                "converged": converged,
+                "step": state["step"] + len(costs),
+                "node_id": self.node_id(),
+                "seconds": time.perf_counter() - t0,
+                "restarts": state["restarts"],
+                "history": history,
+            }
+        )
         if last or converged:
             out["inputs"] = self.inputs
             out["final_cost"], out["final_cost_stderr"] = self.final_estimate(params)
@@ -318,9 +328,14 @@ def _start_actor(loop_id: str, spec_blob: bytes) -> Any:
     spec = cloudpickle.loads(spec_blob)
     bundle = _bundle(spec)
     for attempt in range(3):
-        name = loop_pool.call_pool("acquire", loop_id, loop_pool.bundle_key(bundle), bundle,
-                                   _LoopActor, f"The variational loop's actor for backend "
-                                   f"{spec['backend']!r}")
+        name = loop_pool.call_pool(
+            "acquire",
+            loop_id,
+            loop_pool.bundle_key(bundle),
+            bundle,
+            _LoopActor,
+            f"The variational loop's actor for backend {spec['backend']!r}",
+        )
         try:
             actor = ray.get_actor(name, namespace=warm.NAMESPACE)
             break
@@ -347,8 +362,15 @@ def _stop_actor(loop_id: str, keep_s: float = 0.0) -> None:
 
 
 @qflow.electron(num_cpus=0, executor="loop")
-def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
-              last: bool, restarted: bool = False, ahead: Any = None) -> dict[str, Any]:
+def run_chunk(
+    loop_id: str,
+    spec_blob: bytes,
+    state: dict[str, Any],
+    k: int,
+    last: bool,
+    restarted: bool = False,
+    ahead: Any = None,
+) -> dict[str, Any]:
     """Run ``k`` optimizer steps on the loop's actor, starting one if needed.
 
     The loop executor (:mod:`qflow.executors.loop`) runs this on the loop's actor
@@ -375,9 +397,12 @@ def run_chunk(loop_id: str, spec_blob: bytes, state: dict[str, Any], k: int,
         on_death()
 
     try:
-        out = warm.call(_actor_name(loop_id), lambda: _start_actor(loop_id, spec_blob),
-                        lambda actor: actor.run.remote(loop_id, sent["state"], k, last),
-                        on_death=on_death)
+        out = warm.call(
+            _actor_name(loop_id),
+            lambda: _start_actor(loop_id, spec_blob),
+            lambda actor: actor.run.remote(loop_id, sent["state"], k, last),
+            on_death=on_death,
+        )
     except BaseException:
         _stop_actor(loop_id)
         raise
@@ -399,8 +424,9 @@ def close_loop(loop_id: str, spec_blob: bytes, last_state: dict[str, Any]) -> bo
 
 
 @qflow.lattice
-def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], steps: int,
-                     pack: int) -> dict[str, Any]:
+def variational_loop(
+    loop_id: str, spec_blob: bytes, state: dict[str, Any], steps: int, pack: int
+) -> dict[str, Any]:
     """The loop as a workflow: one node per chunk of ``pack`` iterations."""
     chunks = []
     n_chunks = math.ceil(steps / pack)
@@ -412,15 +438,17 @@ def variational_loop(loop_id: str, spec_blob: bytes, state: dict[str, Any], step
 
 
 @qflow.lattice
-def parallel_loops(runs: list[tuple[str, bytes, dict[str, Any]]], steps: int,
-                   pack: int) -> list[dict[str, Any]]:
+def parallel_loops(
+    runs: list[tuple[str, bytes, dict[str, Any]]], steps: int, pack: int
+) -> list[dict[str, Any]]:
     """Several loops at once, one :func:`variational_loop` sublattice each (restarts)."""
     loop = qflow.electron(variational_loop)
     return [loop(loop_id, spec_blob, state, steps, pack) for loop_id, spec_blob, state in runs]
 
 
-def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
-                   optimizer: Any) -> None:
+def _check_circuit(
+    circuit: Callable[..., Any], params: np.ndarray, wires: int, optimizer: Any
+) -> None:
     """Fail before spending compute: a QNode where its body belongs, params the circuit
     never reads, wires out of range, or no scalar to differentiate."""
     import pennylane as qml
@@ -430,41 +458,50 @@ def _check_circuit(circuit: Callable[..., Any], params: np.ndarray, wires: int,
             f"minimize takes the circuit function (a QNode body: gates, then one "
             f"qml.expval), and builds the QNode itself on the backend's device; got the QNode "
             f"{getattr(circuit, '__name__', circuit)!r}. Pass its function instead: "
-            f"circuit=my_qnode.func, or drop the @qml.qnode decorator.")
+            f"circuit=my_qnode.func, or drop the @qml.qnode decorator."
+        )
     if not callable(circuit):
-        raise QflowInputError(f"circuit must be a function of the params array; got "
-                              f"{type(circuit).__name__} {circuit!r}.")
+        raise QflowInputError(
+            f"circuit must be a function of the params array; got "
+            f"{type(circuit).__name__} {circuit!r}."
+        )
     if params.ndim != 1 or params.size == 0:
-        raise QflowInputError(f"params must be a non-empty 1-D array of floats; got shape "
-                              f"{params.shape}.")
+        raise QflowInputError(
+            f"params must be a non-empty 1-D array of floats; got shape {params.shape}."
+        )
     try:
         tape = qml.tape.make_qscript(circuit)(params)
     except Exception as exc:
         raise QflowInputError(
             f"The circuit could not be built with params of shape {np.shape(params)}: "
-            f"{exc!r}. Check that it takes the params array as its one argument.") from exc
+            f"{exc!r}. Check that it takes the params array as its one argument."
+        ) from exc
     used = sorted(w for w in tape.wires if not (isinstance(w, int) and 0 <= w < wires))
     if used:
         raise QflowConfigError(
             f"The circuit uses wires {used}, but wires={wires} gives 0..{wires - 1}. Pass "
             f"wires={max(tape.wires.tolist(), key=lambda w: w if isinstance(w, int) else -1) + 1}"
-            " or fix the circuit.")
+            " or fix the circuit."
+        )
     unused = _unused_params(circuit, params.size)
     if unused:
         raise QflowInputError(
             f"The circuit never reads params {_ranges(unused)} of the {params.size} given, so "
             f"the optimizer would move them for nothing (and report a cost that does not "
             f"depend on them). Pass exactly the params the circuit uses "
-            f"({params.size - len(unused)} here), or use them in the circuit.")
+            f"({params.size - len(unused)} here), or use them in the circuit."
+        )
     gradient_based = hasattr(optimizer, "compute_grad") or (
-        isinstance(optimizer, ScipyOptimizer) and optimizer.method.upper() in ("BFGS", "L-BFGS-B",
-                                                                             "CG", "NEWTON-CG"))
+        isinstance(optimizer, ScipyOptimizer)
+        and optimizer.method.upper() in ("BFGS", "L-BFGS-B", "CG", "NEWTON-CG")
+    )
     ms = tape.measurements
     if gradient_based and (len(ms) != 1 or not isinstance(ms[0], qml.measurements.ExpectationMP)):
         raise QflowInputError(
             f"{type(optimizer).__name__} needs a differentiable scalar cost, but the circuit "
             f"returns {[type(m).__name__ for m in ms]}. Return one qml.expval(H), or use a "
-            "gradient-free optimizer (a callable (cost_fn, params) -> (params, cost)).")
+            "gradient-free optimizer (a callable (cost_fn, params) -> (params, cost))."
+        )
 
 
 def _unused_params(circuit: Callable[..., Any], n: int) -> list[int]:
@@ -481,8 +518,11 @@ def _unused_params(circuit: Callable[..., Any], n: int) -> list[int]:
 
     def gate_params(p: Any) -> Any:
         tape = qml.tape.make_qscript(circuit)(p)
-        traced = [qml.math.reshape(x, (-1,)) for x in tape.get_parameters(trainable_only=False)
-                  if isinstance(x, autograd.numpy.numpy_boxes.ArrayBox)]
+        traced = [
+            qml.math.reshape(x, (-1,))
+            for x in tape.get_parameters(trainable_only=False)
+            if isinstance(x, autograd.numpy.numpy_boxes.ArrayBox)
+        ]
         return pnp.concatenate(traced) if traced else pnp.zeros(1) * p[0]
 
     point = pnp.array(np.random.default_rng(12345).uniform(0.1, 1.0, n), requires_grad=True)
@@ -507,19 +547,32 @@ def _ranges(indices: list[int]) -> str:
     return ", ".join(out)
 
 
-def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
-            backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
-            pack: int = 10, tol: float | None = None, diff_method: str | None = None,
-            final_repeats: int = 20, keep_warm: float = KEEP_WARM_S
-            ) -> tuple[str, bytes, dict[str, Any]]:
+def prepare(
+    circuit: Callable[..., Any],
+    params: Sequence[float] | np.ndarray,
+    *,
+    wires: int,
+    backend: Any = "lightning.qubit",
+    optimizer: Any = None,
+    steps: int = 100,
+    pack: int = 10,
+    tol: float | None = None,
+    diff_method: str | None = None,
+    final_repeats: int = 20,
+    keep_warm: float = KEEP_WARM_S,
+) -> tuple[str, bytes, dict[str, Any]]:
     """Validate a loop and return ``(loop_id, spec_blob, initial_state)`` for
     :func:`variational_loop`; :func:`minimize` documents the arguments."""
     import pennylane as qml
 
     from qflow.backends import get_backend
 
-    for name, value, low in (("steps", steps, 1), ("pack", pack, 1), ("wires", wires, 1),
-                             ("final_repeats", final_repeats, 1)):
+    for name, value, low in (
+        ("steps", steps, 1),
+        ("pack", pack, 1),
+        ("wires", wires, 1),
+        ("final_repeats", final_repeats, 1),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise QflowConfigError(f"{name} must be an int >= {low}; got {value!r}.")
     backend = get_backend(backend)
@@ -528,23 +581,43 @@ def prepare(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *
     optimizer = optimizer if optimizer is not None else qml.GradientDescentOptimizer(0.4)
     params = np.asarray(params, dtype=float)
     _check_circuit(circuit, params, wires, optimizer)
-    if tol is not None and (not isinstance(tol, int | float) or isinstance(tol, bool)
-                            or not tol >= 0):
+    if tol is not None and (
+        not isinstance(tol, int | float) or isinstance(tol, bool) or not tol >= 0
+    ):
         raise QflowConfigError(f"tol must be None or a number >= 0; got {tol!r}.")
-    if not isinstance(keep_warm, int | float) or isinstance(keep_warm, bool) or \
-            not keep_warm >= 0:
+    if not isinstance(keep_warm, int | float) or isinstance(keep_warm, bool) or not keep_warm >= 0:
         raise QflowConfigError(f"keep_warm is seconds >= 0; got {keep_warm!r}.")
-    spec = {"circuit": circuit, "wires": wires, "backend": backend, "tol": tol,
-            "diff_method": method, "final_repeats": final_repeats,
-            "keep_warm": float(keep_warm)}
+    spec = {
+        "circuit": circuit,
+        "wires": wires,
+        "backend": backend,
+        "tol": tol,
+        "diff_method": method,
+        "final_repeats": final_repeats,
+        "keep_warm": float(keep_warm),
+    }
     # What reproduces the run: the actor adds it to the loop's final chunk only.
     spec["inputs"] = {
-        "backend": backend.describe(), "optimizer": describe_optimizer(optimizer),
-        "diff_method": method, "steps": steps, "pack": pack, "tol": tol,
+        "backend": backend.describe(),
+        "optimizer": describe_optimizer(optimizer),
+        "diff_method": method,
+        "steps": steps,
+        "pack": pack,
+        "tol": tol,
         "final_repeats": final_repeats if backend.shots is not None else 1,
-        "initial_params": params.tolist(), "wires": wires, "versions": versions()}
-    state = ChunkState(params=params, optimizer=cloudpickle.dumps(optimizer), costs=[],
-                       last_cost=None, converged=False, step=0, restarts=0)
+        "initial_params": params.tolist(),
+        "wires": wires,
+        "versions": versions(),
+    }
+    state = ChunkState(
+        params=params,
+        optimizer=cloudpickle.dumps(optimizer),
+        costs=[],
+        last_cost=None,
+        converged=False,
+        step=0,
+        restarts=0,
+    )
     return uuid.uuid4().hex[:12], cloudpickle.dumps(spec), state
 
 
@@ -570,9 +643,15 @@ def collect(chunks: list[dict[str, Any]], dispatch_id: str, seconds: float) -> L
 
 def describe_optimizer(optimizer: Any) -> dict[str, Any]:
     """An optimizer's class and its plain settings (step size, method...)."""
-    settings = {k: v for k, v in vars(optimizer).items() if not k.startswith("_")
-                and isinstance(v, int | float | str | bool | type(None))} \
-        if hasattr(optimizer, "__dict__") else {}
+    settings = (
+        {
+            k: v
+            for k, v in vars(optimizer).items()
+            if not k.startswith("_") and isinstance(v, int | float | str | bool | type(None))
+        }
+        if hasattr(optimizer, "__dict__")
+        else {}
+    )
     if isinstance(optimizer, ScipyOptimizer):
         settings = {"method": optimizer.method, **optimizer.options}
     kind = type(optimizer)
@@ -585,8 +664,16 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for dist in ("qflow-runtime", "pennylane", "pennylane-lightning", "amazon-braket-sdk",
-                 "numpy", "scipy", "ray", "pyscf"):
+    for dist in (
+        "qflow-runtime",
+        "pennylane",
+        "pennylane-lightning",
+        "amazon-braket-sdk",
+        "numpy",
+        "scipy",
+        "ray",
+        "pyscf",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -594,11 +681,22 @@ def versions() -> dict[str, str]:
     return out
 
 
-def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, *, wires: int,
-             backend: Any = "lightning.qubit", optimizer: Any = None, steps: int = 100,
-             pack: int = 10, tol: float | None = None, diff_method: str | None = None,
-             final_repeats: int = 20, callback: Callable[[int, float], Any] | None = None,
-             progress: bool | None = None, keep_warm: float | None = None) -> LoopResult:
+def minimize(
+    circuit: Callable[..., Any],
+    params: Sequence[float] | np.ndarray,
+    *,
+    wires: int,
+    backend: Any = "lightning.qubit",
+    optimizer: Any = None,
+    steps: int = 100,
+    pack: int = 10,
+    tol: float | None = None,
+    diff_method: str | None = None,
+    final_repeats: int = 20,
+    callback: Callable[[int, float], Any] | None = None,
+    progress: bool | None = None,
+    keep_warm: float | None = None,
+) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
     Args:
@@ -634,14 +732,25 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
         True
     """
     callback = check_callback(callback)
-    loop_id, spec_blob, state = prepare(circuit, params, wires=wires, backend=backend,
-                                        optimizer=optimizer, steps=steps, pack=pack, tol=tol,
-                                        diff_method=diff_method, final_repeats=final_repeats,
-                                        keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm)
+    loop_id, spec_blob, state = prepare(
+        circuit,
+        params,
+        wires=wires,
+        backend=backend,
+        optimizer=optimizer,
+        steps=steps,
+        pack=pack,
+        tol=tol,
+        diff_method=diff_method,
+        final_repeats=final_repeats,
+        keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
+    )
     spec = cloudpickle.loads(spec_blob)
     qflow._api._runtime().service()  # connected, so the check below sees the cluster
-    ensure_feasible({"CPU": 1.0, **spec["backend"].ray_resources()},
-                    f"The variational loop's actor for backend {spec['backend']!r}")
+    ensure_feasible(
+        {"CPU": 1.0, **spec["backend"].ray_resources()},
+        f"The variational loop's actor for backend {spec['backend']!r}",
+    )
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, steps, pack)
     if callback is not None or wants_bar(progress):
@@ -657,11 +766,20 @@ def minimize(circuit: Callable[..., Any], params: Sequence[float] | np.ndarray, 
     return collect(res.result["chunks"], dispatch_id, time.perf_counter() - t0)
 
 
-def minimize_many(circuit: Callable[..., Any], starts: Sequence[Sequence[float]], *,
-                  wires: int, backend: Any = "lightning.qubit", optimizer: Any = None,
-                  steps: int = 100, pack: int = 10, tol: float | None = None,
-                  diff_method: str | None = None, final_repeats: int = 20,
-                  keep_warm: float | None = None) -> list[LoopResult]:
+def minimize_many(
+    circuit: Callable[..., Any],
+    starts: Sequence[Sequence[float]],
+    *,
+    wires: int,
+    backend: Any = "lightning.qubit",
+    optimizer: Any = None,
+    steps: int = 100,
+    pack: int = 10,
+    tol: float | None = None,
+    diff_method: str | None = None,
+    final_repeats: int = 20,
+    keep_warm: float | None = None,
+) -> list[LoopResult]:
     """:func:`minimize` from each of ``starts`` at once: one dispatch whose loops are
     parallel sublattices, each on its own warm actor (as many run together as the
     cluster has CPUs for). Results come back in the order of ``starts``.
@@ -680,22 +798,34 @@ def minimize_many(circuit: Callable[..., Any], starts: Sequence[Sequence[float]]
         starts = list(starts)
     if not isinstance(starts, Sequence) or not starts:
         raise QflowInputError(f"starts is a non-empty list of initial params; got {starts!r}.")
-    runs = [prepare(circuit, start, wires=wires, backend=backend, optimizer=optimizer,
-                    steps=steps, pack=pack, tol=tol, diff_method=diff_method,
-                    final_repeats=final_repeats,
-                    keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm)
-            for start in starts]
+    runs = [
+        prepare(
+            circuit,
+            start,
+            wires=wires,
+            backend=backend,
+            optimizer=optimizer,
+            steps=steps,
+            pack=pack,
+            tol=tol,
+            diff_method=diff_method,
+            final_repeats=final_repeats,
+            keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
+        )
+        for start in starts
+    ]
     chosen = cloudpickle.loads(runs[0][1])["backend"]
     qflow._api._runtime().service()
-    ensure_feasible({"CPU": 1.0, **chosen.ray_resources()},
-                    f"The variational loop's actor for backend {chosen!r}")
+    ensure_feasible(
+        {"CPU": 1.0, **chosen.ray_resources()},
+        f"The variational loop's actor for backend {chosen!r}",
+    )
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(parallel_loops)(runs, steps, pack)
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         for loop_id, _, _ in runs:
             _stop_actor(loop_id)
-        raise BackendError(f"The variational loops {dispatch_id} ended {res.status}:\n"
-                           f"{res.error}")
+        raise BackendError(f"The variational loops {dispatch_id} ended {res.status}:\n{res.error}")
     seconds = time.perf_counter() - t0
     return [collect(loop["chunks"], dispatch_id, seconds) for loop in res.result]

@@ -25,7 +25,7 @@ class Wait:
         object.__setattr__(self, "seconds", float(self.seconds))
 
     @property
-    def RETRIES(self) -> int:  # noqa: N802 - Covalent's attribute name
+    def RETRIES(self) -> int:
         return int(min(self.seconds, 2**63 - 1))
 
     def __int__(self) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ensure_debian import ensure  # noqa: E402
+from ensure_debian import ensure
 
 if __name__ == "__main__":
     sys.exit(ensure("chromium", ("chromium", "chromium-browser")))

@@ -33,8 +33,11 @@ def ensure(package: str, programs: tuple[str, ...]) -> int:
         return 0
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         why = "this user is not root" if os.geteuid() != 0 else "there is no apt-get"
-        print(f"{programs[0]} is not installed and {why}, so it cannot be installed here. "
-              f"Install the {package} package to run the tests that need it.", file=sys.stderr)
+        print(
+            f"{programs[0]} is not installed and {why}, so it cannot be installed here. "
+            f"Install the {package} package to run the tests that need it.",
+            file=sys.stderr,
+        )
         return CANNOT_INSTALL
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", package]

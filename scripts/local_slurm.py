@@ -36,10 +36,26 @@ CANNOT_INSTALL = 3
 for _sbin in ("/usr/local/sbin", "/usr/sbin", "/sbin"):
     if _sbin not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + _sbin
-PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge", "slurmdbd",
-            "mariadb-server-core", "mariadb-client-core"]
-BINARIES = ["slurmctld", "slurmd", "sinfo", "munged", "mungekey", "slurmdbd", "mariadbd",
-            "mariadb-install-db", "mariadb"]
+PACKAGES = [
+    "slurmctld",
+    "slurmd",
+    "slurm-client",
+    "munge",
+    "slurmdbd",
+    "mariadb-server-core",
+    "mariadb-client-core",
+]
+BINARIES = [
+    "slurmctld",
+    "slurmd",
+    "sinfo",
+    "munged",
+    "mungekey",
+    "slurmdbd",
+    "mariadbd",
+    "mariadb-install-db",
+    "mariadb",
+]
 PORTS = {"ctld": 6817, "slurmd": 6818, "dbd": 6819, "db": 3307}
 DB_USER, DB_PASS = "slurm", "slurm-local-only"
 
@@ -52,12 +68,14 @@ def _log(msg: str) -> None:
     print(f"[local-slurm {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _run(*cmd: str, env: dict | None = None, check: bool = True,
-         timeout: float = 120) -> subprocess.CompletedProcess:
+def _run(
+    *cmd: str, env: dict | None = None, check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} exited {out.returncode}: "
-                           f"{(out.stderr or out.stdout)[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(cmd)} exited {out.returncode}: {(out.stderr or out.stdout)[-2000:]}"
+        )
     return out
 
 
@@ -67,11 +85,15 @@ def ensure_packages() -> None:
     if not missing:
         return
     if os.geteuid() != 0:
-        raise CannotInstall(f"Slurm is not installed ({', '.join(missing)} missing) and this "
-                            "user is not root, so it cannot be installed with apt-get.")
+        raise CannotInstall(
+            f"Slurm is not installed ({', '.join(missing)} missing) and this "
+            "user is not root, so it cannot be installed with apt-get."
+        )
     if shutil.which("apt-get") is None:
-        raise CannotInstall(f"Slurm is not installed ({', '.join(missing)} missing) and "
-                            "there is no apt-get to install it with.")
+        raise CannotInstall(
+            f"Slurm is not installed ({', '.join(missing)} missing) and "
+            "there is no apt-get to install it with."
+        )
     _log(f"installing {' '.join(PACKAGES)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ("apt-get", "install", "-y", "--no-install-recommends", *PACKAGES)
@@ -100,8 +122,9 @@ def _pid(pidfile: Path) -> int | None:
 class LocalSlurm:
     """The daemons of one private Slurm under ``base``."""
 
-    def __init__(self, base: Path, cpus: int | None = None, owner: str = "manual",
-                 pid: int | None = None) -> None:
+    def __init__(
+        self, base: Path, cpus: int | None = None, owner: str = "manual", pid: int | None = None
+    ) -> None:
         self.base = base
         self.owner = owner
         #: The process that uses the Slurm while this owner holds it (a test session).
@@ -133,13 +156,14 @@ class LocalSlurm:
             except (OSError, subprocess.SubprocessError):
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}; "
-                                   f"logs are in {self.base / 'log'}")
+                raise RuntimeError(
+                    f"timed out after {timeout:.0f} s waiting for {what}; "
+                    f"logs are in {self.base / 'log'}"
+                )
             time.sleep(0.2)
 
     def _ok(self, *cmd: str) -> bool:
-        return subprocess.run(cmd, env=self.env, capture_output=True,
-                              timeout=20).returncode == 0
+        return subprocess.run(cmd, env=self.env, capture_output=True, timeout=20).returncode == 0
 
     # ------------------------------------------------------------ config
     def write_config(self) -> None:
@@ -165,12 +189,12 @@ CredType=cred/munge
 AuthInfo=socket={self.sock}
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort={PORTS['ctld']}
-SlurmdPort={PORTS['slurmd']}
+SlurmctldPort={PORTS["ctld"]}
+SlurmdPort={PORTS["slurmd"]}
 StateSaveLocation={b}/state
 SlurmdSpoolDir={b}/spool
-SlurmctldPidFile={self.pidfiles['slurmctld']}
-SlurmdPidFile={self.pidfiles['slurmd']}
+SlurmctldPidFile={self.pidfiles["slurmctld"]}
+SlurmdPidFile={self.pidfiles["slurmd"]}
 SlurmctldLogFile={b}/log/slurmctld.log
 SlurmdLogFile={b}/log/slurmd.log
 ProctrackType=proctrack/linuxproc
@@ -185,7 +209,7 @@ SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
-AccountingStoragePort={PORTS['dbd']}
+AccountingStoragePort={PORTS["dbd"]}
 # slurmctld reaches slurmdbd through the munge socket named here, not AuthInfo.
 AccountingStoragePass={self.sock}
 JobAcctGatherType=jobacct_gather/none
@@ -204,13 +228,13 @@ PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 AuthType=auth/munge
 AuthInfo=socket={self.sock}
 DbdHost=localhost
-DbdPort={PORTS['dbd']}
+DbdPort={PORTS["dbd"]}
 SlurmUser=root
 LogFile={b}/log/slurmdbd.log
-PidFile={self.pidfiles['slurmdbd']}
+PidFile={self.pidfiles["slurmdbd"]}
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
-StoragePort={PORTS['db']}
+StoragePort={PORTS["db"]}
 StorageUser={DB_USER}
 StoragePass={DB_PASS}
 StorageLoc=slurm_acct_db
@@ -218,7 +242,8 @@ StorageLoc=slurm_acct_db
         grants = "".join(
             f"CREATE USER IF NOT EXISTS '{DB_USER}'@'{h}' IDENTIFIED BY '{DB_PASS}';\n"
             f"GRANT ALL ON slurm_acct_db.* TO '{DB_USER}'@'{h}';\n"
-            for h in ("127.0.0.1", "localhost"))
+            for h in ("127.0.0.1", "localhost")
+        )
         (b / "db" / "init.sql").write_text(grants)
 
     # ------------------------------------------------------------ daemons
@@ -261,38 +286,88 @@ StorageLoc=slurm_acct_db
         b = self.base
         if not self.running("munged"):
             _log("starting munged")
-            _run("munged", f"--key-file={b / 'munge' / 'munge.key'}", f"--socket={self.sock}",
-                 f"--pid-file={self.pidfiles['munged']}", f"--log-file={b / 'log' / 'munged.log'}",
-                 f"--seed-file={b / 'munge' / 'munged.seed'}")
+            _run(
+                "munged",
+                f"--key-file={b / 'munge' / 'munge.key'}",
+                f"--socket={self.sock}",
+                f"--pid-file={self.pidfiles['munged']}",
+                f"--log-file={b / 'log' / 'munged.log'}",
+                f"--seed-file={b / 'munge' / 'munged.seed'}",
+            )
             self._mark_started("munged")
-        self._wait("munged", lambda: subprocess.run(
-            f"munge -S {self.sock} -n | unmunge -S {self.sock}", shell=True,
-            capture_output=True).returncode == 0)
+        self._wait(
+            "munged",
+            lambda: (
+                subprocess.run(
+                    f"munge -S {self.sock} -n | unmunge -S {self.sock}",
+                    shell=True,
+                    capture_output=True,
+                ).returncode
+                == 0
+            ),
+        )
 
         data = b / "db" / "data"
         if not (data / "mysql").is_dir():
             _log("initialising the MariaDB data folder")
             shutil.rmtree(data, ignore_errors=True)
-            _run("mariadb-install-db", "--no-defaults", "--user=root", f"--datadir={data}",
-                 "--auth-root-authentication-method=socket", "--skip-test-db", timeout=300)
+            _run(
+                "mariadb-install-db",
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+                timeout=300,
+            )
         if not self.running("mariadbd"):
             _log("starting mariadbd")
             # mariadbd has no daemon mode of its own: a new session detaches it.
             subprocess.Popen(
-                ["mariadbd", "--no-defaults", "--user=root", f"--datadir={data}",
-                 f"--socket={b / 'db' / 'mysqld.sock'}", f"--port={PORTS['db']}",
-                 "--bind-address=127.0.0.1", "--skip-name-resolve",
-                 f"--pid-file={self.pidfiles['mariadbd']}", f"--log-error={b / 'log' / 'mariadbd.log'}",
-                 "--innodb-buffer-pool-size=64M", f"--init-file={b / 'db' / 'init.sql'}"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
+                [
+                    "mariadbd",
+                    "--no-defaults",
+                    "--user=root",
+                    f"--datadir={data}",
+                    f"--socket={b / 'db' / 'mysqld.sock'}",
+                    f"--port={PORTS['db']}",
+                    "--bind-address=127.0.0.1",
+                    "--skip-name-resolve",
+                    f"--pid-file={self.pidfiles['mariadbd']}",
+                    f"--log-error={b / 'log' / 'mariadbd.log'}",
+                    "--innodb-buffer-pool-size=64M",
+                    f"--init-file={b / 'db' / 'init.sql'}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             self._mark_started("mariadbd")
-        self._wait("MariaDB", lambda: self._ok(
-            "mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", str(PORTS["db"]), "-u", DB_USER,
-            f"-p{DB_PASS}", "-e", "select 1") and self.running("mariadbd"))
+        self._wait(
+            "MariaDB",
+            lambda: (
+                self._ok(
+                    "mariadb",
+                    "--no-defaults",
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    str(PORTS["db"]),
+                    "-u",
+                    DB_USER,
+                    f"-p{DB_PASS}",
+                    "-e",
+                    "select 1",
+                )
+                and self.running("mariadbd")
+            ),
+        )
 
-        for name, probe in (("slurmdbd", ("sacctmgr", "-n", "-P", "show", "cluster")),
-                            ("slurmctld", ("scontrol", "ping"))):
+        for name, probe in (
+            ("slurmdbd", ("sacctmgr", "-n", "-P", "show", "cluster")),
+            ("slurmctld", ("scontrol", "ping")),
+        ):
             if not self.running(name):
                 _log(f"starting {name}")
                 _run(name, env=self.env)  # both daemonise themselves
@@ -303,18 +378,38 @@ StorageLoc=slurm_acct_db
             _run("slurmd", env=self.env)
             self._mark_started("slurmd")
         self._wait(f"node {self.node} to be idle", self._node_ready)
-        self._wait("cluster registration in slurmdbd", lambda: "qflow|" in _run(
-            "sacctmgr", "-n", "-P", "show", "cluster", "format=cluster,controlport",
-            env=self.env, check=False).stdout)
+        self._wait(
+            "cluster registration in slurmdbd",
+            lambda: (
+                "qflow|"
+                in _run(
+                    "sacctmgr",
+                    "-n",
+                    "-P",
+                    "show",
+                    "cluster",
+                    "format=cluster,controlport",
+                    env=self.env,
+                    check=False,
+                ).stdout
+            ),
+        )
         (b / "env.sh").write_text(f"export SLURM_CONF={self.conf}\n")
         _log(f"ready; export SLURM_CONF={self.conf}")
 
     def _node_ready(self) -> bool:
-        state = _run("sinfo", "-h", "-n", self.node, "-o", "%T", env=self.env,
-                     check=False).stdout.strip()
+        state = _run(
+            "sinfo", "-h", "-n", self.node, "-o", "%T", env=self.env, check=False
+        ).stdout.strip()
         if state.startswith(("down", "drain", "fail")):
-            _run("scontrol", "update", f"nodename={self.node}", "state=resume",
-                 env=self.env, check=False)
+            _run(
+                "scontrol",
+                "update",
+                f"nodename={self.node}",
+                "state=resume",
+                env=self.env,
+                check=False,
+            )
         return state.rstrip("*") in ("idle", "mixed", "allocated")
 
     def stop(self) -> None:
@@ -326,8 +421,9 @@ StorageLoc=slurm_acct_db
             # Still in use: hand our daemons to a session that uses them, which stops
             # them when it ends, rather than pulling Slurm from under its jobs.
             heir = others[0]
-            (self.base / "started").write_text(json.dumps(
-                {k: heir if v == self.owner else v for k, v in record.items()}))
+            (self.base / "started").write_text(
+                json.dumps({k: heir if v == self.owner else v for k, v in record.items()})
+            )
             _log(f"{', '.join(started)} still used by {', '.join(others)}: handed to {heir!r}")
             return
         if not started:
@@ -356,8 +452,10 @@ StorageLoc=slurm_acct_db
 
     def _wait_quiet(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _run(
-                "squeue", "-h", "-o", "%A", env=self.env, check=False).stdout.strip():
+        while (
+            time.monotonic() < deadline
+            and _run("squeue", "-h", "-o", "%A", env=self.env, check=False).stdout.strip()
+        ):
             time.sleep(0.2)
 
 
@@ -365,13 +463,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop"])
     parser.add_argument("--base", default=os.environ.get("LOCAL_SLURM_BASE", "/tmp/qflow-slurm"))
-    parser.add_argument("--cpus", type=int, default=None,
-                        help="CPUs the node advertises (more than exist lets jobs share)")
-    parser.add_argument("--owner", default="manual",
-                        help="tag of what `start` starts; `stop` stops only that tag's daemons")
-    parser.add_argument("--pid", type=int, default=None,
-                        help="the process using Slurm under this tag (default: the caller); "
-                             "`stop` leaves Slurm up while another tag's process is alive")
+    parser.add_argument(
+        "--cpus",
+        type=int,
+        default=None,
+        help="CPUs the node advertises (more than exist lets jobs share)",
+    )
+    parser.add_argument(
+        "--owner",
+        default="manual",
+        help="tag of what `start` starts; `stop` stops only that tag's daemons",
+    )
+    parser.add_argument(
+        "--pid",
+        type=int,
+        default=None,
+        help="the process using Slurm under this tag (default: the caller); "
+        "`stop` leaves Slurm up while another tag's process is alive",
+    )
     args = parser.parse_args(argv)
     slurm = LocalSlurm(Path(args.base), cpus=args.cpus, owner=args.owner, pid=args.pid)
     try:

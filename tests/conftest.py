@@ -14,8 +14,7 @@ os.environ["QFLOW_HOME"] = _HOME
 os.environ.pop("RAY_ADDRESS", None)
 # Ray workers inherit the environment: let them import `tests.*` like pytest does.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
 import ray  # noqa: E402
 
@@ -26,8 +25,14 @@ TEST_RESOURCE = "qflow_test_slot"
 @pytest.fixture(scope="session", autouse=True)
 def ray_session() -> Iterator[None]:
     """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep)."""
-    ray.init(address="local", num_cpus=4, resources={TEST_RESOURCE: 2}, include_dashboard=False,
-             log_to_driver=False, namespace="qflow-tests")
+    ray.init(
+        address="local",
+        num_cpus=4,
+        resources={TEST_RESOURCE: 2},
+        include_dashboard=False,
+        log_to_driver=False,
+        namespace="qflow-tests",
+    )
     yield
     # A test may leave a task running: stop qflow's completion watcher first, as qflow's
     # exit hook does, so that it is not inside ray.wait when Ray goes down.
@@ -60,10 +65,19 @@ def local_slurm() -> Iterator[str]:
     # The daemons use fixed ports, so there is one local Slurm per machine.
     base = os.environ.get("LOCAL_SLURM_BASE", "/tmp/qflow-slurm")
     # Tagged with this session, so that stop leaves a Slurm someone else started alone.
-    cmd = [sys.executable, _SLURM_SCRIPT, "--base", base, "--owner", f"pytest-{os.getpid()}",
-           "--pid", str(os.getpid())]
-    out = subprocess.run([*cmd, "--cpus", "4", "start"], capture_output=True, text=True,
-                         timeout=1200)
+    cmd = [
+        sys.executable,
+        _SLURM_SCRIPT,
+        "--base",
+        base,
+        "--owner",
+        f"pytest-{os.getpid()}",
+        "--pid",
+        str(os.getpid()),
+    ]
+    out = subprocess.run(
+        [*cmd, "--cpus", "4", "start"], capture_output=True, text=True, timeout=1200
+    )
     if out.returncode == _CANNOT_INSTALL:
         pytest.skip(out.stderr.strip())
     if out.returncode != 0:

@@ -71,6 +71,7 @@ class TestCancel:
 
     def test_cancel_some_nodes(self):
         """Cancelling task_ids stops those nodes and their dependants only."""
+
         @qflow.lattice
         def flow():
             return after(sleepy(60)), after(sleepy(0.2))
@@ -82,8 +83,14 @@ class TestCancel:
         nodes = res.get_all_node_results()
         # sleepy, 60, after | sleepy, 0.2, after | the return value (never built)
         assert [n["status"] for n in nodes] == [
-            "CANCELLED", "COMPLETED", "NEW_OBJECT", "COMPLETED", "COMPLETED", "COMPLETED",
-            "NEW_OBJECT"]
+            "CANCELLED",
+            "COMPLETED",
+            "NEW_OBJECT",
+            "COMPLETED",
+            "COMPLETED",
+            "COMPLETED",
+            "NEW_OBJECT",
+        ]
         assert nodes[5]["output"] == 1.2
         assert res.status == "CANCELLED"
 
@@ -92,7 +99,8 @@ class TestCancel:
         arguments, once those arrive (it happened on every other cancel of a chain).
         In a subprocess, since the abort takes the whole process down."""
         script = tmp_path / "chain_cancel.py"
-        script.write_text(textwrap.dedent("""
+        script.write_text(
+            textwrap.dedent("""
             import time
             import qflow
 
@@ -115,11 +123,13 @@ class TestCancel:
                 assert qflow.get_result(dispatch_id, wait=True).status == "CANCELLED"
                 assert qflow.dispatch_sync(chain)(2).result == 2
             print("survived")
-        """))
+        """)
+        )
         env = {**os.environ, "QFLOW_HOME": str(tmp_path / "home")}
         env.pop("RAY_ADDRESS", None)
-        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                              env=env, timeout=240)
+        proc = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=240
+        )
         assert proc.returncode == 0 and "survived" in proc.stdout, proc.stderr[-3000:]
 
     def test_cancel_unknown_node(self):
@@ -157,16 +167,18 @@ class TestRedispatch:
         def plus(x, k=0):
             return x + 100 * k
 
-        again = qflow.get_result(qflow.redispatch(
-            first.dispatch_id, replace_electrons={"plus": plus})(), wait=True)
+        again = qflow.get_result(
+            qflow.redispatch(first.dispatch_id, replace_electrons={"plus": plus})(), wait=True
+        )
         assert again.result == 106
         assert again.inputs == {"args": (path, 3), "kwargs": {"k": 1}}
 
     def test_new_inputs(self, tmp_path):
         """New inputs replace the old ones."""
         first = qflow.dispatch_sync(counted)(str(tmp_path / "c"), 1)
-        again = qflow.get_result(qflow.redispatch(first.dispatch_id)(str(tmp_path / "c"), 5),
-                                 wait=True)
+        again = qflow.get_result(
+            qflow.redispatch(first.dispatch_id)(str(tmp_path / "c"), 5), wait=True
+        )
         assert again.result == 10
 
     def test_reuse_previous_results_skips_unchanged_nodes(self, tmp_path):
@@ -179,8 +191,9 @@ class TestRedispatch:
         def plus(x, k=0):
             return x - k
 
-        new_id = qflow.redispatch(first.dispatch_id, replace_electrons={"plus": plus},
-                                  reuse_previous_results=True)()
+        new_id = qflow.redispatch(
+            first.dispatch_id, replace_electrons={"plus": plus}, reuse_previous_results=True
+        )()
         res = qflow.get_result(new_id, wait=True)
         assert res.result == 3
         assert path.read_text() == "x"  # count_calls was not run again

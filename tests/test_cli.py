@@ -28,8 +28,10 @@ def failed_id():
     return qflow.dispatch_sync(flow)(3).dispatch_id
 
 
-@pytest.mark.parametrize("command", ["start", "stop", "status", "list", "show", "cancel", "scan", "demo", "slurm",
-                                     "logs"])
+@pytest.mark.parametrize(
+    "command",
+    ["start", "stop", "status", "list", "show", "cancel", "scan", "demo", "slurm", "logs"],
+)
 def test_every_command_has_help(command):
     """Every command answers --help."""
     out = CliRunner().invoke(main, [command, "--help"])

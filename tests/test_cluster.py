@@ -20,8 +20,9 @@ def test_unreachable_address_is_clear(tmp_path):
             print("ERR", exc)
     """)
     env = {**os.environ, "QFLOW_HOME": str(tmp_path), "RAY_ADDRESS": "127.0.0.1:1"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("ERR")]
     assert line, out.stderr[-3000:]
     assert "No Ray cluster answers at '127.0.0.1:1'" in line[0]

@@ -112,7 +112,6 @@ class TestCompletion:
         assert "callback failed" in caplog.text
 
 
-
 def test_ray_going_down_inside_wait_fails_the_watched_futures(monkeypatch):
     """Ray's shutdown raises SystemExit in a thread that is inside ray.wait: the watched
     futures get an error, and the watcher thread lives on (Ray itself is faked here:
@@ -159,6 +158,7 @@ def test_ray_shutdown_while_tasks_are_watched_fails_them_and_the_process_lives(t
         "assert failed and all('shut down' in str(e) for e in failed), failed[:3]\n"
         "print('SURVIVED', len(failed))\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert run.returncode == 0 and "SURVIVED" in run.stdout, run.stderr[-3000:]

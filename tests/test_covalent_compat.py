@@ -33,7 +33,12 @@ class TestNodeNumbering:
         # add, a, b, identity, the return value: Covalent's five nodes
         assert list(tg._graph.nodes) == list(range(5))
         assert [tg.get_node_value(i, "name") for i in range(5)] == [
-            "add", ":parameter:1", ":parameter:2", "identity", ":postprocess:reconstruct"]
+            "add",
+            ":parameter:1",
+            ":parameter:2",
+            "identity",
+            ":postprocess:reconstruct",
+        ]
         assert tg.get_node_value(2, "value") == 2
         assert tg.get_dependencies(3) == [0]
 
@@ -64,11 +69,11 @@ class TestNodeNumbering:
     def test_node_ids_address_the_same_electrons_as_in_covalent(self):
         @ct.electron
         def sq(a):
-            return a ** 2
+            return a**2
 
         @ct.electron
         def cube(a):
-            return a ** 3
+            return a**3
 
         @ct.electron
         def mul(x, y):
@@ -115,8 +120,13 @@ class TestResultApi:
             return task(a, b, *args, c=c, **kwargs)
 
         dispatch_id = ct.dispatch(workflow)(1, 2, 3, 4, c=5, d=6, e=7)
-        result = ct.get_result(dispatch_id, wait=ct.wait.EXTREME, workflow_output=True,
-                               intermediate_outputs=False, sublattice_results=False)
+        result = ct.get_result(
+            dispatch_id,
+            wait=ct.wait.EXTREME,
+            workflow_output=True,
+            intermediate_outputs=False,
+            sublattice_results=False,
+        )
         assert result.status == ct.Result.COMPLETED
         assert result.result == (10, (3, 4), {"d": 6, "e": 7})
         inputs = result.inputs.get_deserialized()
@@ -217,8 +227,9 @@ class TestRedispatchReuse:
             return make()
 
         first = ct.dispatch_sync(workflow)()
-        again = ct.get_result(ct.redispatch(first.dispatch_id,
-                                            reuse_previous_results=True)(), wait=True)
+        again = ct.get_result(
+            ct.redispatch(first.dispatch_id, reuse_previous_results=True)(), wait=True
+        )
         node = again.get_node_result(0)
         assert node["start_time"] == node["end_time"]
         assert again.result == first.result
@@ -272,8 +283,10 @@ class TestExecutorPlugins:
         node = res.get_node_result(0)
         assert node["stdout"] == "setting up node 0\nthree here\n"
         assert out_log.read_text() == node["stdout"]
-        assert res.lattice.transport_graph.get_node_value(0, "metadata")["executor"] == \
-            "CountingExecutor"
+        assert (
+            res.lattice.transport_graph.get_node_value(0, "metadata")["executor"]
+            == "CountingExecutor"
+        )
 
     def test_dask_is_refused_with_advice(self):
         with pytest.raises(QflowConfigError, match="qflow runs every electron on Ray"):
@@ -399,9 +412,9 @@ class TestSublatticeIds:
 
         res = ct.get_result(ct.dispatch(outer)(2), wait=True)
         tg = res.lattice.transport_graph
-        (node,) = [n for n in tg._graph.nodes if tg.get_node_value(n, "name").startswith(
-            ":sublattice:")] or [n for n in tg._graph.nodes
-                                 if res.get_node_result(n)["kind"] == "sublattice"]
+        (node,) = [
+            n for n in tg._graph.nodes if tg.get_node_value(n, "name").startswith(":sublattice:")
+        ] or [n for n in tg._graph.nodes if res.get_node_result(n)["kind"] == "sublattice"]
         sub_id = tg.get_node_value(node, "sub_dispatch_id")
         assert sub_id == f"{res.dispatch_id}/{node}"
         assert ct.get_result(sub_id).result == [0, 1]

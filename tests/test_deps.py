@@ -18,8 +18,11 @@ def _write(path, text):
 class TestDeps:
     def test_call_before_injects_retval(self, tmp_path):
         """retval_keyword passes the hook's return value to the electron."""
-        @qflow.electron(call_before=[qflow.DepsCall(_setup, args=[5], retval_keyword="cfg")],
-                        call_after=[qflow.DepsCall(_write, args=[str(tmp_path / "a"), "done"])])
+
+        @qflow.electron(
+            call_before=[qflow.DepsCall(_setup, args=[5], retval_keyword="cfg")],
+            call_after=[qflow.DepsCall(_write, args=[str(tmp_path / "a"), "done"])],
+        )
         def task(x, cfg=None):
             return x, cfg
 
@@ -78,19 +81,26 @@ class TestDeps:
 
     def test_deps_pip_becomes_runtime_env(self):
         """DepsPip becomes Ray's runtime_env pip list, merged with runtime_env."""
-        el = qflow.electron(deps_pip=qflow.DepsPip(["six"]),
-                            runtime_env={"env_vars": {"A": "1"}})(lambda: 1)
+        el = qflow.electron(deps_pip=qflow.DepsPip(["six"]), runtime_env={"env_vars": {"A": "1"}})(
+            lambda: 1
+        )
         assert el.options.full_runtime_env() == {
             "env_vars": {"A": "1"},
-            "pip": {"packages": ["six"], "pip_check": False,
-                    "pip_install_options": ["--disable-pip-version-check",
-                                            "--only-binary=:all:"]}}
+            "pip": {
+                "packages": ["six"],
+                "pip_check": False,
+                "pip_install_options": ["--disable-pip-version-check", "--only-binary=:all:"],
+            },
+        }
 
     def test_a_deps_pip_among_the_hooks_joins_the_electrons_environment(self):
         """call_before/call_after DepsPip never run pip in the process: they merge."""
-        el = qflow.electron(call_before=[qflow.DepsPip(["a==1"]), qflow.DepsCall(print)],
-                            call_after=qflow.DepsPip(["b==2"]),
-                            deps_pip=["c"], runtime_env={"pip": ["d"]})(lambda: 1)
+        el = qflow.electron(
+            call_before=[qflow.DepsPip(["a==1"]), qflow.DepsCall(print)],
+            call_after=qflow.DepsPip(["b==2"]),
+            deps_pip=["c"],
+            runtime_env={"pip": ["d"]},
+        )(lambda: 1)
         assert el.options.deps_pip.packages == ["c", "a==1", "b==2"]
         assert len(el.options.call_before) == 1 and el.options.call_after == ()
         assert el.options.full_runtime_env()["pip"]["packages"] == ["d", "c", "a==1", "b==2"]
@@ -108,7 +118,7 @@ class TestDeps:
 
         res = qflow.dispatch_sync(flow)()
         assert res.status == "FAILED"
-        assert "executor=\"local\"" in res.error and "['six']" in res.error
+        assert 'executor="local"' in res.error and "['six']" in res.error
 
     @pytest.mark.slow
     def test_covalent_how_to_pins_an_older_version_and_leaves_this_environment_alone(self):
@@ -123,16 +133,20 @@ class TestDeps:
         assert networkx.__version__ != "2.8.6"
 
         def freeze():
-            return subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True,
-                                  check=True).stdout
+            return subprocess.run(
+                [sys.executable, "-m", "pip", "freeze"], capture_output=True, check=True
+            ).stdout
 
         before = freeze()
 
-        @qflow.electron(call_before=[qflow.DepsPip(packages=["networkx==2.8.6"])],
-                        call_after=[qflow.DepsPip(packages=["six==1.16.0"])])
+        @qflow.electron(
+            call_before=[qflow.DepsPip(packages=["networkx==2.8.6"])],
+            call_after=[qflow.DepsPip(packages=["six==1.16.0"])],
+        )
         def versions():
             import networkx
             import six
+
             return networkx.__version__, six.__version__
 
         @qflow.lattice
@@ -172,6 +186,7 @@ class TestDeps:
         @qflow.electron(deps_pip=qflow.DepsPip(["tinydb==4.8.0"]))
         def use():
             import tinydb
+
             return tinydb.__version__
 
         @qflow.lattice
@@ -197,8 +212,10 @@ class TestCovalentSemantics:
         inherit them."""
         log = tmp_path / "log"
 
-        @qflow.electron(deps_bash=[f"printf e >> {log}"],
-                        call_before=[qflow.DepsCall(_write, args=[str(log), "E"])])
+        @qflow.electron(
+            deps_bash=[f"printf e >> {log}"],
+            call_before=[qflow.DepsCall(_write, args=[str(log), "E"])],
+        )
         def own():
             return 1
 
@@ -206,8 +223,10 @@ class TestCovalentSemantics:
         def inherits():
             return 2
 
-        @qflow.lattice(deps_bash=qflow.DepsBash([f"printf l >> {log}"]),
-                       call_before=[qflow.DepsCall(_write, args=[str(log), "L"])])
+        @qflow.lattice(
+            deps_bash=qflow.DepsBash([f"printf l >> {log}"]),
+            call_before=[qflow.DepsCall(_write, args=[str(log), "L"])],
+        )
         def flow():
             return qflow.wait(inherits(), [own()])
 
@@ -218,8 +237,9 @@ class TestCovalentSemantics:
         def identity(y):
             return y
 
-        @qflow.electron(call_before=[qflow.DepsCall(identity, args=[i], retval_keyword="y")
-                                     for i in (1, 2, 3)])
+        @qflow.electron(
+            call_before=[qflow.DepsCall(identity, args=[i], retval_keyword="y") for i in (1, 2, 3)]
+        )
         def task(y=None):
             return y
 
@@ -250,7 +270,10 @@ class TestCovalentSemantics:
         reqs = tmp_path / "requirements.txt"
         reqs.write_text("six==1.16.0  # pinned\n\n# a comment\ntinydb\n")
         assert qflow.DepsPip(packages=["a"], reqs_path=str(reqs)).packages == [
-            "a", "six==1.16.0", "tinydb"]
+            "a",
+            "six==1.16.0",
+            "tinydb",
+        ]
         with pytest.raises(QflowInputError, match="cannot read reqs_path"):
             qflow.DepsPip(reqs_path=str(tmp_path / "missing.txt"))
         bash = qflow.DepsBash(["ls -l"])

@@ -35,6 +35,7 @@ def chain(x):
 class TestDispatch:
     def test_returns_at_once_with_fresh_ids(self):
         """dispatch returns an id at once, a new one each time."""
+
         @qflow.lattice
         def slow():
             return nap(1.5)
@@ -53,12 +54,26 @@ class TestDispatch:
         assert isinstance(res.start_time, datetime) and res.end_time >= res.start_time
         assert res.inputs == {"args": (1,), "kwargs": {}}
         outputs = res.get_all_node_outputs()
-        assert list(outputs) == ["inc(0)", ":parameter:1(1)", "inc(2)",
-                                 ":postprocess:reconstruct(3)"]
+        assert list(outputs) == [
+            "inc(0)",
+            ":parameter:1(1)",
+            "inc(2)",
+            ":postprocess:reconstruct(3)",
+        ]
         assert outputs["inc(2)"].get_deserialized() == 3
         node = res.get_node_result(0)
-        assert {"node_id", "node_name", "status", "output", "error", "start_time", "end_time",
-                "stdout", "stderr", "sublattice_result"} <= set(node)
+        assert {
+            "node_id",
+            "node_name",
+            "status",
+            "output",
+            "error",
+            "start_time",
+            "end_time",
+            "stdout",
+            "stderr",
+            "sublattice_result",
+        } <= set(node)
         assert node["stdout"] == "inc 1\n" and node["output"] == 2
         assert [n["node_id"] for n in res.get_all_node_results()] == [0, 1, 2, 3]
 
@@ -67,10 +82,13 @@ class TestDispatch:
         dispatch_id = qflow.dispatch(chain)(0)
         qflow.get_result(dispatch_id, wait=True)
         assert qflow.get_result(dispatch_id, status_only=True) == {
-            "id": dispatch_id, "status": "COMPLETED"}
+            "id": dispatch_id,
+            "status": "COMPLETED",
+        }
 
     def test_independent_electrons_overlap(self):
         """Independent electrons run at the same time."""
+
         @qflow.lattice
         def fan():
             return nap(1.0), nap(1.0)
@@ -98,10 +116,12 @@ class TestDispatch:
 
         marker = tmp_path / "tries"
 
-        @qflow.electron(num_cpus=0.5, resources={TEST_RESOURCE: 1}, max_retries=2,
-                        retry_exceptions=[OSError])
+        @qflow.electron(
+            num_cpus=0.5, resources={TEST_RESOURCE: 1}, max_retries=2, retry_exceptions=[OSError]
+        )
         def flaky(path):
             import pathlib
+
             p = pathlib.Path(path)
             n = int(p.read_text()) if p.exists() else 0
             p.write_text(str(n + 1))
@@ -120,6 +140,7 @@ class TestDispatch:
 class TestFailure:
     def test_failed_dispatch(self):
         """A failing electron fails the dispatch; dependants never run; siblings finish."""
+
         @qflow.lattice
         def flow(x):
             bad = fail(x)
@@ -140,9 +161,11 @@ class TestFailure:
 
     def test_stderr_and_stdout_of_failing_electron(self):
         """What a failing electron printed is kept."""
+
         @qflow.electron
         def noisy():
             import sys
+
             print("to out")
             print("to err", file=sys.stderr)
             raise RuntimeError("x")
@@ -168,9 +191,11 @@ class TestFailure:
 
     def test_unpicklable_output_names_electron(self):
         """An output that cannot be pickled fails its node with the electron's name."""
+
         @qflow.electron
         def make_lock():
             import threading
+
             return threading.Lock()
 
         @qflow.lattice

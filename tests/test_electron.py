@@ -34,6 +34,7 @@ class TestPlainCalls:
 
     def test_electron_inside_electron_runs_inline(self):
         """An electron called inside another electron is not a node."""
+
         @qflow.electron
         def outer(x):
             return add(x, 1) * 2
@@ -45,7 +46,10 @@ class TestPlainCalls:
         res = qflow.dispatch_sync(flow)(3)
         assert res.result == 8
         assert list(res.get_all_node_outputs()) == [
-            "outer(0)", ":parameter:3(1)", ":postprocess:reconstruct(2)"]
+            "outer(0)",
+            ":parameter:3(1)",
+            ":postprocess:reconstruct(2)",
+        ]
 
 
 class TestOptions:
@@ -57,6 +61,7 @@ class TestOptions:
     def test_unknown_executor_fails_its_node_with_the_valid_names(self):
         """As in Covalent, an unknown executor name fails that node when it runs (not
         the module that declares it); the error lists the registered executors."""
+
         @qflow.electron(executor="nosuch")
         def odd():
             return 1

@@ -42,5 +42,11 @@ def test_iris_svm():
     assert result.result == run_experiment(C=1.0, gamma=0.7)
     assert 0.9 < result.result <= 1.0
     outputs = result.get_all_node_outputs()
-    assert list(outputs) == ["load_data(0)", "train_svm(1)", ":parameter:1.0(2)",
-                             ":parameter:0.7(3)", "score_svm(4)", ":postprocess:reconstruct(5)"]
+    assert list(outputs) == [
+        "load_data(0)",
+        "train_svm(1)",
+        ":parameter:1.0(2)",
+        ":parameter:0.7(3)",
+        "score_svm(4)",
+        ":postprocess:reconstruct(5)",
+    ]

@@ -14,8 +14,14 @@ EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 def _run(name, *args, tmp_path):
     env = {**os.environ, "QFLOW_HOME": str(tmp_path / "home")}
     env.pop("RAY_ADDRESS", None)  # each script starts its own private Ray, as for a user
-    out = subprocess.run([sys.executable, str(EXAMPLES / name), *args], capture_output=True,
-                         text=True, timeout=600, env=env, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, f"{name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout
 

@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def rsync():
     """rsync installed by the project's own script (apt-get, as root)."""
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_debian.py"), "rsync"],
-                         capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ensure_debian.py"), "rsync"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert out.returncode == 0, f"rsync is needed for these tests: {out.stderr}"
     return out.stdout.strip()
 
@@ -29,7 +33,7 @@ def test_local_transfer_before_or_after(tmp_path, rsync, order):
     source.write_text("hello")
 
     @ct.electron(files=[ct.fs.FileTransfer(str(source), str(dest), order=order)])
-    def task(files=[]):
+    def task(files=[]):  # noqa: B006 (as Covalent's guide writes it)
         return Path(dest).exists()
 
     @ct.lattice
@@ -49,7 +53,7 @@ def test_files_receives_the_from_to_pairs(tmp_path, rsync):
         pairs.append(ct.fs.FileTransfer(str(tmp_path / f"s{i}"), str(tmp_path / "out" / f"d{i}")))
 
     @ct.electron(files=pairs)
-    def task(files=[]):
+    def task(files=[]):  # noqa: B006 (as Covalent's guide writes it)
         return [(a, b, Path(b).read_text()) for a, b in files]
 
     @ct.electron(files=pairs[:1])
@@ -61,8 +65,10 @@ def test_files_receives_the_from_to_pairs(tmp_path, rsync):
         return task(), no_files_argument()
 
     res = ct.dispatch_sync(workflow)()
-    assert res.result == ([(str(tmp_path / f"s{i}"), str(tmp_path / "out" / f"d{i}"), str(i))
-                           for i in range(2)], "ran"), res.error
+    assert res.result == (
+        [(str(tmp_path / f"s{i}"), str(tmp_path / "out" / f"d{i}"), str(i)) for i in range(2)],
+        "ran",
+    ), res.error
 
 
 def test_rsync_a_folder_and_shutil(tmp_path, rsync):
@@ -70,10 +76,12 @@ def test_rsync_a_folder_and_shutil(tmp_path, rsync):
     (src / "sub").mkdir(parents=True)
     (src / "sub" / "a.txt").write_text("a")
     (tmp_path / "one.txt").write_text("1")
-    to_dir = ct.fs.FileTransfer(ct.fs.Folder(str(src)), str(tmp_path / "copy"),
-                                strategy=ct.fs_strategies.Rsync())
-    with_shutil = ct.fs.FileTransfer(str(tmp_path / "one.txt"), str(tmp_path / "two.txt"),
-                                     strategy=ct.fs_strategies.Shutil())
+    to_dir = ct.fs.FileTransfer(
+        ct.fs.Folder(str(src)), str(tmp_path / "copy"), strategy=ct.fs_strategies.Rsync()
+    )
+    with_shutil = ct.fs.FileTransfer(
+        str(tmp_path / "one.txt"), str(tmp_path / "two.txt"), strategy=ct.fs_strategies.Shutil()
+    )
 
     @ct.electron(files=[to_dir, with_shutil])
     def task():
@@ -90,13 +98,20 @@ def test_rsync_a_folder_and_shutil(tmp_path, rsync):
 
 def test_transfer_from_remote_over_ssh_builds_the_command():
     # No SSH server here: the command line is checked, not run.
-    ft = ct.fs.TransferFromRemote("/data/in.csv", "/scratch/in.csv",
-                                  strategy=ct.fs_strategies.Rsync(user="me", host="hpc",
-                                                                  private_key_path="~/.ssh/k"))
+    ft = ct.fs.TransferFromRemote(
+        "/data/in.csv",
+        "/scratch/in.csv",
+        strategy=ct.fs_strategies.Rsync(user="me", host="hpc", private_key_path="~/.ssh/k"),
+    )
     assert ft.order == ct.fs.Order.BEFORE and ft.from_file.is_remote
     assert ft.strategy.command(ft.strategy.remote("/data/in.csv"), "/scratch/in.csv") == [
-        "rsync", "-a", "-e", "ssh -o BatchMode=yes -i ~/.ssh/k", "me@hpc:/data/in.csv",
-        "/scratch/in.csv"]
+        "rsync",
+        "-a",
+        "-e",
+        "ssh -o BatchMode=yes -i ~/.ssh/k",
+        "me@hpc:/data/in.csv",
+        "/scratch/in.csv",
+    ]
     up = ct.fs.TransferToRemote("/remote/out", "/local/out")
     assert up.order == ct.fs.Order.AFTER and up.to_file.is_remote
 
@@ -120,7 +135,8 @@ def test_http_download(tmp_path):
 
     (tmp_path / "served.txt").write_text("over http")
     handler = lambda *a: http.server.SimpleHTTPRequestHandler(  # noqa: E731
-        *a, directory=str(tmp_path))
+        *a, directory=str(tmp_path)
+    )
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
@@ -160,7 +176,8 @@ def test_a_missing_cloud_library_names_the_extra(monkeypatch):
 
 
 def test_a_local_transfer_without_rsync_copies_with_python_and_says_so_once(
-        tmp_path, monkeypatch, caplog):
+    tmp_path, monkeypatch, caplog
+):
     """A machine with no rsync program (PATH here holds none): local-to-local copies
     still work, as a file and as a folder, and the log says so once."""
     import logging
@@ -177,9 +194,10 @@ def test_a_local_transfer_without_rsync_copies_with_python_and_says_so_once(
     with caplog.at_level(logging.WARNING, logger="qflow"):
         ct.fs.FileTransfer(str(tmp_path / "in.txt"), str(tmp_path / "out" / "in.txt")).run()
         ct.fs.FileTransfer(str(tmp_path / "dir") + "/", str(tmp_path / "copy")).run()
-        whole = ct.fs.FileTransfer(ct.fs.File(str(tmp_path / "dir"), is_dir=True,
-                                                    include_folder=True),
-                                      str(tmp_path / "whole"))
+        whole = ct.fs.FileTransfer(
+            ct.fs.File(str(tmp_path / "dir"), is_dir=True, include_folder=True),
+            str(tmp_path / "whole"),
+        )
         whole.run()
     assert (tmp_path / "out" / "in.txt").read_text() == "data"
     assert (tmp_path / "copy" / "a.txt").read_text() == "a"

@@ -37,8 +37,11 @@ def test_literal_arguments_become_parameter_nodes_in_covalent_order():
 
     graph = flow.build_graph()
     kinds = [(n.name, n.kind) for n in graph.nodes]
-    assert kinds[:3] == [("one", NodeKind.ELECTRON), (":parameter:5", NodeKind.PARAMETER),
-                         ("take", NodeKind.ELECTRON)]
+    assert kinds[:3] == [
+        ("one", NodeKind.ELECTRON),
+        (":parameter:5", NodeKind.PARAMETER),
+        ("take", NodeKind.ELECTRON),
+    ]
     assert graph.nodes[0].params == (1,)
     assert graph.nodes[0].args == (Const(5),)  # the literal travels in the call too
     assert graph.nodes[2].data_parents() == [0]
@@ -96,5 +99,4 @@ def test_outputs_refuse_what_needs_their_value_while_building():
         return take(a + b)
 
     graph = unpack.build_graph()
-    assert [n.name for n in graph.nodes if n.kind is NodeKind.OP][:2] == [
-        ":getitem:", ":getitem:"]
+    assert [n.name for n in graph.nodes if n.kind is NodeKind.OP][:2] == [":getitem:", ":getitem:"]

@@ -39,8 +39,9 @@ def test_a_head_that_answers_is_not_reported_until_it_stops():
 
 def test_a_process_that_left_that_head_is_not_told():
     gone: list[str] = []
-    watch = HeadWatch(_refused_address(), gone.append, every_s=0.02, gone_after_s=0.1,
-                      still_current=lambda: False)
+    watch = HeadWatch(
+        _refused_address(), gone.append, every_s=0.02, gone_after_s=0.1, still_current=lambda: False
+    )
     watch.start()
     watch.join(timeout=10)
     assert gone == [] and not watch.watching

@@ -12,7 +12,7 @@ def test_settle_heap_collects_then_freezes_once():
         "import gc\n"
         "from qflow._heap import settle_heap\n"
         "class Cycle: pass\n"
-        "a = Cycle(); a.me = a; del a\n"          # garbage: collected, not frozen
+        "a = Cycle(); a.me = a; del a\n"  # garbage: collected, not frozen
         "assert settle_heap() is True\n"
         "frozen = gc.get_freeze_count()\n"
         "assert frozen > 1000, frozen\n"

@@ -13,25 +13,27 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(qflow.__path__, "qflow.")
 
 
 def test_importing_every_module_changes_no_environment_variable():
-    code = ("import os, importlib, sys; before = dict(os.environ); "
-            f"[importlib.import_module(m) for m in {MODULES!r}]; "
-            "changed = {k for k in set(before) | set(os.environ) "
-            "if before.get(k) != os.environ.get(k)}; print(sorted(changed))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
+    code = (
+        "import os, importlib, sys; before = dict(os.environ); "
+        f"[importlib.import_module(m) for m in {MODULES!r}]; "
+        "changed = {k for k in set(before) | set(os.environ) "
+        "if before.get(k) != os.environ.get(k)}; print(sorted(changed))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_each_module_imports_first():
     """Any module imported first (as a Ray worker does) works: no import cycle bites."""
-    code = ("import importlib, subprocess, sys\n"
-            f"for m in {MODULES!r}:\n"
-            "    r = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True,"
-            " text=True)\n"
-            "    print(m, r.returncode, r.stderr.strip().splitlines()[-1:] )\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=600)
+    code = (
+        "import importlib, subprocess, sys\n"
+        f"for m in {MODULES!r}:\n"
+        "    r = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True,"
+        " text=True)\n"
+        "    print(m, r.returncode, r.stderr.strip().splitlines()[-1:] )\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     bad = [line for line in out.stdout.splitlines() if " 0 " not in line]
     assert not bad, bad
 
@@ -55,9 +57,11 @@ def _module_level_imports(name: str) -> set[str]:
                 base = node.module or ""
                 if node.level:
                     parts = package.split(".")
-                    base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-                found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base
-                             for a in node.names)
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+                found.update(
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base
+                    for a in node.names
+                )
     return found & ({*MODULES, "qflow"})
 
 
@@ -71,7 +75,7 @@ def test_no_import_cycles():
         state[module] = 1
         for dep in sorted(edges[module]):
             if state.get(dep) == 1:
-                cycle = path[path.index(dep):] + [dep] if dep in path else [module, dep]
+                cycle = path[path.index(dep) :] + [dep] if dep in path else [module, dep]
                 raise AssertionError("import cycle: " + " -> ".join(cycle))
             if dep not in state:
                 visit(dep, [*path, dep])

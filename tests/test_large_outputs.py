@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import qflow
+from qflow._task import LARGE_OUTPUT, dumps_value
 from qflow.exceptions import StoreError
 from qflow.store.base import DerivedOutput, loads
-from qflow._task import LARGE_OUTPUT, dumps_value
 
 N = 200_000  # float64: 1.6 MB pickled, over LARGE_OUTPUT
 
@@ -56,8 +56,9 @@ def test_a_list_of_large_outputs_is_stored_as_a_recipe(qflow_home):
     first, arrays = res.result
     assert first == [0.0, 1.0, 2.0]
     assert [float(a[-1]) for a in arrays] == [0.0, 1.0, 2.0]
-    lists = [n for n in res.get_all_node_results() if n["node_name"] == ":list:"
-             or n["kind"] == "op"]
+    lists = [
+        n for n in res.get_all_node_results() if n["node_name"] == ":list:" or n["kind"] == "op"
+    ]
     assert lists, res.graph_text
     value = lists[0]["output"].get_deserialized()
     assert [float(a[0]) for a in value] == [0.0, 1.0, 2.0]

@@ -56,6 +56,7 @@ def run(lat, *args, **kwargs):
 class TestGraphBuilding:
     def test_loops_and_comprehensions(self):
         """Each electron call in a loop is a node."""
+
         @qflow.lattice
         def flow(n):
             out = [add(i, 1) for i in range(n)]
@@ -71,6 +72,7 @@ class TestGraphBuilding:
 
     def test_args_kwargs_and_defaults(self):
         """*args, **kwargs, keywords and defaults reach the electrons."""
+
         @qflow.lattice
         def flow(*nums, scale=3, **extra):
             return [add(n, b=scale) for n in nums] + [add(extra["z"])]
@@ -81,6 +83,7 @@ class TestGraphBuilding:
 
     def test_indexing_unpacking_attributes_arithmetic(self):
         """out[0], out[-1], out['k'], unpacking, .attr and + - * / ** all become nodes."""
+
         @qflow.lattice
         def flow(x):
             a, b = pair(x)
@@ -88,19 +91,37 @@ class TestGraphBuilding:
             m = mapping(x)
             t = pair(x)
             return {
-                "a": a, "b": b, "first": t[0], "last": t[-1], "k": m["k"],
-                "x": p.x, "y": p.y, "arith": (a + b) * 2 - a / 2 + a ** 2, "r": 100 - b,
+                "a": a,
+                "b": b,
+                "first": t[0],
+                "last": t[-1],
+                "k": m["k"],
+                "x": p.x,
+                "y": p.y,
+                "arith": (a + b) * 2 - a / 2 + a**2,
+                "r": 100 - b,
             }
 
         res = run(flow, 2)
-        assert res.result == {"a": 2, "b": 20, "first": 2, "last": 20, "k": 2, "x": 2,
-                              "y": 3, "arith": 44 - 1 + 4, "r": 80}
+        assert res.result == {
+            "a": 2,
+            "b": 20,
+            "first": 2,
+            "last": 20,
+            "k": 2,
+            "x": 2,
+            "y": 3,
+            "arith": 44 - 1 + 4,
+            "r": 80,
+        }
         names = [k.split("(")[0] for k in res.get_all_node_outputs()]
-        assert {":getitem:", ":getattr:", ":add:", ":mul:", ":sub:", ":truediv:",
-                ":pow:"} <= set(names)
+        assert {":getitem:", ":getattr:", ":add:", ":mul:", ":sub:", ":truediv:", ":pow:"} <= set(
+            names
+        )
 
     def test_containers_of_outputs_as_args(self):
         """Lists and dicts of outputs mixed with literals are passed and returned."""
+
         @qflow.electron
         def keys(d):
             return sorted(d.items())
@@ -117,6 +138,7 @@ class TestGraphBuilding:
 
     def test_tuple_stays_tuple(self):
         """A tuple returned by an electron is a tuple in the result and downstream."""
+
         @qflow.electron
         def kind(t):
             return type(t).__name__
@@ -141,13 +163,19 @@ class TestGraphBuilding:
 
         graph = flow.build_graph(blob, many)
         # two electrons, one parameter each, the return value's node
-        assert [n.kind for n in graph.nodes] == ["electron", "parameter", "electron",
-                                                 "parameter", "op"]
+        assert [n.kind for n in graph.nodes] == [
+            "electron",
+            "parameter",
+            "electron",
+            "parameter",
+            "op",
+        ]
         res = run(flow, blob, many)
         assert res.result == (1 << 20, sum(many))
 
     def test_build_error_propagates_from_dispatch(self):
         """An exception while building the graph comes out of dispatch(...)(...)."""
+
         @qflow.lattice
         def flow(x):
             raise RuntimeError("cannot build")
@@ -157,6 +185,7 @@ class TestGraphBuilding:
 
     def test_direct_call_is_plain_python(self):
         """Calling a lattice runs it as Python: electrons are plain functions."""
+
         @qflow.lattice
         def flow(x):
             a, b = pair(x)
@@ -166,6 +195,7 @@ class TestGraphBuilding:
 
     def test_branching_on_output_is_a_clear_error(self):
         """`if output:` needs a value, so it fails at build time with advice."""
+
         @qflow.lattice
         def flow(x):
             return add(x) if add(x) else 0
@@ -175,15 +205,17 @@ class TestGraphBuilding:
 
     def test_iterating_unknown_length_is_a_clear_error(self):
         """`for v in output` has no known length; the error says what to do."""
+
         @qflow.lattice
         def flow(x):
-            return [v for v in pair(x)]
+            return [v for v in pair(x)]  # noqa: C416 (iterating is what is tested)
 
         with pytest.raises(GraphBuildError, match="Unpack it into names"):
             flow.build_graph(1)
 
     def test_wrong_lattice_arguments(self):
         """Arguments that do not fit the signature get the signature in the message."""
+
         @qflow.lattice
         def flow(x, y):
             return add(x, y)
@@ -194,7 +226,8 @@ class TestGraphBuilding:
     def test_main_module_functions_shipped_by_value(self, tmp_path, qflow_home):
         """Functions and classes defined in __main__ run on Ray workers."""
         script = tmp_path / "script.py"
-        script.write_text(textwrap.dedent("""
+        script.write_text(
+            textwrap.dedent("""
             import qflow, ray
             ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             class Box:
@@ -205,8 +238,13 @@ class TestGraphBuilding:
             @qflow.lattice
             def flow(v): return task(v)
             print(qflow.dispatch_sync(flow)(21).result)
-        """))
-        out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                             timeout=180, env={**__import__("os").environ,
-                                               "QFLOW_HOME": qflow_home})
+        """)
+        )
+        out = subprocess.run(
+            [sys.executable, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**__import__("os").environ, "QFLOW_HOME": qflow_home},
+        )
         assert out.returncode == 0 and out.stdout.strip().endswith("42"), out.stderr[-3000:]

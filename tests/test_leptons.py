@@ -23,28 +23,58 @@ int twice(int x) { return 2 * x; }
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     """libdemo.so, built with gcc (installed by the project's script if missing)."""
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_debian.py"), "gcc"],
-                         capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ensure_debian.py"), "gcc"],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert out.returncode == 0, f"gcc is needed to build the test library: {out.stderr}"
     folder = tmp_path_factory.mktemp("lib")
     (folder / "demo.c").write_text(C_SOURCE)
-    subprocess.run([out.stdout.strip(), "-shared", "-fPIC", "-o", str(folder / "libdemo.so"),
-                    str(folder / "demo.c")], check=True)
+    subprocess.run(
+        [
+            out.stdout.strip(),
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(folder / "libdemo.so"),
+            str(folder / "demo.c"),
+        ],
+        check=True,
+    )
     return str(folder / "libdemo.so")
 
 
 def test_c_leptons_in_a_lattice(library):
-    add_into = ct.Lepton("C", library_name=library, function_name="add_into",
-                         argtypes=[(ctypes.c_int, ct.Lepton.INPUT),
-                                   (ctypes.c_int, ct.Lepton.INPUT),
-                                   (ctypes.POINTER(ctypes.c_int), ct.Lepton.OUTPUT)])
-    twice = ct.Lepton("C", library_name=library, function_name="twice",
-                      argtypes=[(ctypes.c_int, ct.Lepton.INPUT)], restype=ctypes.c_int,
-                      display_name="twice_in_c")
-    scale = ct.Lepton("C", library_name=library, function_name="scale",
-                      argtypes=[(ctypes.c_double * 3, ct.Lepton.INPUT_OUTPUT),
-                                (ctypes.c_int, ct.Lepton.INPUT),
-                                (ctypes.c_double, ct.Lepton.INPUT)])
+    add_into = ct.Lepton(
+        "C",
+        library_name=library,
+        function_name="add_into",
+        argtypes=[
+            (ctypes.c_int, ct.Lepton.INPUT),
+            (ctypes.c_int, ct.Lepton.INPUT),
+            (ctypes.POINTER(ctypes.c_int), ct.Lepton.OUTPUT),
+        ],
+    )
+    twice = ct.Lepton(
+        "C",
+        library_name=library,
+        function_name="twice",
+        argtypes=[(ctypes.c_int, ct.Lepton.INPUT)],
+        restype=ctypes.c_int,
+        display_name="twice_in_c",
+    )
+    scale = ct.Lepton(
+        "C",
+        library_name=library,
+        function_name="scale",
+        argtypes=[
+            (ctypes.c_double * 3, ct.Lepton.INPUT_OUTPUT),
+            (ctypes.c_int, ct.Lepton.INPUT),
+            (ctypes.c_double, ct.Lepton.INPUT),
+        ],
+    )
 
     @ct.electron
     def plus_one(x):
@@ -75,7 +105,8 @@ def test_bash_leptons(tmp_path):
 
     hooked = ct.leptons.bash(
         lambda call_dep_hook=None: f"echo {call_dep_hook}",
-        call_before=[ct.DepsCall(lambda: 123, retval_keyword="call_dep_hook")])
+        call_before=[ct.DepsCall(lambda: 123, retval_keyword="call_dep_hook")],
+    )
 
     formatted = ct.Lepton("bash", command="printf '%s' {word}", display_name="fmt")
 

@@ -32,8 +32,10 @@ def test_a_waiting_loop_takes_an_idle_actor_of_its_bundle():
     idle, and frees the idle actors of other bundles (their CPUs may be what it waits
     for) instead of waiting out their keep_warm."""
     pool = LoopPool()
-    pool._idle = {"mine": [("actor-1", time.monotonic() + 60)],
-                  "other": [("actor-2", time.monotonic() + 60)]}
+    pool._idle = {
+        "mine": [("actor-1", time.monotonic() + 60)],
+        "other": [("actor-2", time.monotonic() + 60)],
+    }
     assert pool._yield("loop-b", "mine") == "actor-1"
     assert pool._busy["loop-b"] == ("mine", "actor-1")
     assert pool._yield("loop-c", "mine") is None

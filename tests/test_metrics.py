@@ -50,8 +50,10 @@ def test_metrics_are_stored_per_node_in_order():
     by_node = {}
     for p in metrics["loss"]:
         by_node.setdefault(p.node_id, []).append((p.step, p.value))
-    assert by_node == {0: [(0.0, 1.0), (1.0, 0.5), (2.0, 1 / 3)],
-                       2: [(0.0, 1.0), (1.0, 0.5)]}  # node 1: the literal 3
+    assert by_node == {
+        0: [(0.0, 1.0), (1.0, 0.5), (2.0, 1 / 3)],
+        2: [(0.0, 1.0), (1.0, 0.5)],
+    }  # node 1: the literal 3
     assert [(p.step, p.value) for p in metrics["lr"]] == [(7.0, 0.1), (7.0, 0.1)]
 
 

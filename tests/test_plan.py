@@ -36,7 +36,7 @@ def test_sum_over_ten_thousand_outputs_plans_linearly():
     assert consumer.name == "take"
     assert len(consumer.dep_ids) == 10_000
     assert len(consumer.program.steps) == 10_000  # 0 + o1 + ... + o10000: one step each
-    values = {nid: 1 for nid in consumer.dep_ids}
+    values = dict.fromkeys(consumer.dep_ids, 1)
     assert consumer.program.run(values)[-1] == 10_000
 
 

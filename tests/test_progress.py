@@ -54,9 +54,17 @@ def test_progress_never_overwrites_a_finished_node(tmp_path):
     from qflow.store.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "s.db")
-    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
-                           "created_at": "t"},
-                          [{"node_id": 0, "name": "a", "kind": "electron",
-                            "status": "COMPLETED", "stdout": "all of it"}])
+    store.create_dispatch(
+        {"dispatch_id": "d", "name": "f", "status": "RUNNING", "created_at": "t"},
+        [
+            {
+                "node_id": 0,
+                "name": "a",
+                "kind": "electron",
+                "status": "COMPLETED",
+                "stdout": "all of it",
+            }
+        ],
+    )
     assert not store.note_progress("d", 0, stdout="part", start_time="t0")
     assert store.get_nodes("d")[0]["stdout"] == "all of it"

@@ -5,8 +5,14 @@ import qflow.exceptions
 
 
 def _public(module):
-    return sorted((n for n in vars(module) if not n.startswith("_")
-                   and not isinstance(getattr(module, n), type(qflow))), key=str.casefold)
+    return sorted(
+        (
+            n
+            for n in vars(module)
+            if not n.startswith("_") and not isinstance(getattr(module, n), type(qflow))
+        ),
+        key=str.casefold,
+    )
 
 
 def test_all_is_sorted_and_complete():
@@ -21,8 +27,9 @@ def test_exceptions_all_pinned():
     assert names == sorted(names)
     for name in names:
         assert issubclass(getattr(qflow.exceptions, name), qflow.QflowError)
-    assert set(names) == {n for n in _public(qflow.exceptions)
-                          if isinstance(getattr(qflow.exceptions, n), type)} - {"annotations"}
+    assert set(names) == {
+        n for n in _public(qflow.exceptions) if isinstance(getattr(qflow.exceptions, n), type)
+    } - {"annotations"}
 
 
 def test_status_is_covalents():

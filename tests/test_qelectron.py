@@ -30,6 +30,7 @@ def test_outside_lattice_runs_in_process():
 
 def test_in_lattice_runs_on_one_warm_actor():
     """Each call is a node; all run on the same actor, which keeps its device."""
+
     @qflow.lattice
     def flow(thetas):
         return mean([bell_zz(t) for t in thetas])
@@ -74,6 +75,13 @@ def test_scipy_optimizer_in_packed_loop():
         qml.RX(p[0], wires=0)
         return qml.expval(qml.PauliZ(0))
 
-    res = minimize(circuit, [0.4], wires=1, backend="default.qubit",
-                   optimizer=ScipyOptimizer("COBYLA"), steps=40, pack=20)
+    res = minimize(
+        circuit,
+        [0.4],
+        wires=1,
+        backend="default.qubit",
+        optimizer=ScipyOptimizer("COBYLA"),
+        steps=40,
+        pack=20,
+    )
     assert res.final_cost < -0.99

@@ -1,13 +1,11 @@
 """ray-cluster.yaml is valid for Ray's launcher and matches the backends' resources."""
 
+import copy
 import pathlib
 
-import yaml
-import copy
-
 import jsonschema
-
 import pytest
+import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from qflow.backends import get_backend
@@ -49,21 +47,45 @@ def _fake_cluster_config(port: int, ip: str) -> dict:
     provider: each node a local raylet of 1 CPU (cloud instance sizes do not fit this
     machine), min_workers 0 so that the gateway exists only when asked for, and a short
     idle timeout so that its release is seen within the test."""
-    types = {name: {"resources": {"CPU": 1, **spec.get("resources", {})}, "node_config": {},
-                    "min_workers": 0, "max_workers": spec["max_workers"]}
-             for name, spec in CONFIG["available_node_types"].items()
-             if name != CONFIG["head_node_type"]}
+    types = {
+        name: {
+            "resources": {"CPU": 1, **spec.get("resources", {})},
+            "node_config": {},
+            "min_workers": 0,
+            "max_workers": spec["max_workers"],
+        }
+        for name, spec in CONFIG["available_node_types"].items()
+        if name != CONFIG["head_node_type"]
+    }
     types["ray.head.default"] = {"resources": {"CPU": 1}, "node_config": {}, "max_workers": 0}
-    return {"cluster_name": "qflow-fake", "max_workers": CONFIG["max_workers"],
-            "provider": {"type": "fake_multinode", "use_node_id_as_ip": True,
-                         "disable_node_updaters": True, "disable_launch_config_check": True,
-                         "gcs_address": f"{ip}:{port}"},
-            "available_node_types": types, "head_node_type": "ray.head.default", "auth": {},
-            "upscaling_speed": 1.0, "idle_timeout_minutes": 0.1, "docker": {},
-            "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
-            "worker_setup_commands": [], "head_start_ray_commands": [],
-            "worker_start_ray_commands": [], "file_mounts": {}, "cluster_synced_files": [],
-            "file_mounts_sync_continuously": False, "rsync_exclude": [], "rsync_filter": []}
+    return {
+        "cluster_name": "qflow-fake",
+        "max_workers": CONFIG["max_workers"],
+        "provider": {
+            "type": "fake_multinode",
+            "use_node_id_as_ip": True,
+            "disable_node_updaters": True,
+            "disable_launch_config_check": True,
+            "gcs_address": f"{ip}:{port}",
+        },
+        "available_node_types": types,
+        "head_node_type": "ray.head.default",
+        "auth": {},
+        "upscaling_speed": 1.0,
+        "idle_timeout_minutes": 0.1,
+        "docker": {},
+        "initialization_commands": [],
+        "setup_commands": [],
+        "head_setup_commands": [],
+        "worker_setup_commands": [],
+        "head_start_ray_commands": [],
+        "worker_start_ray_commands": [],
+        "file_mounts": {},
+        "cluster_synced_files": [],
+        "file_mounts_sync_continuously": False,
+        "rsync_exclude": [],
+        "rsync_filter": [],
+    }
 
 
 _AUTOSCALED_LOOP = r"""
@@ -140,9 +162,22 @@ def test_autoscaler_launches_a_gateway_for_a_packed_loop(tmp_path):
     ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
     with open(tmp_path / "head.log", "w") as log:
         head = subprocess.Popen(
-            [ray_cli, "start", "--head", f"--port={port}", f"--autoscaling-config={config}",
-             "--num-cpus=1", "--block", "--disable-usage-stats", "--include-dashboard=false"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                ray_cli,
+                "start",
+                "--head",
+                f"--port={port}",
+                f"--autoscaling-config={config}",
+                "--num-cpus=1",
+                "--block",
+                "--disable-usage-stats",
+                "--include-dashboard=false",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 90
         while True:
@@ -153,10 +188,13 @@ def test_autoscaler_launches_a_gateway_for_a_packed_loop(tmp_path):
                 assert head.poll() is None, (tmp_path / "head.log").read_text()[-3000:]
                 assert time.monotonic() < deadline, "the fake autoscaling head never answered"
                 time.sleep(0.5)
-        out = subprocess.run([sys.executable, "-c", _AUTOSCALED_LOOP], capture_output=True,
-                             text=True, timeout=600,
-                             env={**os.environ, "RAY_ADDRESS": f"{ip}:{port}",
-                                  "QFLOW_HOME": str(tmp_path / "home")})
+        out = subprocess.run(
+            [sys.executable, "-c", _AUTOSCALED_LOOP],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "RAY_ADDRESS": f"{ip}:{port}", "QFLOW_HOME": str(tmp_path / "home")},
+        )
         assert out.returncode == 0, out.stderr[-4000:]
         seen = json.loads(out.stdout.strip().splitlines()[-1])
         assert seen["before"] == [], "min_workers 0: no gateway until the loop asks"

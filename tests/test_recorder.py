@@ -11,10 +11,10 @@ from qflow.store.sqlite import SQLiteStore
 def _one_node_store(tmp_path):
     """A store holding dispatch "d" with one node, 0."""
     store = SQLiteStore(tmp_path / "q.db")
-    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "NEW_OBJECT",
-                           "created_at": "t"},
-                          [{"node_id": 0, "name": "a", "kind": "electron",
-                            "status": "NEW_OBJECT"}])
+    store.create_dispatch(
+        {"dispatch_id": "d", "name": "f", "status": "NEW_OBJECT", "created_at": "t"},
+        [{"node_id": 0, "name": "a", "kind": "electron", "status": "NEW_OBJECT"}],
+    )
     return store
 
 

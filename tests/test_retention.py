@@ -42,7 +42,7 @@ def flow(n):
 
 
 def _blob_files(home):
-    return [p for p in (home / "blobs").rglob("*.pkl")] if (home / "blobs").exists() else []
+    return list((home / "blobs").rglob("*.pkl")) if (home / "blobs").exists() else []
 
 
 def test_delete_removes_rows_sublattices_and_only_unused_blobs(qflow_home, tmp_path):
@@ -61,8 +61,12 @@ def test_delete_removes_rows_sublattices_and_only_unused_blobs(qflow_home, tmp_p
     with pytest.raises(DispatchNotFoundError):
         qflow.get_result(sub_id)
     db = sqlite3.connect(home / "qflow.db")
-    assert db.execute("SELECT count(*) FROM nodes WHERE dispatch_id LIKE ?",
-                      (gone.dispatch_id + "%",)).fetchone()[0] == 0
+    assert (
+        db.execute(
+            "SELECT count(*) FROM nodes WHERE dispatch_id LIKE ?", (gone.dispatch_id + "%",)
+        ).fetchone()[0]
+        == 0
+    )
     assert set(_blob_files(home)) < files_before
     res = qflow.get_result(keep.dispatch_id)
     assert res.result[0].shape == (40_000,)  # its blobs are untouched
@@ -98,8 +102,10 @@ def test_delete_refuses_running_and_unknown():
 def test_gc_by_age(qflow_home):
     res = qflow.dispatch_sync(inner)(10)
     db = sqlite3.connect(f"{qflow_home}/qflow.db")
-    db.execute("UPDATE dispatches SET end_time = '2000-01-01T00:00:00+00:00' "
-               "WHERE dispatch_id = ?", (res.dispatch_id,))
+    db.execute(
+        "UPDATE dispatches SET end_time = '2000-01-01T00:00:00+00:00' WHERE dispatch_id = ?",
+        (res.dispatch_id,),
+    )
     db.commit()
     recent = qflow.dispatch_sync(inner)(10)
     assert qflow.gc("30d") >= 1

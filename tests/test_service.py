@@ -82,8 +82,7 @@ def test_dispatch_outlives_client(tmp_path):
     env.pop("RAY_ADDRESS", None)
     qflow_cli = [sys.executable, "-m", "qflow.cli"]
     ui_port = _free_port()
-    started = _run([*qflow_cli, "start", "--num-cpus", "2", "--ui", "--ui-port", str(ui_port)],
-                   env)
+    started = _run([*qflow_cli, "start", "--num-cpus", "2", "--ui", "--ui-port", str(ui_port)], env)
     assert started.returncode == 0, started.stderr[-3000:]
     assert f"qflow UI at http://127.0.0.1:{ui_port}/" in started.stdout
     state = json.loads((tmp_path / "service.json").read_text())
@@ -102,15 +101,20 @@ def test_dispatch_outlives_client(tmp_path):
         other = _run([sys.executable, "-c", OWN_RAY], env)
         said = other.stdout.strip().splitlines()[-1] if other.stdout.strip() else ""
         assert said.startswith("ERROR This process is connected to the Ray at"), (
-            other.stdout, other.stderr[-3000:])
+            other.stdout,
+            other.stderr[-3000:],
+        )
         assert state["address"] in said and "dispatcher service is gone" not in said
         ui = f"http://127.0.0.1:{ui_port}"
         token = state["ui_url"].split("?token=", 1)[1]
         auth = {"Authorization": f"Bearer {token}"}
 
         def call(path, body=None, headers=None):
-            req = urllib.request.Request(ui + path, headers={**auth, **(headers or {})},
-                                         data=None if body is None else json.dumps(body).encode())
+            req = urllib.request.Request(
+                ui + path,
+                headers={**auth, **(headers or {})},
+                data=None if body is None else json.dumps(body).encode(),
+            )
             with urllib.request.urlopen(req, timeout=150) as r:
                 return r.read().decode()
 
@@ -118,13 +122,19 @@ def test_dispatch_outlives_client(tmp_path):
         _another_user_is_refused(ui)
         # A redispatch from the UI is handed to the head's service: the UI never joins Ray.
         csrf = re.search(r'name="csrf-token" content="([^"]+)"', call("/")).group(1)
-        again = json.loads(call(f"/api/dispatches/{dispatch_id}/redispatch", {"reuse": False},
-                                {"X-CSRF-Token": csrf, "Content-Type": "application/json"}))
+        again = json.loads(
+            call(
+                f"/api/dispatches/{dispatch_id}/redispatch",
+                {"reuse": False},
+                {"X-CSRF-Token": csrf, "Content-Type": "application/json"},
+            )
+        )
         reader = _run([sys.executable, "-c", READER, again["dispatch_id"]], env)
         assert reader.stdout.strip().splitlines()[-1] == "COMPLETED 40", reader.stderr[-3000:]
         slow = _run([sys.executable, "-c", CLIENT], env).stdout.strip().splitlines()[-1]
-        assert json.loads(call(f"/api/dispatches/{slow}/cancel", {},
-                               {"X-CSRF-Token": csrf})) == {"cancelled": slow}
+        assert json.loads(call(f"/api/dispatches/{slow}/cancel", {}, {"X-CSRF-Token": csrf})) == {
+            "cancelled": slow
+        }
         reader = _run([sys.executable, "-c", READER, slow], env)
         assert reader.stdout.strip().splitlines()[-1].startswith("CANCELLED"), reader.stderr
         ui_proc = psutil.Process(state["ui_pid"])

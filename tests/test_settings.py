@@ -6,10 +6,19 @@ from qflow.exceptions import QflowConfigError
 from qflow.settings import Settings, parse_flag
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (None, True), ("", True), ("1", True), ("yes", True), (" TRUE ", True),
-    ("0", False), ("off", False), ("False", False),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, True),
+        ("", True),
+        ("1", True),
+        ("yes", True),
+        (" TRUE ", True),
+        ("0", False),
+        ("off", False),
+        ("False", False),
+    ],
+)
 def test_flags_read_the_usual_spellings(text, expected):
     assert parse_flag(text, "QFLOW_X", default=True) is expected
 

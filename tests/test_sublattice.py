@@ -59,10 +59,14 @@ class TestSublattice:
         child = node["sublattice_result"]
         assert child.status == "COMPLETED" and child.result == [0, 1, 4]
         assert [k for k in child.get_all_node_outputs() if not k.startswith(":")] == [
-            "square(0)", "square(2)", "square(4)"]
+            "square(0)",
+            "square(2)",
+            "square(4)",
+        ]
 
     def test_sublattice_electrons_run_in_parallel(self):
         """Independent electrons inside a sublattice overlap."""
+
         @qflow.lattice
         def outer():
             return qflow.electron(parallel_naps)()
@@ -86,6 +90,7 @@ class TestSublattice:
 
     def test_failing_sublattice_fails_parent(self):
         """A failing sublattice fails its parent; the text is reachable through it."""
+
         @qflow.lattice
         def outer():
             return qflow.electron(failing)()
@@ -103,6 +108,7 @@ class TestSublattice:
 class TestWait:
     def test_wait_orders_without_data_edge(self):
         """qflow.wait makes a child start after its parents."""
+
         @qflow.lattice
         def flow():
             first = stamp("first")

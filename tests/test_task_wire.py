@@ -25,8 +25,14 @@ def test_every_call_round_trips():
     the_plan = plan(flow.build_graph())
     for nid, pc in the_plan.calls.items():
         template = CallTemplate("d", pc.name, pc.kind, pc.fn, pc.options)
-        call = TaskCall(template=template, node_id=nid, program=pc.program, args=pc.args,
-                        kwargs=pc.kwargs, dep_ids=pc.dep_ids)
+        call = TaskCall(
+            template=template,
+            node_id=nid,
+            program=pc.program,
+            args=pc.args,
+            kwargs=pc.kwargs,
+            dep_ids=pc.dep_ids,
+        )
         wire = call.to_wire()
         assert isinstance(wire, bytes)
         back = TaskCall.from_wire(wire)

@@ -46,8 +46,9 @@ def test_time_trigger_fires_at_once_then_every_gap_as_covalent_does():
 
 
 def test_dir_trigger_fires_once_per_changed_file(tmp_path):
-    trigger = ct.triggers.DirTrigger(str(tmp_path), event_names=["created", "modified"],
-                                     poll_interval=0.05)
+    trigger = ct.triggers.DirTrigger(
+        str(tmp_path), event_names=["created", "modified"], poll_interval=0.05
+    )
     fired, thread = _watch(trigger)
     time.sleep(0.3)
     (tmp_path / "a.txt").write_text("1")
@@ -65,13 +66,15 @@ def test_sqlite_trigger_counts_new_matching_rows(tmp_path):
     db = tmp_path / "jobs.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE jobs (status TEXT)")
-    trigger = ct.triggers.SQLiteTrigger(str(db), "jobs", poll_interval=0.05,
-                                        where_clauses=["status = 'ready'"], trigger_after_n=2)
+    trigger = ct.triggers.SQLiteTrigger(
+        str(db), "jobs", poll_interval=0.05, where_clauses=["status = 'ready'"], trigger_after_n=2
+    )
     fired, thread = _watch(trigger)
     time.sleep(0.2)
     with sqlite3.connect(db) as conn:
-        conn.executemany("INSERT INTO jobs VALUES (?)",
-                         [("ready",), ("other",), ("ready",), ("ready",)])
+        conn.executemany(
+            "INSERT INTO jobs VALUES (?)", [("ready",), ("other",), ("ready",), ("ready",)]
+        )
     assert wait_until(lambda: len(fired) == 1, timeout=5, interval=0.05)
     time.sleep(0.3)
     assert len(fired) == 1  # the third ready row waits for a fourth
@@ -129,8 +132,10 @@ def test_dir_trigger_under_the_service_outlives_its_script(tmp_path):
     env = {**os.environ, "QFLOW_HOME": str(home)}
     env.pop("RAY_ADDRESS", None)
     cli = [sys.executable, "-m", "qflow.cli"]
-    run = lambda args, t=180: subprocess.run(args, env=env, capture_output=True,  # noqa: E731
-                                             text=True, timeout=t)
+
+    def run(args, t=180):
+        return subprocess.run(args, env=env, capture_output=True, text=True, timeout=t)
+
     started = run([*cli, "start", "--num-cpus", "2"])
     assert started.returncode == 0, started.stderr[-3000:]
     try:
@@ -143,12 +148,15 @@ def test_dir_trigger_under_the_service_outlives_its_script(tmp_path):
             with open(read, "a") as f:
                 f.write(f"{i}\n")
             expected.append(sum(range(i + 1)))
-            assert wait_until(lambda: write.exists() and len(write.read_text().split())
-                              == len(expected), timeout=60, interval=0.2), \
-                f"trigger {i} did not run the lattice"
+            assert wait_until(
+                lambda: write.exists() and len(write.read_text().split()) == len(expected),
+                timeout=60,
+                interval=0.2,
+            ), f"trigger {i} did not run the lattice"
         assert [int(n) for n in write.read_text().split()] == expected
         stopped = run([sys.executable, "-c", STOP, dispatch_id])
-        assert stopped.stdout.strip().splitlines()[-1] == "STOPPED 3 COMPLETED True", \
+        assert stopped.stdout.strip().splitlines()[-1] == "STOPPED 3 COMPLETED True", (
             stopped.stderr[-3000:]
+        )
     finally:
         run([*cli, "stop"])

@@ -20,8 +20,11 @@ from qflow.variational import minimize
 
 def _warm_actors():
     """Loop actors alive now (busy or idle in the warm pool)."""
-    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                  if a["name"].startswith("qflow-warm-"))
+    return sorted(
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("qflow-warm-")
+    )
 
 
 def rx_circuit(p):
@@ -49,8 +52,9 @@ class TestMinimize:
 
     def test_tol_stops_early(self):
         """A tolerance ends the loop; later chunks pass through."""
-        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=200,
-                       pack=20, tol=1e-6)
+        res = minimize(
+            rx_circuit, [0.3], wires=1, backend="default.qubit", steps=200, pack=20, tol=1e-6
+        )
         assert res.converged and res.iterations < 200
 
     def test_actor_is_cleaned_up(self):
@@ -58,8 +62,9 @@ class TestMinimize:
         from qflow import _loop_pool
 
         _loop_pool.call_pool("clear")
-        res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=1,
-                       keep_warm=0)
+        res = minimize(
+            rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=1, keep_warm=0
+        )
         assert res.iterations == 2 and _warm_actors() == []
 
     def test_a_warm_actor_starts_the_next_loop_and_then_goes(self):
@@ -88,16 +93,20 @@ class TestMinimize:
         names_before = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
 
         def run():
-            out["res"] = minimize(slow_circuit, [0.3], wires=1, backend="default.qubit",
-                                  steps=60, pack=5)
+            out["res"] = minimize(
+                slow_circuit, [0.3], wires=1, backend="default.qubit", steps=60, pack=5
+            )
 
         thread = threading.Thread(target=run)
         thread.start()
         deadline = time.monotonic() + 60
         actor = None
         while actor is None and time.monotonic() < deadline:
-            names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                     if a["name"].startswith("qflow-warm-") and a["name"] not in names_before]
+            names = [
+                a["name"]
+                for a in ray.util.list_named_actors(all_namespaces=True)
+                if a["name"].startswith("qflow-warm-") and a["name"] not in names_before
+            ]
             if names:
                 actor = ray.get_actor(names[0], namespace="qflow")
             time.sleep(0.05)
@@ -113,6 +122,7 @@ class TestMinimize:
 class TestBadInput:
     def test_wrong_wire_count(self):
         """A circuit using more wires than declared is refused before running."""
+
         def circuit(p):
             qml.RX(p[0], wires=3)
             return qml.expval(qml.PauliZ(3))
@@ -122,12 +132,15 @@ class TestBadInput:
 
     def test_non_differentiable_cost(self):
         """A gradient optimizer with a non-scalar cost is refused with advice."""
+
         def circuit(p):
             qml.RX(p[0], wires=0)
             return qml.probs(wires=0)
 
-        with pytest.raises(QflowInputError, match="GradientDescentOptimizer needs a "
-                                                  "differentiable scalar cost.*ProbabilityMP"):
+        with pytest.raises(
+            QflowInputError,
+            match="GradientDescentOptimizer needs a differentiable scalar cost.*ProbabilityMP",
+        ):
             minimize(circuit, [0.1], wires=1)
 
     def test_bad_pack(self):
@@ -164,9 +177,11 @@ PLACEMENT = textwrap.dedent("""
     print("ACTOR", *sorted(set(res.actor_node_ids)))
     ray.shutdown()
     cluster.shutdown()
-""").replace('backend={"name": "simulated.qpu", "inner": "default.qubit"}',
-             'backend=__import__("qflow.backends", fromlist=["x"]).get_backend('
-             '"simulated.qpu", inner="default.qubit")')
+""").replace(
+    'backend={"name": "simulated.qpu", "inner": "default.qubit"}',
+    'backend=__import__("qflow.backends", fromlist=["x"]).get_backend('
+    '"simulated.qpu", inner="default.qubit")',
+)
 
 
 @pytest.mark.multinode
@@ -175,10 +190,12 @@ def test_actor_placed_on_node_holding_backend_resource(tmp_path):
     """With two nodes, the loop's actor lands on the one advertising the QPU resource."""
     env = {**os.environ, "QFLOW_HOME": str(tmp_path)}
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([sys.executable, "-c", PLACEMENT], env=env, capture_output=True,
-                         text=True, timeout=300)
-    lines = dict(ln.split(" ", 1) for ln in out.stdout.splitlines()
-                 if ln.startswith(("GATEWAY", "ACTOR")))
+    out = subprocess.run(
+        [sys.executable, "-c", PLACEMENT], env=env, capture_output=True, text=True, timeout=300
+    )
+    lines = dict(
+        ln.split(" ", 1) for ln in out.stdout.splitlines() if ln.startswith(("GATEWAY", "ACTOR"))
+    )
     assert "GATEWAY" in lines, out.stderr[-3000:]
     assert lines["ACTOR"] == lines["GATEWAY"]
 
@@ -195,24 +212,33 @@ class TestGradientMethod:
         with pytest.raises(QflowConfigError, match="'adjont' is not one of best, adjoint"):
             minimize(rx_circuit, [0.1], wires=1, diff_method="adjont")
         with pytest.raises(QflowConfigError, match="needs exact simulation.*shots=50"):
-            minimize(rx_circuit, [0.1], wires=1, diff_method="adjoint",
-                     backend=get_backend("lightning.qubit", shots=50))
+            minimize(
+                rx_circuit,
+                [0.1],
+                wires=1,
+                diff_method="adjoint",
+                backend=get_backend("lightning.qubit", shots=50),
+            )
 
     def test_simulated_qpu_passes_its_shots_on(self):
         from qflow.backends import get_backend
 
-        qpu = get_backend("simulated.qpu", inner="default.qubit", shots=1000,
-                          round_trip_ms=0)
+        qpu = get_backend("simulated.qpu", inner="default.qubit", shots=1000, round_trip_ms=0)
         assert qpu.shots == 1000 and qpu.inner.shots == 1000
         with pytest.raises(QflowConfigError, match="has other shots"):
-            get_backend("simulated.qpu", inner=get_backend("default.qubit", shots=10),
-                        shots=1000)
+            get_backend("simulated.qpu", inner=get_backend("default.qubit", shots=10), shots=1000)
 
     def test_lightning_with_shots_runs(self):
         from qflow.backends import get_backend
 
-        res = minimize(rx_circuit, [0.3], wires=1, steps=4, pack=2,
-                       backend=get_backend("lightning.qubit", shots=2000))
+        res = minimize(
+            rx_circuit,
+            [0.3],
+            wires=1,
+            steps=4,
+            pack=2,
+            backend=get_backend("lightning.qubit", shots=2000),
+        )
         assert len(res.costs) == 4 and all(-1.0 <= c <= 1.0 for c in res.costs)
 
 
@@ -273,13 +299,22 @@ class TestHeldOutputs:
         from qflow._task import CallTemplate, TaskCall
         from qflow.variational import _LoopActor, prepare, variational_loop
 
-        loop_id, spec_blob, state = prepare(circuit, [0.3], wires=1, backend="default.qubit",
-                                            steps=steps, pack=2)
+        loop_id, spec_blob, state = prepare(
+            circuit, [0.3], wires=1, backend="default.qubit", steps=steps, pack=2
+        )
         planned = plan(variational_loop.build_graph(loop_id, spec_blob, state, steps, 2))
-        chunks = [TaskCall(template=CallTemplate("d", pc.name, pc.kind, pc.fn, pc.options),
-                           node_id=nid, program=pc.program, args=pc.args, kwargs=pc.kwargs,
-                           dep_ids=pc.dep_ids)
-                  for nid, pc in sorted(planned.calls.items()) if pc.name == "run_chunk"]
+        chunks = [
+            TaskCall(
+                template=CallTemplate("d", pc.name, pc.kind, pc.fn, pc.options),
+                node_id=nid,
+                program=pc.program,
+                args=pc.args,
+                kwargs=pc.kwargs,
+                dep_ids=pc.dep_ids,
+            )
+            for nid, pc in sorted(planned.calls.items())
+            if pc.name == "run_chunk"
+        ]
         actor = _LoopActor()
         actor.load(loop_id, spec_blob)
         return actor, chunks
@@ -343,8 +378,14 @@ class TestShotStatistics:
         from qflow.backends import get_backend
 
         exact = -1.1372701746  # H2 STO-3G FCI at 0.7414 Å
-        res = vqe(Molecule.h2(), backend=get_backend("default.qubit", shots=2000, seed=5),
-                  ansatz="double_excitation", steps=80, pack=20, final_repeats=12)
+        res = vqe(
+            Molecule.h2(),
+            backend=get_backend("default.qubit", shots=2000, seed=5),
+            ansatz="double_excitation",
+            steps=80,
+            pack=20,
+            final_repeats=12,
+        )
         assert res.energy_stderr is not None and 0 < res.energy_stderr < 0.01
         # Within 4 standard errors of the exact energy, on either side.
         assert abs(res.energy - exact) < 4 * res.energy_stderr + 1e-3
@@ -379,8 +420,14 @@ class TestShotStatistics:
 class TestProgress:
     def test_callback_sees_every_step_in_order(self):
         seen = []
-        res = minimize(rx_circuit, [0.5], wires=1, steps=7, pack=3,
-                       callback=lambda step, cost: seen.append((step, cost)))
+        res = minimize(
+            rx_circuit,
+            [0.5],
+            wires=1,
+            steps=7,
+            pack=3,
+            callback=lambda step, cost: seen.append((step, cost)),
+        )
         assert [s for s, _ in seen] == list(range(7))
         assert [c for _, c in seen] == pytest.approx(res.costs)
 
@@ -405,14 +452,17 @@ def test_loop_result_exports(tmp_path):
     """JSON and a DataFrame, each with the inputs that reproduce the run."""
     import json
 
-    res = minimize(rx_circuit, [0.5], wires=1, steps=5, pack=5,
-                   optimizer=qml.GradientDescentOptimizer(0.3))
+    res = minimize(
+        rx_circuit, [0.5], wires=1, steps=5, pack=5, optimizer=qml.GradientDescentOptimizer(0.3)
+    )
     data = json.loads(res.to_json(tmp_path / "loop.json"))
     assert data == json.loads((tmp_path / "loop.json").read_text())
     assert data["final_cost"] == pytest.approx(res.final_cost)
     inputs = data["inputs"]
-    assert inputs["optimizer"] == {"class": "pennylane.optimize.gradient_descent."
-                                            "GradientDescentOptimizer", "stepsize": 0.3}
+    assert inputs["optimizer"] == {
+        "class": "pennylane.optimize.gradient_descent.GradientDescentOptimizer",
+        "stepsize": 0.3,
+    }
     assert inputs["initial_params"] == [0.5] and inputs["backend"]["name"] == "lightning.qubit"
     assert {"pennylane", "ray", "numpy", "python"} <= set(inputs["versions"])
     frame = res.to_dataframe()
@@ -427,8 +477,9 @@ class TestChunkOnTheActor:
     def _serving(self):
         from qflow.variational import _LoopActor, prepare
 
-        loop_id, spec_blob, state = prepare(rx_circuit, [0.3], wires=1,
-                                            backend="default.qubit", steps=4, pack=2)
+        loop_id, spec_blob, state = prepare(
+            rx_circuit, [0.3], wires=1, backend="default.qubit", steps=4, pack=2
+        )
         actor = _LoopActor()
         actor.load(loop_id, spec_blob)
         return loop_id, state
@@ -463,8 +514,10 @@ class TestChunkOnTheActor:
         assert isinstance(first, ChunkState) and "inputs" not in first
         assert last["inputs"]["steps"] == 4 and last["inputs"]["pack"] == 2
         # The store's text of a chunk is a summary, not the abbreviated dict.
-        assert value_text(first) == f"ChunkState(step=2, last_cost={first['last_cost']!r}, " \
-                                    "converged=False)"
+        assert (
+            value_text(first) == f"ChunkState(step=2, last_cost={first['last_cost']!r}, "
+            "converged=False)"
+        )
         assert pickle.loads(pickle.dumps(last)) == last
 
     def test_a_chunk_of_a_loop_dispatched_by_an_earlier_qflow_still_runs(self):

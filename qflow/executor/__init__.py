@@ -37,8 +37,9 @@ __all__ = ["AsyncBaseExecutor", "BaseExecutor", "DaskExecutor", "LocalExecutor"]
 #: Why qflow has no Dask executor, and what to use instead.
 DASK_ADVICE = (
     "qflow runs every electron on Ray; it has no Dask executor. Leave executor= unset "
-    "(or use executor=\"ray\") and set num_cpus=/resources= for placement; use "
-    "executor=\"slurm\" for a batch cluster.")
+    '(or use executor="ray") and set num_cpus=/resources= for placement; use '
+    'executor="slurm" for a batch cluster.'
+)
 
 
 class BaseExecutor:
@@ -55,23 +56,47 @@ class BaseExecutor:
     #: Marks plugins (see :func:`is_plugin`).
     __qflow_plugin__ = True
 
-    def __init__(self, log_stdout: str = "", log_stderr: str = "", cache_dir: str = "",
-                 time_limit: Any = None, retries: int = 0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        log_stdout: str = "",
+        log_stderr: str = "",
+        cache_dir: str = "",
+        time_limit: Any = None,
+        retries: int = 0,
+        **kwargs: Any,
+    ) -> None:
         self.log_stdout, self.log_stderr = log_stdout, log_stderr
-        ignored = {k: v for k, v in {"cache_dir": cache_dir, "time_limit": time_limit,
-                                    "retries": retries, **kwargs}.items() if v}
+        ignored = {
+            k: v
+            for k, v in {
+                "cache_dir": cache_dir,
+                "time_limit": time_limit,
+                "retries": retries,
+                **kwargs,
+            }.items()
+            if v
+        }
         if ignored:
             warnings.warn(
                 f"{type(self).__name__}: qflow does not use {sorted(ignored)} (Covalent "
                 "executor arguments); they are ignored. Use max_retries= on the electron "
-                "for retries.", QflowWarning, stacklevel=2)
+                "for retries.",
+                QflowWarning,
+                stacklevel=2,
+            )
         self.cache_dir, self.time_limit, self.retries = cache_dir, time_limit, retries
 
-    def run(self, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
-            task_metadata: dict[str, Any]) -> Any:
+    def run(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task_metadata: dict[str, Any],
+    ) -> Any:
         """Run ``function(*args, **kwargs)``; return its value or raise its exception."""
-        raise NotImplementedError(f"{type(self).__name__} must define run(self, function, "
-                                  "args, kwargs, task_metadata).")
+        raise NotImplementedError(
+            f"{type(self).__name__} must define run(self, function, args, kwargs, task_metadata)."
+        )
 
     def setup(self, task_metadata: dict[str, Any]) -> None:
         """Called before :meth:`run`."""
@@ -84,8 +109,13 @@ class BaseExecutor:
 
         return contextlib.nullcontext()
 
-    def _qflow_run(self, function: Callable[..., Any], args: list[Any],
-                   kwargs: dict[str, Any], task_metadata: dict[str, Any]) -> Any:
+    def _qflow_run(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task_metadata: dict[str, Any],
+    ) -> Any:
         self.setup(task_metadata)
         try:
             return self.run(function, args, kwargs, task_metadata)
@@ -103,10 +133,17 @@ class BaseExecutor:
 class AsyncBaseExecutor(BaseExecutor):
     """A Covalent plugin whose ``run`` (and ``setup``/``teardown``) are coroutines."""
 
-    async def run(self, function: Callable[..., Any], args: list[Any],  # type: ignore[override]
-                  kwargs: dict[str, Any], task_metadata: dict[str, Any]) -> Any:
-        raise NotImplementedError(f"{type(self).__name__} must define async run(self, "
-                                  "function, args, kwargs, task_metadata).")
+    async def run(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],  # type: ignore[override]
+        kwargs: dict[str, Any],
+        task_metadata: dict[str, Any],
+    ) -> Any:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define async run(self, "
+            "function, args, kwargs, task_metadata)."
+        )
 
     async def setup(self, task_metadata: dict[str, Any]) -> None:  # type: ignore[override]
         """Awaited before :meth:`run`."""
@@ -114,8 +151,13 @@ class AsyncBaseExecutor(BaseExecutor):
     async def teardown(self, task_metadata: dict[str, Any]) -> None:  # type: ignore[override]
         """Awaited after :meth:`run`."""
 
-    def _qflow_run(self, function: Callable[..., Any], args: list[Any],
-                   kwargs: dict[str, Any], task_metadata: dict[str, Any]) -> Any:
+    def _qflow_run(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task_metadata: dict[str, Any],
+    ) -> Any:
         async def whole() -> Any:
             await _maybe_await(self.setup(task_metadata))
             try:
@@ -141,8 +183,13 @@ class LocalExecutor(BaseExecutor):
         2
     """
 
-    def run(self, function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any],
-            task_metadata: dict[str, Any]) -> Any:
+    def run(
+        self,
+        function: Callable[..., Any],
+        args: list[Any],
+        kwargs: dict[str, Any],
+        task_metadata: dict[str, Any],
+    ) -> Any:
         return function(*args, **kwargs)
 
 

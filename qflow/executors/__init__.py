@@ -12,8 +12,17 @@ from qflow.executors.loop import LoopExecutor
 from qflow.executors.ray import RayExecutor
 from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
-__all__ = ["Executor", "LocalExecutor", "LoopExecutor", "RayExecutor", "SlurmConfig", "SlurmExecutor", "Submission",
-           "executor_name", "resolve_executor"]
+__all__ = [
+    "Executor",
+    "LocalExecutor",
+    "LoopExecutor",
+    "RayExecutor",
+    "SlurmConfig",
+    "SlurmExecutor",
+    "Submission",
+    "executor_name",
+    "resolve_executor",
+]
 
 _instances: dict[str, Executor] = {}
 

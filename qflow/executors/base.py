@@ -71,7 +71,7 @@ class Executor(abc.ABC):
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         """Start ``call``; ``deps`` are ObjectRefs of ``call.dep_ids`` in order."""
 
-    def cancel(self, submission: Submission) -> None:
+    def cancel(self, submission: Submission) -> None:  # noqa: B027 (optional: default no-op)
         """Stop a submitted node if possible; the default cannot."""
 
 
@@ -89,4 +89,5 @@ def refuse_deps_pip(call: TaskCall, where: str, instead: str) -> None:
         raise QflowConfigError(
             f"Electron {call.label} asks for pip packages {packages} (deps_pip, or a DepsPip "
             f"in call_before/call_after), and {where} cannot give it an environment of its "
-            f"own; qflow never installs into the Python that runs it. {instead}")
+            f"own; qflow never installs into the Python that runs it. {instead}"
+        )

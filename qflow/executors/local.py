@@ -29,9 +29,11 @@ class LocalExecutor(Executor):
         return 0
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
-        refuse_deps_pip(call, 'executor="local" (which runs electrons in the dispatching '
-                        'process)', 'Use executor="ray" (the default): Ray builds a '
-                        "virtualenv with the packages for it.")
+        refuse_deps_pip(
+            call,
+            'executor="local" (which runs electrons in the dispatching process)',
+            'Use executor="ray" (the default): Ray builds a virtualenv with the packages for it.',
+        )
         done: Future = Future()
 
         def work() -> None:

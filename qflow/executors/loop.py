@@ -124,8 +124,15 @@ class LoopExecutor(RayExecutor):
             super().cancel(Submission(done=submission.done, handle=attempt.ref))
 
     # ------------------------------------------------------------------ attempts
-    def _attempt(self, call: TaskCall, deps: list[Any], sub: Submission, try_actor: bool,
-                 restarted: bool = False, keep: bool = False) -> None:
+    def _attempt(
+        self,
+        call: TaskCall,
+        deps: list[Any],
+        sub: Submission,
+        try_actor: bool,
+        restarted: bool = False,
+        keep: bool = False,
+    ) -> None:
         attempt: _Attempt = sub.handle
         attempt.held_by = attempt.held_as = None  # a rerun's output is not kept
         actor = self._actor_for(attempt.loop_id) if try_actor else None
@@ -137,15 +144,22 @@ class LoopExecutor(RayExecutor):
                 attempt.held_by, attempt.held_as = actor, held
         else:
             if restarted:
-                call = dataclasses.replace(call, kwargs={**call.kwargs,
-                                                         "restarted": ("c", True)})
+                call = dataclasses.replace(call, kwargs={**call.kwargs, "restarted": ("c", True)})
             value_ref, outcome_ref = self._remote(call).remote(call.to_wire(), *deps)
         attempt.ref, attempt.on_actor = value_ref, actor is not None
         watch(outcome_ref, outcome_from_wire).add_done_callback(
-            lambda fut: self._settle(fut, call, deps, sub, value_ref, actor is not None))
+            lambda fut: self._settle(fut, call, deps, sub, value_ref, actor is not None)
+        )
 
-    def _settle(self, fut: Completion, call: TaskCall, deps: list[Any], sub: Submission,
-                value_ref: Any, on_actor: bool) -> None:
+    def _settle(
+        self,
+        fut: Completion,
+        call: TaskCall,
+        deps: list[Any],
+        sub: Submission,
+        value_ref: Any,
+        on_actor: bool,
+    ) -> None:
         exc = fut.exception()
         loop_id = sub.handle.loop_id
         if exc is None:
@@ -156,8 +170,10 @@ class LoopExecutor(RayExecutor):
             self._release_inputs(deps)
             sub.done.set_result(outcome)
             return
-        lost = on_actor and (isinstance(exc, ray.exceptions.RayActorError) or
-                             isinstance(getattr(exc, "cause", None), NotServingError))
+        lost = on_actor and (
+            isinstance(exc, ray.exceptions.RayActorError)
+            or isinstance(getattr(exc, "cause", None), NotServingError)
+        )
         if not lost or sub.cancelled or loop_id in self._stopped:
             if lost:  # the actor was stopped by a cancel: that is the news
                 exc = ray.exceptions.TaskCancelledError()
@@ -168,27 +184,35 @@ class LoopExecutor(RayExecutor):
         sub.handle.rerun = True
         parents = self._parents(deps)
         died = isinstance(exc, ray.exceptions.RayActorError)
-        _when_done([p.done for p in parents],
-                   lambda: self._rerun(call, deps, sub, parents, died),
-                   lambda err: (self._release_inputs(deps), sub.done.set_exception(err)))
+        _when_done(
+            [p.done for p in parents],
+            lambda: self._rerun(call, deps, sub, parents, died),
+            lambda err: (self._release_inputs(deps), sub.done.set_exception(err)),
+        )
 
-    def _rerun(self, call: TaskCall, deps: list[Any], sub: Submission,
-               parents: list[Submission], died: bool) -> None:
+    def _rerun(
+        self,
+        call: TaskCall,
+        deps: list[Any],
+        sub: Submission,
+        parents: list[Submission],
+        died: bool,
+    ) -> None:
         """Run a chunk its actor lost again, now that its predecessor is done."""
         if sub.cancelled or sub.handle.loop_id in self._stopped:
             sub.done.set_exception(ray.exceptions.TaskCancelledError())
             return
         with self._lock:
-            inputs = [self._ahead[d].done.result().value_ref if d in self._ahead else d
-                      for d in deps]
+            inputs = [
+                self._ahead[d].done.result().value_ref if d in self._ahead else d for d in deps
+            ]
         # The first chunk to rerun is the one the actor died under (its input had been
         # computed): it starts a fresh actor and counts the restart. Later ones follow
         # their predecessor's rerun onto that actor. A chunk sent to an actor serving
         # another loop runs as a plain task, which gives the loop an actor.
         first = not any(p.handle.rerun for p in parents)
         try:
-            self._attempt(call, inputs, sub, try_actor=died and not first,
-                          restarted=died and first)
+            self._attempt(call, inputs, sub, try_actor=died and not first, restarted=died and first)
         except Exception as err:  # e.g. Ray shut down meanwhile
             sub.done.set_exception(err)
 
@@ -235,8 +259,11 @@ class LoopExecutor(RayExecutor):
             self._actors.pop(loop_id, None)
 
 
-def _when_done(futures: list[Future | Completion], then: Callable[[], None],
-               failed: Callable[[BaseException], Any]) -> None:
+def _when_done(
+    futures: list[Future | Completion],
+    then: Callable[[], None],
+    failed: Callable[[BaseException], Any],
+) -> None:
     """``then()`` once every future has a result, or ``failed(exc)`` on the first that
     raised."""
     pending = next((f for f in futures if not f.done()), None)

@@ -95,7 +95,9 @@ class RayExecutor(Executor):
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         value_ref, outcome_ref = self._remote(call).remote(call.to_wire(), *deps)
-        return Submission(done=watch(outcome_ref, outcome_from_wire), value_ref=value_ref, handle=value_ref)
+        return Submission(
+            done=watch(outcome_ref, outcome_from_wire), value_ref=value_ref, handle=value_ref
+        )
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in

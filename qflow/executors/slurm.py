@@ -14,8 +14,8 @@ import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from qflow._task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
-from qflow.exceptions import QflowConfigError, SlurmError
 from qflow._wait import wait_until
+from qflow.exceptions import QflowConfigError, SlurmError
 from qflow.executors.base import Executor, Submission, refuse_deps_pip
 from qflow.settings import Settings
 
@@ -33,13 +33,15 @@ class SlurmConfig(BaseModel):
     account: str | None = None
     qos: str | None = None
     job_name: str = "qflow"
-    extra_sbatch: dict[str, Any] = Field(default_factory=dict,
-                                         description="Further #SBATCH parameters.")
+    extra_sbatch: dict[str, Any] = Field(
+        default_factory=dict, description="Further #SBATCH parameters."
+    )
     folder: Path | None = Field(None, description="submitit's folder (default under $QFLOW_HOME).")
     max_wait_s: float = Field(24 * 3600, gt=0, description="Give up waiting after this long.")
     poll_s: float = Field(0.5, gt=0)
     array_window_s: float = Field(
-        0.05, ge=0, description="Electrons submitted within this window go as one job array.")
+        0.05, ge=0, description="Electrons submitted within this window go as one job array."
+    )
 
 
 class SlurmExecutor(Executor):
@@ -67,8 +69,9 @@ class SlurmExecutor(Executor):
             self.config = SlurmConfig(**config)
         except ValidationError as exc:
             valid = ", ".join(SlurmConfig.model_fields)
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}"
-                                 for e in exc.errors())
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '?'}: {e['msg']}" for e in exc.errors()
+            )
             raise QflowConfigError(
                 f"Invalid Slurm configuration ({problems}). Valid parameters are: {valid}."
             ) from exc
@@ -90,8 +93,11 @@ class SlurmExecutor(Executor):
         cfg = self.config
         folder = cfg.folder or Settings.from_env().home / "slurm" / "%j"
         ex = submitit.SlurmExecutor(folder=str(folder), max_num_timeout=0)
-        params: dict[str, Any] = {"time": cfg.time, "cpus_per_task": cfg.cpus_per_task,
-                                  "job_name": cfg.job_name}
+        params: dict[str, Any] = {
+            "time": cfg.time,
+            "cpus_per_task": cfg.cpus_per_task,
+            "job_name": cfg.job_name,
+        }
         for key in ("partition", "mem", "account", "qos"):
             if getattr(cfg, key) is not None:
                 params[key] = getattr(cfg, key)
@@ -107,17 +113,20 @@ class SlurmExecutor(Executor):
         return ex
 
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
-        refuse_deps_pip(call, "the Slurm executor", "Run Ray on the allocation (`qflow "
-                        "slurm up`) and use the default Ray executor, which builds a "
-                        "virtualenv with the packages on the job's node; or install them "
-                        "into the job's environment yourself with DepsBash.")
+        refuse_deps_pip(
+            call,
+            "the Slurm executor",
+            "Run Ray on the allocation (`qflow "
+            "slurm up`) and use the default Ray executor, which builds a "
+            "virtualenv with the packages on the job's node; or install them "
+            "into the job's environment yourself with DepsBash.",
+        )
         done: Future = Future()
         holder: dict[str, Any] = {}
         with self._lock:
             self._queue.append((call, list(deps), done, holder))
             if len(self._queue) == 1:
-                threading.Thread(target=self._flush, name="qflow-slurm-submit",
-                                 daemon=True).start()
+                threading.Thread(target=self._flush, name="qflow-slurm-submit", daemon=True).start()
         return Submission(done=done, handle=holder)
 
     def _flush(self) -> None:
@@ -138,8 +147,12 @@ class SlurmExecutor(Executor):
             return
         for (call, _, done, holder), job in zip(batch, jobs):
             holder["job"] = job
-            threading.Thread(target=self._finish, args=(call, job, done, holder),
-                             name=f"qflow-slurm-{call.label}", daemon=True).start()
+            threading.Thread(
+                target=self._finish,
+                args=(call, job, done, holder),
+                name=f"qflow-slurm-{call.label}",
+                daemon=True,
+            ).start()
 
     def _finish(self, call: TaskCall, job: Any, done: Future, holder: dict[str, Any]) -> None:
         try:
@@ -152,17 +165,18 @@ class SlurmExecutor(Executor):
 
     def _wait(self, call: TaskCall, job: Any, holder: dict[str, Any]) -> tuple[Any, NodeOutcome]:
         cfg = self.config
+
         def cancelled() -> None:
             if holder.get("cancelled"):
                 raise SlurmError(f"Slurm job {job.job_id} for {call.label} was cancelled.")
 
         def late() -> SlurmError:
             job.cancel(check=False)
-            return self._failure(call, job, f"did not finish within max_wait_s={cfg.max_wait_s}"
-                                 " s; it was cancelled")
+            return self._failure(
+                call, job, f"did not finish within max_wait_s={cfg.max_wait_s} s; it was cancelled"
+            )
 
-        wait_until(job.done, cfg.max_wait_s, interval=cfg.poll_s, check=cancelled,
-                   on_timeout=late)
+        wait_until(job.done, cfg.max_wait_s, interval=cfg.poll_s, check=cancelled, on_timeout=late)
         try:
             return job.result()
         except Exception as exc:
@@ -172,8 +186,11 @@ class SlurmExecutor(Executor):
     @staticmethod
     def _failure(call: TaskCall, job: Any, text: str) -> SlurmError:
         err = SlurmError(f"Slurm job {job.job_id} for electron {call.label} {text}")
-        setattr(err, OUTCOME_ATTR, NodeOutcome(node_id=call.node_id, error=str(err),
-                                               slurm_job_id=str(job.job_id)))
+        setattr(
+            err,
+            OUTCOME_ATTR,
+            NodeOutcome(node_id=call.node_id, error=str(err), slurm_job_id=str(job.job_id)),
+        )
         return err
 
     def cancel(self, submission: Submission) -> None:
@@ -196,8 +213,7 @@ def failure_reason(state: str, error: str, time_min: int) -> str:
         >>> failure_reason("TIMEOUT", "", 5)
         'hit its Slurm time limit of 5 min (state TIMEOUT)'
     """
-    if (state.startswith("TIMEOUT") or "timed-out" in error
-            or "User defined signal 2" in error):
+    if state.startswith("TIMEOUT") or "timed-out" in error or "User defined signal 2" in error:
         return f"hit its Slurm time limit of {time_min} min (state {state})"
     if state.startswith("CANCELLED"):
         return f"was cancelled (state {state})"

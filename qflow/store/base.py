@@ -17,13 +17,41 @@ from qflow.exceptions import StoreError
 
 #: Columns of a dispatch row.
 DISPATCH_FIELDS = (
-    "dispatch_id", "name", "status", "parent_id", "parent_node_id", "created_at",
-    "start_time", "end_time", "error", "inputs", "result", "graph", "graph_text",
-    "owner", "heartbeat", "result_text", "inputs_text", "source", "electron_sources", "tags",
+    "dispatch_id",
+    "name",
+    "status",
+    "parent_id",
+    "parent_node_id",
+    "created_at",
+    "start_time",
+    "end_time",
+    "error",
+    "inputs",
+    "result",
+    "graph",
+    "graph_text",
+    "owner",
+    "heartbeat",
+    "result_text",
+    "inputs_text",
+    "source",
+    "electron_sources",
+    "tags",
 )
 #: The columns a status check reads: never the input, result or graph blobs.
-STATUS_FIELDS = ("dispatch_id", "name", "status", "parent_id", "created_at", "start_time",
-                 "end_time", "error", "owner", "heartbeat", "tags")
+STATUS_FIELDS = (
+    "dispatch_id",
+    "name",
+    "status",
+    "parent_id",
+    "created_at",
+    "start_time",
+    "end_time",
+    "error",
+    "owner",
+    "heartbeat",
+    "tags",
+)
 #: Statuses after which nothing more happens to a dispatch or node.
 FINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 
@@ -69,9 +97,11 @@ class UnreadableBlob:
     reason: str
 
     def error(self) -> StoreError:
-        return StoreError(f"A stored value cannot be read from {self.path}: {self.reason}. "
-                          "The rest of the dispatch is intact; rerun the node to recreate "
-                          "it (qflow.redispatch).")
+        return StoreError(
+            f"A stored value cannot be read from {self.path}: {self.reason}. "
+            "The rest of the dispatch is intact; rerun the node to recreate "
+            "it (qflow.redispatch)."
+        )
 
 
 @dataclass(frozen=True)
@@ -99,15 +129,34 @@ def loads(blob: bytes | UnreadableBlob, node_value: Callable[[int], Any] | None 
     value = cloudpickle.loads(blob)
     if isinstance(value, DerivedOutput):
         if node_value is None:
-            raise StoreError("This stored value is built from other nodes' outputs; read it "
-                             "through qflow.get_result(...), which knows those nodes.")
+            raise StoreError(
+                "This stored value is built from other nodes' outputs; read it "
+                "through qflow.get_result(...), which knows those nodes."
+            )
         return value.resolve(node_value)
     return value
+
+
 #: Columns of a node row. ``output`` is the cloudpickled value.
 NODE_FIELDS = (
-    "dispatch_id", "node_id", "name", "kind", "parents", "status", "start_time",
-    "end_time", "error", "stdout", "stderr", "output", "ray_node_id", "sublattice_id",
-    "output_text", "executor", "slurm_job_id", "inputs_text",
+    "dispatch_id",
+    "node_id",
+    "name",
+    "kind",
+    "parents",
+    "status",
+    "start_time",
+    "end_time",
+    "error",
+    "stdout",
+    "stderr",
+    "output",
+    "ray_node_id",
+    "sublattice_id",
+    "output_text",
+    "executor",
+    "slurm_job_id",
+    "inputs_text",
 )
 
 
@@ -150,17 +199,23 @@ class DispatchQuery:
         try:
             object.__setattr__(self, "sort", SortKey(self.sort))
         except ValueError:
-            raise StoreError(f"Cannot sort dispatches by {self.sort!r}; valid keys are "
-                             f"{', '.join(k.value for k in SortKey)}.") from None
+            raise StoreError(
+                f"Cannot sort dispatches by {self.sort!r}; valid keys are "
+                f"{', '.join(k.value for k in SortKey)}."
+            ) from None
         if not (isinstance(self.limit, int) and 1 <= self.limit <= 500):
             raise StoreError(f"A page holds 1 to 500 dispatches; got limit={self.limit!r}.")
         if not (isinstance(self.offset, int) and 0 <= self.offset <= MAX_OFFSET):
-            raise StoreError(f"offset is a whole number from 0 to {MAX_OFFSET:,} (a page "
-                             f"past every dispatch there could be); got {self.offset!r}.")
+            raise StoreError(
+                f"offset is a whole number from 0 to {MAX_OFFSET:,} (a page "
+                f"past every dispatch there could be); got {self.offset!r}."
+            )
         if not isinstance(self.text, str) or len(self.text) > MAX_SEARCH_CHARS:
             got = len(self.text) if isinstance(self.text, str) else repr(self.text)
-            raise StoreError(f"Search text is at most {MAX_SEARCH_CHARS} characters (a name, a "
-                             f"tag or the start of an id); got {got}.")
+            raise StoreError(
+                f"Search text is at most {MAX_SEARCH_CHARS} characters (a name, a "
+                f"tag or the start of an id); got {got}."
+            )
 
 
 @dataclass(frozen=True)
@@ -195,8 +250,9 @@ class ResultStore(abc.ABC):
         """Insert a dispatch and all its nodes in one transaction."""
 
     @abc.abstractmethod
-    def update_dispatch(self, dispatch_id: str, *, only_if_unfinished: bool = False,
-                        **fields: Any) -> bool:
+    def update_dispatch(
+        self, dispatch_id: str, *, only_if_unfinished: bool = False, **fields: Any
+    ) -> bool:
         """Set fields of a dispatch row; with ``only_if_unfinished``, only while it has no
         end time. True if a row changed."""
 
@@ -282,8 +338,12 @@ class ResultStore(abc.ABC):
         """A dispatch and its nodes (and their sublattices) as plain data."""
         nodes = self.get_nodes(dispatch_id)
         subs = [self.export(n["sublattice_id"]) for n in nodes if n.get("sublattice_id")]
-        return {"dispatch": self.get_dispatch(dispatch_id), "nodes": nodes, "subs": subs,
-                "metrics": self.get_metrics([dispatch_id])[dispatch_id]}
+        return {
+            "dispatch": self.get_dispatch(dispatch_id),
+            "nodes": nodes,
+            "subs": subs,
+            "metrics": self.get_metrics([dispatch_id])[dispatch_id],
+        }
 
     def import_(self, data: dict[str, Any], **overrides: Any) -> str:
         """Insert what :meth:`export` produced, with dispatch fields overridden."""

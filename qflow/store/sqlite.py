@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from qflow.exceptions import StoreError, StoreFullError
-from qflow.store.base import (DISPATCH_FIELDS, FINAL_STATUSES, NODE_FIELDS, STATUS_FIELDS,
-                              DispatchPage, DispatchQuery, MetricPoint,
-                              ResultStore, UnreadableBlob, now_iso)
+from qflow.store.base import (
+    DISPATCH_FIELDS,
+    FINAL_STATUSES,
+    NODE_FIELDS,
+    STATUS_FIELDS,
+    DispatchPage,
+    DispatchQuery,
+    MetricPoint,
+    ResultStore,
+    UnreadableBlob,
+    now_iso,
+)
 
 #: Outputs larger than this go to a file beside the database.
 BLOB_INLINE_LIMIT = 256 * 1024
@@ -61,31 +70,37 @@ def _v1(db: sqlite3.Connection) -> None:
             output BLOB, ray_node_id TEXT, sublattice_id TEXT,
             PRIMARY KEY (dispatch_id, node_id)
         );
-        """
+        """,
     )
 
 
 def _v2(db: sqlite3.Connection) -> None:
     # The owner of a running dispatch (host, pid, process start time) and its last sign
     # of life, so that any reader can tell a dispatch nothing is running any more.
-    _run_script(db, """
+    _run_script(
+        db,
+        """
         ALTER TABLE dispatches ADD COLUMN owner TEXT;
         ALTER TABLE dispatches ADD COLUMN heartbeat REAL;
         CREATE INDEX dispatches_status ON dispatches(status)
-    """)
+    """,
+    )
 
 
 def _v3(db: sqlite3.Connection) -> None:
     # Text forms written when values are recorded, so that readers such as the web UI
     # show outputs without ever unpickling stored data; the lattice's source; and an
     # index for listing top-level dispatches newest first.
-    _run_script(db, """
+    _run_script(
+        db,
+        """
         ALTER TABLE nodes ADD COLUMN output_text TEXT;
         ALTER TABLE dispatches ADD COLUMN result_text TEXT;
         ALTER TABLE dispatches ADD COLUMN inputs_text TEXT;
         ALTER TABLE dispatches ADD COLUMN source TEXT;
         CREATE INDEX dispatches_top ON dispatches(parent_id, created_at)
-    """)
+    """,
+    )
 
 
 def _v4(db: sqlite3.Connection) -> None:
@@ -109,15 +124,19 @@ def _add_missing_columns(db: sqlite3.Connection, table: str, columns: dict[str, 
 def _v6(db: sqlite3.Connection) -> None:
     # Where each node ran and what it was called with, and the metrics table. Some
     # development builds put part of this in version 3, so add only what is missing.
-    _add_missing_columns(db, "nodes", {"executor": "TEXT", "slurm_job_id": "TEXT",
-                                       "inputs_text": "TEXT"})
-    _run_script(db, """
+    _add_missing_columns(
+        db, "nodes", {"executor": "TEXT", "slurm_job_id": "TEXT", "inputs_text": "TEXT"}
+    )
+    _run_script(
+        db,
+        """
         CREATE TABLE IF NOT EXISTS metrics (
             dispatch_id TEXT NOT NULL, node_id INTEGER, name TEXT NOT NULL,
             step REAL, value REAL, time REAL
         );
         CREATE INDEX IF NOT EXISTS metrics_dispatch ON metrics(dispatch_id, name, step)
-    """)
+    """,
+    )
 
 
 #: Migration N brings a database from schema version N-1 to N. Append only: a released
@@ -166,8 +185,10 @@ class SQLiteStore(ResultStore):
 
     # -- opening
     def _advice(self) -> str:
-        return (f"Move {self.path} aside (qflow then starts a new, empty store there) or "
-                "point QFLOW_HOME at another folder.")
+        return (
+            f"Move {self.path} aside (qflow then starts a new, empty store there) or "
+            "point QFLOW_HOME at another folder."
+        )
 
     def _prepare_file(self) -> None:
         """Check the home and the database file; create both, owner-only, when missing.
@@ -178,8 +199,10 @@ class SQLiteStore(ResultStore):
         path = Path(self.path)
         home = path.parent
         if home.exists() and not home.is_dir():
-            raise StoreError(f"QFLOW_HOME {home} is a file, not a folder. Point QFLOW_HOME "
-                             "at a folder (it is created if missing).")
+            raise StoreError(
+                f"QFLOW_HOME {home} is a file, not a folder. Point QFLOW_HOME "
+                "at a folder (it is created if missing)."
+            )
         existed = home.exists()
         try:
             private_mkdir(home)
@@ -187,17 +210,21 @@ class SQLiteStore(ResultStore):
                 home.chmod(0o700)  # inputs and outputs can hold secrets
         except OSError as exc:
             what = "use" if existed else "create"
-            raise StoreError(f"Cannot {what} the qflow home {home}: {exc.strerror or exc}. "
-                             "Set QFLOW_HOME to a folder you can write.") from exc
+            raise StoreError(
+                f"Cannot {what} the qflow home {home}: {exc.strerror or exc}. "
+                "Set QFLOW_HOME to a folder you can write."
+            ) from exc
         self._keep_reserve()
         if path.exists():
             if path.is_dir():
-                raise StoreError(f"The results store {path} is a folder, not a file. "
-                                 + self._advice())
+                raise StoreError(
+                    f"The results store {path} is a folder, not a file. " + self._advice()
+                )
             if path.stat().st_size == 0:
                 raise StoreError(
                     f"The results store {path} is empty (0 bytes): it was truncated, so its "
-                    "history is gone. " + self._advice())
+                    "history is gone. " + self._advice()
+                )
             return
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
@@ -211,11 +238,16 @@ class SQLiteStore(ResultStore):
             except FileExistsError:  # another process made it first: use theirs
                 pass
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"Cannot create the results store {path}: {exc}. Set QFLOW_HOME "
-                             "to a folder you can write.") from exc
+            raise StoreError(
+                f"Cannot create the results store {path}: {exc}. Set QFLOW_HOME "
+                "to a folder you can write."
+            ) from exc
         finally:
-            for leftover in (tmp, tmp.with_name(tmp.name + "-wal"),
-                             tmp.with_name(tmp.name + "-shm")):
+            for leftover in (
+                tmp,
+                tmp.with_name(tmp.name + "-wal"),
+                tmp.with_name(tmp.name + "-shm"),
+            ):
                 leftover.unlink(missing_ok=True)
 
     # -- a full disk: say so, keep reads working, keep room to record a failure
@@ -270,7 +302,8 @@ class SQLiteStore(ResultStore):
         return StoreFullError(
             f"No space left on the device holding {self._home}{left}: free space there, or "
             "move QFLOW_HOME to a device with room. The results store itself is intact; "
-            "reading it still works.")
+            "reading it still works."
+        )
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -285,16 +318,21 @@ class SQLiteStore(ResultStore):
                 why = "is corrupt (not a SQLite database any more)"
             elif "readonly" in text or "read-only" in text:
                 why = "is read-only for this user"
-                raise StoreError(f"The results store {self.path} {why} ({text}). Make it and "
-                                 "its folder writable, or point QFLOW_HOME elsewhere.") from exc
+                raise StoreError(
+                    f"The results store {self.path} {why} ({text}). Make it and "
+                    "its folder writable, or point QFLOW_HOME elsewhere."
+                ) from exc
             elif "locked" in text:
-                raise StoreError(f"The results store {self.path} stayed locked by another "
-                                 f"process for over a minute ({text}). Try again.") from exc
+                raise StoreError(
+                    f"The results store {self.path} stayed locked by another "
+                    f"process for over a minute ({text}). Try again."
+                ) from exc
             elif "unable to open" in text:
                 why = f"cannot be opened ({text})"
             else:  # the store is fine; this one operation was refused
-                raise StoreError(f"The results store {self.path} refused an operation: "
-                                 f"{text}.") from exc
+                raise StoreError(
+                    f"The results store {self.path} refused an operation: {text}."
+                ) from exc
             raise StoreError(f"The results store {self.path} {why}. " + self._advice()) from exc
 
     # -- one connection per store: every use holds self._lock anyway, so more would add
@@ -304,11 +342,11 @@ class SQLiteStore(ResultStore):
         if self._shared is None or self._pid != os.getpid():
             with self._translated():
                 if self._memory:
-                    db = sqlite3.connect(":memory:", isolation_level=None,
-                                         check_same_thread=False)
+                    db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
                 else:
-                    db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
-                                         check_same_thread=False)
+                    db = sqlite3.connect(
+                        self.path, timeout=60, isolation_level=None, check_same_thread=False
+                    )
                     db.execute("PRAGMA journal_mode=WAL")
                     db.execute("PRAGMA synchronous=NORMAL")
             db.row_factory = sqlite3.Row
@@ -409,18 +447,21 @@ class SQLiteStore(ResultStore):
         except OSError as exc:
             if self._is_full(exc):
                 raise self._full_error() from exc
-            raise StoreError(f"Cannot write {path}: {exc.strerror or exc}. Fix permissions "
-                             "under QFLOW_HOME, or point it elsewhere.") from exc
+            raise StoreError(
+                f"Cannot write {path}: {exc.strerror or exc}. Fix permissions "
+                "under QFLOW_HOME, or point it elsewhere."
+            ) from exc
         return _FILE_PREFIX + rel.as_posix().encode()
 
     def _get_blob(self, value: bytes | None) -> bytes | UnreadableBlob | None:
         if value is None or not value.startswith(_FILE_PREFIX) or self._blob_dir is None:
             return value
-        name = value[len(_FILE_PREFIX):].decode(errors="replace")
+        name = value[len(_FILE_PREFIX) :].decode(errors="replace")
         path = (self._home / name).resolve()
         if not path.is_relative_to(self._blob_dir.resolve()):
-            return UnreadableBlob(name, "it points outside the store's blobs folder, so it "
-                                        "is not read")
+            return UnreadableBlob(
+                name, "it points outside the store's blobs folder, so it is not read"
+            )
         try:
             return path.read_bytes()
         except OSError as exc:
@@ -447,7 +488,9 @@ class SQLiteStore(ResultStore):
                 drow[k] = self._put_blob(drow[k])
             db.execute(
                 f"INSERT INTO dispatches ({', '.join(DISPATCH_FIELDS)}) "
-                f"VALUES ({', '.join(':' + k for k in DISPATCH_FIELDS)})", drow)
+                f"VALUES ({', '.join(':' + k for k in DISPATCH_FIELDS)})",
+                drow,
+            )
             for cols, rows in groups.items():
                 if "output" in cols:
                     for row in rows:
@@ -455,12 +498,14 @@ class SQLiteStore(ResultStore):
                 db.executemany(
                     f"INSERT INTO nodes (dispatch_id, {', '.join(cols)}) "
                     f"VALUES ({', '.join('?' * (len(cols) + 1))})",
-                    [(did, *row.values()) for row in rows])
+                    [(did, *row.values()) for row in rows],
+                )
 
         self._write(run)
 
-    def update_dispatch(self, dispatch_id: str, *, only_if_unfinished: bool = False,
-                        **fields: Any) -> bool:
+    def update_dispatch(
+        self, dispatch_id: str, *, only_if_unfinished: bool = False, **fields: Any
+    ) -> bool:
         sets = ", ".join(f"{k} = :{k}" for k in fields)
         where = " AND end_time IS NULL" if only_if_unfinished else ""
 
@@ -468,8 +513,12 @@ class SQLiteStore(ResultStore):
             for k in ("inputs", "result", "graph"):
                 if k in fields:
                     fields[k] = self._put_blob(fields[k])
-            return bool(db.execute(f"UPDATE dispatches SET {sets} WHERE dispatch_id = :_id{where}",
-                                   {**fields, "_id": dispatch_id}).rowcount)
+            return bool(
+                db.execute(
+                    f"UPDATE dispatches SET {sets} WHERE dispatch_id = :_id{where}",
+                    {**fields, "_id": dispatch_id},
+                ).rowcount
+            )
 
         return bool(self._write(run))
 
@@ -481,12 +530,14 @@ class SQLiteStore(ResultStore):
             changed = db.execute(
                 "UPDATE dispatches SET status = ?, error = COALESCE(error, ?), end_time = ? "
                 "WHERE dispatch_id = ? AND end_time IS NULL",
-                (status, error, now, dispatch_id)).rowcount
+                (status, error, now, dispatch_id),
+            ).rowcount
             if changed:
                 db.execute(
                     f"UPDATE nodes SET status = 'CANCELLED', end_time = COALESCE(end_time, ?) "
                     f"WHERE dispatch_id = ? AND status NOT IN ({', '.join('?' * len(final))})",
-                    (now, dispatch_id, *final))
+                    (now, dispatch_id, *final),
+                )
             return bool(changed)
 
         try:
@@ -501,9 +552,12 @@ class SQLiteStore(ResultStore):
     def claim(self, dispatch_ids: Sequence[str], owner: str, heartbeat: float) -> None:
         if not dispatch_ids:
             return
-        self._write(lambda db: db.executemany(
-            "UPDATE dispatches SET owner = ?, heartbeat = ? WHERE dispatch_id = ?",
-            [(owner, heartbeat, d) for d in dispatch_ids]))
+        self._write(
+            lambda db: db.executemany(
+                "UPDATE dispatches SET owner = ?, heartbeat = ? WHERE dispatch_id = ?",
+                [(owner, heartbeat, d) for d in dispatch_ids],
+            )
+        )
 
     def update_nodes(self, dispatch_id: str, updates: Sequence[tuple[int, dict[str, Any]]]) -> None:
         if not updates:
@@ -523,16 +577,19 @@ class SQLiteStore(ResultStore):
         def run(db: sqlite3.Connection) -> None:
             for (keys, status), rows in runs:
                 if status is not None:
-                    db.execute("UPDATE nodes SET status = ? WHERE dispatch_id = ? AND node_id "
-                               "IN (SELECT value FROM json_each(?))",
-                               (status, dispatch_id, json.dumps([n for n, _ in rows])))
+                    db.execute(
+                        "UPDATE nodes SET status = ? WHERE dispatch_id = ? AND node_id "
+                        "IN (SELECT value FROM json_each(?))",
+                        (status, dispatch_id, json.dumps([n for n, _ in rows])),
+                    )
                     continue
                 if "output" in keys:  # written inside the transaction: see _put_blob
-                    rows = [(n, {**f, "output": self._put_blob(f["output"])})
-                            for n, f in rows]
+                    rows = [(n, {**f, "output": self._put_blob(f["output"])}) for n, f in rows]
                 sets = ", ".join(f"{k} = ?" for k in keys)
-                db.executemany(f"UPDATE nodes SET {sets} WHERE dispatch_id = ? AND node_id = ?",
-                               [(*f.values(), dispatch_id, n) for n, f in rows])
+                db.executemany(
+                    f"UPDATE nodes SET {sets} WHERE dispatch_id = ? AND node_id = ?",
+                    [(*f.values(), dispatch_id, n) for n, f in rows],
+                )
 
         self._write(run)
 
@@ -546,14 +603,17 @@ class SQLiteStore(ResultStore):
         return out
 
     def get_status(self, dispatch_id: str) -> dict[str, Any] | None:
-        rows = self._read(f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches "
-                          "WHERE dispatch_id = ?", (dispatch_id,))
+        rows = self._read(
+            f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE dispatch_id = ?",
+            (dispatch_id,),
+        )
         return dict(rows[0]) if rows else None
 
     def get_nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
         out = []
-        for row in self._read("SELECT * FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
-                              (dispatch_id,)):
+        for row in self._read(
+            "SELECT * FROM nodes WHERE dispatch_id = ? ORDER BY node_id", (dispatch_id,)
+        ):
             d = dict(row)
             d["output"] = self._get_blob(d["output"])
             out.append(d)
@@ -562,27 +622,42 @@ class SQLiteStore(ResultStore):
     def search_dispatches(self, query: DispatchQuery) -> DispatchPage:
         where, params = ["parent_id IS NULL"], []
         if query.text:
-            where.append("(name LIKE ? ESCAPE '\\' OR dispatch_id LIKE ? ESCAPE '\\' "
-                         "OR tags LIKE ? ESCAPE '\\')")
+            where.append(
+                "(name LIKE ? ESCAPE '\\' OR dispatch_id LIKE ? ESCAPE '\\' "
+                "OR tags LIKE ? ESCAPE '\\')"
+            )
             like = _like_escaped(query.text)
             params += [f"%{like}%", f"{like}%", f"%{like}%"]
-        counts = {r[0]: r[1] for r in self._read(
-            f"SELECT status, count(*) FROM dispatches WHERE {' AND '.join(where)} "
-            "GROUP BY status", params)}
+        counts = {
+            r[0]: r[1]
+            for r in self._read(
+                f"SELECT status, count(*) FROM dispatches WHERE {' AND '.join(where)} "
+                "GROUP BY status",
+                params,
+            )
+        }
         if query.status:
             where.append("status = ?")
             params.append(query.status)
         order = "DESC" if query.descending else "ASC"
-        rows = [dict(r) for r in self._read(
-            f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE {' AND '.join(where)} "
-            f"ORDER BY {query.sort.value} {order}, dispatch_id {order} LIMIT ? OFFSET ?",
-            [*params, query.limit, query.offset])]
+        rows = [
+            dict(r)
+            for r in self._read(
+                f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE {' AND '.join(where)} "
+                f"ORDER BY {query.sort.value} {order}, dispatch_id {order} LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            )
+        ]
         if rows:
             marks = ", ".join("?" * len(rows))
-            progress = {r[0]: (r[1], r[2]) for r in self._read(
-                "SELECT dispatch_id, count(*), sum(status = 'COMPLETED') FROM nodes "
-                f"WHERE dispatch_id IN ({marks}) AND kind != 'parameter' GROUP BY dispatch_id",
-                [r["dispatch_id"] for r in rows])}
+            progress = {
+                r[0]: (r[1], r[2])
+                for r in self._read(
+                    "SELECT dispatch_id, count(*), sum(status = 'COMPLETED') FROM nodes "
+                    f"WHERE dispatch_id IN ({marks}) AND kind != 'parameter' GROUP BY dispatch_id",
+                    [r["dispatch_id"] for r in rows],
+                )
+            }
             for r in rows:
                 r["nodes_total"], r["nodes_done"] = progress.get(r["dispatch_id"], (0, 0))
         total = counts.get(query.status, 0) if query.status else sum(counts.values())
@@ -591,28 +666,38 @@ class SQLiteStore(ResultStore):
     def add_metrics(self, dispatch_id: str, rows: Sequence[MetricPoint]) -> None:
         if not rows:
             return
-        self._write(lambda db: db.executemany(
-            "INSERT INTO metrics (dispatch_id, node_id, name, step, value, time) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(dispatch_id, r.node_id, r.name, r.step, r.value, r.time) for r in rows]))
+        self._write(
+            lambda db: db.executemany(
+                "INSERT INTO metrics (dispatch_id, node_id, name, step, value, time) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(dispatch_id, r.node_id, r.name, r.step, r.value, r.time) for r in rows],
+            )
+        )
 
     def get_metrics(self, dispatch_ids: Sequence[str]) -> dict[str, list[MetricPoint]]:
         out: dict[str, list[MetricPoint]] = {d: [] for d in dispatch_ids}
         for chunk in range(0, len(dispatch_ids), 500):
-            ids = list(dispatch_ids[chunk:chunk + 500])
+            ids = list(dispatch_ids[chunk : chunk + 500])
             for r in self._read(
-                    "SELECT dispatch_id, node_id, name, step, value, time FROM metrics "
-                    f"WHERE dispatch_id IN ({', '.join('?' * len(ids))}) "
-                    "ORDER BY rowid", ids):
-                out[r[0]].append(MetricPoint(node_id=r[1], name=r[2], step=r[3], value=r[4],
-                                             time=r[5]))
+                "SELECT dispatch_id, node_id, name, step, value, time FROM metrics "
+                f"WHERE dispatch_id IN ({', '.join('?' * len(ids))}) "
+                "ORDER BY rowid",
+                ids,
+            ):
+                out[r[0]].append(
+                    MetricPoint(node_id=r[1], name=r[2], step=r[3], value=r[4], time=r[5])
+                )
         return out
 
     def get_node_texts(self, dispatch_id: str) -> list[dict[str, Any]]:
         fields = [f for f in NODE_FIELDS if f != "output"]
-        return [dict(r) for r in self._read(
-            f"SELECT {', '.join(fields)} FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
-            (dispatch_id,))]
+        return [
+            dict(r)
+            for r in self._read(
+                f"SELECT {', '.join(fields)} FROM nodes WHERE dispatch_id = ? ORDER BY node_id",
+                (dispatch_id,),
+            )
+        ]
 
     def note_progress(self, dispatch_id: str, node_id: int, **fields: Any) -> bool:
         """Record that a node has started (``start_time``, ``ray_node_id``,
@@ -622,21 +707,38 @@ class SQLiteStore(ResultStore):
         if not fields or not set(fields) <= allowed:
             raise StoreError(f"note_progress sets {sorted(allowed)}; got {sorted(fields)}.")
         sets = ", ".join(f"{k} = :{k}" for k in fields)
-        return bool(self._write(lambda db: db.execute(
-            f"UPDATE nodes SET {sets} WHERE dispatch_id = :_d AND node_id = :_n "
-            "AND status = 'RUNNING'", {**fields, "_d": dispatch_id, "_n": node_id}).rowcount))
+        return bool(
+            self._write(
+                lambda db: (
+                    db.execute(
+                        f"UPDATE nodes SET {sets} WHERE dispatch_id = :_d AND node_id = :_n "
+                        "AND status = 'RUNNING'",
+                        {**fields, "_d": dispatch_id, "_n": node_id},
+                    ).rowcount
+                )
+            )
+        )
 
     def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in self._read(
-            "SELECT node_id, status, start_time, end_time, ray_node_id, slurm_job_id, "
-            "sublattice_id FROM nodes WHERE dispatch_id = ? AND kind != 'parameter' "
-            "ORDER BY node_id",
-            (dispatch_id,))]
+        return [
+            tuple(r)
+            for r in self._read(
+                "SELECT node_id, status, start_time, end_time, ray_node_id, slurm_job_id, "
+                "sublattice_id FROM nodes WHERE dispatch_id = ? AND kind != 'parameter' "
+                "ORDER BY node_id",
+                (dispatch_id,),
+            )
+        ]
 
     def children(self, dispatch_id: str) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._read(
-            f"SELECT {', '.join(STATUS_FIELDS)}, parent_node_id FROM dispatches "
-            "WHERE parent_id = ? ORDER BY parent_node_id", (dispatch_id,))]
+        return [
+            dict(r)
+            for r in self._read(
+                f"SELECT {', '.join(STATUS_FIELDS)}, parent_node_id FROM dispatches "
+                "WHERE parent_id = ? ORDER BY parent_node_id",
+                (dispatch_id,),
+            )
+        ]
 
     def change_marker(self) -> Any:
         # data_version moves on commits by other connections; total_changes() on this
@@ -650,7 +752,9 @@ class SQLiteStore(ResultStore):
     def list_dispatches(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._read(
             f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE parent_id IS NULL "
-            "ORDER BY created_at DESC LIMIT ?", (limit,))
+            "ORDER BY created_at DESC LIMIT ?",
+            (limit,),
+        )
         return [dict(r) for r in rows]
 
     def delete_dispatches(self, dispatch_ids: Sequence[str]) -> int:
@@ -669,8 +773,11 @@ class SQLiteStore(ResultStore):
         return deleted
 
     def finished_before(self, iso_time: str) -> list[str]:
-        rows = self._read("SELECT dispatch_id FROM dispatches WHERE parent_id IS NULL AND "
-                          "end_time IS NOT NULL AND end_time < ?", (iso_time,))
+        rows = self._read(
+            "SELECT dispatch_id FROM dispatches WHERE parent_id IS NULL AND "
+            "end_time IS NOT NULL AND end_time < ?",
+            (iso_time,),
+        )
         return [r["dispatch_id"] for r in rows]
 
     def sweep_blobs(self) -> int:
@@ -689,12 +796,14 @@ class SQLiteStore(ResultStore):
             return 0
         prefix = _FILE_PREFIX
         used = set()
-        for sql in ("SELECT output AS b FROM nodes WHERE substr(output, 1, ?) = ?",
-                    "SELECT inputs AS b FROM dispatches WHERE substr(inputs, 1, ?) = ?",
-                    "SELECT result AS b FROM dispatches WHERE substr(result, 1, ?) = ?",
-                    "SELECT graph AS b FROM dispatches WHERE substr(graph, 1, ?) = ?"):
+        for sql in (
+            "SELECT output AS b FROM nodes WHERE substr(output, 1, ?) = ?",
+            "SELECT inputs AS b FROM dispatches WHERE substr(inputs, 1, ?) = ?",
+            "SELECT result AS b FROM dispatches WHERE substr(result, 1, ?) = ?",
+            "SELECT graph AS b FROM dispatches WHERE substr(graph, 1, ?) = ?",
+        ):
             for row in db.execute(sql, (len(prefix), prefix)):
-                used.add((self._home / row["b"][len(prefix):].decode()).resolve())
+                used.add((self._home / row["b"][len(prefix) :].decode()).resolve())
         freed = 0
         for path in self._blob_dir.rglob("*"):
             if path.is_file() and path.resolve() not in used and not path.name.endswith(".tmp"):
@@ -715,6 +824,7 @@ class SQLiteStore(ResultStore):
         return sum(p.stat().st_size for p in files if p.exists())
 
     def unfinished(self) -> list[dict[str, Any]]:
-        rows = self._read(f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches "
-                          "WHERE end_time IS NULL")
+        rows = self._read(
+            f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE end_time IS NULL"
+        )
         return [dict(r) for r in rows]

@@ -20,7 +20,11 @@ Example:
     >>> from starlette.testclient import TestClient
     >>> from qflow.store.sqlite import SQLiteStore
     >>> app = create_app(SQLiteStore(":memory:"))
-    >>> TestClient(app, base_url="http://127.0.0.1:8765").get("/api/dispatches").json()["total"]
+    >>> client = TestClient(app, base_url="http://127.0.0.1:8765")
+    >>> client.get("/api/dispatches").status_code  # every request needs the token
+    401
+    >>> auth = {"Authorization": f"Bearer {app.guard.token}"}
+    >>> client.get("/api/dispatches", headers=auth).json()["total"]
     0
 """
 
@@ -78,19 +82,30 @@ async def hand_to_head(store: ResultStore, dispatch_id: str, reuse: bool) -> str
     env.pop("RAY_ADDRESS", None)
     settings = dataclasses.replace(Settings.from_env(), home=home, ray_address=None)
     if live_address(settings) is None:
-        raise ClusterError(f"Redispatch hands the dispatch to the qflow head, and none runs "
-                           f"for {home}: run `qflow start` (with QFLOW_HOME={home}), then "
-                           "try again.")
+        raise ClusterError(
+            f"Redispatch hands the dispatch to the qflow head, and none runs "
+            f"for {home}: run `qflow start` (with QFLOW_HOME={home}), then "
+            "try again."
+        )
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "qflow.cli", "redispatch", dispatch_id,
-        *(["--reuse"] if reuse else []), env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "qflow.cli",
+        "redispatch",
+        dispatch_id,
+        *(["--reuse"] if reuse else []),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), HAND_OVER_S)
     except TimeoutError:
         proc.kill()
-        raise ClusterError(f"The head did not take the redispatch of {dispatch_id} within "
-                           f"{HAND_OVER_S:.0f} s; check it with `qflow status`.") from None
+        raise ClusterError(
+            f"The head did not take the redispatch of {dispatch_id} within "
+            f"{HAND_OVER_S:.0f} s; check it with `qflow status`."
+        ) from None
     if proc.returncode != 0:
         text = err.decode(errors="replace").strip().removeprefix("error: ")
         if proc.returncode == 1 and text:  # qflow's own error, already phrased for users
@@ -125,26 +140,40 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         except ValueError as exc:
             raise StoreError(f"page and per_page are whole numbers: {exc}") from None
         if not 1 <= page <= 10**9 or not 1 <= per_page <= 500:
-            raise StoreError(f"page counts from 1 to 1,000,000,000 and per_page from 1 to "
-                             f"500; got page={page}, per_page={per_page}.")
-        return DispatchQuery(status=q.get("status") or None, text=q.get("q", "").strip(),
-                             sort=q.get("sort", "created_at"),
-                             descending=q.get("order", "desc") != "asc",
-                             offset=(page - 1) * per_page, limit=per_page)
+            raise StoreError(
+                f"page counts from 1 to 1,000,000,000 and per_page from 1 to "
+                f"500; got page={page}, per_page={per_page}."
+            )
+        return DispatchQuery(
+            status=q.get("status") or None,
+            text=q.get("q", "").strip(),
+            sort=q.get("sort", "created_at"),
+            descending=q.get("order", "desc") != "asc",
+            offset=(page - 1) * per_page,
+            limit=per_page,
+        )
 
     def list_json(request: Request) -> dict[str, Any]:
         query = query_from(request)
         page = store.search_dispatches(query)
-        return {"rows": page.rows, "total": page.total, "counts": page.counts,
-                "page": query.offset // query.limit + 1, "per_page": query.limit}
+        return {
+            "rows": page.rows,
+            "total": page.total,
+            "counts": page.counts,
+            "page": query.offset // query.limit + 1,
+            "per_page": query.limit,
+        }
 
     async def index(request: Request) -> Response:
         try:
             data = list_json(request)
         except StoreError as exc:
             return HTMLResponse(str(exc), status_code=400)
-        return templates.TemplateResponse(request, "index.html", {
-            "data": data, "csrf": guard.csrf, "query": dict(request.query_params)})
+        return templates.TemplateResponse(
+            request,
+            "index.html",
+            {"data": data, "csrf": guard.csrf, "query": dict(request.query_params)},
+        )
 
     async def api_list(request: Request) -> Response:
         try:
@@ -156,8 +185,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         view = dispatch_view(store, request.path_params["dispatch_id"])
         if view is None:
             return HTMLResponse("No such dispatch.", status_code=404)
-        return templates.TemplateResponse(request, "dispatch.html", {
-            "d": view, "csrf": guard.csrf})
+        return templates.TemplateResponse(request, "dispatch.html", {"d": view, "csrf": guard.csrf})
 
     async def api_dispatch(request: Request) -> Response:
         view = dispatch_view(store, request.path_params["dispatch_id"])
@@ -168,8 +196,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         return JSONResponse(view)
 
     async def api_node(request: Request) -> Response:
-        node = node_view(store, request.path_params["dispatch_id"],
-                         request.path_params["node_id"])
+        node = node_view(store, request.path_params["dispatch_id"], request.path_params["node_id"])
         if node is None:
             return _error(404, "No such node.")
         return JSONResponse(node)
@@ -207,8 +234,9 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
                 await asyncio.sleep(EVENT_POLL_S)
                 idle += EVENT_POLL_S
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
 
     async def cancel(request: Request) -> Response:
         # Through the store alone: the UI never joins Ray, so a stopped head cannot
@@ -222,8 +250,9 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
             if row is None:
                 return _error(400, f"No dispatch {dispatch_id!r}.")
             if Status(row["status"]).is_final:
-                return _error(400, f"Dispatch {dispatch_id} already ended {row['status']}; "
-                                   "nothing to cancel.")
+                return _error(
+                    400, f"Dispatch {dispatch_id} already ended {row['status']}; nothing to cancel."
+                )
             await asyncio.to_thread(cancel_recorded, store, row)
         except QflowError as exc:
             return _error(400, str(exc))
@@ -308,9 +337,14 @@ def timed_protocol() -> type:
     return TimedH11Protocol
 
 
-def serve(store: ResultStore, host: str = "127.0.0.1", port: int = 8765,
-          token: str | None = None, announce: Any = print, socket_path: str | None = None
-          ) -> None:
+def serve(
+    store: ResultStore,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    announce: Any = print,
+    socket_path: str | None = None,
+) -> None:
     """Serve the UI until interrupted; ``announce`` gets the URL (with the token, once).
 
     With ``socket_path``, it listens on that Unix socket instead of a TCP port. The
@@ -325,19 +359,30 @@ def serve(store: ResultStore, host: str = "127.0.0.1", port: int = 8765,
     options: dict[str, Any] = {"host": host, "port": port}
     if socket_path is not None:
         folder = Path(socket_path).absolute().parent
-        if not folder.is_dir() or folder.stat().st_mode & 0o077 or \
-                folder.stat().st_uid != os.getuid():
+        if (
+            not folder.is_dir()
+            or folder.stat().st_mode & 0o077
+            or folder.stat().st_uid != os.getuid()
+        ):
             raise QflowInputError(
                 f"The UI's socket {socket_path} must be in a folder you own that only you "
                 f"can open (mode 0700); {folder} is not. Use one such as "
-                f"{Path(getattr(store, 'path', '~/.qflow/qflow.db')).parent / 'ui.sock'}.")
+                f"{Path(getattr(store, 'path', '~/.qflow/qflow.db')).parent / 'ui.sock'}."
+            )
         Path(socket_path).unlink(missing_ok=True)  # a stale socket from an earlier run
         options = {"uds": socket_path}
-        announce(f"qflow UI on unix socket {socket_path} (token {guard.token}; e.g. curl "
-                 f"--unix-socket {socket_path} -H 'Authorization: Bearer TOKEN' "
-                 "http://localhost/api/dispatches)")
+        announce(
+            f"qflow UI on unix socket {socket_path} (token {guard.token}; e.g. curl "
+            f"--unix-socket {socket_path} -H 'Authorization: Bearer TOKEN' "
+            "http://localhost/api/dispatches)"
+        )
     else:
         shown = f"[{host}]" if ":" in host else host
         announce(f"qflow UI at http://{shown}:{port}/?token={guard.token}")
-    uvicorn.run(create_app(store, guard), log_level="warning", http=timed_protocol(),
-                timeout_keep_alive=int(KEEP_ALIVE_S), **options)
+    uvicorn.run(
+        create_app(store, guard),
+        log_level="warning",
+        http=timed_protocol(),
+        timeout_keep_alive=int(KEEP_ALIVE_S),
+        **options,
+    )

@@ -78,15 +78,15 @@ def layered(parents: Mapping[int, Sequence[int]], max_per_row: int = 40) -> Layo
     for index in sorted(by_layer):
         members = by_layer[index]
         if index > 0:  # barycentre of the parents already placed
-            members.sort(key=lambda n: _mean([slot[p] for p in parents[n] if p in slot],
-                                             default=float(n)))
+            members.sort(
+                key=lambda n: _mean([slot[p] for p in parents[n] if p in slot], default=float(n))
+            )
         per_row = _row_length(len(members), max_per_row)
         for row_start in range(0, len(members), per_row):
-            row = members[row_start:row_start + per_row]
+            row = members[row_start : row_start + per_row]
             for col, node in enumerate(row):
                 slot[node] = row_start + col
-                placed[node] = Placed(x=col * (NODE_W + GAP_X) + NODE_W / 2, y=y,
-                                      layer=index)
+                placed[node] = Placed(x=col * (NODE_W + GAP_X) + NODE_W / 2, y=y, layer=index)
             width = max(width, len(row) * (NODE_W + GAP_X))
             rows.append((row, len(row) * (NODE_W + GAP_X)))
             y += NODE_H + ROW_GAP
@@ -104,8 +104,9 @@ def _row_length(count: int, most: int) -> int:
     wide as a screen is (16:10), so that the whole graph fits at a usable scale."""
     if count <= most:
         return count
-    return max(10, min(most, math.ceil(math.sqrt(count * 1.6 * (NODE_H + ROW_GAP)
-                                                     / (NODE_W + GAP_X)))))
+    return max(
+        10, min(most, math.ceil(math.sqrt(count * 1.6 * (NODE_H + ROW_GAP) / (NODE_W + GAP_X))))
+    )
 
 
 def _mean(values: list[float], default: float) -> float:

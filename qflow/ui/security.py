@@ -24,8 +24,9 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]
+]
 
 COOKIE = "qflow_ui"
 CSRF_HEADER = "x-csrf-token"
@@ -80,11 +81,19 @@ def _headers(scope: Scope) -> dict[str, str]:
     return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def _send_plain(send: Callable[[Any], Awaitable[None]], status: int, text: str,
-                      extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                            *(extra or [])]})
+async def _send_plain(
+    send: Callable[[Any], Awaitable[None]],
+    status: int,
+    text: str,
+    extra: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(extra or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": text.encode()})
 
 
@@ -94,28 +103,40 @@ class GuardMiddleware:
     def __init__(self, app: ASGIApp, guard: Guard) -> None:
         self.app, self.guard = app, guard
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]],
-                       send: Callable[[Any], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = _headers(scope)
         guard = self.guard
         if not guard.host_ok(headers.get("host", "")):
-            await _send_plain(send, 400, f"Host {headers.get('host')!r} is not this server "
-                              f"({guard.host}:{guard.port}).")
+            await _send_plain(
+                send,
+                400,
+                f"Host {headers.get('host')!r} is not this server ({guard.host}:{guard.port}).",
+            )
             return
         query = dict(parse_qsl(scope.get("query_string", b"").decode()))
         if "token" in query and scope["method"] == "GET":
             if not guard.token_ok(query["token"]):
-                await _send_plain(send, 401, "Wrong token. Use the URL `qflow ui` "
-                                  "printed when it started.")
+                await _send_plain(
+                    send, 401, "Wrong token. Use the URL `qflow ui` printed when it started."
+                )
                 return
             query.pop("token")
             location = scope["path"] + (f"?{urlencode(query)}" if query else "")
-            cookie = (f"{COOKIE}={guard.token}; HttpOnly; SameSite=Strict; Path=/")
-            await _send_plain(send, 303, "Logged in.", [
-                (b"location", location.encode()), (b"set-cookie", cookie.encode())])
+            cookie = f"{COOKIE}={guard.token}; HttpOnly; SameSite=Strict; Path=/"
+            await _send_plain(
+                send,
+                303,
+                "Logged in.",
+                [(b"location", location.encode()), (b"set-cookie", cookie.encode())],
+            )
             return
         bearer = headers.get("authorization", "")
         token = bearer[7:] if bearer.lower().startswith("bearer ") else None
@@ -123,18 +144,27 @@ class GuardMiddleware:
             jar = SimpleCookie(headers.get("cookie", ""))
             token = jar[COOKIE].value if COOKIE in jar else None
         if not guard.token_ok(token):
-            await _send_plain(send, 401, "This qflow UI needs its token: open the URL "
-                              "`qflow ui` printed (it ends in ?token=...), or send "
-                              "`Authorization: Bearer <token>`.")
+            await _send_plain(
+                send,
+                401,
+                "This qflow UI needs its token: open the URL "
+                "`qflow ui` printed (it ends in ?token=...), or send "
+                "`Authorization: Bearer <token>`.",
+            )
             return
         if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
             origin = headers.get("origin")
-            if origin is not None and origin != f"{scope.get('scheme', 'http')}://" \
-                                                 f"{headers.get('host', '')}":
+            if (
+                origin is not None
+                and origin != f"{scope.get('scheme', 'http')}://{headers.get('host', '')}"
+            ):
                 await _send_plain(send, 403, f"Cross-origin request from {origin} refused.")
                 return
             if not hmac.compare_digest(headers.get(CSRF_HEADER, ""), guard.csrf):
-                await _send_plain(send, 403, "Missing or wrong X-CSRF-Token: actions are "
-                                  "made from the UI's own pages.")
+                await _send_plain(
+                    send,
+                    403,
+                    "Missing or wrong X-CSRF-Token: actions are made from the UI's own pages.",
+                )
                 return
         await self.app(scope, receive, send)

@@ -29,9 +29,22 @@ from qflow.ui.layout import layered
 #: Characters of stdout/stderr a dispatch view carries per node (the node view has all).
 PREVIEW_CHARS = 300
 
-_DISPATCH_TEXT = ("dispatch_id", "name", "status", "parent_id", "parent_node_id",
-                  "created_at", "start_time", "end_time", "error", "inputs_text",
-                  "result_text", "source", "graph_text", "tags")
+_DISPATCH_TEXT = (
+    "dispatch_id",
+    "name",
+    "status",
+    "parent_id",
+    "parent_node_id",
+    "created_at",
+    "start_time",
+    "end_time",
+    "error",
+    "inputs_text",
+    "result_text",
+    "source",
+    "graph_text",
+    "tags",
+)
 
 
 def _seconds(start: str | None, end: str | None) -> float | None:
@@ -50,15 +63,24 @@ def _parents(text: str | None) -> list[int]:
 def node_summary(row: dict[str, Any]) -> dict[str, Any]:
     """A node as the dispatch view lists it: no full logs."""
     return {
-        "node_id": row["node_id"], "name": row["name"], "kind": row["kind"],
-        "status": row["status"], "parents": _parents(row.get("parents")),
-        "start_time": row.get("start_time"), "end_time": row.get("end_time"),
+        "node_id": row["node_id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "parents": _parents(row.get("parents")),
+        "start_time": row.get("start_time"),
+        "end_time": row.get("end_time"),
         "runtime_s": _seconds(row.get("start_time"), row.get("end_time")),
-        "ray_node_id": row.get("ray_node_id"), "sublattice_id": row.get("sublattice_id"),
+        "ray_node_id": row.get("ray_node_id"),
+        "sublattice_id": row.get("sublattice_id"),
         # How deep this sublattice nests (1: a child of a top-level dispatch).
-        "sublattice_depth": (str(row.get("dispatch_id") or "").count("/") + 1
-                             if row["kind"] == "sublattice" else None),
-        "executor": row.get("executor"), "slurm_job_id": row.get("slurm_job_id"),
+        "sublattice_depth": (
+            str(row.get("dispatch_id") or "").count("/") + 1
+            if row["kind"] == "sublattice"
+            else None
+        ),
+        "executor": row.get("executor"),
+        "slurm_job_id": row.get("slurm_job_id"),
         "output_text": row.get("output_text"),
         "error": (row.get("error") or "")[:PREVIEW_CHARS] or None,
     }
@@ -73,10 +95,14 @@ def node_view(store: ResultStore, dispatch_id: str, node_id: int) -> dict[str, A
                 sources = json.loads(dispatch.get("electron_sources") or "{}")
             except ValueError:
                 sources = {}
-            return {**node_summary(row), "error": row.get("error"),
-                    "source": sources.get(row["name"]),
-                    "inputs_text": row.get("inputs_text"),
-                    "stdout": row.get("stdout") or "", "stderr": row.get("stderr") or ""}
+            return {
+                **node_summary(row),
+                "error": row.get("error"),
+                "source": sources.get(row["name"]),
+                "inputs_text": row.get("inputs_text"),
+                "stdout": row.get("stdout") or "",
+                "stderr": row.get("stderr") or "",
+            }
     return None
 
 
@@ -93,8 +119,9 @@ def breadcrumbs(store: ResultStore, dispatch_id: str) -> list[dict[str, Any]]:
     return chain[::-1]
 
 
-def dispatch_view(store: ResultStore, dispatch_id: str,
-                  with_layout: bool = True) -> dict[str, Any] | None:
+def dispatch_view(
+    store: ResultStore, dispatch_id: str, with_layout: bool = True
+) -> dict[str, Any] | None:
     """A dispatch, its nodes (with a layered layout), its sublattices and breadcrumbs."""
     row = store.get_dispatch(dispatch_id)
     if row is None:
@@ -106,21 +133,32 @@ def dispatch_view(store: ResultStore, dispatch_id: str,
     # Parameter nodes (literal arguments) are neither work nor worth drawing: the
     # graph and the progress count the nodes that compute.
     computing = [n for n in nodes if n["kind"] != "parameter"]
-    view["progress"] = {"done": sum(n["status"] == "COMPLETED" for n in computing),
-                        "total": len(computing)}
+    view["progress"] = {
+        "done": sum(n["status"] == "COMPLETED" for n in computing),
+        "total": len(computing),
+    }
     view["sublattices"] = store.children(dispatch_id)
     view["breadcrumbs"] = breadcrumbs(store, dispatch_id)
     if with_layout:
         shown = {n["node_id"] for n in computing}
-        layout = layered({n["node_id"]: [p for p in n["parents"] if p in shown]
-                          for n in computing})
-        view["layout"] = {"width": layout.width, "height": layout.height,
-                          "nodes": {str(i): [p.x, p.y] for i, p in layout.nodes.items()}}
+        layout = layered({n["node_id"]: [p for p in n["parents"] if p in shown] for n in computing})
+        view["layout"] = {
+            "width": layout.width,
+            "height": layout.height,
+            "nodes": {str(i): [p.x, p.y] for i, p in layout.nodes.items()},
+        }
     return view
 
 
-STATE_COLUMNS = ("node_id", "status", "start_time", "end_time", "ray_node_id", "slurm_job_id",
-                 "sublattice_id")
+STATE_COLUMNS = (
+    "node_id",
+    "status",
+    "start_time",
+    "end_time",
+    "ray_node_id",
+    "slurm_job_id",
+    "sublattice_id",
+)
 
 
 def state_view(store: ResultStore, dispatch_id: str) -> dict[str, Any] | None:
@@ -130,10 +168,15 @@ def state_view(store: ResultStore, dispatch_id: str) -> dict[str, Any] | None:
     if row is None:
         return None
     nodes = store.get_node_states(dispatch_id)
-    return {"status": row["status"], "start_time": row["start_time"],
-            "end_time": row["end_time"], "error": row["error"], "columns": STATE_COLUMNS,
-            "nodes": nodes, "progress": {"done": sum(n[1] == "COMPLETED" for n in nodes),
-                                         "total": len(nodes)}}
+    return {
+        "status": row["status"],
+        "start_time": row["start_time"],
+        "end_time": row["end_time"],
+        "error": row["error"],
+        "columns": STATE_COLUMNS,
+        "nodes": nodes,
+        "progress": {"done": sum(n[1] == "COMPLETED" for n in nodes), "total": len(nodes)},
+    }
 
 
 def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
@@ -152,14 +195,32 @@ def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
     for did, points in store.get_metrics(order).items():
         for p in points:
             metrics.setdefault(p.name, []).append(
-                {"dispatch_id": did, "node_id": p.node_id, "step": p.step, "value": p.value,
-                 "time": p.time})
+                {
+                    "dispatch_id": did,
+                    "node_id": p.node_id,
+                    "step": p.step,
+                    "value": p.value,
+                    "time": p.time,
+                }
+            )
     return {"metrics": metrics, "dispatch_names": names}
 
 
-_CSV_COLUMNS = ("node_id", "name", "kind", "status", "start_time", "end_time", "runtime_s",
-                "executor", "ray_node_id", "slurm_job_id", "sublattice_id", "output_text",
-                "error")
+_CSV_COLUMNS = (
+    "node_id",
+    "name",
+    "kind",
+    "status",
+    "start_time",
+    "end_time",
+    "runtime_s",
+    "executor",
+    "ray_node_id",
+    "slurm_job_id",
+    "sublattice_id",
+    "output_text",
+    "error",
+)
 
 
 def nodes_csv(view: dict[str, Any]) -> str:

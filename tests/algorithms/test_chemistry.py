@@ -7,8 +7,7 @@ import numpy as np
 import pennylane as qml
 import pytest
 
-from qflow.algorithms.chemistry import (Molecule, exact_ground_energy,
-                                        molecular_hamiltonian)
+from qflow.algorithms.chemistry import Molecule, exact_ground_energy, molecular_hamiltonian
 from qflow.algorithms.vqe import build_circuit
 from qflow.exceptions import QflowInputError
 
@@ -19,7 +18,7 @@ def _pyscf_fci(symbols, coords_angstrom, basis="sto-3g", charge=0, spin=0):
     """The independent reference: PySCF's (RO)HF then full CI, not via qflow."""
     from pyscf import fci, gto, scf
 
-    atoms = [(s, coords_angstrom[3 * i:3 * i + 3]) for i, s in enumerate(symbols)]
+    atoms = [(s, coords_angstrom[3 * i : 3 * i + 3]) for i, s in enumerate(symbols)]
     mol = gto.M(atom=atoms, basis=basis, charge=charge, spin=spin, unit="Angstrom", verbose=0)
     hf = (scf.ROHF(mol) if spin else scf.RHF(mol)).run()
     return fci.FCI(hf).kernel()[0]
@@ -40,11 +39,13 @@ def test_basis_and_ion_match_full_ci():
     hamiltonian, wires = molecular_hamiltonian(h2)
     assert wires == 8
     assert exact_ground_energy(hamiltonian, wires, 2, mult=1) == pytest.approx(
-        _pyscf_fci(["H", "H"], [0, 0, -0.3707, 0, 0, 0.3707], basis="6-31g"), abs=1e-6)
+        _pyscf_fci(["H", "H"], [0, 0, -0.3707, 0, 0, 0.3707], basis="6-31g"), abs=1e-6
+    )
     h3p = Molecule(["H"] * 3, H3, charge=1)
     hamiltonian, wires = molecular_hamiltonian(h3p)
     assert exact_ground_energy(hamiltonian, wires, h3p.electrons, mult=1) == pytest.approx(
-        _pyscf_fci(["H"] * 3, H3, charge=1), abs=1e-6)
+        _pyscf_fci(["H"] * 3, H3, charge=1), abs=1e-6
+    )
 
 
 def test_active_space_agrees_between_dhf_and_pyscf():
@@ -74,8 +75,10 @@ def test_multiplicity_sector():
 
 def test_mappings_keep_the_spectrum():
     """Parity and Bravyi-Kitaev Hamiltonians have the Jordan-Wigner ground energy."""
-    energies = {m: exact_ground_energy(*molecular_hamiltonian(Molecule.h2(), mapping=m))
-                for m in ("jordan_wigner", "parity", "bravyi_kitaev")}
+    energies = {
+        m: exact_ground_energy(*molecular_hamiltonian(Molecule.h2(), mapping=m))
+        for m in ("jordan_wigner", "parity", "bravyi_kitaev")
+    }
     assert max(energies.values()) - min(energies.values()) < 1e-9
     with pytest.raises(QflowInputError, match="mapping is one of"):
         molecular_hamiltonian(Molecule.h2(), mapping="jw")
@@ -92,27 +95,32 @@ def test_singles_matter_on_lih():
     gaps = {}
     for ansatz in ("double_excitation", "singles_doubles"):
         circuit, n = build_circuit(ansatz, hamiltonian, wires, lih.electrons)
-        qnode = qml.QNode(circuit, qml.device("lightning.qubit", wires=wires),
-                          diff_method="adjoint")
+        qnode = qml.QNode(
+            circuit, qml.device("lightning.qubit", wires=wires), diff_method="adjoint"
+        )
 
         def grad(x, qnode=qnode):
             return np.asarray(qml.jacobian(qnode)(qml.numpy.array(x, requires_grad=True)))
 
-        best = minimize(lambda x, qnode=qnode: float(qnode(x)), np.zeros(n), jac=grad,
-                        method="BFGS")
+        best = minimize(
+            lambda x, qnode=qnode: float(qnode(x)), np.zeros(n), jac=grad, method="BFGS"
+        )
         gaps[ansatz] = (best.fun - exact) * 1000
     assert gaps["double_excitation"] > 0.3
     assert gaps["singles_doubles"] < 0.05
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(symbols=["H", "H"], mult=2), "cannot have multiplicity 2"),
-    (dict(symbols=["H", "H", "H"], mult=1), "cannot have multiplicity 1"),
-    (dict(symbols=["H", "Xx"]), "Unknown element symbols"),
-    (dict(symbols=["H", "H"], active_electrons=3), "exceeds the molecule's 2"),
-    (dict(symbols=["H", "H"], mult=0), "mult must be an int >= 1"),
-    (dict(symbols="HH"), "list of element symbols"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(symbols=["H", "H"], mult=2), "cannot have multiplicity 2"),
+        (dict(symbols=["H", "H", "H"], mult=1), "cannot have multiplicity 1"),
+        (dict(symbols=["H", "Xx"]), "Unknown element symbols"),
+        (dict(symbols=["H", "H"], active_electrons=3), "exceeds the molecule's 2"),
+        (dict(symbols=["H", "H"], mult=0), "mult must be an int >= 1"),
+        (dict(symbols="HH"), "list of element symbols"),
+    ],
+)
 def test_molecule_refuses_bad_input(kwargs, message):
     symbols = kwargs.pop("symbols")
     geometry = [0.0] * (3 * len(symbols)) if not isinstance(symbols, str) else [0.0] * 6
@@ -122,7 +130,8 @@ def test_molecule_refuses_bad_input(kwargs, message):
 
 def test_molecule_to_dict_round_trips():
     """to_dict holds every field the constructor takes."""
-    lih = Molecule(["Li", "H"], [0, 0, 0, 0, 0, 1.6], basis="6-31G", active_electrons=2,
-                   active_orbitals=3)
+    lih = Molecule(
+        ["Li", "H"], [0, 0, 0, 0, 0, 1.6], basis="6-31G", active_electrons=2, active_orbitals=3
+    )
     data = lih.to_dict()
     assert Molecule(data.pop("symbols"), data.pop("geometry"), **data) == lih

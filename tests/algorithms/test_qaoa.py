@@ -12,8 +12,10 @@ from qflow.exceptions import QflowInputError
 def test_brute_force_is_exact():
     """Brute force agrees with an independent enumeration on a small graph."""
     edges = [(0, 1), (1, 2), (2, 3), (3, 0), (0, 2)]
-    independent = max(sum(1 for u, v in edges if bits[u] != bits[v])
-                      for bits in itertools.product((0, 1), repeat=4))
+    independent = max(
+        sum(1 for u, v in edges if bits[u] != bits[v])
+        for bits in itertools.product((0, 1), repeat=4)
+    )
     assert brute_force_maxcut(4, edges) == independent == 4
 
 
@@ -47,16 +49,26 @@ def test_an_answer_worse_than_random_is_flagged():
 
     with pytest.warns(QflowWarning, match="below the 1.5 a random assignment gets"):
         # a negative step climbs the cost: the optimizer goes the wrong way on purpose
-        res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=10,
-                          optimizer=qml.GradientDescentOptimizer(stepsize=-0.2))
+        res = qaoa_maxcut(
+            [(0, 1), (1, 2), (2, 0)],
+            p=1,
+            steps=20,
+            pack=10,
+            optimizer=qml.GradientDescentOptimizer(stepsize=-0.2),
+        )
     assert res.expected_cut < 1.5
 
 
 def test_with_shots_the_best_cut_is_measured_on_the_backend():
     from qflow.backends import get_backend
 
-    res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=10,
-                      backend=get_backend("default.qubit", shots=300))
+    res = qaoa_maxcut(
+        [(0, 1), (1, 2), (2, 0)],
+        p=1,
+        steps=20,
+        pack=10,
+        backend=get_backend("default.qubit", shots=300),
+    )
     assert res.measured and res.best_cut == 2
 
 
@@ -91,7 +103,8 @@ def test_warm_start_climbs_depth_by_interp():
     shallow = qaoa_maxcut(RING6, p=1, steps=40, pack=40)
     deeper = qaoa_maxcut(RING6, p=2, steps=5, pack=5, warm_start=shallow)
     assert deeper.loop.inputs["initial_params"] == pytest.approx(
-        interpolate(shallow.params, 2).tolist())
+        interpolate(shallow.params, 2).tolist()
+    )
     assert deeper.expected_cut >= shallow.expected_cut - 1e-3
     with pytest.raises(QflowInputError, match="only start a deeper run"):
         qaoa_maxcut(RING6, p=1, warm_start=shallow)

@@ -30,8 +30,15 @@ def test_hamiltonian_input_and_other_ansatz():
     """A given Hamiltonian works with the UCCSD ansatz on default.qubit."""
     coords = [0, 0, -0.7, 0, 0, 0.7]
     h, wires = qml.qchem.molecular_hamiltonian(["H", "H"], np.array(coords), method="dhf")
-    res = vqe(hamiltonian=h, wires=wires, electrons=2, ansatz="uccsd",
-              backend="default.qubit", steps=40, pack=20)
+    res = vqe(
+        hamiltonian=h,
+        wires=wires,
+        electrons=2,
+        ansatz="uccsd",
+        backend="default.qubit",
+        steps=40,
+        pack=20,
+    )
     assert abs(res.energy - _exact(["H", "H"], coords)) < CHEMICAL_ACCURACY
 
 
@@ -52,8 +59,9 @@ def test_scan_table_and_plot(tmp_path):
     assert [r["bond_length"] for r in res.rows] == [1.2, 2.0]
     for row in res.rows:
         assert row["error_mha"] < 1.6
-        assert row["exact"] == pytest.approx(_exact(["H", "H"], [0, 0, -row["bond_length"] / 2,
-                                                                 0, 0, row["bond_length"] / 2]))
+        assert row["exact"] == pytest.approx(
+            _exact(["H", "H"], [0, 0, -row["bond_length"] / 2, 0, 0, row["bond_length"] / 2])
+        )
     assert res.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "exact (Ha)" in res.table()
 
@@ -64,8 +72,7 @@ class TestExactReference:
     def test_an_ion_is_not_compared_with_its_neutral_atom(self):
         from qflow.algorithms.vqe import exact_ground_energy, molecular_hamiltonian
 
-        h3 = Molecule(["H", "H", "H"], [0, 0, 0, 0, 0, 1.65, 0, 1.43, 0.825], charge=1,
-                      unit="bohr")
+        h3 = Molecule(["H", "H", "H"], [0, 0, 0, 0, 0, 1.65, 0, 1.43, 0.825], charge=1, unit="bohr")
         hamiltonian, wires = molecular_hamiltonian(h3)
         anywhere = exact_ground_energy(hamiltonian, wires)
         two_electrons = exact_ground_energy(hamiltonian, wires, electrons=h3.electrons)
@@ -74,9 +81,10 @@ class TestExactReference:
         assert 0.030 < two_electrons - anywhere < 0.040
         # Independent check: the same sector of the dense matrix.
         dense = qml.matrix(hamiltonian, wire_order=range(wires))
-        sector = [i for i in range(2 ** wires) if bin(i).count("1") == 2]
+        sector = [i for i in range(2**wires) if bin(i).count("1") == 2]
         assert two_electrons == pytest.approx(
-            np.linalg.eigvalsh(dense[np.ix_(sector, sector)])[0], abs=1e-9)
+            np.linalg.eigvalsh(dense[np.ix_(sector, sector)])[0], abs=1e-9
+        )
 
     def test_sector_argument_is_checked(self):
         from qflow.algorithms.vqe import exact_ground_energy
@@ -106,8 +114,7 @@ class TestUnits:
     def test_the_scan_table_names_its_unit(self):
         from qflow.algorithms.scan import ScanResult
 
-        row = {"value": 0.74, "energy": -1.1, "exact": -1.1, "error_mha": 0.0,
-               "iterations": 3}
+        row = {"value": 0.74, "energy": -1.1, "exact": -1.1, "error_mha": 0.0, "iterations": 3}
         assert ScanResult([row], "d", 1.0, None).table().split()[:2] == ["R", "(Å)"]
         assert "(Bohr)" in ScanResult([row], "d", 1.0, None, unit="bohr").table()
 
@@ -116,8 +123,7 @@ def test_open_shell_h3_vqe_reaches_full_ci():
     """Issue 11: neutral H3 (a doublet) runs end to end and lands on PySCF's full CI."""
     from tests.algorithms.test_chemistry import H3, _pyscf_fci
 
-    res = vqe(Molecule(["H"] * 3, H3, mult=2), steps=80, pack=40,
-              optimizer=qml.AdamOptimizer(0.1))
+    res = vqe(Molecule(["H"] * 3, H3, mult=2), steps=80, pack=40, optimizer=qml.AdamOptimizer(0.1))
     assert abs(res.energy - _pyscf_fci(["H"] * 3, H3, spin=1)) < CHEMICAL_ACCURACY
     assert res.inputs["molecule"]["mult"] == 2 and res.inputs["ansatz"] == "singles_doubles"
 
@@ -145,8 +151,9 @@ def test_scan_of_any_molecule(tmp_path):
     assert list(res.to_dataframe()["value"]) == [1.4, 1.8]
 
     def h3_plus(scale):
-        return Molecule(["H"] * 3, [x * scale for x in [0, 0, 0, 0, 0, 0.9, 0, 0.78, 0.45]],
-                        charge=1)
+        return Molecule(
+            ["H"] * 3, [x * scale for x in [0, 0, 0, 0, 0, 0.9, 0, 0.78, 0.45]], charge=1
+        )
 
     res = scan(h3_plus, [0.9, 1.1], parameter="scale", steps=30, pack=30)
     assert res.parameter == "scale" and all(r["error_mha"] < 1.6 for r in res.rows)

@@ -56,8 +56,11 @@ def test_config_pickles(backend):
 
 def test_unknown_backend_lists_valid_and_extra():
     """An unknown name lists the valid names and the extra to install."""
-    with pytest.raises(QflowConfigError, match=r"'ibm.qpu'.*default.qubit.*lightning.qubit"
-                                                r".*qflow-runtime\[quantum\]"):
+    with pytest.raises(
+        QflowConfigError,
+        match=r"'ibm.qpu'.*default.qubit.*lightning.qubit"
+        r".*qflow-runtime\[quantum\]",
+    ):
         get_backend("ibm.qpu")
 
 
@@ -74,9 +77,12 @@ def test_bad_options():
 def test_subclass_contract():
     """A backend without make_device or a name is refused when defined."""
     with pytest.raises(TypeError, match="must define make_device"):
+
         class NoDevice(Backend):
             name = "x.none"
+
     with pytest.raises(TypeError, match="must set a class attribute name"):
+
         class NoName(Backend):
             def make_device(self, wires):
                 return None
@@ -87,8 +93,9 @@ class TestSimulatedQPU:
         """Off the gateway node each batch pays the round trip; queue delay is always paid."""
         qpu = get_backend("simulated.qpu", inner="default.qubit", round_trip_ms=20, queue_ms=5)
         assert qpu.delay_s() == pytest.approx(0.025)  # the test node has no QPU resource
-        near = get_backend("simulated.qpu", inner="default.qubit", round_trip_ms=20,
-                           queue_ms=5, resource="CPU")  # every node holds CPU
+        near = get_backend(
+            "simulated.qpu", inner="default.qubit", round_trip_ms=20, queue_ms=5, resource="CPU"
+        )  # every node holds CPU
         assert near.delay_s() == pytest.approx(0.005)
 
     @pytest.mark.parametrize("inner", ["default.qubit", "lightning.qubit"])
@@ -141,8 +148,12 @@ class TestBraketAws:
 
     def test_no_credentials_is_clear(self, monkeypatch, tmp_path):
         """Without AWS credentials the error says how to get them or go offline."""
-        for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
-                    "AWS_SESSION_TOKEN"):
+        for var in (
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+        ):
             monkeypatch.delenv(var, raising=False)
         monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
         monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
@@ -164,13 +175,12 @@ class TestBraketAws:
         monkeypatch.setattr(qml, "device", fake_device)
         backend = get_backend("braket.aws.qubit", device_arn=self.ARN, shots=10)
         assert backend.make_device(3) == "device"
-        assert seen == {"name": "braket.aws.qubit", "device_arn": self.ARN, "wires": 3,
-                        "shots": 10}
+        assert seen == {"name": "braket.aws.qubit", "device_arn": self.ARN, "wires": 3, "shots": 10}
         assert backend.ray_resources() == {"qpu:braket-us-east-1": 1}
         assert "not-a-real-secret" not in repr(backend)
 
 
-SCRIPT_BACKEND = '''
+SCRIPT_BACKEND = """
 import pennylane as qml
 from qflow.backends import Backend
 from qflow.variational import minimize
@@ -187,7 +197,7 @@ def circuit(p):
 
 print("COST", minimize(circuit, [0.3], wires=1, steps=4, pack=2,
                        backend=ScriptBackend()).final_cost)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -199,8 +209,14 @@ def test_a_backend_defined_in_a_script_ships_by_value(tmp_path):
 
     env = {**os.environ, "QFLOW_HOME": str(tmp_path / "home")}
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run([sys.executable, "-c", SCRIPT_BACKEND], env=env, capture_output=True,
-                         text=True, timeout=240, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT_BACKEND],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert float(out.stdout.split("COST", 1)[1].split()[0]) < 0.98
 
@@ -213,15 +229,20 @@ def test_backends_are_found_through_entry_points(tmp_path, monkeypatch):
         "class EntryBackend(Backend):\n"
         "    name = 'entry.sim'\n"
         "    def make_device(self, wires):\n"
-        "        return qml.device('default.qubit', wires=wires)\n")
+        "        return qml.device('default.qubit', wires=wires)\n"
+    )
     info = tmp_path / "epbackend-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: epbackend\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        "[qflow.backends]\nentry.sim = epbackend:EntryBackend\nbroken.sim = epbackend:nope\n")
+        "[qflow.backends]\nentry.sim = epbackend:EntryBackend\nbroken.sim = epbackend:nope\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     backend = get_backend("entry.sim")
-    assert type(backend).__name__ == "EntryBackend" and backend.make_device(2).wires.tolist() == [0, 1]
+    assert type(backend).__name__ == "EntryBackend" and backend.make_device(2).wires.tolist() == [
+        0,
+        1,
+    ]
     with pytest.raises(QflowConfigError, match="'broken.sim' is offered by 'epbackend:nope'"):
         get_backend("broken.sim")
     with pytest.raises(QflowConfigError, match="Valid backends are:.*entry.sim"):

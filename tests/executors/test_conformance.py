@@ -6,8 +6,10 @@ import qflow
 from qflow.executors import Executor, resolve_executor
 
 # Slurm is always in the list: its tests start the local Slurm (and fail if they cannot).
-EXECUTORS = [pytest.param(n, marks=pytest.mark.slurm) if n == "slurm" else n
-             for n in sorted(Executor.registry)]
+EXECUTORS = [
+    pytest.param(n, marks=pytest.mark.slurm) if n == "slurm" else n
+    for n in sorted(Executor.registry)
+]
 
 
 @pytest.fixture(params=EXECUTORS)
@@ -24,6 +26,7 @@ def test_registry_names_derive_from_class(executor):
 
 def test_runs_a_chain_with_captured_output(executor):
     """Values flow between nodes on this executor; prints are captured per node."""
+
     @qflow.electron(executor=executor)
     def step(x):
         print(f"step {x}")
@@ -40,6 +43,7 @@ def test_runs_a_chain_with_captured_output(executor):
 
 def test_mixes_with_ray_nodes(executor):
     """A node on this executor feeds a Ray node and is fed by one."""
+
     @qflow.electron(executor=executor)
     def here(x):
         return x * 3
@@ -57,6 +61,7 @@ def test_mixes_with_ray_nodes(executor):
 
 def test_failure_carries_traceback_and_stops_dependants(executor):
     """An exception fails the node with its traceback; dependants never run."""
+
     @qflow.electron(executor=executor)
     def bad():
         raise ZeroDivisionError("nope")
@@ -78,9 +83,12 @@ def test_failure_carries_traceback_and_stops_dependants(executor):
 def test_subclass_contract_checked_at_definition():
     """A subclass without submit, or misnamed, is refused when defined."""
     with pytest.raises(TypeError, match="must define submit"):
+
         class NoSubmitExecutor(Executor):
             pass
+
     with pytest.raises(TypeError, match="named <Name>Executor"):
+
         class Runner(Executor):
             def submit(self, call, deps):
                 raise NotImplementedError
@@ -106,8 +114,11 @@ def test_local_electrons_side_by_side_each_keep_their_own_prints():
 
     res = qflow.dispatch_sync(flow)()
     assert res.status == "COMPLETED", res.error
-    outs = {n["node_name"] + str(n["node_id"]): n["stdout"] for n in res.get_all_node_results()
-            if n["node_name"] == "hello"}
+    outs = {
+        n["node_name"] + str(n["node_id"]): n["stdout"]
+        for n in res.get_all_node_results()
+        if n["node_name"] == "hello"
+    }
     assert len(outs) == 2
     for i, text in enumerate(sorted(outs.values())):
         assert text == f"Hello from Task {i}\n" * 20, text

@@ -81,27 +81,34 @@ def _spy_attempts(monkeypatch):
 
 def test_every_chunk_after_the_first_is_a_call_on_the_loop_actor(monkeypatch):
     placed, kept = _spy_attempts(monkeypatch)
-    res = minimize(rx_circuit, [0.4], wires=1, backend="default.qubit", steps=8, pack=2,
-                   progress=False)
+    res = minimize(
+        rx_circuit, [0.4], wires=1, backend="default.qubit", steps=8, pack=2, progress=False
+    )
     assert res.iterations == 8 and res.actor_restarts == 0
     assert placed == [False, True, True, True]
     # The actor keeps what the next call takes from it; the last chunk's output goes to
     # the loop's close (a plain task) as a Ray object.
     assert kept == [False, True, True, False]
-    nodes = [n for n in qflow.get_result(res.dispatch_id).get_all_node_results()
-             if n["node_name"] == "run_chunk"]
+    nodes = [
+        n
+        for n in qflow.get_result(res.dispatch_id).get_all_node_results()
+        if n["node_name"] == "run_chunk"
+    ]
     assert [n["status"] for n in nodes] == [qflow.status.COMPLETED] * 4
 
 
 def test_cancelling_a_loop_stops_its_chunks_at_once_and_frees_its_actor():
-    loop_id, spec_blob, state = prepare(slow_circuit, [0.3], wires=1, backend="default.qubit",
-                                        steps=400, pack=2)
+    loop_id, spec_blob, state = prepare(
+        slow_circuit, [0.3], wires=1, backend="default.qubit", steps=400, pack=2
+    )
     dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, 400, 2)
 
     def completed():
-        return sum(n["status"] == qflow.status.COMPLETED
-                   for n in qflow.get_result(dispatch_id).get_all_node_results()
-                   if n["node_name"] == "run_chunk")
+        return sum(
+            n["status"] == qflow.status.COMPLETED
+            for n in qflow.get_result(dispatch_id).get_all_node_results()
+            if n["node_name"] == "run_chunk"
+        )
 
     deadline = time.monotonic() + 60
     while completed() < 3 and time.monotonic() < deadline:
@@ -122,9 +129,21 @@ def test_a_loop_survives_its_actor_dying_twice():
 
     _loop_pool.call_pool("clear")
     out, steps = {}, []
-    thread = threading.Thread(target=lambda: out.update(res=minimize(
-        slow_circuit, [0.3], wires=1, backend="default.qubit", steps=80, pack=4,
-        callback=lambda step, cost: steps.append(step), progress=False, keep_warm=0)))
+    thread = threading.Thread(
+        target=lambda: out.update(
+            res=minimize(
+                slow_circuit,
+                [0.3],
+                wires=1,
+                backend="default.qubit",
+                steps=80,
+                pack=4,
+                callback=lambda step, cost: steps.append(step),
+                progress=False,
+                keep_warm=0,
+            )
+        )
+    )
     thread.start()
     killed = []
     for after_step in (12, 40):  # each time with chunks running on the actor
@@ -146,36 +165,61 @@ def _busy_actor_names():
     import ray
 
     idle = set(_loop_pool.call_pool("idle_names"))
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith(_loop_pool.ACTOR_PREFIX) and a["name"] not in idle]
+    return [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith(_loop_pool.ACTOR_PREFIX) and a["name"] not in idle
+    ]
 
 
 def test_an_idle_actor_that_died_in_the_pool_is_replaced():
     import ray
 
     _loop_pool.call_pool("clear")
-    minimize(rx_circuit, [0.4], wires=1, backend="default.qubit", steps=2, pack=1,
-             progress=False, keep_warm=60)
+    minimize(
+        rx_circuit,
+        [0.4],
+        wires=1,
+        backend="default.qubit",
+        steps=2,
+        pack=1,
+        progress=False,
+        keep_warm=60,
+    )
     (idle,) = _loop_pool.call_pool("idle_names")
     ray.kill(ray.get_actor(idle, namespace="qflow"))
-    res = minimize(rx_circuit, [0.4], wires=1, backend="default.qubit", steps=4, pack=2,
-                   progress=False, keep_warm=0)
+    res = minimize(
+        rx_circuit,
+        [0.4],
+        wires=1,
+        backend="default.qubit",
+        steps=4,
+        pack=2,
+        progress=False,
+        keep_warm=0,
+    )
     assert res.iterations == 4 and res.actor_restarts == 0
     assert idle not in _busy_actor_names()
 
 
 def test_cancelling_one_chunk_stops_the_chunks_after_it_as_never_run():
-    loop_id, spec_blob, state = prepare(slow_circuit, [0.3], wires=1, backend="default.qubit",
-                                        steps=400, pack=2)
+    loop_id, spec_blob, state = prepare(
+        slow_circuit, [0.3], wires=1, backend="default.qubit", steps=400, pack=2
+    )
     dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, 400, 2)
 
     def chunks():
-        return [n for n in qflow.get_result(dispatch_id).get_all_node_results()
-                if n["node_name"] == "run_chunk"]
+        return [
+            n
+            for n in qflow.get_result(dispatch_id).get_all_node_results()
+            if n["node_name"] == "run_chunk"
+        ]
 
     deadline = time.monotonic() + 60
-    while sum(n["status"] == qflow.status.COMPLETED for n in chunks()) < 3 \
-            and time.monotonic() < deadline:
+    while (
+        sum(n["status"] == qflow.status.COMPLETED for n in chunks()) < 3
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     # Ten chunks (about a second) after the first unfinished one: not started yet.
     target = [n["node_id"] for n in chunks() if n["status"] == qflow.status.RUNNING][10]

@@ -20,18 +20,21 @@ def on_ray(x):
 @qflow.electron(executor=SlurmExecutor(time=2, job_name="qflow-test"))
 def on_slurm(x):
     import os
+
     print(f"job {os.environ['SLURM_JOB_ID']}")
     return x * 10
 
 
 def _squeue(name):
-    out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        ["squeue", "-h", "-n", name, "-o", "%i %T"], capture_output=True, text=True, check=True
+    )
     return out.stdout.split()
 
 
 def test_mixed_workflow():
     """A Slurm electron between Ray electrons: values flow both ways."""
+
     @qflow.lattice
     def flow(x):
         return on_ray(on_slurm(on_ray(x)))
@@ -44,6 +47,7 @@ def test_mixed_workflow():
 
 def test_exception_carries_remote_traceback():
     """A raising job gives a FAILED node with the remote traceback."""
+
     @qflow.electron(executor="slurm")
     def bad():
         raise ValueError("slurm boom")
@@ -61,9 +65,11 @@ def test_exception_carries_remote_traceback():
 
 def test_cancel_scancels_the_job():
     """qflow.cancel removes the running Slurm job."""
+
     @qflow.electron(executor=SlurmExecutor(time=5, job_name="qflow-cancel"))
     def long():
         import time
+
         time.sleep(300)
 
     @qflow.lattice
@@ -87,9 +93,11 @@ def test_cancel_scancels_the_job():
 @pytest.mark.slow
 def test_time_limit_fails_with_message():
     """A job past its time limit gives a FAILED node that says so."""
+
     @qflow.electron(executor=SlurmExecutor(time=1, job_name="qflow-timeout"))
     def overrun():
         import time
+
         time.sleep(600)
 
     @qflow.lattice
@@ -117,11 +125,13 @@ def test_ray_on_slurm():
 
     alloc = slurm_up(1, time_min=5)
     try:
+
         @qflow.electron(resources={alloc.resource: 1})
         def where():
             import os
 
             import ray
+
             return ray.get_runtime_context().get_node_id(), os.environ.get("SLURM_JOB_ID")
 
         @qflow.lattice
@@ -139,9 +149,11 @@ def test_ray_on_slurm():
 
 def test_fan_out_goes_as_one_job_array():
     """Independent electrons with one Slurm config are submitted as a single array."""
+
     @qflow.electron(executor=SlurmExecutor(time=2, job_name="qflow-array"))
     def member(i):
         import os
+
         return os.environ.get("SLURM_ARRAY_JOB_ID"), int(os.environ["SLURM_ARRAY_TASK_ID"]), i * i
 
     @qflow.lattice
@@ -158,9 +170,11 @@ def test_fan_out_goes_as_one_job_array():
 
 def test_bounded_wait_is_an_error_not_a_hang():
     """A job outliving max_wait_s is cancelled and fails its node with the reason."""
+
     @qflow.electron(executor=SlurmExecutor(time=5, max_wait_s=3, job_name="qflow-wait"))
     def stuck():
         import time
+
         time.sleep(120)
 
     @qflow.lattice

@@ -59,8 +59,9 @@ def script(code: str) -> list[str]:
 
 
 def spawn(code: str, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(script(code), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        script(code), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def read_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> str:
@@ -80,6 +81,8 @@ def read_line(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> str:
         if not line and proc.poll() is not None:
             break
         if line.startswith(prefix):
-            return line[len(prefix):].strip()
-    raise AssertionError(f"no {prefix!r} line from the child; stderr:\n"
-                         f"{proc.stderr.read()[-3000:] if proc.poll() is not None else ''}")
+            return line[len(prefix) :].strip()
+    raise AssertionError(
+        f"no {prefix!r} line from the child; stderr:\n"
+        f"{proc.stderr.read()[-3000:] if proc.poll() is not None else ''}"
+    )

@@ -28,8 +28,12 @@ WORKER = """
 
 
 def _run_six(env) -> list[str]:
-    procs = [subprocess.Popen(script(WORKER), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            script(WORKER), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(6)
+    ]
     ids = []
     for p in procs:
         out, err = p.communicate(timeout=600)

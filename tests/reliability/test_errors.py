@@ -28,22 +28,25 @@ class TestOutputsAtBuildTime:
     def test_comparisons_become_nodes(self, op):
         @qflow.lattice
         def flow():
-            return eval(f"two() {op} 2")  # noqa: S307 - the operator under test
+            return eval(f"two() {op} 2")
 
         graph = flow.build_graph()
         assert graph.nodes[-1].kind == "op"
 
-    @pytest.mark.parametrize("use, what", [
-        (lambda out: bool(out == 2), "cannot decide an `if`"),
-        (lambda out: f"{out}", "f-string"),
-        (lambda out: str(out), "str()"),
-        (lambda out: {out}, "Hashing"),
-        (lambda out: {out: 1}, "Hashing"),
-        (lambda out: int(out), "int()"),
-        (lambda out: float(out), "float()"),
-        (lambda out: range(out), "index or a range bound"),
-        (lambda out: 1 in out, "`in`"),
-    ])
+    @pytest.mark.parametrize(
+        "use, what",
+        [
+            (lambda out: bool(out == 2), "cannot decide an `if`"),
+            (lambda out: f"{out}", "f-string"),
+            (lambda out: str(out), "str()"),
+            (lambda out: {out}, "Hashing"),
+            (lambda out: {out: 1}, "Hashing"),
+            (lambda out: int(out), "int()"),
+            (lambda out: float(out), "float()"),
+            (lambda out: range(out), "index or a range bound"),
+            (lambda out: 1 in out, "`in`"),
+        ],
+    )
     def test_uses_that_need_the_value_raise_with_advice(self, use, what):
         @qflow.lattice
         def flow():
@@ -57,7 +60,7 @@ class TestOutputsAtBuildTime:
         @qflow.lattice
         def flow():
             out = two()
-            return [out == 2, out != 2, out > 1, 3 <= out]
+            return [out == 2, out != 2, out > 1, out >= 3]
 
         res = qflow.dispatch_sync(flow)()
         assert res.status == "COMPLETED" and res.result == [True, False, True, False]
@@ -78,13 +81,19 @@ class TestValidationBeforeDispatch:
 
     def test_scan_cli(self, tmp_path):
         env = env_for(tmp_path)
-        for args, hint in ((["--backend", "nope"], "--backend"), (["--steps", "-1"], "--steps"),
-                           (["--pack", "0"], "--pack"), (["--bonds", "a,b"], "--bonds")):
+        for args, hint in (
+            (["--backend", "nope"], "--backend"),
+            (["--steps", "-1"], "--steps"),
+            (["--pack", "0"], "--pack"),
+            (["--bonds", "a,b"], "--bonds"),
+        ):
             out = run([*QFLOW, "scan", *args], env, timeout=120)
             assert out.returncode == 2 and hint in out.stderr, (args, out.stderr)
             assert "Traceback" not in out.stderr
-        assert not (tmp_path / "qflow.db").exists() or "no dispatches" in run(
-            [*QFLOW, "list"], env).stdout
+        assert (
+            not (tmp_path / "qflow.db").exists()
+            or "no dispatches" in run([*QFLOW, "list"], env).stdout
+        )
 
     def test_too_many_params(self):
         from qflow.variational import minimize

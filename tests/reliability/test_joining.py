@@ -71,9 +71,21 @@ def _ray_start_head(tmp_path):
     env = env_for(tmp_path, RAY_TMPDIR=temp)
     for _ in range(3):  # a free port can be taken before the head binds it: try another
         port = _free_port()
-        head = subprocess.run([ray_cli(), "start", "--head", f"--port={port}", "--num-cpus=1",
-                               "--include-dashboard=false", "--disable-usage-stats"], env=env,
-                              capture_output=True, text=True, timeout=120)
+        head = subprocess.run(
+            [
+                ray_cli(),
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=1",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if head.returncode == 0 or "Failed to start GCS" not in head.stderr:
             break
         _stop_head(temp)
@@ -88,14 +100,17 @@ def _ray_start_head(tmp_path):
 def test_announced_ray_start_head_is_joined(tmp_path):
     """A head from `ray start --head` (announced in Ray's address file) is joined."""
     with _ray_start_head(tmp_path) as (env, port, _):
-        out = run(script("""
+        out = run(
+            script("""
             import ray, qflow
             @qflow.lattice
             def flow():
                 return 1
             print("RESULT", qflow.dispatch_sync(flow)().result)
             print("GCS", ray.get_runtime_context().gcs_address)
-        """), env)
+        """),
+            env,
+        )
         assert "RESULT 1" in out.stdout, out.stderr[-3000:]
         assert out.stdout.split("GCS ", 1)[1].split()[0].endswith(f":{port}")
 
@@ -104,7 +119,8 @@ def test_a_stopped_head_ends_the_dispatch_with_the_reason(tmp_path):
     """The head a script joined is stopped mid-dispatch: the dispatch ends FAILED saying
     so, within seconds, before Ray itself ends the script (a minute after losing it)."""
     with _ray_start_head(tmp_path) as (env, port, temp):
-        proc = spawn("""
+        proc = spawn(
+            """
             import time, qflow
             @qflow.electron
             def slow():
@@ -121,7 +137,9 @@ def test_a_stopped_head_ends_the_dispatch_with_the_reason(tmp_path):
             # One line: a second could wait unread in the reader's buffer.
             print("ENDED", res.status, round(time.monotonic() - t0),
                   res.error.replace(chr(10), " "), flush=True)
-        """, env)
+        """,
+            env,
+        )
         try:
             dispatch_id = read_line(proc, "RUNNING ", timeout=120).strip()
             _stop_head(temp)
@@ -133,11 +151,14 @@ def test_a_stopped_head_ends_the_dispatch_with_the_reason(tmp_path):
     assert int(seconds) < 45, seconds  # the watch's 10 s, not Ray's minute
     assert f":{port} stopped answering" in error, error
     assert "redispatch" in error
-    out = run(script(f"""
+    out = run(
+        script(f"""
         import qflow
         res = qflow.get_result({dispatch_id!r})
         print("STORED", res.status, res.get_node_result(0)["status"])
-    """), env_for(tmp_path))
+    """),
+        env_for(tmp_path),
+    )
     assert "STORED FAILED CANCELLED" in out.stdout, out.stderr[-3000:]
 
 

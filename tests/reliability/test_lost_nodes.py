@@ -116,7 +116,6 @@ def test_a_loop_whose_node_dies_resumes_on_a_spare_and_fails_clearly_without_one
     lines = dict(ln.split(" ", 1) for ln in out.stdout.splitlines() if " " in ln)
     assert lines.get("SPARE_RESULT") == "True", (out.stdout, out.stderr[-3000:])
     error = lines.get("NOSPARE_ERROR", "")
-    assert "no node of the cluster can hold it any more" in error, (out.stdout,
-                                                                     out.stderr[-3000:])
+    assert "no node of the cluster can hold it any more" in error, (out.stdout, out.stderr[-3000:])
     assert "'qpu:x'" in error and lines["NOSPARE"][:12] in error, error
     assert "ActorUnavailableError" not in error and "Traceback" not in error

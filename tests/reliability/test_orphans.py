@@ -11,11 +11,23 @@ import pytest
 
 import qflow
 from qflow._lease import gone_reason, owner_token, reap
-from qflow.exceptions import (ClusterConnectionError, DispatchTimeoutError,
-                              InfeasibleResourceError, QflowError)
+from qflow.exceptions import (
+    ClusterConnectionError,
+    DispatchTimeoutError,
+    InfeasibleResourceError,
+    QflowError,
+)
 from qflow.store.sqlite import SQLiteStore
-from tests.reliability.helpers import (LONG_DISPATCH, ONE_ELECTRON, QFLOW, env_for, read_line,
-                                      run, script, spawn)
+from tests.reliability.helpers import (
+    LONG_DISPATCH,
+    ONE_ELECTRON,
+    QFLOW,
+    env_for,
+    read_line,
+    run,
+    script,
+    spawn,
+)
 
 LONG = LONG_DISPATCH
 #: The same, then staying alive until killed.
@@ -35,10 +47,19 @@ class TestOwnerUnit:
 
     def _insert(self, store, owner, status="RUNNING"):
         store.create_dispatch(
-            {"dispatch_id": "d", "name": "f", "status": status, "created_at": "x",
-             "owner": owner, "heartbeat": time.time()},
-            [{"node_id": 0, "name": "a", "kind": "electron", "status": "RUNNING"},
-             {"node_id": 1, "name": "b", "kind": "electron", "status": "COMPLETED"}])
+            {
+                "dispatch_id": "d",
+                "name": "f",
+                "status": status,
+                "created_at": "x",
+                "owner": owner,
+                "heartbeat": time.time(),
+            },
+            [
+                {"node_id": 0, "name": "a", "kind": "electron", "status": "RUNNING"},
+                {"node_id": 1, "name": "b", "kind": "electron", "status": "COMPLETED"},
+            ],
+        )
 
     def test_live_owner_is_left_alone(self, tmp_path):
         store = _store(tmp_path)
@@ -48,8 +69,14 @@ class TestOwnerUnit:
 
     def test_dead_owner_fails_dispatch_and_cancels_nodes(self, tmp_path):
         store = _store(tmp_path)
-        dead = json.dumps({"host": json.loads(owner_token())["host"], "pid": 999_999_999,
-                           "started": 1.0, "role": "client"})
+        dead = json.dumps(
+            {
+                "host": json.loads(owner_token())["host"],
+                "pid": 999_999_999,
+                "started": 1.0,
+                "role": "client",
+            }
+        )
         self._insert(store, dead)
         assert reap(store, store.get_status("d"))
         row = store.get_dispatch("d")
@@ -70,8 +97,14 @@ class TestOwnerUnit:
 
     def test_cancelled_orphan_ends_cancelled(self, tmp_path):
         store = _store(tmp_path)
-        dead = json.dumps({"host": json.loads(owner_token())["host"], "pid": 999_999_999,
-                           "started": 1.0, "role": "client"})
+        dead = json.dumps(
+            {
+                "host": json.loads(owner_token())["host"],
+                "pid": 999_999_999,
+                "started": 1.0,
+                "role": "client",
+            }
+        )
         self._insert(store, dead, status="CANCELLED")
         assert reap(store, store.get_status("d"))
         row = store.get_dispatch("d")
@@ -80,8 +113,9 @@ class TestOwnerUnit:
     def test_ended_dispatch_is_never_given_an_exit_error(self, tmp_path):
         store = _store(tmp_path)
         self._insert(store, owner_token())
-        assert store.update_dispatch("d", only_if_unfinished=True, status="COMPLETED",
-                                     end_time="t", error=None)
+        assert store.update_dispatch(
+            "d", only_if_unfinished=True, status="COMPLETED", end_time="t", error=None
+        )
         assert not store.end_dispatch("d", "FAILED", "The dispatching process exited")
         row = store.get_dispatch("d")
         assert row["status"] == "COMPLETED" and row["error"] is None
@@ -105,13 +139,16 @@ class TestKilledClient:
         """A SIGKILLed embedded client: readers end the dispatch FAILED with the reason."""
         env = env_for(tmp_path)
         dispatch_id = _start_and_kill(env)
-        reader = run(script(f"""
+        reader = run(
+            script(f"""
             import qflow
             res = qflow.get_result({dispatch_id!r}, wait=True, timeout=60)
             print("STATUS", res.status)
             print("NODES", [n["status"] for n in res.get_all_node_results()])
             print("ERROR", res.error.splitlines()[0])
-        """), env)
+        """),
+            env,
+        )
         assert "STATUS FAILED" in reader.stdout, reader.stderr[-2000:]
         assert "RUNNING" not in reader.stdout.split("NODES", 1)[1].splitlines()[0]
         assert "exited or was killed" in reader.stdout
@@ -128,7 +165,11 @@ class TestKilledClient:
         assert row["status"] == "FAILED" and "exited before the dispatch finished" in row["error"]
         assert row["end_time"] is not None
         assert {n["status"] for n in _store(tmp_path).get_nodes(dispatch_id)} <= {
-            "CANCELLED", "NEW_OBJECT", "COMPLETED", "FAILED"}
+            "CANCELLED",
+            "NEW_OBJECT",
+            "COMPLETED",
+            "FAILED",
+        }
         assert "RUNNING" not in run([*QFLOW, "show", dispatch_id], env).stdout
 
     def test_completed_dispatch_has_no_exit_error(self, tmp_path):
@@ -143,20 +184,25 @@ class TestKilledClient:
         which cancel reports) and sets end_time, so wait returns at once."""
         env = env_for(tmp_path)
         dispatch_id = _start_and_kill(env)
-        out = run(script(f"""
+        out = run(
+            script(f"""
             import qflow
             print(qflow.cancel({dispatch_id!r}))
             print("STATUS", qflow.get_result({dispatch_id!r}, wait=True, timeout=20).status)
-        """), env)
-        assert "already ended FAILED" in out.stdout and "STATUS FAILED" in out.stdout, \
-            out.stderr[-2000:]
+        """),
+            env,
+        )
+        assert "already ended FAILED" in out.stdout and "STATUS FAILED" in out.stdout, out.stderr[
+            -2000:
+        ]
         assert _row(tmp_path, dispatch_id)["end_time"] is not None
 
 
 def test_unreachable_cluster_leaves_no_row(tmp_path):
     """A dispatch whose cluster connection fails leaves no NEW_OBJECT ghost row."""
     env = env_for(tmp_path, RAY_ADDRESS="127.0.0.1:1")
-    out = run(script("""
+    out = run(
+        script("""
         import qflow
         from qflow.exceptions import ClusterConnectionError
         @qflow.lattice
@@ -166,7 +212,9 @@ def test_unreachable_cluster_leaves_no_row(tmp_path):
             qflow.dispatch(flow)()
         except ClusterConnectionError:
             print("REFUSED")
-    """), env)
+    """),
+        env,
+    )
     assert "REFUSED" in out.stdout, out.stderr[-2000:]
     assert _store(tmp_path).list_dispatches() == []
     assert issubclass(ClusterConnectionError, QflowError)
@@ -234,8 +282,11 @@ def test_a_crashed_dispatcher_is_reported_not_waited_on(monkeypatch):
         raise RuntimeError("simulated dispatcher crash")
 
     monkeypatch.setattr(Dispatcher, "_run", broken)
-    monkeypatch.setattr(SQLiteStore, "end_dispatch", lambda *a, **k: (_ for _ in ()).throw(
-        OSError("simulated broken store")))
+    monkeypatch.setattr(
+        SQLiteStore,
+        "end_dispatch",
+        lambda *a, **k: (_ for _ in ()).throw(OSError("simulated broken store")),
+    )
 
     @qflow.lattice
     def flow():

@@ -30,16 +30,16 @@ SIMULATED_QPU_LOOP = """
 @pytest.mark.slow
 def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
     env = env_for(tmp_path)
-    started = run([*QFLOW, "start", "--num-cpus", "2", "--resources",
-                   '{"qpu:simulated": 1}'], env)
+    started = run([*QFLOW, "start", "--num-cpus", "2", "--resources", '{"qpu:simulated": 1}'], env)
     assert started.returncode == 0, started.stderr[-3000:]
     state = json.loads((tmp_path / "service.json").read_text())
     try:
         assert "dispatcher service pid" in run([*QFLOW, "status"], env).stdout
 
         # --resources: the simulated QPU backend runs on this one machine.
-        qpu = run(script(SIMULATED_QPU_LOOP.replace(
-            "{backend}", "'simulated.qpu'")), env, timeout=240)
+        qpu = run(
+            script(SIMULATED_QPU_LOOP.replace("{backend}", "'simulated.qpu'")), env, timeout=240
+        )
         assert "COST True" in qpu.stdout, qpu.stderr[-3000:]
 
         out = run(script(LONG_DISPATCH), env)
@@ -48,25 +48,31 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
         assert "WARNING" not in out.stderr and "INFO" not in out.stderr, out.stderr
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
         # Killed for good (Ray would restart a service whose process merely died).
-        killed = run(script("""
+        killed = run(
+            script("""
             import ray, qflow
             from qflow._cluster import SERVICE_NAME, SERVICE_NAMESPACE
             qflow.init()
             ray.kill(ray.get_actor(SERVICE_NAME, namespace=SERVICE_NAMESPACE), no_restart=True)
             print("KILLED")
-        """), env)
+        """),
+            env,
+        )
         assert "KILLED" in killed.stdout, killed.stderr[-3000:]
         deadline = time.monotonic() + 30
         while psutil.pid_exists(state["service_pid"]) and time.monotonic() < deadline:
             time.sleep(0.2)
 
-        reader = run(script(f"""
+        reader = run(
+            script(f"""
             import qflow
             res = qflow.get_result({dispatch_id!r}, wait=True, timeout=90)
             print("STATUS", res.status)
             print("NODES", sorted({{n["status"] for n in res.get_all_node_results()}}))
             print("ERROR", res.error)
-        """), env)
+        """),
+            env,
+        )
         assert "STATUS FAILED" in reader.stdout, reader.stderr[-3000:]
         assert "dispatcher service died" in reader.stdout and "RUNNING" not in reader.stdout
 
@@ -75,7 +81,8 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
         info = service_status(Settings(home=tmp_path))
         assert info["head"] and not info["service"] and not info["running"]
 
-        again = run(script("""
+        again = run(
+            script("""
             import qflow
             from qflow.exceptions import ClusterError
             @qflow.lattice
@@ -85,9 +92,12 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
                 qflow.dispatch(flow)()
             except ClusterError as exc:
                 print("REFUSED", exc)
-        """), env)
-        assert "REFUSED" in again.stdout and "qflow stop && qflow start" in again.stdout, \
+        """),
+            env,
+        )
+        assert "REFUSED" in again.stdout and "qflow stop && qflow start" in again.stdout, (
             again.stderr[-3000:]
+        )
     finally:
         t0 = time.monotonic()
         stopped = run([*QFLOW, "stop"], env)
@@ -108,8 +118,11 @@ def test_idle_stop_is_quick(tmp_path):
     pids = service.stop(Settings(home=tmp_path))
     took = time.monotonic() - t0
     assert pids and took < 5, f"stopping an idle head took {took:.1f} s"
-    assert not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p
+        for p in pids
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
 
 
 def test_failed_start_says_why_and_where_the_log_is(tmp_path, monkeypatch):
@@ -129,9 +142,18 @@ def test_failed_start_says_why_and_where_the_log_is(tmp_path, monkeypatch):
 
 def test_status_of_a_dead_head(tmp_path):
     """A recorded head whose process is gone is reported as such, with what to do."""
-    (tmp_path / "service.json").write_text(json.dumps(
-        {"pid": 999_999_999, "create_time": 1.0, "address": "127.0.0.1:1",
-         "home": str(tmp_path), "started_at": "x", "pids": []}))
+    (tmp_path / "service.json").write_text(
+        json.dumps(
+            {
+                "pid": 999_999_999,
+                "create_time": 1.0,
+                "address": "127.0.0.1:1",
+                "home": str(tmp_path),
+                "started_at": "x",
+                "pids": [],
+            }
+        )
+    )
     out = run([*QFLOW, "status"], env_for(tmp_path))
     assert out.returncode == 1 and "has exited" in out.stdout and "head.log" in out.stdout
 
@@ -146,14 +168,16 @@ def test_bad_resources_option(tmp_path):
 def test_embedded_ray_offers_resources_from_the_environment(tmp_path):
     """QFLOW_RESOURCES (or qflow.init(resources=...)) lets simulated.qpu run embedded."""
     env = env_for(tmp_path, QFLOW_RESOURCES='{"qpu:simulated": 1}')
-    out = run(script(SIMULATED_QPU_LOOP.replace("{backend}", "'simulated.qpu'")), env,
-              timeout=240)
+    out = run(script(SIMULATED_QPU_LOOP.replace("{backend}", "'simulated.qpu'")), env, timeout=240)
     assert "COST True" in out.stdout, out.stderr[-3000:]
-    api = run(script("""
+    api = run(
+        script("""
         import qflow, ray
         print("MODE", qflow.init(resources={"qpu:simulated": 2}, num_cpus=1))
         print("RES", ray.cluster_resources().get("qpu:simulated"))
-    """), env_for(tmp_path))
+    """),
+        env_for(tmp_path),
+    )
     assert "MODE embedded" in api.stdout and "RES 2.0" in api.stdout, api.stderr[-3000:]
 
 
@@ -163,9 +187,11 @@ def test_start_retries_a_port_taken_under_it(tmp_path, monkeypatch):
 
     fake = tmp_path / "fake-ray"
     count = tmp_path / "count"
-    fake.write_text(f"#!/bin/sh\necho x >> {count}\n"
-                    "echo 'Check failed: server_ Failed to start the grpc server. Address "
-                    "already in use'\nexit 1\n")
+    fake.write_text(
+        f"#!/bin/sh\necho x >> {count}\n"
+        "echo 'Check failed: server_ Failed to start the grpc server. Address "
+        "already in use'\nexit 1\n"
+    )
     fake.chmod(0o755)
     monkeypatch.setattr(service, "ray_cli", lambda: str(fake))
     with pytest.raises(ClusterError, match="exited with 1"):

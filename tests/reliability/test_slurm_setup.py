@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("local_slurm", ROOT / "scripts" / "local_slurm.py")
+    spec = importlib.util.spec_from_file_location(
+        "local_slurm", ROOT / "scripts" / "local_slurm.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -51,18 +53,48 @@ def test_not_slurm_deselects_every_slurm_case_and_starts_none(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if k != "SLURM_CONF"}
     env["LOCAL_SLURM_BASE"] = str(base)
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not slurm",
-         "-p", "no:cacheprovider", "tests/executors", "tests/test_cli.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "not slurm",
+            "-p",
+            "no:cacheprovider",
+            "tests/executors",
+            "tests/test_cli.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert collected.returncode == 0, collected.stdout[-3000:]
     ids = collected.stdout.splitlines()
     assert not [i for i in ids if "test_conformance.py" in i and "slurm" in i]
     assert not [i for i in ids if "test_slurm.py" in i]
     assert [i for i in ids if "test_conformance.py" in i and "[local" in i]
     ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "not slurm", "-p", "no:cacheprovider",
-         "tests/executors/test_conformance.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "not slurm",
+            "-p",
+            "no:cacheprovider",
+            "tests/executors/test_conformance.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ran.returncode == 0, ran.stdout[-3000:]
     assert not base.exists(), "a Slurm was started for unmarked tests"
 
@@ -75,8 +107,10 @@ def test_stop_leaves_daemons_started_by_others(tmp_path, capsys):
     (tmp_path / "started").write_text(json.dumps({"slurmd": "manual", "munged": "manual"}))
     assert mod.main(["stop", "--base", str(tmp_path), "--owner", "pytest-1"]) == 0
     assert "nothing was started here by 'pytest-1'" in capsys.readouterr().out
-    assert json.loads((tmp_path / "started").read_text()) == {"slurmd": "manual",
-                                                             "munged": "manual"}
+    assert json.loads((tmp_path / "started").read_text()) == {
+        "slurmd": "manual",
+        "munged": "manual",
+    }
 
 
 def test_stop_hands_daemons_to_a_session_still_using_them(tmp_path, capsys):
@@ -94,6 +128,8 @@ def test_stop_hands_daemons_to_a_session_still_using_them(tmp_path, capsys):
     (users / "pytest-3").write_text("999999998")  # a session that died without stopping
     assert mod.main(["stop", "--base", str(tmp_path), "--owner", "pytest-1"]) == 0
     assert "handed to 'pytest-2'" in capsys.readouterr().out
-    assert json.loads((tmp_path / "started").read_text()) == {"slurmctld": "pytest-2",
-                                                             "munged": "pytest-2"}
+    assert json.loads((tmp_path / "started").read_text()) == {
+        "slurmctld": "pytest-2",
+        "munged": "pytest-2",
+    }
     assert sorted(p.name for p in users.iterdir()) == ["pytest-2"]

@@ -19,10 +19,18 @@ BIG = b"x" * (BLOB_INLINE_LIMIT + 1)
 
 def _dispatch(store: SQLiteStore, dispatch_id: str = "d1") -> None:
     store.create_dispatch(
-        {"dispatch_id": dispatch_id, "name": "flow", "status": "COMPLETED",
-         "created_at": "2026-01-01T00:00:00", "end_time": "2026-01-01T00:00:01"},
-        [{"node_id": i, "name": f"n{i}", "kind": "electron", "status": "COMPLETED"}
-         for i in range(2)])
+        {
+            "dispatch_id": dispatch_id,
+            "name": "flow",
+            "status": "COMPLETED",
+            "created_at": "2026-01-01T00:00:00",
+            "end_time": "2026-01-01T00:00:01",
+        },
+        [
+            {"node_id": i, "name": f"n{i}", "kind": "electron", "status": "COMPLETED"}
+            for i in range(2)
+        ],
+    )
 
 
 def _cli_error(home, *args):
@@ -80,8 +88,12 @@ class TestDamagedStore:
         _dispatch(store)
         ro = SQLiteStore.__new__(SQLiteStore)
         ro.__dict__.update(store.__dict__)
-        db = sqlite3.connect(f"file:{tmp_path / 'qflow.db'}?mode=ro", uri=True,
-                             isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(
+            f"file:{tmp_path / 'qflow.db'}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
         db.row_factory = sqlite3.Row
         ro._shared = db
         with pytest.raises(StoreError, match="read-only"):
@@ -90,8 +102,7 @@ class TestDamagedStore:
     def test_every_cli_command_reports_a_corrupt_store(self, tmp_path):
         """The CLI prints one clear line and exits 1; no sqlite3 traceback."""
         (tmp_path / "qflow.db").write_bytes(b"garbage" * 1000)
-        for args in (["list"], ["show", "abc"], ["logs", "abc"], ["cancel", "abc"],
-                     ["status"]):
+        for args in (["list"], ["show", "abc"], ["logs", "abc"], ["cancel", "abc"], ["status"]):
             err = _cli_error(tmp_path, *args)
             assert "corrupt" in err and str(tmp_path / "qflow.db") in err, (args, err)
 
@@ -114,8 +125,11 @@ class TestBlobs:
         store = SQLiteStore(home / "qflow.db")
         _dispatch(store)
         store.update_nodes("d1", [(0, {"output": BIG})])
-        raw = sqlite3.connect(home / "qflow.db").execute(
-            "SELECT output FROM nodes WHERE node_id = 0").fetchone()[0]
+        raw = (
+            sqlite3.connect(home / "qflow.db")
+            .execute("SELECT output FROM nodes WHERE node_id = 0")
+            .fetchone()[0]
+        )
         assert str(tmp_path).encode() not in raw
         moved = tmp_path / "b"
         home.rename(moved)
@@ -141,8 +155,10 @@ class TestBlobs:
         secret.write_text("do not read")
         for target in (str(secret), "../secret.txt", "blobs/../../secret.txt"):
             db = sqlite3.connect(tmp_path / "qflow.db")
-            db.execute("UPDATE nodes SET output = ? WHERE node_id = 0",
-                       (b"qflow-blob-file:" + target.encode(),))
+            db.execute(
+                "UPDATE nodes SET output = ? WHERE node_id = 0",
+                (b"qflow-blob-file:" + target.encode(),),
+            )
             db.commit()
             db.close()
             out = store.get_nodes("d1")[0]["output"]
@@ -178,11 +194,19 @@ def test_concurrent_first_open_makes_one_store(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from qflow.store.sqlite import SQLiteStore; "
-            "s = SQLiteStore(sys.argv[1]); print(s.list_dispatches())")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "qflow.db")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(8)]
+    code = (
+        "import sys; from qflow.store.sqlite import SQLiteStore; "
+        "s = SQLiteStore(sys.argv[1]); print(s.list_dispatches())"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "qflow.db")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0 and out.strip() == "[]", err
@@ -199,8 +223,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small tmpfs to fill needs root")
     dev = tmp_path / "dev"
     dev.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(dev)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(dev)], capture_output=True, text=True
+    )
     if out.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
     yield dev
@@ -224,10 +249,15 @@ class TestFullDisk:
 
         home = small_disk / "home"
         store = SQLiteStore(home / "qflow.db")
-        store.create_dispatch({"dispatch_id": "run1", "name": "flow", "status": "RUNNING",
-                               "created_at": "2026-01-01T00:00:00"},
-                              [{"node_id": 0, "name": "n0", "kind": "electron",
-                                "status": "RUNNING"}])
+        store.create_dispatch(
+            {
+                "dispatch_id": "run1",
+                "name": "flow",
+                "status": "RUNNING",
+                "created_at": "2026-01-01T00:00:00",
+            },
+            [{"node_id": 0, "name": "n0", "kind": "electron", "status": "RUNNING"}],
+        )
         store._shared.close()
         assert (home / ".space-reserve").stat().st_size > 0
         _fill(small_disk)
@@ -248,7 +278,8 @@ class TestFullDisk:
         assert out.returncode == 0 and "run1" in out.stdout, out
 
     def test_a_dispatch_that_fills_the_disk_ends_failed_with_the_reason(
-            self, small_disk, monkeypatch):
+        self, small_disk, monkeypatch
+    ):
         import os
 
         import qflow
@@ -279,8 +310,11 @@ def test_a_home_on_a_read_only_filesystem_is_not_said_to_be_created(tmp_path):
         pytest.skip("mounting a read-only tmpfs needs root")
     ro = tmp_path / "ro"
     ro.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
     try:

@@ -7,10 +7,20 @@ import pytest
 from qflow.store.base import iso_at, now_iso
 
 
-@pytest.mark.parametrize("seconds", [
-    0.0, 1.5, 59.999999, 59.9999996, 1_700_000_000.0, 1_764_911_226.922102,
-    1_764_911_226.0000004, 2_000_000_000.123456, 951_782_400.25,  # 2000-02-29
-])
+@pytest.mark.parametrize(
+    "seconds",
+    [
+        0.0,
+        1.5,
+        59.999999,
+        59.9999996,
+        1_700_000_000.0,
+        1_764_911_226.922102,
+        1_764_911_226.0000004,
+        2_000_000_000.123456,
+        951_782_400.25,  # 2000-02-29
+    ],
+)
 def test_iso_at_writes_what_datetime_isoformat_writes(seconds):
     assert iso_at(seconds) == datetime.fromtimestamp(seconds, UTC).isoformat()
 

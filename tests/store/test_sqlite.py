@@ -12,10 +12,17 @@ from qflow.store.sqlite import BLOB_INLINE_LIMIT, SCHEMA_VERSION, SQLiteStore
 
 def _dispatch(store, dispatch_id="d1", n=2):
     store.create_dispatch(
-        {"dispatch_id": dispatch_id, "name": "flow", "status": "NEW_OBJECT",
-         "created_at": "2026-01-01T00:00:00"},
-        [{"node_id": i, "name": f"n{i}", "kind": "electron", "status": "NEW_OBJECT"}
-         for i in range(n)])
+        {
+            "dispatch_id": dispatch_id,
+            "name": "flow",
+            "status": "NEW_OBJECT",
+            "created_at": "2026-01-01T00:00:00",
+        },
+        [
+            {"node_id": i, "name": f"n{i}", "kind": "electron", "status": "NEW_OBJECT"}
+            for i in range(n)
+        ],
+    )
 
 
 class TestSQLiteStore:
@@ -39,13 +46,18 @@ class TestSQLiteStore:
         store = SQLiteStore(tmp_path / "q.db")
         _dispatch(store)
         big = b"b" * (BLOB_INLINE_LIMIT + 1)
-        store.update_nodes("d1", [(0, {"status": "COMPLETED", "output": big}),
-                                  (1, {"status": "FAILED", "error": "E"})])
+        store.update_nodes(
+            "d1",
+            [(0, {"status": "COMPLETED", "output": big}), (1, {"status": "FAILED", "error": "E"})],
+        )
         nodes = SQLiteStore(tmp_path / "q.db").get_nodes("d1")
         assert nodes[0]["output"] == big and nodes[1]["error"] == "E"
         assert list((tmp_path / "blobs").rglob("*.pkl"))
-        raw = sqlite3.connect(tmp_path / "q.db").execute(
-            "SELECT length(output) FROM nodes WHERE node_id=0").fetchone()[0]
+        raw = (
+            sqlite3.connect(tmp_path / "q.db")
+            .execute("SELECT length(output) FROM nodes WHERE node_id=0")
+            .fetchone()[0]
+        )
         assert raw < 1000
 
     def test_concurrent_writers(self, tmp_path):
@@ -94,14 +106,19 @@ def test_updates_of_one_node_in_one_batch_keep_their_order(tmp_path):
     from qflow.store.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "s.db")
-    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
-                           "created_at": "t"},
-                          [{"node_id": i, "name": "a", "kind": "electron",
-                            "status": "NEW_OBJECT"} for i in range(2)])
-    store.update_nodes("d", [(0, {"status": "RUNNING"}),
-                             (0, {"status": "CANCELLED", "end_time": "t1"}),
-                             (1, {"status": "RUNNING"}),
-                             (0, {"status": "COMPLETED"})])
+    store.create_dispatch(
+        {"dispatch_id": "d", "name": "f", "status": "RUNNING", "created_at": "t"},
+        [{"node_id": i, "name": "a", "kind": "electron", "status": "NEW_OBJECT"} for i in range(2)],
+    )
+    store.update_nodes(
+        "d",
+        [
+            (0, {"status": "RUNNING"}),
+            (0, {"status": "CANCELLED", "end_time": "t1"}),
+            (1, {"status": "RUNNING"}),
+            (0, {"status": "COMPLETED"}),
+        ],
+    )
     nodes = {n["node_id"]: n for n in store.get_nodes("d")}
     assert nodes[0]["status"] == "COMPLETED" and nodes[0]["end_time"] == "t1"
     assert nodes[1]["status"] == "RUNNING"
@@ -113,18 +130,30 @@ def test_many_nodes_taking_one_status_and_then_others_in_one_batch(tmp_path):
     from qflow.store.sqlite import SQLiteStore
 
     store = SQLiteStore(tmp_path / "s.db")
-    store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
-                           "created_at": "t"},
-                          [{"node_id": i, "name": "a", "kind": "electron",
-                            "status": "NEW_OBJECT"} for i in range(6)])
-    store.update_nodes("d", [*((i, {"status": "RUNNING"}) for i in range(5)),
-                             (2, {"status": "COMPLETED", "end_time": "t2"}),
-                             (3, {"status": "FAILED"}), (4, {"status": "CANCELLED"}),
-                             (2, {"status": "RUNNING", "end_time": None}),
-                             (2, {"status": "COMPLETED", "end_time": "t3"})])
+    store.create_dispatch(
+        {"dispatch_id": "d", "name": "f", "status": "RUNNING", "created_at": "t"},
+        [{"node_id": i, "name": "a", "kind": "electron", "status": "NEW_OBJECT"} for i in range(6)],
+    )
+    store.update_nodes(
+        "d",
+        [
+            *((i, {"status": "RUNNING"}) for i in range(5)),
+            (2, {"status": "COMPLETED", "end_time": "t2"}),
+            (3, {"status": "FAILED"}),
+            (4, {"status": "CANCELLED"}),
+            (2, {"status": "RUNNING", "end_time": None}),
+            (2, {"status": "COMPLETED", "end_time": "t3"}),
+        ],
+    )
     nodes = {n["node_id"]: n for n in store.get_nodes("d")}
     assert [nodes[i]["status"] for i in range(6)] == [
-        "RUNNING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "NEW_OBJECT"]
+        "RUNNING",
+        "RUNNING",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "NEW_OBJECT",
+    ]
     assert nodes[2]["end_time"] == "t3"
 
 
@@ -135,12 +164,15 @@ def test_a_store_from_a_development_build_of_version_3_is_completed(tmp_path):
 
     from qflow.store import sqlite as sq
 
-    for extra in ("", """
+    for extra in (
+        "",
+        """
             ALTER TABLE nodes ADD COLUMN executor TEXT;
             ALTER TABLE nodes ADD COLUMN slurm_job_id TEXT;
             CREATE TABLE metrics (dispatch_id TEXT NOT NULL, node_id INTEGER,
                                   name TEXT NOT NULL, step REAL, value REAL, time REAL);
-            CREATE INDEX metrics_dispatch ON metrics(dispatch_id, name, step)"""):
+            CREATE INDEX metrics_dispatch ON metrics(dispatch_id, name, step)""",
+    ):
         path = tmp_path / f"v3{len(extra)}.db"
         db = sqlite3.connect(path, isolation_level=None)
         for migration in sq.MIGRATIONS[:3]:
@@ -149,16 +181,32 @@ def test_a_store_from_a_development_build_of_version_3_is_completed(tmp_path):
         db.execute("PRAGMA user_version=3")
         db.close()
         store = sq.SQLiteStore(path)
-        store.create_dispatch({"dispatch_id": "d", "name": "f", "status": "RUNNING",
-                               "created_at": "t", "tags": '["x"]'},
-                              [{"node_id": 0, "name": "a", "kind": "electron",
-                                "status": "RUNNING", "inputs_text": "(1)", "executor": "ray"}])
+        store.create_dispatch(
+            {
+                "dispatch_id": "d",
+                "name": "f",
+                "status": "RUNNING",
+                "created_at": "t",
+                "tags": '["x"]',
+            },
+            [
+                {
+                    "node_id": 0,
+                    "name": "a",
+                    "kind": "electron",
+                    "status": "RUNNING",
+                    "inputs_text": "(1)",
+                    "executor": "ray",
+                }
+            ],
+        )
         from qflow.store.base import MetricPoint
 
         store.add_metrics("d", [MetricPoint(0, "m", 0.0, 1.0, 0.0)])
         assert store.get_node_texts("d")[0]["inputs_text"] == "(1)"
-        assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == \
-            sq.SCHEMA_VERSION
+        assert (
+            sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == sq.SCHEMA_VERSION
+        )
 
 
 def test_a_sweep_never_removes_a_blob_a_writer_is_about_to_point_at(tmp_path):
@@ -177,11 +225,11 @@ def test_a_sweep_never_removes_a_blob_a_writer_is_about_to_point_at(tmp_path):
         writer.update_nodes(f"old{i}", [(0, {"status": "COMPLETED", "output": value})])
         start = threading.Barrier(2)
 
-        def write(i=i, value=value):
+        def write(i=i, value=value, start=start):
             start.wait()
             writer.update_nodes("live", [(i, {"status": "COMPLETED", "output": value})])
 
-        def delete(i=i):
+        def delete(i=i, start=start):
             start.wait()
             deleter.delete_dispatches([f"old{i}"])
 

@@ -55,8 +55,11 @@ def dispatched(tag):
     ok = _lattice(f"{tag}_ok", lambda x: [shout(x), shout(x + 1)])
     bad = _lattice(f"{tag}_bad", lambda x: boom(x))
     nested = _lattice(f"{tag}_nested", lambda x: qflow.electron(inner)(x))
-    ids = {"ok": qflow.dispatch(ok)(1), "bad": qflow.dispatch(bad)(2),
-           "nested": qflow.dispatch(nested)(3)}
+    ids = {
+        "ok": qflow.dispatch(ok)(1),
+        "bad": qflow.dispatch(bad)(2),
+        "nested": qflow.dispatch(nested)(3),
+    }
     for i in ids.values():
         qflow.get_result(i, wait=True)
     return ids
@@ -64,8 +67,9 @@ def dispatched(tag):
 
 def _client(app, base_url=BASE):
     """A client that carries ``app``'s token, as a logged-in browser does."""
-    return TestClient(app, base_url=base_url,
-                      headers={"Authorization": f"Bearer {app.guard.token}"})
+    return TestClient(
+        app, base_url=base_url, headers={"Authorization": f"Bearer {app.guard.token}"}
+    )
 
 
 @pytest.fixture
@@ -84,9 +88,10 @@ def test_list_counts_search_sort_and_pages(client, dispatched, tag):
     assert (ok["nodes_done"], ok["nodes_total"]) == (3, 3)  # 2 electrons, the return value
     failed = client.get("/api/dispatches", params={"q": tag, "status": "FAILED"}).json()
     assert [r["name"] for r in failed["rows"]] == [f"{tag}_bad"]
-    by_name = client.get("/api/dispatches",
-                         params={"q": tag, "sort": "name", "order": "asc", "per_page": 1,
-                                 "page": 2}).json()
+    by_name = client.get(
+        "/api/dispatches",
+        params={"q": tag, "sort": "name", "order": "asc", "per_page": 1, "page": 2},
+    ).json()
     assert [r["name"] for r in by_name["rows"]] == [f"{tag}_nested"]
     assert by_name["page"] == 2 and by_name["total"] == 3
     prefix = client.get("/api/dispatches", params={"q": dispatched["bad"][:13]}).json()
@@ -106,8 +111,9 @@ def test_dispatch_json_nodes_layout_and_texts(client, dispatched):
     assert view["inputs_text"] == "{'args': (1,), 'kwargs': {}}"
     assert "'loud': '1'" in view["result_text"]
     assert "shout(x)" in view["source"]
-    assert set(view["layout"]["nodes"]) == {str(n["node_id"]) for n in view["nodes"]
-                                            if n["kind"] != "parameter"}
+    assert set(view["layout"]["nodes"]) == {
+        str(n["node_id"]) for n in view["nodes"] if n["kind"] != "parameter"
+    }
     node = client.get(f"/api/dispatches/{dispatched['ok']}/nodes/0").json()
     assert node["stdout"] == "shouting 1\n"
     assert node["inputs_text"] == "(1)" and node["executor"] == "ray"
@@ -145,16 +151,21 @@ def test_pages_render(client, dispatched, tag):
 
 
 def test_views_never_unpickle(client, dispatched, monkeypatch):
-    import cloudpickle
     import pickle
+
+    import cloudpickle
 
     def refuse(*args, **kwargs):
         raise AssertionError("the UI unpickled stored data")
 
     monkeypatch.setattr(cloudpickle, "loads", refuse)
     monkeypatch.setattr(pickle, "loads", refuse)
-    for url in ("/api/dispatches", f"/api/dispatches/{dispatched['ok']}",
-                f"/api/dispatches/{dispatched['ok']}/nodes/1", f"/dispatch/{dispatched['ok']}"):
+    for url in (
+        "/api/dispatches",
+        f"/api/dispatches/{dispatched['ok']}",
+        f"/api/dispatches/{dispatched['ok']}/nodes/1",
+        f"/dispatch/{dispatched['ok']}",
+    ):
         assert client.get(url).status_code == 200, url
 
 
@@ -165,7 +176,7 @@ def test_event_stream_reports_a_change(client):
         for line in lines:
             if line.startswith("event:"):
                 assert line == "event: change"
-                data = json.loads(next(lines)[len("data: "):])
+                data = json.loads(next(lines)[len("data: ") :])
                 assert len(data["marker"]) == 2
                 break
 
@@ -175,8 +186,10 @@ def test_cancel_through_the_api(client, tag):
     slow = _lattice(f"{tag}_slow", lambda: nap(60))
     dispatch_id = qflow.dispatch(slow)()
     guard = client.app.guard
-    r = client.post(f"/api/dispatches/{dispatch_id}/cancel",
-                    headers={"X-CSRF-Token": guard.csrf, "Origin": BASE})
+    r = client.post(
+        f"/api/dispatches/{dispatch_id}/cancel",
+        headers={"X-CSRF-Token": guard.csrf, "Origin": BASE},
+    )
     assert r.status_code == 200, r.text
     assert qflow.get_result(dispatch_id, wait=True, timeout=60).status == "CANCELLED"
 
@@ -217,12 +230,18 @@ def test_security_guard():
     with _client(local) as c:
         url = "/api/dispatches/x/cancel"
         assert c.post(url).status_code == 403  # no CSRF token
-        assert c.post(url, headers={"X-CSRF-Token": local.guard.csrf,
-                                    "Origin": "http://evil.example"}).status_code == 403
+        assert (
+            c.post(
+                url, headers={"X-CSRF-Token": local.guard.csrf, "Origin": "http://evil.example"}
+            ).status_code
+            == 403
+        )
         assert c.post(url, headers={"X-CSRF-Token": "wrong"}).status_code == 403
         # Past the guard, an unknown id is the API's own 400.
-        assert c.post(url, headers={"X-CSRF-Token": local.guard.csrf,
-                                    "Origin": BASE}).status_code == 400
+        assert (
+            c.post(url, headers={"X-CSRF-Token": local.guard.csrf, "Origin": BASE}).status_code
+            == 400
+        )
 
 
 def test_loopback_needs_the_token_too_and_pages_keep_the_csrf_token_to_themselves():
@@ -233,16 +252,24 @@ def test_loopback_needs_the_token_too_and_pages_keep_the_csrf_token_to_themselve
             r = c.get(path)
             assert r.status_code == 401 and local.guard.csrf not in r.text, path
             assert "?token=" in r.text  # says how to log in
-        assert c.post("/api/delete", json={"ids": ["x"]},
-                      headers={"X-CSRF-Token": local.guard.csrf}).status_code == 401
+        assert (
+            c.post(
+                "/api/delete", json={"ids": ["x"]}, headers={"X-CSRF-Token": local.guard.csrf}
+            ).status_code
+            == 401
+        )
         r = c.get(f"/?token={local.guard.token}", follow_redirects=False)
         assert r.status_code == 303
         assert c.get("/").status_code == 200  # the cookie now logs in
 
 
 def test_list_api_refuses_huge_pages_and_search_texts_with_400(client):
-    for params in ({"page": str(10**30)}, {"page": "0"}, {"per_page": "100000"},
-                   {"q": "x" * 60_000}):
+    for params in (
+        {"page": str(10**30)},
+        {"page": "0"},
+        {"per_page": "100000"},
+        {"q": "x" * 60_000},
+    ):
         r = client.get("/api/dispatches", params=params)
         assert r.status_code == 400, (params, r.text)
         assert "aside" not in r.text and "qflow.db" not in r.text
@@ -255,7 +282,10 @@ def test_metrics_json_gathers_sublattices(client, tag):
     data = client.get(f"/api/dispatches/{dispatch_id}/metrics").json()
     points = data["metrics"]["energy"]
     assert sorted((p["step"], p["value"]) for p in points) == [
-        (1.0, -0.75), (1.5, -1.0), (2.0, -0.75)]
+        (1.0, -0.75),
+        (1.5, -1.0),
+        (2.0, -0.75),
+    ]
     assert {data["dispatch_names"][p["dispatch_id"]] for p in points} == {"one_point"}
     assert client.get("/api/dispatches/nope/metrics").status_code == 404
 
@@ -267,8 +297,7 @@ def test_delete_and_redispatch_through_the_api(client, tag):
     csrf = {"X-CSRF-Token": client.app.guard.csrf, "Origin": BASE}
     # With no `qflow start` head the UI refuses, rather than run the dispatch itself
     # (it would die with the UI). tests/test_service.py redispatches through a head.
-    again = client.post(f"/api/dispatches/{first}/redispatch", json={"reuse": True},
-                        headers=csrf)
+    again = client.post(f"/api/dispatches/{first}/redispatch", json={"reuse": True}, headers=csrf)
     assert again.status_code == 409 and "qflow start" in again.json()["error"], again.text
     assert client.post("/api/delete", json={"ids": "x"}, headers=csrf).status_code == 400
     gone = client.post("/api/delete", json={"ids": [first]}, headers=csrf)
@@ -281,8 +310,11 @@ def test_state_json_is_the_compact_live_view(client, dispatched):
     assert state["status"] == "COMPLETED" and state["progress"] == {"done": 3, "total": 3}
     assert state["columns"][:2] == ["node_id", "status"]
     # literal arguments (parameter nodes) never change: the live view leaves them out
-    assert [row[:2] for row in state["nodes"]] == [[0, "COMPLETED"], [2, "COMPLETED"],
-                                                   [4, "COMPLETED"]]
+    assert [row[:2] for row in state["nodes"]] == [
+        [0, "COMPLETED"],
+        [2, "COMPLETED"],
+        [4, "COMPLETED"],
+    ]
     assert client.get("/api/dispatches/nope/state").status_code == 404
 
 
@@ -314,9 +346,15 @@ def test_connections_that_start_no_request_are_closed(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(_runtime().store), host="127.0.0.1", port=port, log_level="warning",
-        http=ui_app.timed_protocol()))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(_runtime().store),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            http=ui_app.timed_protocol(),
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -351,13 +389,21 @@ def test_the_ui_on_a_unix_socket_in_a_private_folder(tmp_path):
     open_folder = tmp_path / "open"
     open_folder.mkdir(mode=0o755)
     open_folder.chmod(0o755)
-    refused = subprocess.run([sys.executable, "-m", "qflow.cli", "ui", "--socket",
-                              str(open_folder / "ui.sock")], env=env, capture_output=True,
-                             text=True, timeout=60)
+    refused = subprocess.run(
+        [sys.executable, "-m", "qflow.cli", "ui", "--socket", str(open_folder / "ui.sock")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.returncode == 1 and "only you" in refused.stderr, refused.stderr
     sock = home / "ui.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "qflow.cli", "ui", "--socket", str(sock)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "qflow.cli", "ui", "--socket", str(sock)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while not sock.exists():
@@ -365,9 +411,21 @@ def test_the_ui_on_a_unix_socket_in_a_private_folder(tmp_path):
             time.sleep(0.1)
 
         def curl(*extra):
-            return subprocess.run(["curl", "-s", "-w", "\n%{http_code}", "--unix-socket",
-                                   str(sock), *extra, "http://localhost/api/dispatches"],
-                                  capture_output=True, text=True, timeout=30).stdout
+            return subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-w",
+                    "\n%{http_code}",
+                    "--unix-socket",
+                    str(sock),
+                    *extra,
+                    "http://localhost/api/dispatches",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
 
         assert curl().endswith("401")
         assert curl("-H", "Authorization: Bearer tok-123").endswith("200")

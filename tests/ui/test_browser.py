@@ -61,8 +61,12 @@ long_nap = _named(f"{TAG}_long", lambda: step(0, 120))
 
 @pytest.fixture(scope="module")
 def chromium_path():
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "ensure_chromium.py")],
-                         capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ensure_chromium.py")],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     if out.returncode == 3:
         pytest.skip(out.stderr.strip())
     assert out.returncode == 0, out.stderr
@@ -147,20 +151,26 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
     running.click()
     page.wait_for_function(
         "(document.getElementById('stdout') || {}).textContent?.includes('working for 3 s')",
-        timeout=10_000)
+        timeout=10_000,
+    )
     page.screenshot(path=str(ARTIFACTS / "dispatch-running.png"))
     # No reload: the event stream turns the nodes green as they finish.
     page.wait_for_function(
         # three steps and the return value (literal arguments are not drawn)
-        "document.querySelectorAll('#graph .node.s-COMPLETED').length === 4", timeout=60_000)
+        "document.querySelectorAll('#graph .node.s-COMPLETED').length === 4",
+        timeout=60_000,
+    )
     page.wait_for_selector("#title .chip.s-COMPLETED", timeout=30_000)
     page.locator("#graph .node[data-node='3']").click()  # the second step
     # The panel of node 0 (opened above) has a #stdout too: wait for node 3's panel.
     page.wait_for_function(
-        "(document.querySelector('#node h2') || {}).textContent?.includes('(3)')")
+        "(document.querySelector('#node h2') || {}).textContent?.includes('(3)')"
+    )
     assert "step 1: working for 3 s" in page.locator("#stdout").inner_text()
-    assert "UTC" in page.locator(".node-panel dl").inner_text() or \
-        "GMT" in page.locator(".node-panel dl").inner_text()
+    assert (
+        "UTC" in page.locator(".node-panel dl").inner_text()
+        or "GMT" in page.locator(".node-panel dl").inner_text()
+    )
     page.locator(".tabs button[data-tab='timeline']").click()
     assert page.locator("#timeline svg.gantt g").count() == 4
     page.screenshot(path=str(ARTIFACTS / "dispatch-done.png"))
@@ -197,15 +207,38 @@ def test_a_500_node_graph_is_laid_out_in_layers(page, server):
 
     store = _runtime().store
     did = f"{TAG}-500"
-    nodes = [{"node_id": 0, "name": "prepare", "kind": "electron", "status": "COMPLETED",
-              "parents": "[]"}]
-    nodes += [{"node_id": k, "name": "evaluate", "kind": "electron",
-               "status": ["COMPLETED", "RUNNING", "FAILED"][k % 3], "parents": "[0]"}
-              for k in range(1, 499)]
-    nodes.append({"node_id": 499, "name": "reduce", "kind": "electron",
-                  "status": "NEW_OBJECT", "parents": repr(list(range(1, 499)))})
-    store.create_dispatch({"dispatch_id": did, "name": f"{TAG}_wide", "status": "RUNNING",
-                           "created_at": now_iso()}, nodes)
+    nodes = [
+        {
+            "node_id": 0,
+            "name": "prepare",
+            "kind": "electron",
+            "status": "COMPLETED",
+            "parents": "[]",
+        }
+    ]
+    nodes += [
+        {
+            "node_id": k,
+            "name": "evaluate",
+            "kind": "electron",
+            "status": ["COMPLETED", "RUNNING", "FAILED"][k % 3],
+            "parents": "[0]",
+        }
+        for k in range(1, 499)
+    ]
+    nodes.append(
+        {
+            "node_id": 499,
+            "name": "reduce",
+            "kind": "electron",
+            "status": "NEW_OBJECT",
+            "parents": repr(list(range(1, 499))),
+        }
+    )
+    store.create_dispatch(
+        {"dispatch_id": did, "name": f"{TAG}_wide", "status": "RUNNING", "created_at": now_iso()},
+        nodes,
+    )
     t0 = time.perf_counter()
     page.goto(f"{server}/dispatch/{did}")
     page.wait_for_function("document.querySelectorAll('#graph .node').length === 500")
@@ -222,8 +255,7 @@ def test_a_500_node_graph_is_laid_out_in_layers(page, server):
     assert page.locator("#graph path.bundle").count() == 2  # fan-out and fan-in, not 996
 
 
-sweep = _named(f"{TAG}_sweep",
-               lambda xs: [qflow.electron(one_point)(x) for x in xs])
+sweep = _named(f"{TAG}_sweep", lambda xs: [qflow.electron(one_point)(x) for x in xs])
 
 
 def test_charts_of_a_variational_loop_and_a_sweep(page, server):
@@ -265,8 +297,7 @@ def test_bulk_delete_from_the_list(page, server):
     assert page.locator("#delete").inner_text() == "Delete 2 selected"
     page.once("dialog", lambda dialog: dialog.accept())
     page.locator("#delete").click()
-    page.wait_for_function(
-        f"!document.querySelector(\"tr[data-id='{ids[0]}']\")", timeout=30_000)
+    page.wait_for_function(f"!document.querySelector(\"tr[data-id='{ids[0]}']\")", timeout=30_000)
     from qflow.exceptions import DispatchNotFoundError
 
     for i in ids:

@@ -2,4 +2,4 @@
 
 from qflow.fs_strategies import HTTP, S3, Blob, FileTransferStrategy, GCloud, Rsync, Shutil
 
-__all__ = ["Blob", "FileTransferStrategy", "GCloud", "HTTP", "Rsync", "S3", "Shutil"]
+__all__ = ["HTTP", "S3", "Blob", "FileTransferStrategy", "GCloud", "Rsync", "Shutil"]
