@@ -157,7 +157,7 @@ class Molecule:
             )
         if not isinstance(charge, int | np.integer) or isinstance(charge, bool):
             raise QflowInputError(f"charge must be an int; got {charge!r}.")
-        mult = _positive_int("mult", mult)
+        mult = _positive_int("mult", mult)  # type: ignore[assignment]
         electrons = sum(_Z[s] for s in symbols) - int(charge)
         if electrons < 1:
             raise QflowInputError(f"charge {charge} leaves {electrons} electrons.")
@@ -394,7 +394,7 @@ def exact_ground_energy(
     if mult is not None:
         mult = _positive_int("mult", mult)
         up = sum(bits[0::2])
-        keep &= (2 * up - electrons) == mult - 1  # the sector Sz = S
+        keep &= (2 * up - electrons) == int(mult or 0) - 1  # the sector Sz = S
     sector = np.flatnonzero(keep)
     if sector.size == 0:
         raise QflowInputError(

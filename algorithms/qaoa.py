@@ -338,7 +338,7 @@ def _optimise(
 
     if len(starts) == 1:
         return [minimize(circuit, starts[0], wires=n, backend=backend, **run)]
-    return minimize_many(circuit, starts, wires=n, backend=backend, **run)
+    return minimize_many(circuit, [list(s) for s in starts], wires=n, backend=backend, **run)
 
 
 def _bits(index: int, n: int) -> tuple[int, ...]:

@@ -117,7 +117,7 @@ def build_circuit(ansatz: str, hamiltonian: Any, wires: int, electrons: int) -> 
         return circuit, len(singles) + len(doubles)
     s_wires, d_wires = qml.qchem.excitations_to_wires(singles, doubles)
 
-    def circuit(params: Any) -> Any:
+    def circuit(params: Any) -> Any:  # type: ignore[no-redef]
         qml.UCCSD(params, wires=range(wires), s_wires=s_wires, d_wires=d_wires, init_state=hf)
         return qml.expval(hamiltonian)
 

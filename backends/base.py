@@ -73,8 +73,8 @@ class Backend(abc.ABC):
                 "not under qflow's control. Drop seed=, or use "
                 "default.qubit or lightning.qubit for a reproducible run."
             )
-        self.shots = shots
-        self.seed = seed
+        self.shots: int | None = shots
+        self.seed: int | None = seed
         self.resources = dict(resources or {})
         self.noise = check_noise(noise, self)
 

@@ -53,6 +53,9 @@ class SimulatedQPUBackend(Backend):
         10.0
     """
 
+    shots: int | None
+    seed: int | None
+
     name = "simulated.qpu"
 
     def __init__(
@@ -96,8 +99,8 @@ class SimulatedQPUBackend(Backend):
         self.round_trip_ms = float(round_trip_ms)
         self.queue_ms = float(queue_ms)
         self.resource = resource
-        self.diff_method = self.inner.diff_method  # type: ignore[misc]
-        self.shots_on_device = self.inner.shots_on_device  # type: ignore[misc]
+        self.diff_method = self.inner.diff_method
+        self.shots_on_device = self.inner.shots_on_device
         self.batches = 0
 
     def __repr__(self) -> str:

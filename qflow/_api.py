@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal, cast, overload
 
 import cloudpickle
 import ray
@@ -287,7 +287,7 @@ def _as_lattice(obj: Any, caller: str) -> Lattice:
     if isinstance(obj, Lattice):
         return obj
     if isinstance(obj, Electron) and obj.is_sublattice:
-        return obj.fn
+        return cast(Lattice, obj.fn)
     what = "an electron" if isinstance(obj, Electron) else f"{type(obj).__name__} {obj!r}"
     raise QflowInputError(
         f"{caller} takes a lattice; got {what}. Decorate the workflow with @qflow.lattice "
@@ -497,6 +497,51 @@ def _finished(row: dict[str, Any]) -> bool:
     return Status(row["status"]).is_final and row.get("end_time") is not None
 
 
+@overload
+def get_result(
+    dispatch_id: str,
+    wait: bool | Wait = ...,
+    status_only: Literal[False] = ...,
+    timeout: float | None = ...,
+    *,
+    workflow_output: bool = ...,
+    intermediate_outputs: bool = ...,
+    sublattice_results: bool = ...,
+    qelectron_db: bool = ...,
+    results_dir: str | None = ...,
+) -> Result: ...
+
+
+@overload
+def get_result(
+    dispatch_id: str,
+    wait: bool | Wait,
+    status_only: Literal[True],
+    timeout: float | None = ...,
+    *,
+    workflow_output: bool = ...,
+    intermediate_outputs: bool = ...,
+    sublattice_results: bool = ...,
+    qelectron_db: bool = ...,
+    results_dir: str | None = ...,
+) -> dict[str, Any]: ...
+
+
+@overload
+def get_result(
+    dispatch_id: str,
+    wait: bool | Wait = ...,
+    *,
+    status_only: Literal[True],
+    timeout: float | None = ...,
+    workflow_output: bool = ...,
+    intermediate_outputs: bool = ...,
+    sublattice_results: bool = ...,
+    qelectron_db: bool = ...,
+    results_dir: str | None = ...,
+) -> dict[str, Any]: ...
+
+
 def get_result(
     dispatch_id: str,
     wait: bool | Wait = False,
@@ -508,7 +553,7 @@ def get_result(
     sublattice_results: bool = True,
     qelectron_db: bool = False,
     results_dir: str | None = None,
-) -> Result | dict[str, str]:
+) -> Result | dict[str, Any]:
     """The :class:`Result` of a dispatch, from any process.
 
     A dispatch whose dispatching process (or dispatcher service) is gone is ended
@@ -542,17 +587,19 @@ def get_result(
         )
     if isinstance(wait, Wait):
         if timeout is None and math.isfinite(wait.seconds):
-            flags = {
+            flags: dict[str, Any] = {
                 "workflow_output": workflow_output,
                 "intermediate_outputs": intermediate_outputs,
                 "sublattice_results": sublattice_results,
             }
             try:
-                return get_result(
+                return get_result(  # type: ignore[call-overload]
                     dispatch_id, wait=True, status_only=status_only, timeout=wait.seconds, **flags
                 )
             except DispatchTimeoutError:
-                return get_result(dispatch_id, status_only=status_only, **flags)
+                return get_result(  # type: ignore[call-overload]
+                    dispatch_id, status_only=status_only, **flags
+                )
         wait = True
     rt = _runtime()
     row = _status_row(rt, dispatch_id)

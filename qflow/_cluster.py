@@ -125,7 +125,9 @@ def ensure_ray(settings: Settings) -> str:
     # dropped unread on purpose, so Ray's "Unhandled error" log line would be noise.
     # (Set when qflow starts Ray, not on import: importing qflow changes nothing.)
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    common = dict(log_to_driver=False, configure_logging=True, logging_level=logging.ERROR)
+    common: dict[str, Any] = dict(
+        log_to_driver=False, configure_logging=True, logging_level=logging.ERROR
+    )
     address, _source = chosen_address(settings)
     if address is not None:
         _probe(address)

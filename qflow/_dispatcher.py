@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 import ray
@@ -116,7 +116,7 @@ def check_picklable(graph: Graph) -> None:
         pass
     checked: set[int] = set()
     for node in graph.nodes:
-        parts = {f"argument {i}": a for i, a in enumerate(node.args)}
+        parts: dict[str, Any] = {f"argument {i}": a for i, a in enumerate(node.args)}
         parts.update({f"argument {k!r}": v for k, v in node.kwargs.items()})
         if id(node.fn) not in checked:
             checked.add(id(node.fn))
@@ -376,6 +376,7 @@ class Dispatcher:
         templates: dict[tuple, CallTemplate] = {}
         calls = {}
         for nid, pc in the_plan.calls.items():
+            template: CallTemplate | None
             if pc.kind is NodeKind.SUBLATTICE:  # each runs its own child dispatch
                 template = CallTemplate(
                     self.dispatch_id,
@@ -500,20 +501,20 @@ class Dispatcher:
                 return Status.FAILED
             while True:
                 if isinstance(event, _Verdicts):  # from the placeability check
-                    for nid in self._unplaceable(event, running, calls):
-                        self._cancel_submission(calls[nid], running[nid], running)
-                        del running[nid]
-                        block(nid)
+                    for lost in self._unplaceable(event, running, calls):
+                        self._cancel_submission(calls[lost], running[lost], running)
+                        del running[lost]
+                        block(lost)
                     event = None
-                nid = node_of.pop(event, None) if event is not None else None
-                if nid is not None and nid in running:
-                    sub = running.pop(nid)
-                    if self._finish_node(nid, sub):
-                        if nid not in self._refs:  # made outside Ray: ref only now
-                            self._refs[nid] = sub.value_ref
-                            ref_ready(nid)
+                done = node_of.pop(event, None) if event is not None else None
+                if done is not None and done in running:
+                    sub = running.pop(done)
+                    if self._finish_node(done, sub):
+                        if done not in self._refs:  # made outside Ray: ref only now
+                            self._refs[done] = sub.value_ref
+                            ref_ready(done)
                     else:
-                        block(nid)
+                        block(done)
                 try:
                     event = self._events.get_nowait()
                 except queue.Empty:
@@ -670,15 +671,16 @@ class Dispatcher:
         fut = sub.done
         exc = fut.exception()
         if exc is None:
-            outcome: NodeOutcome = fut.result()
+            outcome: NodeOutcome | None = fut.result()
+            assert outcome is not None  # the watcher sets a NodeOutcome or an error
             if outcome.value_ref is not None:  # where the value ended up (maybe rerouted)
                 sub.value_ref = outcome.value_ref
                 if nid in self._refs:
                     self._refs[nid] = outcome.value_ref
             blob = outcome.output_blob
             large = blob is None
-            if large:  # a large output travels once, as the task's value
-                blob = ray.get(self._refs.get(nid, sub.value_ref)).blob
+            if blob is None:  # a large output travels once, as the task's value
+                blob = cast(bytes, ray.get(self._refs.get(nid, sub.value_ref)).blob)
                 self._not_held.add(nid)
             else:
                 self._blobs[nid] = blob
@@ -751,7 +753,7 @@ class Dispatcher:
         if nid not in self._values:
             if nid in self._not_held:
                 if nid in self._plan.op_parents:  # a container of large outputs
-                    return self.graph.nodes[nid].expr.evaluate(
+                    return cast(Expr, self.graph.nodes[nid].expr).evaluate(
                         {p: self._value(p) for p in self._plan.op_parents[nid]}
                     )
                 return cloudpickle.loads(ray.get(self._refs[nid]).blob)
@@ -784,7 +786,8 @@ class Dispatcher:
 
     def _finish_op(self, op_id: int) -> bool:
         node = self.graph.nodes[op_id]
-        if self._derived(node.expr):
+        expr = cast(Expr, node.expr)  # every OP node has one
+        if self._derived(expr):
             self._not_held.add(op_id)
             now = now_iso()
             self.rec.node(
@@ -792,14 +795,14 @@ class Dispatcher:
                 status=Status.COMPLETED,
                 start_time=now,
                 end_time=now,
-                output=dumps_value(DerivedOutput(node.expr)),
-                output_text=_derived_text(node.expr),
+                output=dumps_value(DerivedOutput(expr)),
+                output_text=_derived_text(expr),
                 stdout="",
                 stderr="",
             )
             return True
         try:
-            value = node.expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
+            value = expr.evaluate({p: self._value(p) for p in self._plan.op_parents[op_id]})
             blob = dumps_value(value)
         except Exception as exc:
             self.rec.node(
@@ -841,7 +844,7 @@ class Dispatcher:
             fields.update(status=Status.CANCELLED)
         elif failed:
             self.rec.flush()
-            text = {
+            errors = {
                 r["node_id"]: r["error"] or ""
                 for r in self.store.get_nodes(self.dispatch_id)
                 if r["status"] == Status.FAILED
@@ -849,7 +852,7 @@ class Dispatcher:
             fields.update(
                 status=Status.FAILED,
                 error="\n".join(
-                    f"Electron {n.label} failed:\n{text.get(n.node_id, '').rstrip()}"
+                    f"Electron {n.label} failed:\n{errors.get(n.node_id, '').rstrip()}"
                     for n in failed
                 ),
             )

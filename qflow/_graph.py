@@ -19,7 +19,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from qflow._text import value_text
 from qflow.exceptions import GraphBuildError
@@ -128,7 +128,8 @@ def to_expr(obj: Any) -> Expr:
         for k, v in obj.items():
             flat += [to_expr(k), to_expr(v)]
         return Apply("dict", tuple(flat))
-    kind = {list: "list", tuple: "tuple", set: "set", frozenset: "set"}[type(obj)]
+    kinds: dict[type, str] = {list: "list", tuple: "tuple", set: "set", frozenset: "set"}
+    kind = kinds[type(obj)]
     return Apply(kind, tuple(to_expr(item) for item in obj))
 
 
@@ -319,7 +320,13 @@ def add_param(graph: Graph, consumer: Node, value: Any) -> Node:
     return node
 
 
-_COLLECTIONS = {list: "list", dict: "dict", tuple: "tuple", set: "set", frozenset: "set"}
+_COLLECTIONS: dict[type, str] = {
+    list: "list",
+    dict: "dict",
+    tuple: "tuple",
+    set: "set",
+    frozenset: "set",
+}
 
 
 def arg_expr(graph: Graph, consumer: Node, value: Any) -> Expr:
@@ -333,7 +340,7 @@ def arg_expr(graph: Graph, consumer: Node, value: Any) -> Expr:
         return Ref(value._node_id)
     kind = _COLLECTIONS.get(type(value))
     if kind is None or not has_future(value):
-        return add_param(graph, consumer, value).expr  # one Const for both
+        return cast(Expr, add_param(graph, consumer, value).expr)  # one Const for both
     node = graph.add(name=f":electron_{kind}:", kind=NodeKind.OP)
     if kind == "dict":
         flat: list[Expr] = []

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from qflow._graph import OPERATORS, Apply, Const, Expr, Graph, NodeKind, Ref
 from qflow._options import DEFAULT_OPTIONS, ElectronOptions
@@ -178,7 +178,7 @@ def plan(graph: Graph) -> Plan:
                 kind=node.kind,
                 fn=node.fn,
                 program=NO_STEPS,
-                args=tuple(("c", e.value) for e in node.args),
+                args=tuple(("c", cast(Const, e).value) for e in node.args),
                 kwargs={},
                 dep_ids=(),
                 options=options,

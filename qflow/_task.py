@@ -186,7 +186,8 @@ class CallTemplate:
     """
 
     __slots__ = ("_blob", "_head", "dispatch_id", "fn", "kind", "name", "options")
-    _loaded: ClassVar[collections.OrderedDict[str, CallTemplate]] = collections.OrderedDict()
+    #: Templates by the digest of their pickle (bytes), most recently used last.
+    _loaded: ClassVar[collections.OrderedDict[Any, CallTemplate]] = collections.OrderedDict()
 
     def __init__(
         self, dispatch_id: str, name: str, kind: NodeKind, fn: Any, options: ElectronOptions
@@ -217,7 +218,7 @@ class CallTemplate:
         return (_load_template, self.wire())
 
 
-def _load_template(blob: bytes | memoryview, digest: bytes) -> CallTemplate:
+def _load_template(blob: bytes | memoryview, digest: Any) -> CallTemplate:
     cache = CallTemplate._loaded
     template = cache.get(digest)
     if template is None:
@@ -434,8 +435,8 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
                 retval = hook.call()
                 if hook.retval_keyword:
                     injected.setdefault(hook.retval_keyword, []).append(retval)
-            for key, values in injected.items():  # a repeated keyword collects a list
-                kwargs[key] = values[0] if len(values) == 1 else values
+            for key, got in injected.items():  # a repeated keyword collects a list
+                kwargs[key] = got[0] if len(got) == 1 else got
             if opts.files:
                 paths = [
                     ft.run()

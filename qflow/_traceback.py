@@ -58,8 +58,9 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(te.format())
 
 
-def _chain(te: traceback.TracebackException) -> list[traceback.TracebackException]:
-    out, seen = [], set()
+def _chain(te: traceback.TracebackException | None) -> list[traceback.TracebackException]:
+    out: list[traceback.TracebackException] = []
+    seen: set[int] = set()
     while te is not None and id(te) not in seen:
         seen.add(id(te))
         out.append(te)

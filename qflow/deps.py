@@ -215,7 +215,7 @@ def as_calls(
     if value is None:
         return ()
     single = isinstance(value, DepsCall | DepsBash | DepsPip) or callable(value)
-    items = [value] if single else list(value)
+    items = [value] if single else list(value)  # type: ignore[arg-type]
     out = []
     for item in items:
         if isinstance(item, DepsCall):

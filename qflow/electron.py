@@ -35,6 +35,7 @@ class Electron:
                 f"qflow.electron wraps a function or a lattice; got {type(fn).__name__} "
                 f"{fn!r}. Decorate a def: @qflow.electron above `def task(...)`."
             )
+        self.__name__: str = getattr(fn, "__name__", "electron")
         self.fn = fn
         self.options = options
         self.is_sublattice = isinstance(fn, Lattice)

@@ -39,6 +39,7 @@ class Lattice:
                 f"qflow.lattice wraps a function; got {type(fn).__name__} {fn!r}. Decorate "
                 "a def: @qflow.lattice above `def workflow(...)`."
             )
+        self.__name__: str = getattr(fn, "__name__", "lattice")
         self.workflow_function = fn
         self.options = options
         self.tags = tags

@@ -64,7 +64,7 @@ def follow(
             for point in points[seen:]:
                 if callback is not None:
                     try:
-                        callback(int(point.step), float(point.value))
+                        callback(int(point.step or 0), float(point.value))
                     except BaseException:
                         qflow.cancel(dispatch_id)
                         raise

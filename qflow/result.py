@@ -29,7 +29,8 @@ class TransportableObject:
     __slots__ = ("_blob", "_loaded", "_node_value", "_value")
 
     def __init__(self, obj: Any = None) -> None:
-        self._blob, self._value, self._loaded = None, obj, True
+        self._blob: bytes | UnreadableBlob | None = None
+        self._value, self._loaded = obj, True
         self._node_value: Callable[[int], Any] | None = None
 
     @classmethod

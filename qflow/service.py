@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 import psutil
@@ -494,7 +494,8 @@ def _start_actor(address: str, settings: Settings) -> int:
             )
             .remote(str(settings.home))
         )
-        return ray.get(actor.ping.remote(), timeout=120)
+        pid: int = ray.get(cast(Any, actor).ping.remote(), timeout=120)
+        return pid
     finally:
         ray.shutdown()
 

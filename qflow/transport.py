@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from qflow._graph import Graph, Node, NodeKind
+from qflow._graph import Const, Graph, Node, NodeKind
 
 __all__ = ["TransportGraph", "node_metadata"]
 
@@ -98,7 +98,7 @@ class TransportGraph:
                 "kind": str(n.kind),
                 "function": n.fn,
                 "status": Status.COMPLETED if param else Status.NEW_OBJECT,
-                "value": n.expr.value if param and n.expr is not None else None,
+                "value": n.expr.value if param and isinstance(n.expr, Const) else None,
                 "metadata": node_metadata(n),
             }
         return cls(nodes, [(p, n.node_id) for n in graph.nodes for p in n.parents()])

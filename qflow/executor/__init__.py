@@ -136,7 +136,7 @@ class AsyncBaseExecutor(BaseExecutor):
     async def run(
         self,
         function: Callable[..., Any],
-        args: list[Any],  # type: ignore[override]
+        args: list[Any],
         kwargs: dict[str, Any],
         task_metadata: dict[str, Any],
     ) -> Any:

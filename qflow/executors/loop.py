@@ -117,7 +117,7 @@ class LoopExecutor(RayExecutor):
             # Ray does not stop a running actor call: stop the actor, as a forced cancel
             # stops a task's worker. The chunks queued behind it end with it, unrun.
             with self._lock:
-                self._stopped.add(attempt.loop_id)
+                self._stopped.add(attempt.loop_id or "")
             self._forget(attempt.loop_id)
             loop_pool.call_pool("discard", attempt.loop_id)
         else:
@@ -187,7 +187,7 @@ class LoopExecutor(RayExecutor):
         _when_done(
             [p.done for p in parents],
             lambda: self._rerun(call, deps, sub, parents, died),
-            lambda err: (self._release_inputs(deps), sub.done.set_exception(err)),
+            lambda err: self._fail(deps, sub, err),
         )
 
     def _rerun(
@@ -256,7 +256,11 @@ class LoopExecutor(RayExecutor):
 
     def _forget(self, loop_id: str | None) -> None:
         with self._lock:
-            self._actors.pop(loop_id, None)
+            self._actors.pop(loop_id or "", None)
+
+    def _fail(self, deps: list[Any], sub: Submission, err: BaseException) -> None:
+        self._release_inputs(deps)
+        sub.done.set_exception(err)
 
 
 def _when_done(

@@ -174,8 +174,8 @@ class SQLiteStore(ResultStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._memory = self.path == ":memory:"
-        self._home = None if self._memory else Path(self.path).parent
-        self._blob_dir = None if self._memory else self._home / "blobs"
+        self._home: Path | None = None if self._memory else Path(self.path).parent
+        self._blob_dir: Path | None = None if self._memory else Path(self.path).parent / "blobs"
         self._shared: sqlite3.Connection | None = None
         self._pid = os.getpid()
         self._lock = threading.RLock()
@@ -434,7 +434,7 @@ class SQLiteStore(ResultStore):
         # one file however many nodes hold it.
         digest = hashlib.sha256(blob).hexdigest()
         rel = Path("blobs") / digest[:2] / f"{digest}.pkl"
-        path = self._home / rel
+        path = self._blob_dir.parent / rel
         try:
             if path.exists() and path.stat().st_size == len(blob):
                 return _FILE_PREFIX + rel.as_posix().encode()
@@ -457,7 +457,7 @@ class SQLiteStore(ResultStore):
         if value is None or not value.startswith(_FILE_PREFIX) or self._blob_dir is None:
             return value
         name = value[len(_FILE_PREFIX) :].decode(errors="replace")
-        path = (self._home / name).resolve()
+        path = (self._blob_dir.parent / name).resolve()
         if not path.is_relative_to(self._blob_dir.resolve()):
             return UnreadableBlob(
                 name, "it points outside the store's blobs folder, so it is not read"

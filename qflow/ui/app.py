@@ -147,7 +147,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         return DispatchQuery(
             status=q.get("status") or None,
             text=q.get("q", "").strip(),
-            sort=q.get("sort", "created_at"),
+            sort=q.get("sort", "created_at"),  # type: ignore[arg-type]  # checked by the query
             descending=q.get("order", "desc") != "asc",
             offset=(page - 1) * per_page,
             limit=per_page,
@@ -308,7 +308,7 @@ def timed_protocol() -> type:
     """uvicorn's h11 protocol, closing connections that start no request in time."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class TimedH11Protocol(H11Protocol):  # type: ignore[misc]
+    class TimedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
 
         def _arm(self) -> None:
@@ -321,7 +321,7 @@ def timed_protocol() -> type:
             if (cycle is None or cycle.response_complete) and not self.transport.is_closing():
                 self.transport.close()  # no request started in time: idle or half-open
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             self._arm()
 

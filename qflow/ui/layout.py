@@ -94,8 +94,8 @@ def layered(parents: Mapping[int, Sequence[int]], max_per_row: int = 40) -> Layo
     for row, row_width in rows:  # centred under the widest row
         shift = (width - row_width) / 2
         for node in row:
-            p = placed[node]
-            placed[node] = Placed(x=p.x + shift, y=p.y, layer=p.layer)
+            at = placed[node]
+            placed[node] = Placed(x=at.x + shift, y=at.y, layer=at.layer)
     return Layout(nodes=placed, width=width, height=max(y - GAP_Y + NODE_H / 2, NODE_H))
 
 

@@ -182,7 +182,9 @@ def state_view(store: ResultStore, dispatch_id: str) -> dict[str, Any] | None:
 def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
     """Every metric the dispatch and its sublattices logged, by name: points with their
     dispatch, node and step, in the order logged; and the name of each dispatch."""
-    names, order, todo = {}, [], [dispatch_id]
+    names: dict[str, str] = {}
+    order: list[str] = []
+    todo = [dispatch_id]
     while todo and len(order) < 10_000:
         current = todo.pop(0)
         order.append(current)
