@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any, Literal, cast, overload
+from typing import Any, Literal, ParamSpec, cast, overload
 
 import cloudpickle
 import ray
@@ -42,6 +42,8 @@ from qflow.settings import Settings, max_sublattice_depth, parse_resources
 from qflow.store.base import loads
 from qflow.store.sqlite import SQLiteStore
 from qflow.waits import Wait
+
+P = ParamSpec("P")
 
 __all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "init", "redispatch"]
 
@@ -392,7 +394,7 @@ def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int
     }
 
 
-def dispatch(lattice: Lattice) -> Callable[..., str]:
+def dispatch(lattice: Lattice[P, Any]) -> Callable[P, str]:
     """Return a function that dispatches ``lattice`` with its arguments and returns the id.
 
     The lattice function runs at once to build the graph (its exceptions propagate);
@@ -412,13 +414,13 @@ def dispatch(lattice: Lattice) -> Callable[..., str]:
     """
     lat = _as_lattice(lattice, "dispatch")
 
-    def submit(*args: Any, **kwargs: Any) -> str:
+    def submit(*args: P.args, **kwargs: P.kwargs) -> str:
         return _launch(lat, args, kwargs)
 
     return submit
 
 
-def dispatch_sync(lattice: Lattice) -> Callable[..., Result]:
+def dispatch_sync(lattice: Lattice[P, Any]) -> Callable[P, Result]:
     """Like :func:`dispatch`, but wait and return the :class:`Result`.
 
     Example:
@@ -431,7 +433,7 @@ def dispatch_sync(lattice: Lattice) -> Callable[..., Result]:
     """
     lat = _as_lattice(lattice, "dispatch_sync")
 
-    def run(*args: Any, **kwargs: Any) -> Result:
+    def run(*args: P.args, **kwargs: P.kwargs) -> Result:
         return get_result(_launch(lat, args, kwargs), wait=True)
 
     return run

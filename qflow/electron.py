@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from qflow._graph import (
     NodeFuture,
@@ -20,14 +20,19 @@ from qflow.exceptions import QflowInputError
 __all__ = ["Electron", "electron", "wait"]
 
 
-class Electron:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Electron(Generic[P, R]):
     """A function (or a lattice, making a sublattice) with execution options.
 
     Outside a lattice it is the plain function. Inside a lattice build, calling it
-    records a node and returns a placeholder for its output.
+    records a node and returns a placeholder for its output. Type checkers see the
+    wrapped function's own signature (a placeholder stands in for its return value).
     """
 
-    def __init__(self, fn: Callable[..., Any], options: ElectronOptions) -> None:
+    def __init__(self, fn: Callable[P, R], options: ElectronOptions) -> None:
         from qflow.lattice import Lattice
 
         if not callable(fn):
@@ -46,7 +51,7 @@ class Electron:
         kind = "sublattice" if self.is_sublattice else "electron"
         return f"<qflow {kind} {self.__name__}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         graph = current_graph()
         if graph is None:
             return self.fn(*args, **kwargs)
@@ -62,7 +67,7 @@ class Electron:
         )
         node.args = tuple(arg_expr(graph, node, a) for a in args)
         node.kwargs = {k: arg_expr(graph, node, v) for k, v in kwargs.items()}
-        return NodeFuture(node.node_id, length=impl._length)
+        return cast(R, NodeFuture(node.node_id, length=impl._length))
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         # Electrons defined in a class body behave like methods.
@@ -70,9 +75,9 @@ class Electron:
 
 
 @overload
-def electron(_func: Callable[..., Any], **options: Any) -> Electron: ...
+def electron(_func: Callable[P, R], **options: Any) -> Electron[P, R]: ...
 @overload
-def electron(_func: None = None, **options: Any) -> Callable[[Callable[..., Any]], Electron]: ...
+def electron(_func: None = None, **options: Any) -> Callable[[Callable[P, R]], Electron[P, R]]: ...
 
 
 def electron(_func: Callable[..., Any] | None = None, **options: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qflow._graph import (
     POSTPROCESS_NAME,
@@ -23,7 +23,11 @@ from qflow.exceptions import QflowInputError
 __all__ = ["Lattice", "lattice"]
 
 
-class Lattice:
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Lattice(Generic[P, R]):
     """A workflow. Calling it runs the function as plain Python; dispatching it runs
     its electrons on Ray.
 
@@ -32,7 +36,7 @@ class Lattice:
     """
 
     def __init__(
-        self, fn: Callable[..., Any], options: ElectronOptions, tags: tuple[str, ...] = ()
+        self, fn: Callable[P, R], options: ElectronOptions, tags: tuple[str, ...] = ()
     ) -> None:
         if not callable(fn):
             raise QflowInputError(
@@ -52,7 +56,7 @@ class Lattice:
     def __repr__(self) -> str:
         return f"<qflow lattice {self.__name__}>"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.workflow_function(*args, **kwargs)
 
     def build_graph(
@@ -144,9 +148,9 @@ class Lattice:
 
 
 @overload
-def lattice(_func: Callable[..., Any], **options: Any) -> Lattice: ...
+def lattice(_func: Callable[P, R], **options: Any) -> Lattice[P, R]: ...
 @overload
-def lattice(_func: None = None, **options: Any) -> Callable[[Callable[..., Any]], Lattice]: ...
+def lattice(_func: None = None, **options: Any) -> Callable[[Callable[P, R]], Lattice[P, R]]: ...
 
 
 def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
