@@ -67,7 +67,7 @@ class SimulatedQPUBackend(Backend):
         resource: str = SIMULATED_QPU_RESOURCE,
         **kwargs: Any,
     ) -> None:
-        from qflow.backends import get_backend
+        from qflow.backends.registry import get_backend
 
         noise = kwargs.pop("noise", None)  # the inner backend's: it is what simulates
         super().__init__(**kwargs)

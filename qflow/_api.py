@@ -14,7 +14,7 @@ from typing import Any, Literal, ParamSpec, cast, overload
 import cloudpickle
 import ray
 
-from qflow._cluster import check_feasible, ensure_ray, find_service, same_address
+from qflow._cluster import ensure_ray, find_service, same_address
 from qflow._dispatcher import (
     Dispatcher,
     check_picklable,
@@ -22,6 +22,7 @@ from qflow._dispatcher import (
     record_new_dispatch,
 )
 from qflow._graph import Graph
+from qflow._head_state import live_address
 from qflow._headwatch import HeadWatch
 from qflow._heap import settle_heap
 from qflow._lease import Heartbeat, owner_role, reap, service_verdict
@@ -35,9 +36,9 @@ from qflow.exceptions import (
     QflowInputError,
     QflowSerializationError,
 )
+from qflow.executors import check_feasible
 from qflow.lattice import Lattice
 from qflow.result import Result
-from qflow.service import live_address
 from qflow.settings import Settings, max_sublattice_depth, parse_resources
 from qflow.store.base import loads
 from qflow.store.sqlite import SQLiteStore

@@ -20,7 +20,6 @@ from qflow.exceptions import (
     ClusterConnectionError,
     ClusterError,
     InfeasibleResourceError,
-    QflowConfigError,
 )
 from qflow.settings import Settings
 
@@ -167,7 +166,7 @@ def chosen_address(settings: Settings) -> tuple[str | None, str]:
     """
     if settings.ray_address:
         return settings.ray_address, "RAY_ADDRESS"
-    from qflow.service import live_address
+    from qflow._head_state import live_address
 
     address = live_address(settings)
     if address is not None:
@@ -321,49 +320,6 @@ def autoscaler_node_types_unknown() -> bool:
     # Without an autoscaling config (plain `ray start`, an embedded Ray) the monitor runs
     # a read-only provider that names each node's type after the node: nothing to launch.
     return any(kind != f"node_{node_id}" for node_id, kind in mapping.items())
-
-
-def ray_request(options: Any, sublattice: bool = False) -> dict[str, float] | None:
-    """What a node with ``options`` asks Ray for, or None if its executor is not Ray."""
-    from qflow.executors import resolve_executor
-    from qflow.executors.ray import RayExecutor
-
-    try:
-        executor = resolve_executor(options.executor)
-    except QflowConfigError:  # an unknown name fails its node when it runs
-        return None
-    if not isinstance(executor, RayExecutor):
-        return None  # local and Slurm electrons ask Ray for nothing
-    cpus = options.num_cpus if options.num_cpus is not None else (0 if sublattice else 1)
-    request = {"CPU": float(cpus), **{k: float(v) for k, v in (options.resources or {}).items()}}
-    if options.num_gpus:
-        request["GPU"] = float(options.num_gpus)
-    return request
-
-
-def check_feasible(graph: Any) -> None:
-    """Fail before a dispatch starts when one of its Ray tasks could never be scheduled."""
-    from qflow._graph import VIRTUAL_KINDS, NodeKind
-    from qflow._options import DEFAULT_OPTIONS
-
-    seen: set[tuple] = set()
-    judged: set[tuple[int, bool]] = set()  # the nodes of a fan-out share one options object
-    for node in graph.nodes:
-        if node.kind in VIRTUAL_KINDS:
-            continue
-        opts = node.options or DEFAULT_OPTIONS
-        same = (id(opts), node.kind is NodeKind.SUBLATTICE)
-        if same in judged:
-            continue
-        judged.add(same)
-        request = ray_request(opts, node.kind is NodeKind.SUBLATTICE)
-        if request is None:
-            continue
-        key = tuple(sorted(request.items()))
-        if key in seen:
-            continue
-        seen.add(key)
-        ensure_feasible(request, f"Electron {node.label}")
 
 
 def no_longer_feasible(request: Mapping[str, float], what: str) -> str | None:

@@ -24,7 +24,7 @@ from typing import Any, cast
 import cloudpickle
 import ray
 
-from qflow._cluster import no_longer_feasible, ray_request
+from qflow._cluster import no_longer_feasible
 from qflow._graph import POSTPROCESS_NAME, VIRTUAL_KINDS, Apply, Const, Expr, Graph, NodeKind, Ref
 from qflow._lease import Heartbeat
 from qflow._plan import Plan, plan
@@ -36,12 +36,13 @@ from qflow._task import (
     PLAIN_TYPES,
     CallTemplate,
     NodeOutcome,
+    SublatticeOutput,
     TaskCall,
     dumps_value,
 )
 from qflow._text import source_text, value_text
-from qflow.exceptions import QflowSerializationError, StoreFullError
-from qflow.executors import Submission, executor_name, resolve_executor
+from qflow.exceptions import DispatchFailedError, QflowSerializationError, StoreFullError
+from qflow.executors import Submission, executor_name, ray_request, resolve_executor
 from qflow.settings import max_sublattice_depth
 from qflow.store.base import DerivedOutput, ResultStore, now_iso
 
@@ -383,7 +384,12 @@ class Dispatcher:
                     pc.name,
                     pc.kind,
                     SublatticeCall(
-                        pc.fn, f"{self.dispatch_id}/{nid}", pc.label, self.chain, self.max_depth
+                        pc.fn,
+                        f"{self.dispatch_id}/{nid}",
+                        pc.label,
+                        run_sublattice,
+                        self.chain,
+                        self.max_depth,
                     ),
                     pc.options,
                 )
@@ -898,3 +904,35 @@ class Dispatcher:
             self.rec.cancel_unfinished(only_running=not whole_cancel)
         self.rec.finish(**fields)
         return fields["status"]
+
+
+def run_sublattice(call: SublatticeCall, *args: Any, **kwargs: Any) -> SublatticeOutput:
+    """Build ``call``'s lattice with the arguments and run it as dispatch
+    ``<parent>/<node>`` on this worker's Ray (the child's electrons are Ray tasks of
+    their own, so independent ones run in parallel), in a store of its own whose
+    records travel back to the parent's dispatcher."""
+    from qflow.result import Result
+    from qflow.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(":memory:")
+    graph = call.lattice.build_graph(*args, **kwargs)
+    record_new_dispatch(
+        store,
+        call.child_id,
+        graph,
+        inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
+        graph_blob=None,
+        inputs_text=value_text({"args": args, "kwargs": kwargs}),
+    )
+    status = Dispatcher(
+        store, call.child_id, graph, chain=call.chain, max_depth=call.max_depth
+    ).run()
+    export = store.export(call.child_id)
+    row = store.get_dispatch(call.child_id) or {}
+    if status != Status.COMPLETED:
+        exc = DispatchFailedError(
+            f"Sublattice {call.label} ended {status}:\n{row.get('error') or ''}".rstrip()
+        )
+        exc.__qflow_sublattice__ = export  # type: ignore[attr-defined]
+        raise exc
+    return SublatticeOutput(Result(store, row).result, export)

@@ -112,7 +112,7 @@ def service_verdict(store: ResultStore, row: dict[str, Any]) -> tuple[str, str |
         return "gone", "its dispatcher service is gone"
     from pathlib import Path
 
-    from qflow.service import status
+    from qflow._head_state import status
     from qflow.settings import Settings
 
     home = Path(path).parent

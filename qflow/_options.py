@@ -82,10 +82,13 @@ class ElectronOptions:
         if self.executor is not None and not isinstance(self.executor, str):
             # A name is looked up when the node runs: as in Covalent, an unknown one
             # fails that node (with the valid names), not the import of the module.
-            from qflow.executor import is_plugin
-            from qflow.executors import Executor
-
-            if not isinstance(self.executor, Executor) and not is_plugin(self.executor):
+            # An object is judged by its shape, so that the options (which the worker
+            # side reads) never import the executors that run them: a qflow Executor
+            # submits; a Covalent plugin carries the marker qflow.executor sets.
+            executor = self.executor
+            submits = callable(getattr(executor, "submit", None))
+            plugin = getattr(type(executor), "__qflow_plugin__", False) is True
+            if not submits and not plugin:
                 problems.append(
                     f"executor must be a name such as 'ray', an Executor instance or a "
                     f"Covalent executor plugin; got {type(self.executor).__name__} "

@@ -26,12 +26,12 @@ from typing import Any, ClassVar
 import cloudpickle
 
 from qflow import _progress as progress
+from qflow._context import task_context
 from qflow._graph import NodeKind
 from qflow._options import ElectronOptions
 from qflow._plan import NO_STEPS, Operand, Program, resolve
 from qflow._text import value_text, value_text_join
 from qflow._traceback import user_traceback
-from qflow.compat import task_context
 from qflow.exceptions import QflowSerializationError
 from qflow.executor import is_plugin
 from qflow.metrics import collecting

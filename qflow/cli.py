@@ -359,7 +359,7 @@ def cancel(dispatch_id: str, nodes: tuple[int, ...]) -> None:
 def redispatch(dispatch_id: str, reuse: bool) -> None:
     """Run a dispatch again on the `qflow start` head; print the new dispatch's id."""
     import qflow
-    from qflow.service import live_address
+    from qflow._head_state import live_address
 
     if live_address(Settings.from_env()) is None and not Settings.from_env().ray_address:
         raise ClusterError(

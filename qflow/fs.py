@@ -202,13 +202,13 @@ def TransferToRemote(
 
 def as_transfers(value: Any) -> tuple[FileTransfer, ...]:
     """Normalise ``files=``: a FileTransfer or a list of them."""
-    from qflow._options import one_or_many
-
-    return one_or_many(
-        value,
-        FileTransfer,
-        lambda bad: (
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, FileTransfer) else list(value)
+    bad = [i for i in items if not isinstance(i, FileTransfer)]
+    if bad:
+        raise QflowInputError(
             f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
             "files=[ct.fs.FileTransfer('/data/in', '/scratch/in')]."
-        ),
-    )
+        )
+    return tuple(items)

@@ -31,6 +31,7 @@ from qflow._cluster import (
     ray_address_file,
     ray_cli,
 )
+from qflow._head_state import ServiceState, same_process, status, write_private
 from qflow._heap import settle_heap
 from qflow._wait import wait_until
 from qflow.exceptions import ClusterError
@@ -250,53 +251,6 @@ class DispatcherService:
             dispatcher.cancel(task_ids)
 
 
-class ServiceState(dict):
-    """What ``qflow start`` wrote to ``$QFLOW_HOME/service.json``."""
-
-    @classmethod
-    def load(cls, settings: Settings) -> ServiceState | None:
-        try:
-            return cls(json.loads(settings.service_file.read_text()))
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
-
-    @property
-    def alive(self) -> bool:
-        return _same_process(self)
-
-    @property
-    def service_alive(self) -> bool:
-        """Whether the dispatcher actor's process still runs."""
-        if "service_pid" not in self:
-            return False
-        return _same_process(
-            {"pid": self["service_pid"], "create_time": self.get("service_create_time")}
-        )
-
-    def save(self, settings: Settings) -> None:
-        _write_private(settings.service_file, json.dumps(self).encode())
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a file only its owner can read (it may name addresses and pids)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _same_process(state: dict[str, Any]) -> bool:
-    try:
-        return psutil.Process(state["pid"]).create_time() == state["create_time"]
-    except (psutil.Error, KeyError, TypeError):
-        return False
-
-
-def live_address(settings: Settings) -> str | None:
-    """The Ray address of this QFLOW_HOME's running ``qflow start`` head, if any."""
-    state = ServiceState.load(settings)
-    return state["address"] if state and state.alive else None
-
-
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -377,7 +331,7 @@ def start(
     except Exception as exc:
         state["last_error"] = str(exc)
         stop(settings)
-        _write_private(settings.home / "last_start_error.txt", f"{now_iso()} {exc}".encode())
+        write_private(settings.home / "last_start_error.txt", f"{now_iso()} {exc}".encode())
         tail = _log_tail(log_path, log_offset)
         raise ClusterError(
             f"The qflow head did not come up: {exc}. Its log is {log_path}"
@@ -555,12 +509,12 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
     if state is None:
         return []
     procs: dict[int, psutil.Process] = {}
-    if _same_process(state):
+    if same_process(state):
         main = psutil.Process(state["pid"])
         procs[main.pid] = main
         for child in main.children(recursive=True):
             procs[child.pid] = child
-    if "ui_pid" in state and _same_process(
+    if "ui_pid" in state and same_process(
         {"pid": state["ui_pid"], "create_time": state.get("ui_create_time")}
     ):
         procs[state["ui_pid"]] = psutil.Process(state["ui_pid"])
@@ -619,41 +573,3 @@ def _forget_default_address(address: str) -> None:
     dead head through it instead of starting a fresh local Ray.
     """
     _restore_default_address(address, None)
-
-
-def status(settings: Settings) -> dict[str, Any]:
-    """Whether a head and its dispatcher service run for this QFLOW_HOME, and why not.
-
-    Returns:
-        ``running`` (both up), ``head`` and ``service`` (each up or not), ``home``,
-        ``reason`` when something is down, and what ``qflow start`` recorded.
-    """
-    state = ServiceState.load(settings)
-    info: dict[str, Any] = {"home": str(settings.home)}
-    if state is None:
-        reason = "no qflow head was started for this QFLOW_HOME"
-        try:
-            reason = (
-                "the last `qflow start` failed: "
-                + (settings.home / "last_start_error.txt").read_text().strip()
-            )
-        except OSError:
-            pass
-        return {**info, "running": False, "head": False, "service": False, "reason": reason}
-    head, service = state.alive, state.service_alive
-    info.update(
-        state, home=str(settings.home), head=head, service=service, running=head and service
-    )
-    if not head:
-        info["reason"] = (
-            f"the head (pid {state['pid']}) has exited; see "
-            f"{settings.home / 'head.log'}. Run `qflow stop` to clear it, then "
-            "`qflow start`."
-        )
-    elif not service:
-        info["reason"] = (
-            f"the head runs, but its dispatcher service (pid "
-            f"{state.get('service_pid')}) is dead, so dispatches cannot run. "
-            "Restart with `qflow stop && qflow start`."
-        )
-    return info

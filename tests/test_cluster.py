@@ -37,6 +37,7 @@ def test_node_shapes_are_reused_briefly_but_never_for_a_refusal(monkeypatch):
     import qflow
     from qflow import _cluster
     from qflow.exceptions import InfeasibleResourceError
+    from qflow.executors import check_feasible
 
     reads = []
     real = _cluster.node_shapes
@@ -65,8 +66,8 @@ def test_node_shapes_are_reused_briefly_but_never_for_a_refusal(monkeypatch):
         return impossible()
 
     for _ in range(3):
-        _cluster.check_feasible(ok_flow.build_graph())
+        check_feasible(ok_flow.build_graph())
     assert len(reads) == 1
     with pytest.raises(InfeasibleResourceError, match="no-such-resource"):
-        _cluster.check_feasible(bad_flow.build_graph())
+        check_feasible(bad_flow.build_graph())
     assert len(reads) == 2

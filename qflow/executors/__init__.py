@@ -9,7 +9,7 @@ from qflow.exceptions import QflowConfigError
 from qflow.executors.base import Executor, Submission
 from qflow.executors.local import LocalExecutor
 from qflow.executors.loop import LoopExecutor
-from qflow.executors.ray import RayExecutor
+from qflow.executors.ray import RayExecutor, ray_options
 from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
 __all__ = [
@@ -78,3 +78,51 @@ def resolve_executor(spec: Any) -> Executor:
     if name not in _instances:
         _instances[name] = cls()
     return _instances[name]
+
+
+def ray_request(options: Any, sublattice: bool = False) -> dict[str, float] | None:
+    """The bundle a node with ``options`` asks Ray for (``CPU``, ``GPU`` and custom
+    resources), or None if its executor is not Ray; see :func:`ray_options`."""
+    try:
+        executor = resolve_executor(options.executor)
+    except QflowConfigError:  # an unknown name fails its node when it runs
+        return None
+    if not isinstance(executor, RayExecutor):
+        return None  # local and Slurm electrons ask Ray for nothing
+    opts = ray_options(options, sublattice)
+    request = {"CPU": float(opts.get("num_cpus", 1))}
+    request.update({k: float(v) for k, v in opts.get("resources", {}).items()})
+    if opts.get("num_gpus"):
+        request["GPU"] = float(opts["num_gpus"])
+    return request
+
+
+def check_feasible(graph: Any) -> None:
+    """Fail before a dispatch starts when one of its Ray tasks could never be scheduled.
+
+    Raises:
+        InfeasibleResourceError: naming the electron, what it asks for and what the
+            largest node offers.
+    """
+    from qflow._cluster import ensure_feasible
+    from qflow._graph import VIRTUAL_KINDS, NodeKind
+    from qflow._options import DEFAULT_OPTIONS
+
+    seen: set[tuple[Any, ...]] = set()
+    judged: set[tuple[int, bool]] = set()  # the nodes of a fan-out share one options object
+    for node in graph.nodes:
+        if node.kind in VIRTUAL_KINDS:
+            continue
+        opts = node.options or DEFAULT_OPTIONS
+        same = (id(opts), node.kind is NodeKind.SUBLATTICE)
+        if same in judged:
+            continue
+        judged.add(same)
+        request = ray_request(opts, node.kind is NodeKind.SUBLATTICE)
+        if request is None:
+            continue
+        key = tuple(sorted(request.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        ensure_feasible(request, f"Electron {node.label}")

@@ -32,6 +32,29 @@ _run_node = ray.remote(num_returns=2)(run_wire)
 outcome_from_wire = NodeOutcome.from_wire
 
 
+def ray_options(options: Any, sublattice: bool = False) -> dict[str, Any]:
+    """The one translation of an electron's resource options into Ray's task options
+    (``num_cpus``, ``num_gpus``, ``resources``); what is unset is left to Ray's defaults
+    (one CPU), except that a sublattice, which only waits on its own electrons, holds
+    none.
+
+    Example:
+        >>> from qflow._options import ElectronOptions
+        >>> ray_options(ElectronOptions(num_gpus=1, resources={"qpu": 1}))
+        {'num_gpus': 1, 'resources': {'qpu': 1}}
+    """
+    out: dict[str, Any] = {}
+    if options.num_cpus is not None:
+        out["num_cpus"] = options.num_cpus
+    elif sublattice:
+        out["num_cpus"] = 0
+    if options.num_gpus is not None:
+        out["num_gpus"] = options.num_gpus
+    if options.resources:
+        out["resources"] = dict(options.resources)
+    return out
+
+
 class RayExecutor(Executor):
     """Runs each electron as a Ray task; data moves through Ray's object store.
 
@@ -67,16 +90,7 @@ class RayExecutor(Executor):
 
     def _make_remote(self, call: TaskCall) -> Any:
         opts = call.options
-        ray_opts: dict[str, Any] = {}
-        if opts.num_cpus is not None:
-            ray_opts["num_cpus"] = opts.num_cpus
-        elif call.kind is NodeKind.SUBLATTICE:
-            # A sublattice only waits on its own electrons; it must not hold a CPU.
-            ray_opts["num_cpus"] = 0
-        if opts.num_gpus is not None:
-            ray_opts["num_gpus"] = opts.num_gpus
-        if opts.resources:
-            ray_opts["resources"] = dict(opts.resources)
+        ray_opts = ray_options(opts, call.kind is NodeKind.SUBLATTICE)
         if opts.max_retries is not None:
             ray_opts["max_retries"] = opts.max_retries
         if opts.retry_exceptions is not None:

@@ -71,7 +71,7 @@ async def hand_to_head(store: ResultStore, dispatch_id: str, reuse: bool) -> str
     import os
     import sys
 
-    from qflow.service import live_address
+    from qflow._head_state import live_address
     from qflow.settings import Settings
 
     path = getattr(store, "path", ":memory:")
