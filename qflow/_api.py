@@ -14,20 +14,16 @@ from typing import Any, Literal, ParamSpec, cast, overload
 import cloudpickle
 import ray
 
-from qflow._cluster import ensure_ray, find_service, same_address
-from qflow._dispatcher import (
+from qflow.core.dispatcher import (
     Dispatcher,
     check_picklable,
     fingerprints,
     record_new_dispatch,
 )
-from qflow._graph import Graph
-from qflow._head_state import live_address
-from qflow._headwatch import HeadWatch
-from qflow._heap import settle_heap
-from qflow._lease import Heartbeat, owner_role, reap, service_verdict
-from qflow._status import Status
-from qflow._text import source_text, value_text
+from qflow.core.graph import Graph
+from qflow.core.status import Status
+from qflow.core.text import source_text, value_text
+from qflow.covalent.waits import Wait
 from qflow.electron import Electron
 from qflow.exceptions import (
     ClusterError,
@@ -39,10 +35,14 @@ from qflow.exceptions import (
 from qflow.executors import check_feasible
 from qflow.lattice import Lattice
 from qflow.result import Result
+from qflow.runtime.head_state import live_address
+from qflow.runtime.headwatch import HeadWatch
+from qflow.runtime.heap import settle_heap
+from qflow.runtime.lease import Heartbeat, owner_role, reap, service_verdict
+from qflow.runtime.ray_cluster import ensure_ray, find_service, same_address
 from qflow.settings import Settings, max_sublattice_depth, parse_resources
 from qflow.store.base import loads
 from qflow.store.sqlite import SQLiteStore
-from qflow.waits import Wait
 
 P = ParamSpec("P")
 
@@ -183,7 +183,7 @@ def _on_exit() -> None:
     _abandon_all()
     # After the dispatchers stopped submitting, before Ray's own exit hook shuts it
     # down: a thread that calls Ray after that makes Ray end the process with an error.
-    from qflow import _completions
+    from qflow.core import completions as _completions
 
     _completions.close()
 
@@ -565,7 +565,7 @@ def get_result(
     Args:
         dispatch_id: what :func:`dispatch` returned.
         wait: block until the dispatch is COMPLETED, FAILED or CANCELLED; or a
-            :class:`qflow.waits.Wait` such as ``qflow.wait.LONG``: wait that long, then
+            :class:`qflow.covalent.waits.Wait` such as ``qflow.wait.LONG``: wait that long, then
             return the Result as it is (Covalent's behaviour).
         status_only: return only ``{"id": ..., "status": ...}``.
         timeout: with ``wait``, give up after this many seconds.

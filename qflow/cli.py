@@ -73,7 +73,7 @@ def start(
     num_cpus: int | None, resources: str | None, with_ui: bool, ui_host: str, ui_port: int
 ) -> None:
     """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
-    from qflow import service
+    from qflow.runtime import service
     from qflow.settings import parse_resources
 
     parsed = parse_resources(resources, "--resources") if resources else ()
@@ -163,7 +163,7 @@ def scan(bonds: str, unit: str, backend: str, steps: int, pack: int, plot: str) 
 @main.command()
 def stop() -> None:
     """Stop exactly the processes `qflow start` started (never `ray stop`)."""
-    from qflow import service
+    from qflow.runtime import service
 
     pids = service.stop(Settings.from_env())
     click.echo(f"stopped {len(pids)} processes" if pids else "no qflow head was running")
@@ -172,7 +172,7 @@ def stop() -> None:
 @main.command()
 def status() -> None:
     """Say whether a qflow head is running for this QFLOW_HOME."""
-    from qflow import service
+    from qflow.runtime import service
 
     settings = Settings.from_env()
     info = service.status(settings)
@@ -192,7 +192,7 @@ def status() -> None:
             "starts an embedded Ray"
         )
     from qflow._api import _runtime
-    from qflow._lease import reap_all
+    from qflow.runtime.lease import reap_all
 
     store = _runtime().store
     ended = reap_all(store)
@@ -211,7 +211,7 @@ def status() -> None:
 def list_(limit: int) -> None:
     """Show recent dispatches, newest first."""
     from qflow._api import _runtime
-    from qflow._lease import reap_all
+    from qflow.runtime.lease import reap_all
 
     store = _runtime().store
     reap_all(store)
@@ -224,7 +224,7 @@ def list_(limit: int) -> None:
 
 def _view(dispatch_id: str) -> dict[str, Any]:
     from qflow._api import _not_found, _runtime
-    from qflow._lease import reap_all
+    from qflow.runtime.lease import reap_all
     from qflow.ui.views import dispatch_view
 
     rt = _runtime()
@@ -359,7 +359,7 @@ def cancel(dispatch_id: str, nodes: tuple[int, ...]) -> None:
 def redispatch(dispatch_id: str, reuse: bool) -> None:
     """Run a dispatch again on the `qflow start` head; print the new dispatch's id."""
     import qflow
-    from qflow._head_state import live_address
+    from qflow.runtime.head_state import live_address
 
     if live_address(Settings.from_env()) is None and not Settings.from_env().ray_address:
         raise ClusterError(
@@ -442,9 +442,9 @@ def slurm_up_cmd(nodes: int, time_min: int, cpus: int, partition: str | None) ->
     """Submit a job whose tasks join the qflow head as Ray nodes (resource slurm:<jobid>)."""
     from dataclasses import asdict
 
-    from qflow._cluster import ensure_ray
     from qflow.exceptions import ClusterError
-    from qflow.slurm_cluster import record, recorded, slurm_up
+    from qflow.runtime.ray_cluster import ensure_ray
+    from qflow.runtime.slurm_cluster import record, recorded, slurm_up
 
     settings = Settings.from_env()
     if ensure_ray(settings) == "embedded":
@@ -466,7 +466,7 @@ def slurm_down_cmd(job_ids: tuple[str, ...]) -> None:
     """Cancel Ray-on-Slurm jobs (default: all that `qflow slurm up` started here)."""
     import subprocess
 
-    from qflow.slurm_cluster import record, recorded
+    from qflow.runtime.slurm_cluster import record, recorded
 
     settings = Settings.from_env()
     allocs = recorded(settings)

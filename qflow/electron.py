@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
-from qflow._graph import (
+from qflow.core.graph import (
     NodeFuture,
     NodeKind,
     arg_expr,
@@ -14,7 +14,7 @@ from qflow._graph import (
     replacement_for,
     return_length,
 )
-from qflow._options import ElectronOptions
+from qflow.core.options import ElectronOptions
 from qflow.exceptions import QflowInputError
 
 __all__ = ["Electron", "electron", "wait"]
@@ -131,7 +131,7 @@ def wait(child: Any, parents: Any) -> Any:
 
 
 # Covalent reads its get_result wait lengths from here: ``ct.wait.EXTREME``.
-from qflow import waits as _waits  # noqa: E402
+from qflow.covalent import waits as _waits  # noqa: E402
 
 wait.SHORT, wait.LONG = _waits.SHORT, _waits.LONG  # type: ignore[attr-defined]
 wait.VERY_LONG, wait.EXTREME = _waits.VERY_LONG, _waits.EXTREME  # type: ignore[attr-defined]

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from qflow._graph import (
+from qflow.core.graph import (
     POSTPROCESS_NAME,
     VIRTUAL_KINDS,
     Graph,
@@ -17,7 +17,7 @@ from qflow._graph import (
     has_future,
     to_expr,
 )
-from qflow._options import DEFAULT_OPTIONS, ElectronOptions, one_or_many
+from qflow.core.options import DEFAULT_OPTIONS, ElectronOptions, one_or_many
 from qflow.exceptions import QflowInputError
 
 __all__ = ["Lattice", "lattice"]
@@ -49,7 +49,7 @@ class Lattice(Generic[P, R]):
         self.tags = tags
         self._last_graph: Graph | None = None
         self._transport_graph: Any = None
-        #: What re-dispatches this lattice (see :mod:`qflow.triggers`).
+        #: What re-dispatches this lattice (see :mod:`qflow.covalent.triggers`).
         self.triggers: tuple[Any, ...] = ()
         functools.update_wrapper(self, fn)
 
@@ -107,7 +107,7 @@ class Lattice(Generic[P, R]):
         """Covalent's view of the graph the last :meth:`build_graph` made (None before);
         built when first read, so dispatching never pays for it."""
         if self._transport_graph is None and self._last_graph is not None:
-            from qflow.transport import TransportGraph
+            from qflow.covalent.transport import TransportGraph
 
             self._transport_graph = TransportGraph.from_graph(self._last_graph)
         return self._transport_graph
@@ -117,7 +117,7 @@ class Lattice(Generic[P, R]):
         self._transport_graph = value
 
     def draw(self, *args: Any, **kwargs: Any) -> Any:
-        """Build the graph for these arguments and return a :class:`qflow.drawing.Drawing`:
+        """Build the graph for these arguments and return a :class:`qflow.covalent.drawing.Drawing`:
         its text form with ``print()``, an SVG picture in a notebook or with ``.save(
         "graph.svg")``. (Covalent's ``draw`` sends the graph to its server's UI; qflow
         needs no server. ``qflow ui`` draws dispatched graphs live.)
@@ -131,7 +131,7 @@ class Lattice(Generic[P, R]):
             lattice nothing: 2 nodes
               :postprocess:reconstruct(0)  [op] <- :parameter:1(1)
         """
-        from qflow.drawing import Drawing
+        from qflow.covalent.drawing import Drawing
 
         return Drawing(self.build_graph(*args, **kwargs))
 
@@ -160,7 +160,7 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         _func: the workflow function (when used without parentheses).
         tags: labels recorded with each dispatch, e.g. ``["h2", "sto-3g"]``; ``qflow ui``
             finds dispatches by them. (A qflow addition: Covalent has no tags.)
-        triggers: a trigger or a list of them (:mod:`qflow.triggers`): dispatching then
+        triggers: a trigger or a list of them (:mod:`qflow.covalent.triggers`): dispatching then
             registers them with the ``qflow start`` service, which dispatches the lattice
             each time one fires.
         workflow_executor: accepted for Covalent code. Covalent runs the lattice's
@@ -194,13 +194,13 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
 
 
 def _triggers(value: Any) -> tuple[Any, ...]:
-    from qflow.triggers import BaseTrigger
+    from qflow.covalent.triggers import BaseTrigger
 
     return one_or_many(
         value,
         BaseTrigger,
         lambda bad: (
-            "triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
+            "triggers takes qflow.covalent.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
             f"a BaseTrigger subclass); got {bad!r}."
         ),
     )

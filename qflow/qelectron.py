@@ -16,12 +16,12 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
-from qflow import _warm as warm
-from qflow._graph import current_graph
-from qflow._options import ElectronOptions
-from qflow._task import PickledFunction
+from qflow.core.graph import current_graph
+from qflow.core.options import ElectronOptions
+from qflow.core.task import PickledFunction
 from qflow.electron import Electron
 from qflow.exceptions import QflowConfigError
+from qflow.loops import warm as warm
 
 __all__ = ["QElectron", "qelectron"]
 

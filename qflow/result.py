@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from qflow._status import Status
+from qflow.core.status import Status
 from qflow.exceptions import StoreError
 from qflow.store.base import MetricPoint, ResultStore, UnreadableBlob, loads
 
@@ -208,7 +208,7 @@ class Result:
             StoreError: the lattice cannot be unpickled here (its module is missing).
         """
         lat = self._saved_lattice()
-        from qflow.transport import TransportGraph
+        from qflow.covalent.transport import TransportGraph
 
         nodes, edges = {}, []
         for d in self.get_all_node_results():
@@ -254,7 +254,7 @@ class Result:
         """Per-node options, from building the graph again (nothing runs)."""
         import copy
 
-        from qflow.transport import node_metadata
+        from qflow.covalent.transport import node_metadata
 
         inputs = self.inputs  # built on a copy: ``lat`` keeps this dispatch's graph view
         graph = copy.copy(lat).build_graph(*inputs["args"], **inputs["kwargs"])
@@ -288,7 +288,7 @@ class Result:
         """The transport graph, one node a line."""
         if self._row.get("graph_text"):  # stores written before it was made on reading
             return self._row["graph_text"]
-        from qflow._graph import describe_nodes
+        from qflow.core.graph import describe_nodes
 
         return describe_nodes(
             self.lattice_name,

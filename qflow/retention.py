@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from qflow._status import Status
+from qflow.core.status import Status
 from qflow.exceptions import QflowInputError
 
 __all__ = ["delete", "gc", "parse_age"]

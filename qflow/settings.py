@@ -94,7 +94,7 @@ class Settings:
         freeze_gc: ``$QFLOW_FREEZE_GC`` (``1``/``0``, default ``1``): once connected to
             Ray, exempt the objects alive then from Python's full garbage collections,
             which would otherwise rescan them during every large dispatch (see
-            :func:`qflow._heap.settle_heap`).
+            :func:`qflow.runtime.heap.settle_heap`).
     """
 
     home: Path

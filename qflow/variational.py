@@ -24,14 +24,14 @@ import numpy as np
 import ray
 
 import qflow
-from qflow import _loop_pool as loop_pool
-from qflow import _warm as warm
-from qflow._cluster import ensure_feasible
-from qflow._traceback import remote_cause
+from qflow.core.tracebacks import remote_cause
 from qflow.exceptions import BackendError, QflowConfigError, QflowInputError
-from qflow.executors.loop import Held, NotServingError
+from qflow.executors.placement import ensure_feasible
 from qflow.executors.ray import run_wire
-from qflow.loop_progress import check_callback, follow, wants_bar
+from qflow.loops import pool as loop_pool
+from qflow.loops import warm as warm
+from qflow.loops.executor import Held, NotServingError
+from qflow.loops.progress import check_callback, follow, wants_bar
 
 __all__ = ["LoopResult", "ScipyOptimizer", "minimize", "minimize_many"]
 
@@ -163,7 +163,7 @@ class _LoopActor:
     Chunks reach it as node calls from the loop executor (:meth:`run_node`), or, for a
     loop's first chunk, as :meth:`run` calls from a chunk's task. The executor sends
     every later chunk at once: the calls wait in this actor's queue, and each takes the
-    output the one before left here (:class:`~qflow.executors.loop.Held`), so the
+    output the one before left here (:class:`~qflow.loops.executor.Held`), so the
     actor runs them back to back.
 
     A chunk computes on the thread that received it. (It used to compute one chunk
@@ -373,7 +373,7 @@ def run_chunk(
 ) -> dict[str, Any]:
     """Run ``k`` optimizer steps on the loop's actor, starting one if needed.
 
-    The loop executor (:mod:`qflow.executors.loop`) runs this on the loop's actor
+    The loop executor (:mod:`qflow.loops.executor`) runs this on the loop's actor
     itself once one serves the loop, and as a plain task before that, or with
     ``restarted`` after the actor died under an earlier attempt. ``ahead`` is ignored:
     loops dispatched by an earlier qflow pass it, and a store resumed after an upgrade

@@ -35,9 +35,9 @@ def test_node_shapes_are_reused_briefly_but_never_for_a_refusal(monkeypatch):
     import pytest
 
     import qflow
-    from qflow import _cluster
     from qflow.exceptions import InfeasibleResourceError
     from qflow.executors import check_feasible
+    from qflow.executors import placement as _cluster
 
     reads = []
     real = _cluster.node_shapes

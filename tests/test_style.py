@@ -28,6 +28,23 @@ def test_ruff_format_is_clean():
     assert out.returncode == 0, "Run `ruff format` on: " + out.stdout[-4000:] + out.stderr[-2000:]
 
 
+def test_the_wings_import_one_way():
+    """The layer contracts in pyproject's [tool.importlinter] (every import counts)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports_command;"
+            " sys.argv = ['lint-imports', '--no-cache']; lint_imports_command()",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+
+
 @pytest.mark.parametrize("targets", [[], ["backends", "algorithms"]], ids=["qflow", "plugins"])
 def test_mypy_passes(targets):
     """The package (pyproject's [tool.mypy]); backends/ and algorithms/ on their own,

@@ -1,5 +1,5 @@
-"""``covalent._file_transfer``: Covalent's module path for :mod:`qflow.fs`."""
+"""``covalent._file_transfer``: Covalent's module path for :mod:`qflow.core.fs`."""
 
-from qflow.fs import File, FileTransfer, Folder, Order, TransferFromRemote, TransferToRemote
+from qflow.core.fs import File, FileTransfer, Folder, Order, TransferFromRemote, TransferToRemote
 
 __all__ = ["File", "FileTransfer", "Folder", "Order", "TransferFromRemote", "TransferToRemote"]

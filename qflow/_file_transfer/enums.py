@@ -1,5 +1,5 @@
 """``covalent._file_transfer.enums``."""
 
-from qflow.fs import Order
+from qflow.core.fs import Order
 
 __all__ = ["Order"]

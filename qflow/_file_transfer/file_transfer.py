@@ -1,5 +1,5 @@
 """``covalent._file_transfer.file_transfer``."""
 
-from qflow.fs import FileTransfer, TransferFromRemote, TransferToRemote
+from qflow.core.fs import FileTransfer, TransferFromRemote, TransferToRemote
 
 __all__ = ["FileTransfer", "TransferFromRemote", "TransferToRemote"]

@@ -1,5 +1,5 @@
 """``covalent.executor.utils``: ``get_context`` for the running electron."""
 
-from qflow.compat import get_context
+from qflow.covalent.config import get_context
 
 __all__ = ["get_context"]

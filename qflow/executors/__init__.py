@@ -1,5 +1,6 @@
-"""Executors: where electrons run. ``ray`` (default), ``local``, and ``slurm``; and
-``loop``, which qflow's variational loops use for their chunks."""
+"""Executors: where electrons run. ``ray`` (default), ``local``, and ``slurm``. (The
+``loop`` executor, on which qflow's variational loops run their chunks, is in the loops
+wing, :mod:`qflow.loops.executor`, and registers itself when a loop is imported.)"""
 
 from __future__ import annotations
 
@@ -8,14 +9,12 @@ from typing import Any
 from qflow.exceptions import QflowConfigError
 from qflow.executors.base import Executor, Submission
 from qflow.executors.local import LocalExecutor
-from qflow.executors.loop import LoopExecutor
 from qflow.executors.ray import RayExecutor, ray_options
 from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
 __all__ = [
     "Executor",
     "LocalExecutor",
-    "LoopExecutor",
     "RayExecutor",
     "SlurmConfig",
     "SlurmExecutor",
@@ -104,9 +103,9 @@ def check_feasible(graph: Any) -> None:
         InfeasibleResourceError: naming the electron, what it asks for and what the
             largest node offers.
     """
-    from qflow._cluster import ensure_feasible
-    from qflow._graph import VIRTUAL_KINDS, NodeKind
-    from qflow._options import DEFAULT_OPTIONS
+    from qflow.core.graph import VIRTUAL_KINDS, NodeKind
+    from qflow.core.options import DEFAULT_OPTIONS
+    from qflow.executors.placement import ensure_feasible
 
     seen: set[tuple[Any, ...]] = set()
     judged: set[tuple[int, bool]] = set()  # the nodes of a fan-out share one options object

@@ -8,8 +8,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from qflow._completions import Completion
-from qflow._task import TaskCall
+from qflow.core.completions import Completion
+from qflow.core.task import TaskCall
 
 
 @dataclass
@@ -17,7 +17,7 @@ class Submission:
     """A node handed to an executor.
 
     Attributes:
-        done: resolves to the node's :class:`~qflow._task.NodeOutcome`, or raises its
+        done: resolves to the node's :class:`~qflow.core.task.NodeOutcome`, or raises its
             exception (carrying the outcome as ``__qflow_outcome__`` where it ran).
         value_ref: a Ray ObjectRef of the output that downstream Ray tasks can take
             at once. Executors that produce the value outside Ray leave it None and

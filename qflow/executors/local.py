@@ -9,7 +9,7 @@ from typing import Any
 
 import ray
 
-from qflow._task import TaskCall, execute_call
+from qflow.core.task import TaskCall, execute_call
 from qflow.executors.base import Executor, Submission, refuse_deps_pip
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import ray
 
-from qflow._completions import watch
-from qflow._graph import NodeKind
-from qflow._task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execute_call
+from qflow.core.completions import watch
+from qflow.core.graph import NodeKind
+from qflow.core.task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execute_call
 from qflow.executors.base import Executor, Submission
 
 
@@ -39,7 +39,7 @@ def ray_options(options: Any, sublattice: bool = False) -> dict[str, Any]:
     none.
 
     Example:
-        >>> from qflow._options import ElectronOptions
+        >>> from qflow.core.options import ElectronOptions
         >>> ray_options(ElectronOptions(num_gpus=1, resources={"qpu": 1}))
         {'num_gpus': 1, 'resources': {'qpu': 1}}
     """

@@ -13,8 +13,8 @@ from typing import Any
 import ray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from qflow._task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
-from qflow._wait import wait_until
+from qflow.core.polling import wait_until
+from qflow.core.task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
 from qflow.exceptions import QflowConfigError, SlurmError
 from qflow.executors.base import Executor, Submission, refuse_deps_pip
 from qflow.settings import Settings

@@ -113,7 +113,7 @@ class DerivedOutput:
     value: stored once per node that holds it, and held whole by the dispatcher.
     """
 
-    expr: Any  # a qflow._graph.Expr: refs() and evaluate(values)
+    expr: Any  # a qflow.core.graph.Expr: refs() and evaluate(values)
 
     def resolve(self, node_value: Callable[[int], Any]) -> Any:
         return self.expr.evaluate({r: node_value(r) for r in set(self.expr.refs())})

@@ -71,7 +71,7 @@ async def hand_to_head(store: ResultStore, dispatch_id: str, reuse: bool) -> str
     import os
     import sys
 
-    from qflow._head_state import live_address
+    from qflow.runtime.head_state import live_address
     from qflow.settings import Settings
 
     path = getattr(store, "path", ":memory:")
@@ -242,7 +242,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         # Through the store alone: the UI never joins Ray, so a stopped head cannot
         # take the UI down with it, and whatever runs the dispatch sees the cancel.
         from qflow._api import cancel_recorded
-        from qflow._status import Status
+        from qflow.core.status import Status
 
         dispatch_id = request.path_params["dispatch_id"]
         try:

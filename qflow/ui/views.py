@@ -23,8 +23,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+from qflow.core.layout import layered
 from qflow.store.base import ResultStore
-from qflow.ui.layout import layered
 
 #: Characters of stdout/stderr a dispatch view carries per node (the node view has all).
 PREVIEW_CHARS = 300

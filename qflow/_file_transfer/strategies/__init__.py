@@ -1,5 +1,5 @@
-"""``covalent._file_transfer.strategies``: :mod:`qflow.fs_strategies`."""
+"""``covalent._file_transfer.strategies``: :mod:`qflow.core.fs_strategies`."""
 
-from qflow.fs_strategies import HTTP, S3, Blob, FileTransferStrategy, GCloud, Rsync, Shutil
+from qflow.core.fs_strategies import HTTP, S3, Blob, FileTransferStrategy, GCloud, Rsync, Shutil
 
 __all__ = ["HTTP", "S3", "Blob", "FileTransferStrategy", "GCloud", "Rsync", "Shutil"]

@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.blob_strategy``."""
 
-from qflow.fs_strategies import Blob
+from qflow.core.fs_strategies import Blob
 
 __all__ = ["Blob"]

@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.gcloud_strategy``."""
 
-from qflow.fs_strategies import GCloud
+from qflow.core.fs_strategies import GCloud
 
 __all__ = ["GCloud"]

@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.http_strategy``."""
 
-from qflow.fs_strategies import HTTP
+from qflow.core.fs_strategies import HTTP
 
 __all__ = ["HTTP"]

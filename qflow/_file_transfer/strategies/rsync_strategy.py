@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.rsync_strategy``."""
 
-from qflow.fs_strategies import Rsync
+from qflow.core.fs_strategies import Rsync
 
 __all__ = ["Rsync"]

@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.s3_strategy``."""
 
-from qflow.fs_strategies import S3
+from qflow.core.fs_strategies import S3
 
 __all__ = ["S3"]

@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.shutil_strategy``."""
 
-from qflow.fs_strategies import Shutil
+from qflow.core.fs_strategies import Shutil
 
 __all__ = ["Shutil"]

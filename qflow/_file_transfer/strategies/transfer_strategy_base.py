@@ -1,5 +1,5 @@
 """``covalent._file_transfer.strategies.transfer_strategy_base``."""
 
-from qflow.fs_strategies import FileTransferStrategy
+from qflow.core.fs_strategies import FileTransferStrategy
 
 __all__ = ["FileTransferStrategy"]

@@ -15,10 +15,10 @@ from typing import Any
 
 import ray
 
-from qflow._cluster import ray_cli
-from qflow._wait import wait_until
+from qflow.core.polling import wait_until
 from qflow.exceptions import ClusterError, SlurmError
 from qflow.executors.slurm import SlurmExecutor
+from qflow.runtime.ray_cluster import ray_cli
 from qflow.settings import Settings
 
 __all__ = ["SlurmAllocation", "slurm_down", "slurm_up"]
@@ -141,7 +141,7 @@ def slurm_down(allocation: SlurmAllocation, wait_s: float = 60.0) -> None:
             f"Slurm job {allocation.job_id} still queued after {wait_s} s."
         ),
     )
-    from qflow.service import _forget_default_address
+    from qflow.runtime.service import _forget_default_address
 
     # `ray start --address` inside the job pointed Ray's default-address file at this head.
     _forget_default_address(ray.get_runtime_context().gcs_address)

@@ -15,7 +15,7 @@ that cost more than a tenth of bare Ray's run time.
 
 Example:
     >>> import ray
-    >>> from qflow._completions import watch
+    >>> from qflow.core.completions import watch
     >>> watch(ray.put(41), convert=str).result(timeout=30)
     '41'
 """

@@ -40,12 +40,12 @@ from typing import Any
 
 import ray
 
-from qflow import _loop_pool as loop_pool
-from qflow import _warm as warm
-from qflow._completions import Completion, watch
-from qflow._task import NodeOutcome, TaskCall
+from qflow.core.completions import Completion, watch
+from qflow.core.task import NodeOutcome, TaskCall
 from qflow.executors.base import Submission
 from qflow.executors.ray import RayExecutor, outcome_from_wire
+from qflow.loops import pool as loop_pool
+from qflow.loops import warm as warm
 
 
 class NotServingError(RuntimeError):

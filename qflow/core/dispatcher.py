@@ -19,19 +19,26 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import cloudpickle
 import ray
 
-from qflow._cluster import no_longer_feasible
-from qflow._graph import POSTPROCESS_NAME, VIRTUAL_KINDS, Apply, Const, Expr, Graph, NodeKind, Ref
-from qflow._lease import Heartbeat
-from qflow._plan import Plan, plan
-from qflow._recorder import Recorder
-from qflow._status import Status
-from qflow._sublattice import SublatticeCall
-from qflow._task import (
+from qflow.core.graph import (
+    POSTPROCESS_NAME,
+    VIRTUAL_KINDS,
+    Apply,
+    Const,
+    Expr,
+    Graph,
+    NodeKind,
+    Ref,
+)
+from qflow.core.plan import Plan, plan
+from qflow.core.recorder import Recorder
+from qflow.core.status import Status
+from qflow.core.sublattice import SublatticeCall
+from qflow.core.task import (
     OUTCOME_ATTR,
     PLAIN_TYPES,
     CallTemplate,
@@ -40,11 +47,15 @@ from qflow._task import (
     TaskCall,
     dumps_value,
 )
-from qflow._text import source_text, value_text
+from qflow.core.text import source_text, value_text
 from qflow.exceptions import DispatchFailedError, QflowSerializationError, StoreFullError
 from qflow.executors import Submission, executor_name, ray_request, resolve_executor
+from qflow.executors.placement import no_longer_feasible
 from qflow.settings import max_sublattice_depth
-from qflow.store.base import DerivedOutput, ResultStore, now_iso
+from qflow.store.base import DerivedOutput, ResultStore, loads, now_iso
+
+if TYPE_CHECKING:  # what a caller hands in; the core never imports the runtime
+    from qflow.runtime.lease import Heartbeat
 
 _POLL_S = 0.25
 #: Seconds between checks that the cluster can still hold what is in flight: a node
@@ -911,7 +922,6 @@ def run_sublattice(call: SublatticeCall, *args: Any, **kwargs: Any) -> Sublattic
     ``<parent>/<node>`` on this worker's Ray (the child's electrons are Ray tasks of
     their own, so independent ones run in parallel), in a store of its own whose
     records travel back to the parent's dispatcher."""
-    from qflow.result import Result
     from qflow.store.sqlite import SQLiteStore
 
     store = SQLiteStore(":memory:")
@@ -935,4 +945,10 @@ def run_sublattice(call: SublatticeCall, *args: Any, **kwargs: Any) -> Sublattic
         )
         exc.__qflow_sublattice__ = export  # type: ignore[attr-defined]
         raise exc
-    return SublatticeOutput(Result(store, row).result, export)
+    outputs = {r["node_id"]: r["output"] for r in store.get_nodes(call.child_id)}
+
+    def node_value(node_id: int) -> Any:  # what a result built from outputs reads
+        return loads(outputs[node_id], node_value)
+
+    value = loads(row["result"], node_value) if row.get("result") is not None else None
+    return SublatticeOutput(value, export)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from qflow._status import Status
+from qflow.core.status import Status
 from qflow.store.base import MetricPoint, ResultStore, now_iso
 
 

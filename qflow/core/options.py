@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qflow.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip, split_pip
+from qflow.core.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip, split_pip
 from qflow.exceptions import QflowConfigError, QflowInputError
 
 
@@ -23,8 +23,8 @@ class ElectronOptions:
         max_retries: retries after a worker crash (and after exceptions, see below).
         retry_exceptions: ``True``, or a list of exception types worth retrying.
         runtime_env: a Ray ``runtime_env`` dict.
-        deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.deps`.
-        files: file transfers around the electron, see :mod:`qflow.fs`.
+        deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.core.deps`.
+        files: file transfers around the electron, see :mod:`qflow.core.fs`.
     """
 
     executor: Any = None
@@ -38,7 +38,7 @@ class ElectronOptions:
     deps_pip: DepsPip = field(default_factory=DepsPip)
     call_before: tuple[DepsCall, ...] = ()
     call_after: tuple[DepsCall, ...] = ()
-    #: ``qflow.fs.FileTransfer`` objects run where the electron runs (see :mod:`qflow.fs`).
+    #: ``qflow.core.fs.FileTransfer`` objects run where the electron runs (see :mod:`qflow.core.fs`).
     files: tuple[Any, ...] = ()
 
     @classmethod
@@ -61,7 +61,7 @@ class ElectronOptions:
         kwargs["call_before"] = as_calls(before, "call_before")
         kwargs["call_after"] = as_calls(after, "call_after")
         if "files" in kwargs:
-            from qflow.fs import as_transfers
+            from qflow.core.fs import as_transfers
 
             kwargs["files"] = as_transfers(kwargs["files"])
         retry = kwargs.get("retry_exceptions")

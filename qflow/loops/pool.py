@@ -23,8 +23,8 @@ from typing import Any
 
 import ray
 
-from qflow import _warm as warm
-from qflow._traceback import remote_cause
+from qflow.core.tracebacks import remote_cause
+from qflow.loops import warm as warm
 
 POOL_NAME = "qflow-loop-pool"
 #: Loop actors are named ``qflow-warm-<bundle key>-<n>`` in the ``qflow`` namespace.
@@ -162,8 +162,12 @@ def place(
     from ray.util.placement_group import placement_group, remove_placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    from qflow._cluster import autoscaler_node_types_unknown, ensure_feasible, no_longer_feasible
     from qflow.exceptions import InfeasibleResourceError
+    from qflow.executors.placement import (
+        autoscaler_node_types_unknown,
+        ensure_feasible,
+        no_longer_feasible,
+    )
 
     try:
         ensure_feasible(bundle, what)

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from qflow._graph import OPERATORS, Apply, Const, Expr, Graph, NodeKind, Ref
-from qflow._options import DEFAULT_OPTIONS, ElectronOptions
+from qflow.core.graph import OPERATORS, Apply, Const, Expr, Graph, NodeKind, Ref
+from qflow.core.options import DEFAULT_OPTIONS, ElectronOptions
 
 __all__ = ["NO_STEPS", "Operand", "Plan", "PlannedCall", "Program", "plan"]
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from qflow._graph import Graph, NodeKind
-from qflow.ui.layout import layered
+from qflow.core.graph import Graph, NodeKind
+from qflow.core.layout import layered
 
 __all__ = ["Drawing"]
 

@@ -13,7 +13,9 @@ from qflow.exceptions import QflowError
 # qflow's runtime package (this module's folder); its backends and algorithms stay
 # visible, since a user's circuit or cost function is called from there and those
 # frames help.
-_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+#: The qflow package's folder (this module is in its core/ wing): frames from it are
+#: qflow's, not the user's.
+_RUNTIME_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 _REMOTE = "Raised in the backend's worker:"

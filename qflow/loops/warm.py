@@ -4,7 +4,7 @@ state) between calls, shared by ``qelectron`` and the packed variational loops.
 A handle is looked up once per process (cached), found by name if another process
 started the actor, and started otherwise. A call that finds the actor dead gets
 one fresh actor and one retry; an error raised by the user's code inside the actor
-comes back as the user's own exception (see :func:`qflow._traceback.remote_cause`).
+comes back as the user's own exception (see :func:`qflow.core.tracebacks.remote_cause`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from qflow._traceback import remote_cause
+from qflow.core.tracebacks import remote_cause
 
 NAMESPACE = "qflow"
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from qflow._status import Status
+from qflow.core.status import Status
 from qflow.store.base import ResultStore
 
 #: Seconds between heartbeats of a running dispatch.
@@ -112,7 +112,7 @@ def service_verdict(store: ResultStore, row: dict[str, Any]) -> tuple[str, str |
         return "gone", "its dispatcher service is gone"
     from pathlib import Path
 
-    from qflow._head_state import status
+    from qflow.runtime.head_state import status
     from qflow.settings import Settings
 
     home = Path(path).parent

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from qflow._graph import Const, Graph, Node, NodeKind
+from qflow.core.graph import Const, Graph, Node, NodeKind
 
 __all__ = ["TransportGraph", "node_metadata"]
 
@@ -88,7 +88,7 @@ class TransportGraph:
     @classmethod
     def from_graph(cls, graph: Graph) -> TransportGraph:
         """The view of a graph just built (every node NEW_OBJECT, parameters COMPLETED)."""
-        from qflow._status import Status
+        from qflow.core.status import Status
 
         nodes = {}
         for n in graph.nodes:

@@ -5,7 +5,7 @@ A lattice function runs once, with a build context active, to record a
 lattice does to their outputs (indexing, attributes, arithmetic, containers)
 becomes ``OP`` nodes. ``OP`` nodes never run as tasks of their own: their
 expression is compiled into the program of whichever task consumes them (see
-:mod:`qflow._plan`), and the dispatcher evaluates it for the record.
+:mod:`qflow.core.plan`), and the dispatcher evaluates it for the record.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
-from qflow._text import value_text
+from qflow.core.text import value_text
 from qflow.exceptions import GraphBuildError
 
 # ---------------------------------------------------------------- expressions

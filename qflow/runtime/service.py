@@ -22,7 +22,11 @@ import cloudpickle
 import psutil
 import ray
 
-from qflow._cluster import (
+from qflow.core.polling import wait_until
+from qflow.exceptions import ClusterError
+from qflow.runtime.head_state import ServiceState, same_process, status, write_private
+from qflow.runtime.heap import settle_heap
+from qflow.runtime.ray_cluster import (
     SERVICE_NAME,
     SERVICE_NAMESPACE,
     enable_token_auth,
@@ -31,10 +35,6 @@ from qflow._cluster import (
     ray_address_file,
     ray_cli,
 )
-from qflow._head_state import ServiceState, same_process, status, write_private
-from qflow._heap import settle_heap
-from qflow._wait import wait_until
-from qflow.exceptions import ClusterError
 from qflow.settings import Settings, parse_flag
 from qflow.store.base import now_iso
 
@@ -77,7 +77,7 @@ class DispatcherService:
         return os.getpid()
 
     def _store(self, db_path: str) -> tuple[Any, Any]:
-        from qflow._lease import Heartbeat
+        from qflow.runtime.lease import Heartbeat
         from qflow.store.sqlite import SQLiteStore
 
         if db_path not in self._stores:
@@ -93,7 +93,7 @@ class DispatcherService:
         reuse: dict[int, bytes],
         resumed: bool = False,
     ) -> None:
-        from qflow._dispatcher import Dispatcher
+        from qflow.core.dispatcher import Dispatcher
 
         store, heartbeat = self._store(db_path)
         dispatcher = Dispatcher(
@@ -122,7 +122,7 @@ class DispatcherService:
 
         store, heartbeat = self._store(db_path)
         heartbeat.claim(dispatch_id)  # the service, not the script, now answers for it
-        from qflow._status import Status
+        from qflow.core.status import Status
 
         store.update_dispatch(
             dispatch_id,
@@ -157,7 +157,7 @@ class DispatcherService:
         import copy
         import uuid
 
-        from qflow._dispatcher import record_new_dispatch
+        from qflow.core.dispatcher import record_new_dispatch
         from qflow.store.base import loads
 
         store, heartbeat = self._store(db_path)
@@ -186,9 +186,9 @@ class DispatcherService:
 
     def stop_triggers(self, db_path: str, dispatch_id: str, error: str | None = None) -> list[str]:
         """Stop watching; end the registration with the ids its triggers started."""
-        from qflow._status import Status
-        from qflow._task import dumps_value
-        from qflow._text import value_text
+        from qflow.core.status import Status
+        from qflow.core.task import dumps_value
+        from qflow.core.text import value_text
 
         triggers = self._triggers.pop(dispatch_id, [])
         for trigger in triggers:
@@ -209,8 +209,8 @@ class DispatcherService:
 
     def _resume_all(self, db_path: str) -> None:
         """Pick up what a previous incarnation of this service left unfinished."""
-        from qflow._lease import owner_alive, owner_role
-        from qflow._status import Status
+        from qflow.core.status import Status
+        from qflow.runtime.lease import owner_alive, owner_role
         from qflow.store.base import loads
 
         store, _ = self._store(db_path)

@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qflow._options import ElectronOptions
+from qflow.core.options import ElectronOptions
 from qflow.electron import Electron
 from qflow.exceptions import DependencyError, QflowInputError
 

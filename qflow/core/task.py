@@ -25,16 +25,16 @@ from typing import Any, ClassVar
 
 import cloudpickle
 
-from qflow import _progress as progress
-from qflow._context import task_context
-from qflow._graph import NodeKind
-from qflow._options import ElectronOptions
-from qflow._plan import NO_STEPS, Operand, Program, resolve
-from qflow._text import value_text, value_text_join
-from qflow._traceback import user_traceback
+from qflow.core import node_progress as progress
+from qflow.core.context import task_context
+from qflow.core.graph import NodeKind
+from qflow.core.metrics import collecting
+from qflow.core.options import ElectronOptions
+from qflow.core.plan import NO_STEPS, Operand, Program, resolve
+from qflow.core.text import value_text, value_text_join
+from qflow.core.tracebacks import user_traceback
 from qflow.exceptions import QflowSerializationError
 from qflow.executor import is_plugin
-from qflow.metrics import collecting
 from qflow.store.base import MetricPoint, now_iso
 
 OUTCOME_ATTR = "__qflow_outcome__"
@@ -232,7 +232,7 @@ def _load_template(blob: bytes | memoryview, digest: Any) -> CallTemplate:
 class TaskCall:
     """One electron or sublattice: its shared :class:`CallTemplate`, and a program that
     builds its arguments from the outputs of the real nodes ``dep_ids`` (see
-    :mod:`qflow._plan`)."""
+    :mod:`qflow.core.plan`)."""
 
     template: CallTemplate
     node_id: int

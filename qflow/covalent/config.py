@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from qflow._context import TaskContext, get_context
+from qflow.core.context import TaskContext, get_context
 from qflow.exceptions import QflowWarning
 
 __all__ = ["TaskContext", "get_config", "get_context", "reload_config", "set_config", "sync"]

@@ -3,7 +3,7 @@
 The dispatcher wraps a sublattice's lattice in :class:`SublatticeCall` when it
 makes the node's task, handing it the function that runs the child dispatch, so the
 worker side only calls a function; the child's records travel back in the
-:class:`~qflow._task.SublatticeOutput` it returns.
+:class:`~qflow.core.task.SublatticeOutput` it returns.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qflow._task import SublatticeOutput
+from qflow.core.task import SublatticeOutput
 
 
 class SublatticeCall:
