@@ -51,7 +51,7 @@ from qflow.result import TransportableObject as TransportableObject
 from qflow.retention import delete as delete
 from qflow.retention import gc as gc
 
-# ``qflow.executor`` (Covalent's executor plugins) and ``qflow.covalent.waits`` are modules, reached
+# ``qflow.executor`` (Covalent's executor plugins) and ``qflow.waits`` are modules, reached
 # as attributes the way Covalent code does (``ct.executor.LocalExecutor``).
 
 #: Covalent's ``ct.status``: ``qflow.status.COMPLETED`` and friends.
@@ -60,35 +60,35 @@ status = Status
 __version__ = "0.1.0"
 
 __all__ = [
+    "cancel",
+    "delete",
     "DepsBash",
     "DepsCall",
     "DepsPip",
-    "Electron",
-    "ElectronOptions",
-    "Lattice",
-    "Lepton",
-    "QflowError",
-    "Result",
-    "Status",
-    "TransportableObject",
-    "cancel",
-    "delete",
     "dispatch",
     "dispatch_sync",
+    "Electron",
     "electron",
+    "ElectronOptions",
     "gc",
     "get_config",
     "get_context",
     "get_result",
     "init",
+    "Lattice",
     "lattice",
+    "Lepton",
     "log_metric",
     "qelectron",
+    "QflowError",
     "redispatch",
     "reload_config",
+    "Result",
     "set_config",
+    "Status",
     "status",
     "stop_triggers",
     "sync",
+    "TransportableObject",
     "wait",
 ]

@@ -565,7 +565,7 @@ def get_result(
     Args:
         dispatch_id: what :func:`dispatch` returned.
         wait: block until the dispatch is COMPLETED, FAILED or CANCELLED; or a
-            :class:`qflow.covalent.waits.Wait` such as ``qflow.wait.LONG``: wait that long, then
+            :class:`qflow.waits.Wait` such as ``qflow.wait.LONG``: wait that long, then
             return the Result as it is (Covalent's behaviour).
         status_only: return only ``{"id": ..., "status": ...}``.
         timeout: with ``wait``, give up after this many seconds.

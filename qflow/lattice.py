@@ -49,7 +49,7 @@ class Lattice(Generic[P, R]):
         self.tags = tags
         self._last_graph: Graph | None = None
         self._transport_graph: Any = None
-        #: What re-dispatches this lattice (see :mod:`qflow.covalent.triggers`).
+        #: What re-dispatches this lattice (see :mod:`qflow.triggers`).
         self.triggers: tuple[Any, ...] = ()
         functools.update_wrapper(self, fn)
 
@@ -160,7 +160,7 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         _func: the workflow function (when used without parentheses).
         tags: labels recorded with each dispatch, e.g. ``["h2", "sto-3g"]``; ``qflow ui``
             finds dispatches by them. (A qflow addition: Covalent has no tags.)
-        triggers: a trigger or a list of them (:mod:`qflow.covalent.triggers`): dispatching then
+        triggers: a trigger or a list of them (:mod:`qflow.triggers`): dispatching then
             registers them with the ``qflow start`` service, which dispatches the lattice
             each time one fires.
         workflow_executor: accepted for Covalent code. Covalent runs the lattice's
@@ -200,7 +200,7 @@ def _triggers(value: Any) -> tuple[Any, ...]:
         value,
         BaseTrigger,
         lambda bad: (
-            "triggers takes qflow.covalent.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
+            "triggers takes qflow.triggers objects (TimeTrigger, DirTrigger, SQLiteTrigger, or "
             f"a BaseTrigger subclass); got {bad!r}."
         ),
     )

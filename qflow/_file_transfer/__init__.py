@@ -1,4 +1,4 @@
-"""``covalent._file_transfer``: Covalent's module path for :mod:`qflow.core.fs`."""
+"""``covalent._file_transfer``: Covalent's module path for :mod:`qflow.fs`."""
 
 from qflow.core.fs import File, FileTransfer, Folder, Order, TransferFromRemote, TransferToRemote
 

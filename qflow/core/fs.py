@@ -112,7 +112,7 @@ def _as_file(value: File | str | None, what: str) -> File:
     if isinstance(value, File):
         return value
     raise QflowInputError(
-        f"FileTransfer's {what} is a path, a URL or a qflow.core.fs.File; got "
+        f"FileTransfer's {what} is a path, a URL or a qflow.fs.File; got "
         f"{type(value).__name__} {value!r}."
     )
 
@@ -154,7 +154,7 @@ class FileTransfer:
         if chosen is None:
             raise QflowInputError(
                 f"No transfer strategy for {remote.uri!r}; pass strategy= (one of "
-                f"{', '.join(fs_strategies.__all__[1:])} in qflow.core.fs_strategies)."
+                f"{', '.join(fs_strategies.__all__[1:])} in qflow.fs_strategies)."
             )
         self.strategy = chosen
 
@@ -208,7 +208,7 @@ def as_transfers(value: Any) -> tuple[FileTransfer, ...]:
     bad = [i for i in items if not isinstance(i, FileTransfer)]
     if bad:
         raise QflowInputError(
-            f"files= takes qflow.core.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
+            f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
             "files=[ct.fs.FileTransfer('/data/in', '/scratch/in')]."
         )
     return tuple(items)

@@ -27,7 +27,7 @@ __all__ = ["HTTP", "S3", "Blob", "FileTransferStrategy", "GCloud", "Rsync", "Shu
 
 class FileTransferStrategy:
     """Moves files. ``cp`` (local to local), ``download`` and ``upload`` each take the
-    source and destination :class:`qflow.core.fs.File` and return nothing, raising
+    source and destination :class:`qflow.fs.File` and return nothing, raising
     :class:`~qflow.exceptions.DependencyError` when the transfer fails."""
 
     def cp(self, from_file: Any, to_file: Any) -> None:

@@ -23,8 +23,8 @@ class ElectronOptions:
         max_retries: retries after a worker crash (and after exceptions, see below).
         retry_exceptions: ``True``, or a list of exception types worth retrying.
         runtime_env: a Ray ``runtime_env`` dict.
-        deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.core.deps`.
-        files: file transfers around the electron, see :mod:`qflow.core.fs`.
+        deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.deps`.
+        files: file transfers around the electron, see :mod:`qflow.fs`.
     """
 
     executor: Any = None
@@ -38,7 +38,7 @@ class ElectronOptions:
     deps_pip: DepsPip = field(default_factory=DepsPip)
     call_before: tuple[DepsCall, ...] = ()
     call_after: tuple[DepsCall, ...] = ()
-    #: ``qflow.core.fs.FileTransfer`` objects run where the electron runs (see :mod:`qflow.core.fs`).
+    #: ``qflow.fs.FileTransfer`` objects run where the electron runs (see :mod:`qflow.fs`).
     files: tuple[Any, ...] = ()
 
     @classmethod
