@@ -106,3 +106,21 @@ def test_no_import_cycles():
     for module in sorted(edges):
         if module not in state:
             visit(module, [module])
+
+
+def test_old_module_paths_are_the_moved_modules_and_old_pickles_load():
+    """A store written before the wings holds pickles naming the old paths."""
+    import pickle
+
+    from qflow._moved import MOVED
+
+    for old, new in MOVED.items():
+        module = importlib.import_module(old)
+        assert module is importlib.import_module(new), old
+        assert module.__spec__.name == new and module.__name__ == new
+    assert (
+        pickle.loads(b"cqflow._graph\nGraph\n.")
+        is importlib.import_module("qflow.core.graph").Graph
+    )
+    assert pickle.loads(b"cqflow.fs\nFileTransfer\n.") is qflow.fs.FileTransfer
+    assert callable(qflow.qelectron)  # the decorator, not a module of the same name
