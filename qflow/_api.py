@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import math
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -15,7 +13,6 @@ import cloudpickle
 import ray
 
 from qflow.core.dispatcher import (
-    Dispatcher,
     check_picklable,
     fingerprints,
     record_new_dispatch,
@@ -35,204 +32,17 @@ from qflow.exceptions import (
 from qflow.executors import check_feasible
 from qflow.lattice import Lattice
 from qflow.result import Result
-from qflow.runtime.head_state import live_address
-from qflow.runtime.headwatch import HeadWatch
-from qflow.runtime.heap import settle_heap
-from qflow.runtime.lease import Heartbeat, owner_role, reap, service_verdict
-from qflow.runtime.ray_cluster import ensure_ray, find_service, same_address
+from qflow.runtime.lease import owner_role, reap, service_verdict
+from qflow.runtime.process import ProcessRuntime, choose, current
 from qflow.settings import Settings, max_sublattice_depth, parse_resources
 from qflow.store.base import loads
-from qflow.store.sqlite import SQLiteStore
 
 P = ParamSpec("P")
 
+#: This process's runtime (kept under its old name for code that reads it).
+_runtime = current
+
 __all__ = ["cancel", "dispatch", "dispatch_sync", "get_result", "init", "redispatch"]
-
-
-#: Why a dispatch ended when the process running it exited first.
-_EXITED = (
-    "The dispatching process exited before the dispatch finished. Run `qflow start` "
-    "first so that dispatches outlive the script, or wait for them with "
-    "get_result(..., wait=True)."
-)
-
-
-class _Runtime:
-    """Per-process state: the store, and the dispatches this process is running."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.store = SQLiteStore(settings.db_path)
-        self.heartbeat = Heartbeat(self.store)
-        self.local: dict[str, Dispatcher] = {}
-        self._service: Any = None
-        self._ray_checked = False
-        #: How this process reached Ray: "embedded", "joined" or "existing".
-        self.mode = ""
-        self._lock = threading.Lock()
-
-    def service(self) -> Any:
-        """Connect to Ray (once) and return the persistent dispatcher, if any.
-
-        Raises:
-            ClusterError: the cluster is a ``qflow start`` head whose dispatcher service
-                is gone. Dispatches then fail here rather than silently running in this
-                process, where they would die with it.
-        """
-        with self._lock:
-            if not self._ray_checked:
-                self.mode = ensure_ray(self.settings)
-                _register_exit_hook()
-                _watch_head()
-                if self.settings.freeze_gc:
-                    settle_heap()
-                self._service = None if self.mode == "embedded" else find_service()
-                self._ray_checked = True
-            head = live_address(self.settings)
-            if self._service is None and head is not None:
-                self._service = find_service()
-                connected = ray.get_runtime_context().gcs_address
-                if self._service is None and not same_address(connected, head):
-                    raise ClusterError(
-                        f"This process is connected to the Ray at {connected}, which it "
-                        f"started or joined itself (ray.init() ran before qflow), not to "
-                        f"the qflow head at {head} that `qflow start` runs for "
-                        f"{self.settings.home}. Dispatch from a process that has not called "
-                        "ray.init(), call ray.shutdown() first, or ray.init(address="
-                        f"{head!r}) to use the head."
-                    )
-                if self._service is None:
-                    raise ClusterError(
-                        f"The qflow head for {self.settings.home} is running but its "
-                        "dispatcher service is gone, so nothing could run this dispatch "
-                        "beyond this script. Restart it with `qflow stop && qflow start`."
-                    )
-        return self._service
-
-    def start(self, dispatch_id: str, graph: Graph, reuse: dict[int, bytes]) -> None:
-        service = self.service()
-        if service is not None:
-            try:
-                ray.get(
-                    service.run.remote(
-                        str(self.settings.db_path), dispatch_id, cloudpickle.dumps(graph), reuse
-                    )
-                )
-                return
-            except ray.exceptions.RayError as exc:
-                self.store.end_dispatch(
-                    dispatch_id,
-                    Status.FAILED,
-                    f"The qflow dispatcher service did not take it: {exc}",
-                )
-                self._service = None
-                raise ClusterError(
-                    f"The qflow dispatcher service did not take dispatch {dispatch_id}: {exc}. "
-                    "Check it with `qflow status`; restart with `qflow stop && qflow start`."
-                ) from exc
-        dispatcher = Dispatcher(self.store, dispatch_id, graph, reuse, heartbeat=self.heartbeat)
-        self.local[dispatch_id] = dispatcher
-
-        def run() -> None:
-            try:
-                dispatcher.run()
-            except BaseException:  # kept as dispatcher.crash: get_result raises it
-                pass
-            finally:
-                # The store has the outcome; keeping the dispatcher would keep every output.
-                # (A crashed one stays, so that waiting on it reports the crash.)
-                if dispatcher.crash is None:
-                    self.local.pop(dispatch_id, None)
-
-        threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
-
-    def abandon_running(self, reason: str = _EXITED) -> None:
-        """End this process's unfinished dispatches FAILED with ``reason``: at exit they
-        die with it, and after the Ray head is lost they cannot go on."""
-        for dispatch_id, dispatcher in list(self.local.items()):
-            if not dispatcher.done.is_set():
-                dispatcher.abandon()
-                self.store.end_dispatch(dispatch_id, Status.FAILED, reason)
-
-
-_runtimes: dict[str, _Runtime] = {}
-_runtimes_lock = threading.Lock()
-#: What :func:`init` chose, applied over the environment's settings.
-_chosen: dict[str, Any] = {}
-
-
-def _runtime() -> _Runtime:
-    settings = dataclasses.replace(Settings.from_env(), **_chosen)
-    key = str(settings.db_path)
-    with _runtimes_lock:
-        if key not in _runtimes:
-            _runtimes[key] = _Runtime(settings)
-        return _runtimes[key]
-
-
-def _abandon_all(reason: str = _EXITED) -> None:
-    """End every runtime's unfinished dispatches FAILED with ``reason``."""
-    for rt in list(_runtimes.values()):
-        try:
-            rt.abandon_running(reason)
-        except Exception:  # one store's failure (gone at interpreter exit, say) must not
-            pass  # keep the others unrecorded
-
-
-def _on_exit() -> None:
-    _abandon_all()
-    # After the dispatchers stopped submitting, before Ray's own exit hook shuts it
-    # down: a thread that calls Ray after that makes Ray end the process with an error.
-    from qflow.core import completions as _completions
-
-    _completions.close()
-
-
-_exit_hook_registered = False
-_head_watch: HeadWatch | None = None
-
-
-def _watch_head() -> None:
-    """In a driver, watch the Ray head it is connected to (one watch per process)."""
-    global _head_watch
-    context = ray.get_runtime_context()
-    # A Ray worker (running a sublattice) dies with its head. (get_task_id() would tell
-    # too, but logs a warning in a driver.)
-    if context.worker.mode == ray.WORKER_MODE:
-        return
-    address = context.gcs_address
-    if _head_watch is not None and _head_watch.address == address and _head_watch.watching:
-        return
-    if _head_watch is not None:
-        _head_watch.stop()
-
-    def still_current() -> bool:
-        return ray.is_initialized() and ray.get_runtime_context().gcs_address == address
-
-    _head_watch = HeadWatch(address, _head_gone, still_current=still_current)
-    _head_watch.start()
-
-
-def _head_gone(address: str) -> None:
-    reason = (
-        f"The Ray head at {address} stopped answering while this dispatch ran (it was "
-        "stopped, or its processes or machine died), so its electrons cannot finish; Ray "
-        "ends this process about a minute after losing its head. Start the head again "
-        "and redispatch (qflow.redispatch(id, reuse_previous_results=True) skips the "
-        "electrons that completed), or dispatch under `qflow start`, whose dispatches "
-        "pause when its head stops and resume when it starts again."
-    )
-    _abandon_all(reason)
-
-
-def _register_exit_hook() -> None:
-    """Register :func:`_on_exit` after ``ray.init`` registered Ray's own shutdown, so
-    that (atexit runs last-in, first-out) unfinished dispatches are ended while Ray is
-    still up, before their tasks die with it and the dispatcher writes their failure."""
-    global _exit_hook_registered
-    if not _exit_hook_registered:
-        _exit_hook_registered = True
-        atexit.register(_on_exit)
 
 
 def init(
@@ -277,11 +87,7 @@ def init(
             "cannot change it. Call qflow.init before the first dispatch (or ray.init)."
         )
     dataclasses.replace(Settings.from_env(), **chosen)  # validates before anything starts
-    with _runtimes_lock:
-        _chosen.clear()
-        _chosen.update(chosen)
-        _runtimes.clear()
-    rt = _runtime()
+    rt = choose(chosen)
     rt.service()
     return rt.mode
 
@@ -338,8 +144,8 @@ def _launch(
         tags=lat.tags,
         inputs_text=value_text({"args": args, "kwargs": kwargs}),
     )
-    if lat.triggers:  # registered, not run: each firing starts a dispatch of its own
-        ray.get(service.add_triggers.remote(str(rt.settings.db_path), dispatch_id))
+    if lat.triggers and service is not None:  # registered, not run: each firing
+        service.add_triggers(dispatch_id)  # starts a dispatch of its own
         return dispatch_id
     rt.start(dispatch_id, graph, reuse)
     return dispatch_id
@@ -368,7 +174,7 @@ def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
     started: list[str] = []
     for dispatch_id in ids:
         _status_row(rt, dispatch_id)  # unknown ids raise DispatchNotFoundError
-        started += ray.get(service.stop_triggers.remote(str(rt.settings.db_path), dispatch_id))
+        started += service.stop_triggers(dispatch_id)
     return started
 
 
@@ -378,7 +184,7 @@ def _source(lat: Lattice) -> str | None:
     return source_text(lat.workflow_function)
 
 
-def _reusable(rt: _Runtime, old_id: str, lat: Lattice, graph: Graph) -> dict[int, bytes]:
+def _reusable(rt: ProcessRuntime, old_id: str, lat: Lattice, graph: Graph) -> dict[int, bytes]:
     """Outputs of the old dispatch's completed nodes that the new graph would recompute
     unchanged. Fingerprints are taken here, from the old graph rebuilt with the same
     lattice object, rather than on every dispatch's hot path."""
@@ -448,7 +254,7 @@ def _check_id(dispatch_id: Any) -> None:
         )
 
 
-def _running_sublattice(rt: _Runtime, dispatch_id: str) -> tuple[str, int] | None:
+def _running_sublattice(rt: ProcessRuntime, dispatch_id: str) -> tuple[str, int] | None:
     """``(parent id, node id)`` when ``dispatch_id`` names the child dispatch of a
     sublattice node that has not ended: its record is written when it ends."""
     parent, _, node = dispatch_id.rpartition("/")
@@ -460,7 +266,7 @@ def _running_sublattice(rt: _Runtime, dispatch_id: str) -> tuple[str, int] | Non
     return parent, int(node)
 
 
-def _not_found(rt: _Runtime, dispatch_id: str) -> DispatchNotFoundError:
+def _not_found(rt: ProcessRuntime, dispatch_id: str) -> DispatchNotFoundError:
     running = _running_sublattice(rt, dispatch_id)
     if running is not None:
         return DispatchNotFoundError(
@@ -476,7 +282,7 @@ def _not_found(rt: _Runtime, dispatch_id: str) -> DispatchNotFoundError:
     )
 
 
-def _row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
+def _row(rt: ProcessRuntime, dispatch_id: str) -> dict[str, Any]:
     _check_id(dispatch_id)
     row = rt.store.get_dispatch(dispatch_id)
     if row is None:
@@ -484,7 +290,7 @@ def _row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
     return row
 
 
-def _status_row(rt: _Runtime, dispatch_id: str) -> dict[str, Any]:
+def _status_row(rt: ProcessRuntime, dispatch_id: str) -> dict[str, Any]:
     """The dispatch's status columns (no blobs), after ending it if nothing runs it."""
     _check_id(dispatch_id)
     row = rt.store.get_status(dispatch_id)
@@ -637,7 +443,7 @@ def get_result(
     )
 
 
-def _raise_if_paused(rt: _Runtime, row: dict[str, Any]) -> None:
+def _raise_if_paused(rt: ProcessRuntime, row: dict[str, Any]) -> None:
     """Waiting for a dispatch whose ``qflow start`` head is stopped would never end."""
     if owner_role(row.get("owner")) == "service":
         verdict, why = service_verdict(rt.store, row)
@@ -690,8 +496,8 @@ def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str
     local = rt.local.get(dispatch_id)
     if local is not None:
         local.cancel(ids)
-    elif owner_role(row.get("owner")) == "service" and rt.service() is not None:
-        ray.get(rt.service().cancel.remote(dispatch_id, ids))
+    elif owner_role(row.get("owner")) == "service" and (service := rt.service()) is not None:
+        service.cancel(dispatch_id, ids)
     what = "dispatch" if ids is None else f"nodes {ids} of dispatch"
     return f"Cancelled {what} {dispatch_id}."
 

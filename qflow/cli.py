@@ -191,8 +191,8 @@ def status() -> None:
             f"not running: {info['reason']} (home {info['home']}); the next dispatch "
             "starts an embedded Ray"
         )
-    from qflow._api import _runtime
     from qflow.runtime.lease import reap_all
+    from qflow.runtime.process import current as _runtime
 
     store = _runtime().store
     ended = reap_all(store)
@@ -210,8 +210,8 @@ def status() -> None:
 @click.option("--limit", type=int, default=20, show_default=True, help="How many to show.")
 def list_(limit: int) -> None:
     """Show recent dispatches, newest first."""
-    from qflow._api import _runtime
     from qflow.runtime.lease import reap_all
+    from qflow.runtime.process import current as _runtime
 
     store = _runtime().store
     reap_all(store)
@@ -223,8 +223,9 @@ def list_(limit: int) -> None:
 
 
 def _view(dispatch_id: str) -> dict[str, Any]:
-    from qflow._api import _not_found, _runtime
+    from qflow._api import _not_found
     from qflow.runtime.lease import reap_all
+    from qflow.runtime.process import current as _runtime
     from qflow.ui.views import dispatch_view
 
     rt = _runtime()
@@ -412,7 +413,7 @@ def delete(dispatch_ids: tuple[str, ...]) -> None:
 def gc(older_than: str) -> None:
     """Delete every finished dispatch that ended more than --older-than ago."""
     import qflow
-    from qflow._api import _runtime
+    from qflow.runtime.process import current as _runtime
 
     before = _runtime().store.size_bytes()
     n = qflow.gc(older_than)

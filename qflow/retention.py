@@ -55,7 +55,8 @@ def delete(dispatch_ids: Iterable[str] | str) -> int:
         >>> qflow.delete(qflow.dispatch_sync(flow)().dispatch_id)
         1
     """
-    from qflow._api import _runtime, _status_row
+    from qflow._api import _status_row
+    from qflow.runtime.process import current as _runtime
 
     ids = [dispatch_ids] if isinstance(dispatch_ids, str) else list(dispatch_ids)
     rt = _runtime()
@@ -77,7 +78,7 @@ def gc(older_than: str | timedelta = "30d") -> int:
     Returns:
         How many dispatch rows were removed.
     """
-    from qflow._api import _runtime
+    from qflow.runtime.process import current as _runtime
 
     cutoff = (datetime.now(UTC) - parse_age(older_than)).isoformat()
     rt = _runtime()

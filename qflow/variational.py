@@ -32,6 +32,7 @@ from qflow.loops import pool as loop_pool
 from qflow.loops import warm as warm
 from qflow.loops.executor import Held, NotServingError
 from qflow.loops.progress import check_callback, follow, wants_bar
+from qflow.runtime.process import current
 
 __all__ = ["LoopResult", "ScipyOptimizer", "minimize", "minimize_many"]
 
@@ -746,7 +747,7 @@ def minimize(
         keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
     )
     spec = cloudpickle.loads(spec_blob)
-    qflow._api._runtime().service()  # connected, so the check below sees the cluster
+    current().service()  # connected, so the check below sees the cluster
     ensure_feasible(
         {"CPU": 1.0, **spec["backend"].ray_resources()},
         f"The variational loop's actor for backend {spec['backend']!r}",
@@ -815,7 +816,7 @@ def minimize_many(
         for start in starts
     ]
     chosen = cloudpickle.loads(runs[0][1])["backend"]
-    qflow._api._runtime().service()
+    current().service()
     ensure_feasible(
         {"CPU": 1.0, **chosen.ray_resources()},
         f"The variational loop's actor for backend {chosen!r}",

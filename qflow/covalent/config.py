@@ -26,10 +26,11 @@ __all__ = ["TaskContext", "get_config", "get_context", "reload_config", "set_con
 
 def sync(dispatch_id: str | Iterable[str] | None = None) -> None:
     """Wait until the given dispatches (or every dispatch this process started) end."""
-    from qflow._api import _runtime, get_result
+    from qflow._api import get_result
+    from qflow.runtime.process import current
 
     if dispatch_id is None:
-        ids = list(_runtime().local)
+        ids = list(current().local)
     elif isinstance(dispatch_id, str):
         ids = [dispatch_id]
     else:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from qflow.exceptions import QflowInputError
+from qflow.runtime.process import current
 
 __all__ = ["check_callback", "follow", "wants_bar"]
 
@@ -55,7 +56,7 @@ def follow(
     import qflow
 
     bar = _bar(steps, label) if wants_bar(progress) else None
-    store = qflow._api._runtime().store
+    store = current().store
     seen = 0
     try:
         while True:
