@@ -120,6 +120,18 @@ class TestDeps:
         assert res.status == "FAILED"
         assert 'executor="local"' in res.error and "['six']" in res.error
 
+        @qflow.electron(executor="slurm", call_before=[qflow.DepsPip(["six"])])
+        def on_slurm():
+            return 1
+
+        @qflow.lattice
+        def slurm_flow():
+            return on_slurm()
+
+        res = qflow.dispatch_sync(slurm_flow)()  # refused before any job is submitted
+        assert res.status == "FAILED"
+        assert "the Slurm executor" in res.error and "qflow slurm up" in res.error
+
     @pytest.mark.slow
     def test_covalent_how_to_pins_an_older_version_and_leaves_this_environment_alone(self):
         """Covalent's how-to "Add pip dependencies to an electron", with a pin older than
