@@ -167,10 +167,9 @@ class _LoopActor:
     output the one before left here (:class:`~qflow.loops.executor.Held`), so the
     actor runs them back to back.
 
-    A chunk computes on the thread that received it. (It used to compute one chunk
-    ahead on a second thread, to overlap a chunk's round trip through the driver; with
-    the calls queued here there is no round trip to hide, and a small circuit's compute
-    holds the GIL, so a second thread only made each chunk slower.)
+    A chunk computes on the thread that received it: with the calls queued here there
+    is no round trip through the driver to hide, and a small circuit's compute holds
+    the GIL, so a second thread would only slow each chunk.
     """
 
     #: The instance in this process, if it is a loop actor's (see :func:`run_chunk`).
@@ -377,8 +376,10 @@ def run_chunk(
     The loop executor (:mod:`qflow.loops.executor`) runs this on the loop's actor
     itself once one serves the loop, and as a plain task before that, or with
     ``restarted`` after the actor died under an earlier attempt. ``ahead`` is ignored:
-    loops dispatched by an earlier qflow pass it, and a store resumed after an upgrade
-    still runs their remaining chunks.
+    loops dispatched by qflow before November 2026 pass it, and a store they are in,
+    resumed by ``qflow start`` after an upgrade, still runs their remaining chunks.
+    Drop it with the store migration that drops the old module paths
+    (:mod:`qflow._moved`).
     """
     if state["converged"]:
         return ChunkState({**state, "costs": [], "seconds": 0.0})

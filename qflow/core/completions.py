@@ -8,10 +8,10 @@ time grows with the number in flight, so each call costs a small fraction of the
 time it covers however many tasks are running.
 
 Each watched ref gets a :class:`Completion`, a future with the part of the
-``concurrent.futures.Future`` API the dispatcher uses. A ``Future`` is eleven objects
-the garbage collector tracks (its condition, lock, deque, bound methods); a fan-out of
-5,000 holds 55,000 of them, enough to set off full collections of the whole process
-that cost more than a tenth of bare Ray's run time.
+``concurrent.futures.Future`` API the dispatcher uses. A ``Future`` is several objects
+the garbage collector tracks (its condition, lock, deque, bound methods), and a large
+fan-out holds one per node: enough to set off costly full collections of the whole
+process (``benchmarks/scale.py`` measures it).
 
 Example:
     >>> import ray

@@ -509,7 +509,7 @@ def dumps_value(value: Any) -> bytes:
     read-only numpy buffer (every array a Ray task receives) differently from a
     writeable one, and content-named blob files rely on equal bytes.
     """
-    if type(value) in PLAIN_TYPES:  # the C pickler writes the same bytes, 10x sooner
+    if type(value) in PLAIN_TYPES:  # the C pickler writes the same bytes, sooner
         return pickle.dumps(value, protocol=4)
     return cloudpickle.dumps(value, protocol=4)
 

@@ -53,8 +53,8 @@ def node_shapes() -> list[dict[str, float]]:
 
 
 #: Seconds the node shapes read for one dispatch's check serve the next: reading them
-#: asks Ray's GCS twice (about 1 ms), which on a small dispatch was a fifth of its cost.
-#: A shape that vanished within that time lets a task wait for it, as Ray itself would.
+#: asks Ray's GCS, a noticeable part of a small dispatch's cost. A shape that vanished
+#: within that time lets a task wait for it, as Ray itself would.
 SHAPES_MAX_AGE_S = 2.0
 _shapes_cache: tuple[str, float, list[dict[str, float]]] | None = None
 
