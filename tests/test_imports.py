@@ -1,4 +1,9 @@
-"""Importing qflow changes nothing, and every module imports on its own (no cycles)."""
+"""Importing qflow changes nothing, and no module imports one that imports it back.
+
+With no cycle among all imports (module level and inside functions alike), any module
+imports first, as a Ray worker imports whichever module a task names: the static check
+below proves that for every module at once, without an interpreter per module.
+"""
 
 import ast
 import importlib.util
@@ -35,20 +40,6 @@ def test_importing_every_module_changes_no_environment_variable():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
-
-
-def test_each_module_imports_first():
-    """Any module imported first (as a Ray worker does) works: no import cycle bites."""
-    code = (
-        "import importlib, subprocess, sys\n"
-        f"for m in {MODULES!r}:\n"
-        "    r = subprocess.run([sys.executable, '-c', f'import {m}'], capture_output=True,"
-        " text=True)\n"
-        "    print(m, r.returncode, r.stderr.strip().splitlines()[-1:] )\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    bad = [line for line in out.stdout.splitlines() if " 0 " not in line]
-    assert not bad, bad
 
 
 def _imports(name: str) -> set[str]:
