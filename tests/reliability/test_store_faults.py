@@ -3,8 +3,11 @@ sqlite3 traceback, and never silently loses history. No Ray needed."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import stat
+import subprocess
 
 import pytest
 
@@ -213,23 +216,31 @@ def test_concurrent_first_open_makes_one_store(tmp_path):
     assert not list(tmp_path.glob(".qflow.db.*"))
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """An 8 MiB tmpfs of its own (as root), so that filling it fills nothing else."""
-    import os
-    import subprocess
-
+@contextlib.contextmanager
+def _tmpfs(folder, options):
+    """A tmpfs of its own mounted on ``folder`` (as root), unmounted afterwards; the
+    test skips, saying why, where that is impossible."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    dev = tmp_path / "dev"
-    dev.mkdir()
+        pytest.skip("mounting a tmpfs of its own needs root")
+    folder.mkdir()
     out = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(dev)], capture_output=True, text=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
     )
     if out.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
-    yield dev
-    subprocess.run(["umount", "-l", str(dev)], capture_output=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """An 8 MiB tmpfs of its own, so that filling it fills nothing else."""
+    with _tmpfs(tmp_path / "dev", "size=8m") as dev:
+        yield dev
 
 
 def _fill(dev):
@@ -303,25 +314,9 @@ class TestFullDisk:
 
 
 def test_a_home_on_a_read_only_filesystem_is_not_said_to_be_created(tmp_path):
-    import os
-    import subprocess
-
-    if os.geteuid() != 0:
-        pytest.skip("mounting a read-only tmpfs needs root")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    out = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
-    try:
+    with _tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         with pytest.raises(StoreError) as err:
             SQLiteStore(ro / "qflow.db")
-        text = str(err.value)
-        assert "Cannot create the qflow home" not in text and str(ro) in text
-        assert "Read-only file system" in text or "readonly" in text, text
-    finally:
-        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+    text = str(err.value)
+    assert "Cannot create the qflow home" not in text and str(ro) in text
+    assert "Read-only file system" in text or "readonly" in text, text
