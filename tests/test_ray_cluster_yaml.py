@@ -109,7 +109,7 @@ def circuit(p):
 
 
 # The head answers before its autoscaler has first reported; wait for that report.
-from qflow._cluster import autoscaler_node_types_unknown
+from qflow.executors.placement import autoscaler_node_types_unknown
 deadline = time.monotonic() + 90
 while not autoscaler_node_types_unknown():
     assert time.monotonic() < deadline, "the autoscaler never reported"
