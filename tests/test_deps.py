@@ -135,14 +135,17 @@ class TestDeps:
     @pytest.mark.slow
     def test_covalent_how_to_pins_an_older_version_and_leaves_this_environment_alone(self):
         """Covalent's how-to "Add pip dependencies to an electron", with a pin older than
-        what is installed here: the electron sees the pin; ``pip freeze`` of the Python
-        running the tests is byte-for-byte the same afterwards."""
+        what is installed here, plus ``deps_pip=`` with a package missing here (all one
+        environment): the electron sees them; ``pip freeze`` of the Python running the
+        tests is byte-for-byte the same afterwards."""
         import subprocess
         import sys
 
         import networkx
 
         assert networkx.__version__ != "2.8.6"
+        with pytest.raises(ImportError):
+            __import__("tinydb")
 
         def freeze():
             return subprocess.run(
@@ -154,19 +157,21 @@ class TestDeps:
         @qflow.electron(
             call_before=[qflow.DepsPip(packages=["networkx==2.8.6"])],
             call_after=[qflow.DepsPip(packages=["six==1.16.0"])],
+            deps_pip=qflow.DepsPip(["tinydb==4.8.0"]),
         )
         def versions():
             import networkx
             import six
+            import tinydb
 
-            return networkx.__version__, six.__version__
+            return networkx.__version__, six.__version__, tinydb.__version__
 
         @qflow.lattice
         def flow():
             return versions()
 
         res = qflow.dispatch_sync(flow)()
-        assert res.result == ("2.8.6", "1.16.0"), res.error
+        assert res.result == ("2.8.6", "1.16.0", "4.8.0"), res.error
         assert freeze() == before
 
     @pytest.mark.slow
@@ -188,25 +193,6 @@ class TestDeps:
         assert "['numpy==1.22.4']" in res.error and "could not be installed" in res.error
         assert "pip index versions" in res.error
         assert time.monotonic() - t0 < 150
-
-    @pytest.mark.slow
-    def test_deps_pip_installs_where_the_electron_runs(self):
-        """A package missing from this environment is installed by Ray's runtime_env."""
-        with pytest.raises(ImportError):
-            __import__("tinydb")
-
-        @qflow.electron(deps_pip=qflow.DepsPip(["tinydb==4.8.0"]))
-        def use():
-            import tinydb
-
-            return tinydb.__version__
-
-        @qflow.lattice
-        def flow():
-            return use()
-
-        res = qflow.dispatch_sync(flow)()
-        assert res.result == "4.8.0", res.error
 
     def test_bad_hooks(self):
         """Hooks must be callables or DepsCall objects."""
