@@ -92,11 +92,11 @@ def init(
     return rt.mode
 
 
-def _as_lattice(obj: Any, caller: str) -> Lattice:
+def _as_lattice(obj: Any, caller: str) -> Lattice[..., Any]:
     if isinstance(obj, Lattice):
         return obj
     if isinstance(obj, Electron) and obj.is_sublattice:
-        return cast(Lattice, obj.fn)
+        return cast(Lattice[..., Any], obj.fn)
     what = "an electron" if isinstance(obj, Electron) else f"{type(obj).__name__} {obj!r}"
     raise QflowInputError(
         f"{caller} takes a lattice; got {what}. Decorate the workflow with @qflow.lattice "
@@ -106,9 +106,9 @@ def _as_lattice(obj: Any, caller: str) -> Lattice:
 
 
 def _launch(
-    lat: Lattice,
-    args: tuple,
-    kwargs: dict,
+    lat: Lattice[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
     *,
     reuse_from: str | None = None,
     replace: dict[str, Any] | None = None,
@@ -178,13 +178,15 @@ def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
     return started
 
 
-def _source(lat: Lattice) -> str | None:
+def _source(lat: Lattice[..., Any]) -> str | None:
     """The lattice's source, for readers of the store (None when Python has none, e.g.
     a function typed into a REPL)."""
     return source_text(lat.workflow_function)
 
 
-def _reusable(rt: ProcessRuntime, old_id: str, lat: Lattice, graph: Graph) -> dict[int, bytes]:
+def _reusable(
+    rt: ProcessRuntime, old_id: str, lat: Lattice[..., Any], graph: Graph
+) -> dict[int, bytes]:
     """Outputs of the old dispatch's completed nodes that the new graph would recompute
     unchanged. Fingerprints are taken here, from the old graph rebuilt with the same
     lattice object, rather than on every dispatch's hot path."""
@@ -402,11 +404,11 @@ def get_result(
                 "sublattice_results": sublattice_results,
             }
             try:
-                return get_result(  # type: ignore[call-overload]
+                return get_result(  # type: ignore[call-overload, no-any-return]
                     dispatch_id, wait=True, status_only=status_only, timeout=wait.seconds, **flags
                 )
             except DispatchTimeoutError:
-                return get_result(  # type: ignore[call-overload]
+                return get_result(  # type: ignore[call-overload, no-any-return]
                     dispatch_id, status_only=status_only, **flags
                 )
         wait = True
@@ -522,7 +524,7 @@ def cancel_recorded(store: Any, row: dict[str, Any], running_here: bool = False)
 
 def redispatch(
     dispatch_id: str,
-    replace_electrons: dict[str, Electron] | None = None,
+    replace_electrons: dict[str, Electron[..., Any]] | None = None,
     reuse_previous_results: bool = False,
 ) -> Callable[..., str]:
     """Dispatch an earlier lattice again, optionally with some electrons replaced.
@@ -544,7 +546,7 @@ def redispatch(
             f"{row.get('parent_id')} instead."
         )
     saved = loads(row["graph"])
-    lat: Lattice = saved["lattice"]
+    lat: Lattice[..., Any] = saved["lattice"]
     old_inputs = loads(row["inputs"])
     replace = dict(replace_electrons or {})
     bad = {k: v for k, v in replace.items() if not callable(v)}

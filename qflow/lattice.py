@@ -185,7 +185,7 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
     triggers = _triggers(options.pop("triggers", None))
     opts = ElectronOptions.from_kwargs(**options)
 
-    def make(fn: Callable[..., Any]) -> Lattice:
+    def make(fn: Callable[..., Any]) -> Lattice[..., Any]:
         lat = Lattice(fn, opts, tags)
         lat.triggers = triggers
         return lat

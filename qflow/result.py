@@ -47,7 +47,8 @@ class TransportableObject:
         if self._blob is None or isinstance(self._blob, UnreadableBlob):
             import cloudpickle
 
-            return cloudpickle.dumps(self.get_deserialized())
+            blob: bytes = cloudpickle.dumps(self.get_deserialized())
+            return blob
         return self._blob
 
     @property
@@ -81,7 +82,7 @@ class TransportableObject:
         return f"TransportableObject({self.get_deserialized()!r})"
 
 
-class Inputs(dict):
+class Inputs(dict[str, Any]):
     """``{"args": (...), "kwargs": {...}}``; also Covalent's ``.get_deserialized()``."""
 
     def get_deserialized(self) -> dict[str, Any]:
@@ -135,11 +136,11 @@ class Result:
 
     @property
     def dispatch_id(self) -> str:
-        return self._row["dispatch_id"]
+        return str(self._row["dispatch_id"])
 
     @property
     def lattice_name(self) -> str:
-        return self._row["name"]
+        return str(self._row["name"])
 
     @property
     def status(self) -> Status:
@@ -197,7 +198,7 @@ class Result:
             if parent is None:
                 break
             row, seen = parent, seen + 1
-        return row["dispatch_id"]
+        return str(row["dispatch_id"])
 
     @property
     def lattice(self) -> Any:
@@ -287,7 +288,7 @@ class Result:
     def graph_text(self) -> str:
         """The transport graph, one node a line."""
         if self._row.get("graph_text"):  # stores written before it was made on reading
-            return self._row["graph_text"]
+            return str(self._row["graph_text"])
         from qflow.core.graph import describe_nodes
 
         return describe_nodes(

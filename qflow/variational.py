@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import cloudpickle
 import numpy as np
@@ -82,7 +82,8 @@ class LoopResult:
         """
         from qflow.exports import jsonable
 
-        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+        out: dict[str, Any] = jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+        return out
 
     def to_json(self, path: str | None = None) -> str:
         """:meth:`to_dict` as JSON text, also written to ``path`` if given."""
@@ -133,7 +134,7 @@ class ScipyOptimizer:
         return np.asarray(res.x), costs, bool(res.success and tol is not None and len(costs) < k)
 
 
-class ChunkState(dict):
+class ChunkState(dict[str, Any]):
     """A loop's state between chunks: a plain dict of params, optimizer and costs, with
     a one-line text.
 
@@ -409,7 +410,7 @@ def run_chunk(
         _stop_actor(loop_id)
         raise
     _log_costs(out["costs"], sent["state"]["step"])
-    return out
+    return cast(dict[str, Any], out)
 
 
 def _log_costs(costs: list[float], first_step: int) -> None:
