@@ -263,25 +263,29 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
             env=env,
             start_new_session=True,
         )
-    deadline = time.monotonic() + timeout
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host.strip("[]")
-    while True:
+
+    def exited() -> None:
         if proc.poll() is not None:
             raise ClusterError(
                 f"`qflow ui` exited with {proc.returncode} at start; see "
                 f"{log_path}: {_log_tail(log_path, 0)}"
             )
+
+    def listening() -> bool:
         try:
             with socket.create_connection((probe, port), timeout=1):
-                break
+                return True
         except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise ClusterError(
-                    f"`qflow ui` did not listen on {host}:{port} within "
-                    f"{timeout:.0f} s; see {log_path}"
-                ) from None
-            time.sleep(0.2)
+            return False
+
+    def timed_out() -> ClusterError:
+        proc.kill()
+        return ClusterError(
+            f"`qflow ui` did not listen on {host}:{port} within {timeout:.0f} s; see {log_path}"
+        )
+
+    wait_until(listening, timeout, interval=0.2, on_timeout=timed_out, check=exited)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/?token={token}"
     return {"ui_pid": proc.pid, "ui_create_time": _create_time(proc.pid), "ui_url": url}
