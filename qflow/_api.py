@@ -19,6 +19,7 @@ from qflow.core.dispatcher import (
 )
 from qflow.core.graph import Graph
 from qflow.core.status import Status
+from qflow.core.stored import stored_graph
 from qflow.core.text import source_text, value_text
 from qflow.covalent.waits import Wait
 from qflow.electron import Electron
@@ -35,7 +36,6 @@ from qflow.result import Result
 from qflow.runtime.lease import owner_role, reap, service_verdict
 from qflow.runtime.process import ProcessRuntime, choose, current
 from qflow.settings import Settings, max_sublattice_depth, parse_resources
-from qflow.store.base import loads
 
 P = ParamSpec("P")
 
@@ -190,8 +190,7 @@ def _reusable(
     """Outputs of the old dispatch's completed nodes that the new graph would recompute
     unchanged. Fingerprints are taken here, from the old graph rebuilt with the same
     lattice object, rather than on every dispatch's hot path."""
-    old_inputs = loads(_row(rt, old_id)["inputs"])
-    old_fps = fingerprints(lat.build_graph(*old_inputs["args"], **old_inputs["kwargs"]))
+    old_fps = fingerprints(stored_graph(_row(rt, old_id)).build(lat))
     fps = fingerprints(graph)
     return {
         r["node_id"]: r["output"]
@@ -545,9 +544,9 @@ def redispatch(
             f"Dispatch {dispatch_id} is a sublattice; redispatch its top-level dispatch "
             f"{row.get('parent_id')} instead."
         )
-    saved = loads(row["graph"])
-    lat: Lattice[..., Any] = saved["lattice"]
-    old_inputs = loads(row["inputs"])
+    stored = stored_graph(row)
+    lat: Lattice[..., Any] = stored.lattice
+    old_inputs = stored.inputs
     replace = dict(replace_electrons or {})
     bad = {k: v for k, v in replace.items() if not callable(v)}
     if bad:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from qflow.core.status import Status
+from qflow.core.stored import stored_graph
 from qflow.exceptions import StoreError
 from qflow.store.base import MetricPoint, ResultStore, UnreadableBlob, loads
 
@@ -257,8 +258,8 @@ class Result:
 
         from qflow.covalent.transport import node_metadata
 
-        inputs = self.inputs  # built on a copy: ``lat`` keeps this dispatch's graph view
-        graph = copy.copy(lat).build_graph(*inputs["args"], **inputs["kwargs"])
+        # Built on a copy: ``lat`` keeps this dispatch's graph view.
+        graph = stored_graph(self._row).build(copy.copy(lat))
         return {n.node_id: node_metadata(n) for n in graph.nodes}
 
     def __str__(self) -> str:

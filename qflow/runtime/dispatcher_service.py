@@ -15,6 +15,7 @@ from typing import Any
 import cloudpickle
 import psutil
 
+from qflow.core.stored import stored_graph
 from qflow.runtime.head_state import ServiceState
 from qflow.runtime.heap import settle_heap
 from qflow.settings import Settings, parse_flag
@@ -140,16 +141,13 @@ class DispatcherService:
         import uuid
 
         from qflow.core.dispatcher import record_new_dispatch
-        from qflow.store.base import loads
 
         store, heartbeat = self._store(db_path)
         full = store.get_dispatch(base_id) or {}
-        saved, inputs = loads(full["graph"]), loads(full["inputs"])
-        lattice = copy.copy(saved["lattice"])
+        stored = stored_graph(full)
+        lattice = copy.copy(stored.lattice)
         lattice.triggers = ()  # the new dispatch runs; it does not register again
-        graph = lattice.build_graph(
-            *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"]
-        )
+        graph = stored.build(lattice)
         new_id = str(uuid.uuid4())
         tags = tuple(json.loads(full.get("tags") or "[]")) + (f"trigger:{base_id[:8]}",)
         record_new_dispatch(
@@ -157,7 +155,7 @@ class DispatcherService:
             new_id,
             graph,
             inputs=full["inputs"],
-            graph_blob=cloudpickle.dumps({"lattice": lattice, "replace": saved.get("replace")}),
+            graph_blob=cloudpickle.dumps({"lattice": lattice, "replace": stored.replace}),
             owner=heartbeat.owner,
             source=full.get("source"),
             inputs_text=full.get("inputs_text"),
@@ -193,7 +191,6 @@ class DispatcherService:
         """Pick up what a previous incarnation of this service left unfinished."""
         from qflow.core.status import Status
         from qflow.runtime.lease import owner_alive, owner_role
-        from qflow.store.base import loads
 
         store, _ = self._store(db_path)
         for row in store.unfinished():
@@ -204,14 +201,11 @@ class DispatcherService:
                 if row["status"] == Status.CANCELLED:
                     store.end_dispatch(dispatch_id, Status.CANCELLED, None)
                     continue
-                full = store.get_dispatch(dispatch_id) or {}
-                saved, inputs = loads(full["graph"]), loads(full["inputs"])
-                if getattr(saved["lattice"], "triggers", ()):  # a registration: watch again
+                stored = stored_graph(store.get_dispatch(dispatch_id) or {})
+                if getattr(stored.lattice, "triggers", ()):  # a registration: watch again
                     self.add_triggers(db_path, dispatch_id)
                     continue
-                graph = saved["lattice"].build_graph(
-                    *inputs["args"], _replace=saved.get("replace") or None, **inputs["kwargs"]
-                )
+                graph = stored.build()
                 done = {
                     r["node_id"]: r["output"]
                     for r in store.get_nodes(dispatch_id)
