@@ -16,6 +16,9 @@ os.environ.pop("RAY_ADDRESS", None)
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
+# As qflow sets it for the embedded Ray it starts (qflow.runtime.ray_cluster.ensure_ray).
+os.environ.setdefault("RUNTIME_ENV_RETRY_TIMES", "1")
+
 import ray  # noqa: E402
 
 #: A custom resource the session cluster offers, for per-electron resource tests.

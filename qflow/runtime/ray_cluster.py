@@ -138,6 +138,10 @@ def ensure_ray(settings: Settings) -> str:
                 "unset it to let qflow start an embedded local Ray."
             ) from exc
         return "joined"
+    # Ray tries three times to build an environment that failed. qflow's pip environments
+    # are wheels only, so a failure is the pin itself (pip retries the network on its
+    # own): failing at once spares the user most of a minute per bad pin.
+    os.environ.setdefault("RUNTIME_ENV_RETRY_TIMES", "1")
     try:
         # "local": start a fresh, private Ray even if Ray's address file points at a head
         # that is gone (a plain ray.init() would try to join it and fail).

@@ -159,7 +159,12 @@ def _spawn_head(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+            # As for the embedded Ray (see ray_cluster.ensure_ray): a failed pip
+            # environment fails its node at once.
+            env={
+                "RUNTIME_ENV_RETRY_TIMES": "1",
+                **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
+            },
         )
 
 
