@@ -362,7 +362,8 @@ def redispatch(dispatch_id: str, reuse: bool) -> None:
     import qflow
     from qflow.runtime.head_state import live_address
 
-    if live_address(Settings.from_env()) is None and not Settings.from_env().ray_address:
+    settings = Settings.from_env()
+    if live_address(settings) is None and not settings.ray_address:
         raise ClusterError(
             "`qflow redispatch` hands the dispatch to a `qflow start` head, and none runs "
             "for this QFLOW_HOME (a dispatch run inside this command would die when it "

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from qflow.core.arguments import one_or_many
 from qflow.core.graph import (
     POSTPROCESS_NAME,
     VIRTUAL_KINDS,
@@ -17,7 +18,7 @@ from qflow.core.graph import (
     has_future,
     to_expr,
 )
-from qflow.core.options import DEFAULT_OPTIONS, ElectronOptions, one_or_many
+from qflow.core.options import DEFAULT_OPTIONS, ElectronOptions
 from qflow.exceptions import QflowInputError
 
 __all__ = ["Lattice", "lattice"]

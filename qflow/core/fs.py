@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from qflow.core import fs_strategies
+from qflow.core.arguments import one_or_many
 from qflow.exceptions import QflowInputError
 
 __all__ = ["File", "FileTransfer", "Folder", "Order", "TransferFromRemote", "TransferToRemote"]
@@ -202,13 +203,11 @@ def TransferToRemote(
 
 def as_transfers(value: Any) -> tuple[FileTransfer, ...]:
     """Normalise ``files=``: a FileTransfer or a list of them."""
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, FileTransfer) else list(value)
-    bad = [i for i in items if not isinstance(i, FileTransfer)]
-    if bad:
-        raise QflowInputError(
+    return one_or_many(
+        value,
+        FileTransfer,
+        lambda bad: (
             f"files= takes qflow.fs.FileTransfer objects; got {bad!r}. Pass e.g. "
             "files=[ct.fs.FileTransfer('/data/in', '/scratch/in')]."
-        )
-    return tuple(items)
+        ),
+    )

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qflow.core.arguments import one_or_many as one_or_many
 from qflow.core.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip, split_pip
-from qflow.exceptions import QflowConfigError, QflowInputError
+from qflow.exceptions import QflowConfigError
 
 
 @dataclass(frozen=True)
@@ -134,18 +135,3 @@ class ElectronOptions:
 
 
 DEFAULT_OPTIONS = ElectronOptions()
-
-
-def one_or_many(value: Any, cls: type, error: Any) -> tuple[Any, ...]:
-    """An option given as None, one ``cls`` instance or a list of them, as a tuple.
-
-    Raises:
-        QflowInputError: ``error(bad_items)`` for items that are not ``cls`` instances.
-    """
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, cls) else list(value)
-    bad = [i for i in items if not isinstance(i, cls)]
-    if bad:
-        raise QflowInputError(error(bad))
-    return tuple(items)

@@ -133,12 +133,16 @@ def autoscaler_node_types_unknown() -> bool:
     return any(kind != f"node_{node_id}" for node_id, kind in mapping.items())
 
 
-def no_longer_feasible(request: Mapping[str, float], what: str) -> str | None:
+def no_longer_feasible(
+    request: Mapping[str, float], what: str, *, only_if_lost: bool = False
+) -> str | None:
     """Why ``request``, which some node could hold when it was submitted, can never be
     held now (the nodes offering it left the cluster), or None while it still can.
 
     Judged on the nodes alive now and the node types an autoscaler may add; where an
-    autoscaler runs whose node types cannot be read, it may still add one: None.
+    autoscaler runs whose node types cannot be read, it may still add one: None. With
+    ``only_if_lost``, also None when no node this process saw alive offered it (the
+    request may never have fitted: :func:`describe_shortfall` says so better).
     """
     shapes = node_shapes()
     lack = missing_resources(request, shapes)
@@ -150,6 +154,8 @@ def no_longer_feasible(request: Mapping[str, float], what: str) -> str | None:
         for node_id, (address, resources) in _seen_nodes.items()
         if node_id in dead and all(resources.get(k, 0.0) >= v for k, v in lack.items())
     ]
+    if only_if_lost and not lost:
+        return None
     gone = (
         ", ".join(f"node {node_id[:12]} at {address}" for node_id, address in lost)
         or "before this process saw them"

@@ -172,8 +172,8 @@ def place(
     try:
         ensure_feasible(bundle, what)
     except InfeasibleResourceError as exc:  # say so when a node that held it left
-        lost = no_longer_feasible(bundle, what)
-        if lost is not None and "before this process saw them" not in lost:
+        lost = no_longer_feasible(bundle, what, only_if_lost=True)
+        if lost is not None:
             raise InfeasibleResourceError(lost) from exc
         raise
     pg = placement_group([bundle], strategy="STRICT_PACK", name=f"{name}-pg", lifetime="detached")
