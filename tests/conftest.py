@@ -100,3 +100,21 @@ def _slurm_for_marked(request: pytest.FixtureRequest) -> None:
     """
     if request.node.get_closest_marker("slurm"):
         request.getfixturevalue("local_slurm")
+
+
+def debian_program(package: str) -> str:
+    """The path of ``package``'s program, installed by ``scripts/ensure_debian.py`` when
+    missing; the calling test skips, saying why, where it cannot be installed."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, os.path.join(_ROOT, "scripts", "ensure_debian.py"), package],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if out.returncode == 3:
+        pytest.skip(out.stderr.strip())
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()

@@ -13,6 +13,7 @@ from qflow._api import _runtime
 from qflow.cli import main
 from qflow.ui.app import create_app
 from qflow.ui.security import Guard
+from tests.conftest import debian_program
 from tests.ui.workflows import one_point
 
 BASE = "http://127.0.0.1:8765"
@@ -377,12 +378,10 @@ def test_the_ui_on_a_unix_socket_in_a_private_folder(tmp_path):
     """`qflow ui --socket PATH`: served there, still behind the token; a socket in a
     folder others can open is refused."""
     import os
-    import shutil
     import subprocess
     import sys
 
-    if shutil.which("curl") is None:
-        pytest.skip("needs curl to speak HTTP over a Unix socket")
+    program = debian_program("curl")
     home = tmp_path / "home"
     home.mkdir(mode=0o700)
     env = {**os.environ, "QFLOW_HOME": str(home), "QFLOW_UI_TOKEN": "tok-123"}
@@ -413,7 +412,7 @@ def test_the_ui_on_a_unix_socket_in_a_private_folder(tmp_path):
         def curl(*extra):
             return subprocess.run(
                 [
-                    "curl",
+                    program,
                     "-s",
                     "-w",
                     "\n%{http_code}",
