@@ -21,7 +21,9 @@ from qflow.algorithms.chemistry import (
 from qflow.algorithms.vqe import ANSATZE, DEFAULT_ANSATZ, build_circuit
 from qflow.backends import get_backend
 from qflow.exceptions import QflowConfigError, QflowInputError
-from qflow.variational import collect, prepare, variational_loop, versions
+from qflow.loops.result import collect
+from qflow.loops.spec import prepare, versions
+from qflow.loops.workflow import variational_loop
 
 __all__ = ["ScanResult", "bond_scan", "molecule_scan", "scan", "scan_h2", "stretch"]
 
@@ -44,10 +46,10 @@ def molecule_point(
     hamiltonian, wires = molecular_hamiltonian(molecule)
     electrons = molecule.qubit_electrons
     circuit, n_params = build_circuit(ansatz, hamiltonian, wires, electrons)
-    loop_id, spec_blob, state = prepare(
+    spec, state = prepare(
         circuit, np.zeros(n_params), wires=wires, backend=backend, steps=steps, pack=pack, tol=1e-8
     )
-    loop = variational_loop(loop_id, spec_blob, state, steps, pack)
+    loop = variational_loop(spec, state)
     exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=molecule.mult)
     return {
         "value": value,

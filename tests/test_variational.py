@@ -8,6 +8,7 @@ import sys
 import textwrap
 import threading
 import time
+from dataclasses import replace
 
 import pennylane as qml
 import pytest
@@ -282,7 +283,7 @@ def flaky_circuit(p):
 @pytest.fixture
 def in_process_actors():
     """A loop actor made in this process becomes "the actor of this process": undo it."""
-    from qflow.variational import _LoopActor
+    from qflow.loops.actor import LoopActor as _LoopActor
 
     yield
     _LoopActor.in_this_process = None
@@ -297,12 +298,12 @@ class TestHeldOutputs:
     def _loop(circuit=rx_circuit, steps=6):
         from qflow._plan import plan
         from qflow._task import CallTemplate, TaskCall
-        from qflow.variational import _LoopActor, prepare, variational_loop
+        from qflow.loops.actor import LoopActor as _LoopActor
+        from qflow.loops.spec import prepare
+        from qflow.loops.workflow import variational_loop
 
-        loop_id, spec_blob, state = prepare(
-            circuit, [0.3], wires=1, backend="default.qubit", steps=steps, pack=2
-        )
-        planned = plan(variational_loop.build_graph(loop_id, spec_blob, state, steps, 2))
+        spec, state = prepare(circuit, [0.3], wires=1, backend="default.qubit", steps=steps, pack=2)
+        planned = plan(variational_loop.build_graph(spec, state))
         chunks = [
             TaskCall(
                 template=CallTemplate("d", pc.name, pc.kind, pc.fn, pc.options),
@@ -316,7 +317,7 @@ class TestHeldOutputs:
             if pc.name == "run_chunk"
         ]
         actor = _LoopActor()
-        actor.load(loop_id, spec_blob)
+        actor.load(spec)
         return actor, chunks
 
     @staticmethod
@@ -337,7 +338,7 @@ class TestHeldOutputs:
         return outs
 
     def test_each_chunk_runs_from_the_output_held_for_it(self):
-        from qflow.variational import ChunkState
+        from qflow.loops.spec import ChunkState
 
         actor, chunks = self._loop()
         outs = self._send(actor, chunks)
@@ -475,42 +476,42 @@ class TestChunkOnTheActor:
     """``run_chunk`` as the loop executor runs it: inside the loop's actor (no Ray)."""
 
     def _serving(self):
-        from qflow.variational import _LoopActor, prepare
+        from qflow.loops.actor import LoopActor as _LoopActor
+        from qflow.loops.spec import prepare
 
-        loop_id, spec_blob, state = prepare(
-            rx_circuit, [0.3], wires=1, backend="default.qubit", steps=4, pack=2
-        )
+        spec, state = prepare(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=4, pack=2)
         actor = _LoopActor()
-        actor.load(loop_id, spec_blob)
-        return loop_id, state
+        actor.load(spec)
+        return spec, state
 
     def test_runs_in_place_and_logs_each_cost(self):
+        from qflow.loops.workflow import run_chunk
         from qflow.metrics import collecting
-        from qflow.variational import run_chunk
 
-        loop_id, state = self._serving()
+        spec, state = self._serving()
         with collecting(0) as points:
-            out = run_chunk.fn(loop_id, b"unused", state, 2, last=False)
+            out = run_chunk.fn(spec, state, 2, last=False)
         assert out["step"] == 2 and len(out["costs"]) == 2
         assert [(p.step, p.value) for p in points] == list(enumerate(out["costs"]))
 
     def test_refuses_a_chunk_of_another_loop(self):
         from qflow.executors.loop import NotServingError
-        from qflow.variational import run_chunk
+        from qflow.loops.workflow import run_chunk
 
-        _, state = self._serving()
+        spec, state = self._serving()
         with pytest.raises(NotServingError, match="serves loop .*, not other"):
-            run_chunk.fn("other", b"unused", state, 2, last=False)
+            run_chunk.fn(replace(spec, loop_id="other"), state, 2, last=False)
 
     def test_a_chunk_reads_as_one_line_and_only_the_last_carries_the_inputs(self):
         from qflow._text import value_text
+        from qflow.loops.spec import ChunkState
+        from qflow.loops.workflow import run_chunk
         from qflow.metrics import collecting
-        from qflow.variational import ChunkState, run_chunk
 
-        loop_id, state = self._serving()
+        spec, state = self._serving()
         with collecting(0):
-            first = run_chunk.fn(loop_id, b"unused", state, 2, last=False)
-            last = run_chunk.fn(loop_id, b"unused", first, 2, last=True)
+            first = run_chunk.fn(spec, state, 2, last=False)
+            last = run_chunk.fn(spec, first, 2, last=True)
         assert isinstance(first, ChunkState) and "inputs" not in first
         assert last["inputs"]["steps"] == 4 and last["inputs"]["pack"] == 2
         # The store's text of a chunk is a summary, not the abbreviated dict.
@@ -520,13 +521,11 @@ class TestChunkOnTheActor:
         )
         assert pickle.loads(pickle.dumps(last)) == last
 
-    def test_a_chunk_of_a_loop_dispatched_by_an_earlier_qflow_still_runs(self):
-        """Loops stored before run-ahead was dropped pass ``ahead=``; a resumed store
-        must still run their chunks."""
-        from qflow.metrics import collecting
-        from qflow.variational import run_chunk
+    def test_a_chunk_given_no_spec_fails_with_what_to_do(self):
+        """A loop id where the spec belongs (as a loop stored before the typed spec
+        passes it) fails at once and says what to pass instead."""
+        from qflow.loops.workflow import run_chunk
 
-        loop_id, state = self._serving()
-        with collecting(0):
-            out = run_chunk.fn(loop_id, b"unused", dict(state), 2, last=False, ahead=(2, True))
-        assert out["step"] == 2
+        _, state = self._serving()
+        with pytest.raises(QflowConfigError, match="takes a LoopSpec .* got str.*run them again"):
+            run_chunk.fn("a1b2c3", dict(state), 2, last=False)

@@ -26,7 +26,7 @@ How a loop's chunks run:
   call) as soon as the chunk before it is done, so a cancelled loop stops at once:
   the chunks after it end unrun. The actor is not reused.
 
-Not meant for users' electrons: :func:`qflow.variational.run_chunk` runs on it, and
+Not meant for users' electrons: :func:`qflow.loops.workflow.run_chunk` runs on it, and
 takes the loop id as its first argument and ``last=`` as a keyword.
 """
 
@@ -282,10 +282,11 @@ def _when_done(
 
 
 def _loop_id(call: TaskCall) -> str | None:
-    """The loop id a chunk takes as its first argument, if given as a literal."""
+    """The loop id of the spec a chunk takes as its first argument, if given as a
+    literal."""
     first = call.args[0] if call.args else None
-    if first is not None and first[0] == "c" and isinstance(first[1], str):
-        return first[1]
+    if first is not None and first[0] == "c":
+        return getattr(first[1], "loop_id", None)
     return None
 
 

@@ -10,7 +10,9 @@ import pytest
 import qflow
 from qflow import _loop_pool
 from qflow.executors import loop
-from qflow.variational import minimize, prepare, variational_loop
+from qflow.loops.spec import LoopSpec, prepare
+from qflow.loops.workflow import variational_loop
+from qflow.variational import minimize
 
 
 def slow_circuit(p):
@@ -33,7 +35,8 @@ class TestHelpers:
         return SimpleNamespace(args=args, kwargs=kwargs)
 
     def test_loop_id_is_a_literal_first_argument(self):
-        assert loop._loop_id(self._call((("c", "abc"), ("n", 3)), {})) == "abc"
+        spec = LoopSpec("abc", print, 1, None, steps=2, pack=1)
+        assert loop._loop_id(self._call((("c", spec), ("n", 3)), {})) == "abc"
         assert loop._loop_id(self._call((("n", 3),), {})) is None  # an output, not known
         assert loop._loop_id(self._call((("c", 7),), {})) is None
         assert loop._loop_id(self._call((), {})) is None
@@ -98,10 +101,8 @@ def test_every_chunk_after_the_first_is_a_call_on_the_loop_actor(monkeypatch):
 
 
 def test_cancelling_a_loop_stops_its_chunks_at_once_and_frees_its_actor():
-    loop_id, spec_blob, state = prepare(
-        slow_circuit, [0.3], wires=1, backend="default.qubit", steps=400, pack=2
-    )
-    dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, 400, 2)
+    spec, state = prepare(slow_circuit, [0.3], wires=1, backend="default.qubit", steps=400, pack=2)
+    dispatch_id = qflow.dispatch(variational_loop)(spec, state)
 
     def completed():
         return sum(
@@ -120,7 +121,7 @@ def test_cancelling_a_loop_stops_its_chunks_at_once_and_frees_its_actor():
     done = completed()
     time.sleep(1.0)  # chunks take about 0.1 s each: several would finish if any ran on
     assert completed() == done < 200
-    assert _loop_pool.call_pool("holder", loop_id) is None
+    assert _loop_pool.call_pool("holder", spec.loop_id) is None
 
 
 def test_a_loop_survives_its_actor_dying_twice():
@@ -203,10 +204,8 @@ def test_an_idle_actor_that_died_in_the_pool_is_replaced():
 
 
 def test_cancelling_one_chunk_stops_the_chunks_after_it_as_never_run():
-    loop_id, spec_blob, state = prepare(
-        slow_circuit, [0.3], wires=1, backend="default.qubit", steps=400, pack=2
-    )
-    dispatch_id = qflow.dispatch(variational_loop)(loop_id, spec_blob, state, 400, 2)
+    spec, state = prepare(slow_circuit, [0.3], wires=1, backend="default.qubit", steps=400, pack=2)
+    dispatch_id = qflow.dispatch(variational_loop)(spec, state)
 
     def chunks():
         return [
@@ -231,4 +230,4 @@ def test_cancelling_one_chunk_stops_the_chunks_after_it_as_never_run():
     assert status[target] == qflow.status.CANCELLED
     assert not any(s == qflow.status.COMPLETED for nid, s in status.items() if nid > target)
     assert not any("Actor" in (n["error"] or "") for n in chunks()), "never an actor error"
-    assert _loop_pool.call_pool("holder", loop_id) is None
+    assert _loop_pool.call_pool("holder", spec.loop_id) is None

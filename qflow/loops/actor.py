@@ -1,0 +1,171 @@
+"""The loop's actor, which holds the warm device and QNode and runs chunks of optimizer
+steps, and the shot-noise stopping test it applies."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import cloudpickle
+import numpy as np
+import ray
+
+from qflow.executors.ray import run_wire
+from qflow.loops.executor import Held, NotServingError
+from qflow.loops.optimizers import ScipyOptimizer
+from qflow.loops.spec import ChunkState, LoopSpec
+
+__all__ = ["STAT_WINDOW", "LoopActor", "stalled"]
+
+
+class LoopActor:
+    """Holds the warm device, the QNode and runs chunks of optimizer steps.
+
+    Chunks reach it as node calls from the loop executor (:meth:`run_node`), or, for a
+    loop's first chunk, as :meth:`run` calls from a chunk's task. The executor sends
+    every later chunk at once: the calls wait in this actor's queue, and each takes the
+    output the one before left here (:class:`~qflow.loops.executor.Held`), so the
+    actor runs them back to back.
+
+    A chunk computes on the thread that received it: with the calls queued here there
+    is no round trip through the driver to hide, and a small circuit's compute holds
+    the GIL, so a second thread would only slow each chunk.
+    """
+
+    #: The instance in this process, if it is a loop actor's (see :func:`run_chunk`).
+    in_this_process: ClassVar[LoopActor | None] = None
+
+    def __init__(self) -> None:
+        # Imported now, while the actor waits in the pool, not when a loop needs it.
+        import pennylane  # noqa: F401
+
+        LoopActor.in_this_process = self
+        self.loop_id: str | None = None
+        self._held: dict[Held, Any] = {}  # chunk outputs kept for the next chunk
+
+    def load(self, spec: LoopSpec) -> None:
+        """Serve ``spec``'s loop: build its device and QNode (once per loop)."""
+        if spec.loop_id == self.loop_id:
+            return
+        self._held.clear()
+        self.backend = spec.backend
+        self.device = self.backend.make_device(spec.wires)
+        self.qnode = self.backend.qnode(spec.circuit, self.device, spec.diff_method)
+        self.tol = spec.tol
+        self.final_repeats = spec.final_repeats
+        self.inputs = dict(spec.inputs)
+        self.loop_id = spec.loop_id
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    @ray.method(num_returns=2)
+    def run_node(
+        self, wire: bytes, *dep_values: Any, keep: Held | None = None
+    ) -> tuple[Any, bytes]:
+        """Run a chunk's node here, sent by the loop executor; ``keep`` names its output
+        (or error) for the next chunk, which takes it as a :class:`Held` argument."""
+        try:
+            inputs = [self._take(v) if isinstance(v, Held) else v for v in dep_values]
+            value, outcome = run_wire(wire, *inputs)
+        except BaseException as exc:
+            if keep is not None:  # the next chunk fails with it, as with a Ray argument
+                self._held[keep] = exc
+            raise
+        if keep is not None:
+            self._held[keep] = value
+        return value, outcome
+
+    def _take(self, held: Held) -> Any:
+        if held not in self._held:  # a new actor, or one that served another loop since
+            raise NotServingError(f"This actor does not hold the output of {held}.")
+        value = self._held.pop(held)
+        if isinstance(value, BaseException):
+            raise value
+        return value
+
+    def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool) -> ChunkState:
+        """Run ``k`` steps from ``state``; ``last`` adds the final estimate and inputs."""
+        from pennylane import numpy as pnp
+
+        if loop_id != self.loop_id:  # never compute for the wrong loop
+            raise NotServingError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
+        t0 = time.perf_counter()
+        opt = cloudpickle.loads(state["optimizer"])
+        params = pnp.array(state["params"], requires_grad=True)
+        costs: list[float] = []
+        converged = False
+        prev = state["last_cost"]
+        if isinstance(opt, ScipyOptimizer):
+            params, costs, converged = opt.run_chunk(self.qnode, params, k, self.tol)
+        history = list(state.get("history", []))
+        for _ in range(0 if isinstance(opt, ScipyOptimizer) else k):
+            if hasattr(opt, "step_and_cost"):
+                params, cost = opt.step_and_cost(self.qnode, params)
+            else:
+                params, cost = opt(self.qnode, params)
+            costs.append(float(cost))
+            history = (history + [costs[-1]])[-STAT_WINDOW:]
+            if self.tol is not None and self.backend.shots is not None:
+                if stalled(history, self.tol):
+                    converged = True
+                    break
+            elif self.tol is not None and prev is not None and abs(prev - costs[-1]) < self.tol:
+                converged = True
+                break
+            prev = costs[-1]
+        out = ChunkState(
+            {
+                "params": np.asarray(params, dtype=float),
+                "optimizer": cloudpickle.dumps(opt),
+                "costs": costs,
+                "last_cost": costs[-1] if costs else prev,
+                "converged": converged,
+                "step": state["step"] + len(costs),
+                "node_id": self.node_id(),
+                "seconds": time.perf_counter() - t0,
+                "restarts": state["restarts"],
+                "history": history,
+            }
+        )
+        if last or converged:
+            out["inputs"] = self.inputs
+            out["final_cost"], out["final_cost_stderr"] = self.final_estimate(params)
+        return out
+
+    def final_estimate(self, params: Any) -> tuple[float, float | None]:
+        """The cost at ``params``: exact, or with shots the mean of ``final_repeats``
+        independent estimates and its standard error."""
+        if self.backend.shots is None or self.final_repeats < 2:
+            return float(self.qnode(params)), None
+        values = np.array([float(self.qnode(params)) for _ in range(self.final_repeats)])
+        return float(values.mean()), float(values.std(ddof=1) / math.sqrt(values.size))
+
+
+#: Iterations the shot-noise stopping test looks back over.
+STAT_WINDOW = 10
+
+
+def stalled(history: Sequence[float], tol: float) -> bool:
+    """Whether noisy costs have stopped improving: over the last :data:`STAT_WINDOW`
+    iterations, the decrease of a least-squares line is below ``tol`` or below twice
+    its own standard error (no improvement distinguishable from shot noise).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> stalled(list(-1.0 + 0.01 * rng.standard_normal(10)), 1e-6)
+        True
+        >>> stalled([1.0 - 0.1 * i for i in range(10)], 1e-6)
+        False
+    """
+    if len(history) < STAT_WINDOW:
+        return False
+    y = np.asarray(history[-STAT_WINDOW:], dtype=float)
+    x = np.arange(y.size, dtype=float) - (y.size - 1) / 2
+    slope = float(x @ y / (x @ x))
+    residual = y - y.mean() - slope * x
+    slope_se = math.sqrt(float(residual @ residual) / (y.size - 2) / float(x @ x))
+    decrease = -slope * (y.size - 1)
+    return decrease < max(tol, 2 * slope_se * (y.size - 1))
