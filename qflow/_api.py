@@ -5,22 +5,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, ParamSpec, cast, overload
 
-import cloudpickle
 import ray
 
-from qflow.core.dispatcher import (
-    check_picklable,
-    fingerprints,
-    record_new_dispatch,
-)
+from qflow.core.dispatcher import fingerprints
 from qflow.core.graph import Graph
+from qflow.core.launch import build, record
 from qflow.core.status import Status
 from qflow.core.stored import stored_graph
-from qflow.core.text import source_text, value_text
 from qflow.covalent.waits import Wait
 from qflow.electron import Electron
 from qflow.exceptions import (
@@ -28,7 +22,6 @@ from qflow.exceptions import (
     DispatchNotFoundError,
     DispatchTimeoutError,
     QflowInputError,
-    QflowSerializationError,
 )
 from qflow.executors import check_feasible
 from qflow.lattice import Lattice
@@ -113,14 +106,7 @@ def _launch(
     reuse_from: str | None = None,
     replace: dict[str, Any] | None = None,
 ) -> str:
-    graph = lat.build_graph(*args, _replace=replace, **kwargs)
-    check_picklable(graph)
-    try:
-        inputs = cloudpickle.dumps({"args": args, "kwargs": kwargs})
-    except Exception as exc:
-        raise QflowSerializationError(
-            f"The inputs of lattice {lat.__name__} cannot be pickled: {exc!r}."
-        ) from exc
+    new = build(lat, args, kwargs, replace=replace)
     rt = _runtime()
     service = rt.service()  # connect first: a cluster that does not answer leaves no row
     if lat.triggers and service is None:
@@ -129,25 +115,14 @@ def _launch(
             "script ends: run `qflow start` first (the service watches them and dispatches "
             "the lattice each time one fires), then dispatch again."
         )
-    check_feasible(graph)
+    check_feasible(new.graph)
     max_sublattice_depth()  # a bad setting fails here, before a record is made
-    dispatch_id = str(uuid.uuid4())
-    reuse = _reusable(rt, reuse_from, lat, graph) if reuse_from else {}
-    record_new_dispatch(
-        rt.store,
-        dispatch_id,
-        graph,
-        inputs=inputs,
-        graph_blob=cloudpickle.dumps({"lattice": lat, "replace": replace}),
-        owner=rt.heartbeat.owner,
-        source=_source(lat),
-        tags=lat.tags,
-        inputs_text=value_text({"args": args, "kwargs": kwargs}),
-    )
+    reuse = _reusable(rt, reuse_from, lat, new.graph) if reuse_from else {}
+    dispatch_id = record(rt.store, new, owner=rt.heartbeat.owner)
     if lat.triggers and service is not None:  # registered, not run: each firing
         service.add_triggers(dispatch_id)  # starts a dispatch of its own
         return dispatch_id
-    rt.start(dispatch_id, graph, reuse)
+    rt.start(dispatch_id, new.graph, reuse)
     return dispatch_id
 
 
@@ -176,12 +151,6 @@ def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
         _status_row(rt, dispatch_id)  # unknown ids raise DispatchNotFoundError
         started += service.stop_triggers(dispatch_id)
     return started
-
-
-def _source(lat: Lattice[..., Any]) -> str | None:
-    """The lattice's source, for readers of the store (None when Python has none, e.g.
-    a function typed into a REPL)."""
-    return source_text(lat.workflow_function)
 
 
 def _reusable(

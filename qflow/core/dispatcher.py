@@ -13,7 +13,6 @@ import collections
 import contextlib
 import dataclasses
 import hashlib
-import json
 import queue
 import threading
 import time
@@ -26,30 +25,28 @@ import ray
 
 from qflow.core.graph import (
     POSTPROCESS_NAME,
-    VIRTUAL_KINDS,
     Apply,
-    Const,
     Expr,
     Graph,
     NodeKind,
     Ref,
 )
+from qflow.core.launch import build, record
 from qflow.core.plan import Plan, plan
 from qflow.core.recorder import Recorder
 from qflow.core.status import Status
 from qflow.core.sublattice import SublatticeCall
 from qflow.core.task import (
     OUTCOME_ATTR,
-    PLAIN_TYPES,
     CallTemplate,
     NodeOutcome,
     SublatticeOutput,
     TaskCall,
     dumps_value,
 )
-from qflow.core.text import source_text, value_text
-from qflow.exceptions import DispatchFailedError, QflowSerializationError, StoreFullError
-from qflow.executors import Submission, executor_name, ray_request, resolve_executor
+from qflow.core.text import value_text
+from qflow.exceptions import DispatchFailedError, StoreFullError
+from qflow.executors import Submission, ray_request, resolve_executor
 from qflow.executors.placement import no_longer_feasible
 from qflow.settings import max_sublattice_depth
 from qflow.store.base import DerivedOutput, ResultStore, loads, now_iso
@@ -105,149 +102,6 @@ def fingerprints(graph: Graph) -> dict[int, str]:
     return out
 
 
-class _Discard:
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-
-def check_picklable(graph: Graph) -> None:
-    """Raise :class:`QflowSerializationError` naming the first electron whose function or
-    arguments cannot be pickled, before any compute is spent."""
-    functions = {id(n.fn): n.fn for n in graph.nodes}  # a fan-out shares one function
-    values = [
-        v
-        for n in graph.nodes
-        for v in (*n.args, *n.kwargs.values())
-        if type(v) is not Const or type(v.value) not in PLAIN_TYPES
-    ]
-    try:  # one pickler for everything (per-node picklers cost more than the dispatch),
-        # writing nowhere, so big arguments are never all held as bytes at once
-        cloudpickle.Pickler(_Discard(), protocol=4).dump((list(functions.values()), values))
-        return
-    except Exception:  # find the culprit below, to name it
-        pass
-    checked: set[int] = set()
-    for node in graph.nodes:
-        parts: dict[str, Any] = {f"argument {i}": a for i, a in enumerate(node.args)}
-        parts.update({f"argument {k!r}": v for k, v in node.kwargs.items()})
-        if id(node.fn) not in checked:
-            checked.add(id(node.fn))
-            parts["function"] = node.fn
-        for what, value in parts.items():
-            try:
-                cloudpickle.dumps(value)
-            except Exception as exc:
-                raise QflowSerializationError(
-                    f"The {what} of electron {node.label} cannot be pickled ({exc!r}), so it "
-                    "cannot be shipped to a Ray worker. Pass plain data (numbers, arrays, "
-                    "paths) and open handles such as files, locks or sockets inside the "
-                    "electron."
-                ) from exc
-
-
-def record_new_dispatch(
-    store: ResultStore,
-    dispatch_id: str,
-    graph: Graph,
-    *,
-    inputs: bytes | None,
-    graph_blob: bytes | None,
-    parent_id: str | None = None,
-    parent_node_id: int | None = None,
-    owner: str | None = None,
-    inputs_text: str | None = None,
-    source: str | None = None,
-    tags: tuple[str, ...] = (),
-) -> None:
-    """Insert the dispatch row, owned by ``owner``, and a NEW_OBJECT row per node
-    (COMPLETED, with its value, for a parameter node: there is nothing to run)."""
-    created = now_iso()
-    store.create_dispatch(
-        {
-            "dispatch_id": dispatch_id,
-            "name": graph.name,
-            "status": Status.NEW_OBJECT,
-            "parent_id": parent_id,
-            "parent_node_id": parent_node_id,
-            "created_at": created,
-            "owner": owner,
-            "heartbeat": time.time(),
-            "inputs_text": inputs_text,
-            "source": source,
-            "electron_sources": _electron_sources(graph),
-            "tags": json.dumps(list(tags)) if tags else None,
-            "inputs": inputs,
-            "graph": graph_blob,
-            "graph_text": None,
-        },  # made when read
-        _node_rows(graph, created),
-    )
-
-
-def _node_rows(graph: Graph, created: str) -> list[dict[str, Any]]:
-    rows = []
-    names: dict[tuple[int, NodeKind], str | None] = {}  # a fan-out shares one options object
-    for n in graph.nodes:
-        if n.kind is NodeKind.PARAMETER:
-            rows.append(_parameter_row(n, created))
-            continue
-        key = (id(n.options), n.kind)
-        if key not in names:
-            names[key] = _executor_name(n)
-        rows.append(
-            {
-                "node_id": n.node_id,
-                "name": n.name,
-                "kind": n.kind.value,
-                "parents": repr(n.parents()),
-                "status": Status.NEW_OBJECT,
-                "executor": names[key],
-            }
-        )
-    return rows
-
-
-def _parameter_row(node: Any, created: str) -> dict[str, Any]:
-    value = node.expr.value
-    return {
-        "node_id": node.node_id,
-        "name": node.name,
-        "kind": str(node.kind),
-        "parents": "[]",
-        "status": Status.COMPLETED,
-        "start_time": created,
-        "end_time": created,
-        "output": dumps_value(value),
-        "output_text": value_text(value),
-        "stdout": "",
-        "stderr": "",
-    }
-
-
-def _electron_sources(graph: Graph) -> str | None:
-    """``{electron name: its function's source}`` as JSON, for readers that never
-    unpickle (functions without source, e.g. typed into a REPL, are left out)."""
-    sources: dict[str, str] = {}
-    seen: set[int] = set()
-    for node in graph.nodes:
-        if node.kind in VIRTUAL_KINDS or id(node.fn) in seen or node.name in sources:
-            continue
-        seen.add(id(node.fn))
-        fn = getattr(node.fn, "workflow_function", node.fn)  # a sublattice's lattice
-        text = source_text(fn)
-        if text is not None:
-            sources[node.name] = text
-    return json.dumps(sources) if sources else None
-
-
-def _executor_name(node: Any) -> str | None:
-    """The executor a node runs on, by name, for the record (None for OP and parameter
-    nodes, which never run)."""
-    if node.kind in VIRTUAL_KINDS:
-        return None
-    return executor_name(node.options.executor if node.options is not None else None)
-
-
 def _derived_text(expr: Expr) -> str:
     ids = sorted(set(expr.refs()))
     shown = ", ".join(map(str, ids[:20])) + (", ..." if len(ids) > 20 else "")
@@ -295,7 +149,7 @@ class Dispatcher:
 
     Args:
         store: where node and dispatch rows are written.
-        dispatch_id: an id already recorded by :func:`record_new_dispatch`.
+        dispatch_id: an id already recorded by :func:`qflow.core.launch.record`.
         graph: the graph to run.
         reuse: node id -> pickled output of nodes to take from an earlier dispatch.
         heartbeat: claims the dispatch for this process while it runs.
@@ -925,17 +779,10 @@ def run_sublattice(call: SublatticeCall, *args: Any, **kwargs: Any) -> Sublattic
     from qflow.store.sqlite import SQLiteStore
 
     store = SQLiteStore(":memory:")
-    graph = call.lattice.build_graph(*args, **kwargs)
-    record_new_dispatch(
-        store,
-        call.child_id,
-        graph,
-        inputs=cloudpickle.dumps({"args": args, "kwargs": kwargs}),
-        graph_blob=None,
-        inputs_text=value_text({"args": args, "kwargs": kwargs}),
-    )
+    new = build(call.lattice, args, kwargs, top_level=False)
+    record(store, new, dispatch_id=call.child_id)
     status = Dispatcher(
-        store, call.child_id, graph, chain=call.chain, max_depth=call.max_depth
+        store, call.child_id, new.graph, chain=call.chain, max_depth=call.max_depth
     ).run()
     export = store.export(call.child_id)
     row = store.get_dispatch(call.child_id) or {}

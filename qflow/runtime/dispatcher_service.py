@@ -5,7 +5,6 @@ dispatches on its threads, so they outlive the client, and resumes them after a 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -138,30 +137,16 @@ class DispatcherService:
     def _fire(self, db_path: str, base_id: str) -> str:
         """Start a new dispatch of the lattice recorded as ``base_id``, same inputs."""
         import copy
-        import uuid
 
-        from qflow.core.dispatcher import record_new_dispatch
+        from qflow.core.launch import rebuild, record
 
         store, heartbeat = self._store(db_path)
-        full = store.get_dispatch(base_id) or {}
-        stored = stored_graph(full)
-        lattice = copy.copy(stored.lattice)
+        row = store.get_dispatch(base_id) or {}
+        lattice = copy.copy(stored_graph(row).lattice)
         lattice.triggers = ()  # the new dispatch runs; it does not register again
-        graph = stored.build(lattice)
-        new_id = str(uuid.uuid4())
-        tags = tuple(json.loads(full.get("tags") or "[]")) + (f"trigger:{base_id[:8]}",)
-        record_new_dispatch(
-            store,
-            new_id,
-            graph,
-            inputs=full["inputs"],
-            graph_blob=cloudpickle.dumps({"lattice": lattice, "replace": stored.replace}),
-            owner=heartbeat.owner,
-            source=full.get("source"),
-            inputs_text=full.get("inputs_text"),
-            tags=tags,
-        )
-        self._start(db_path, new_id, graph, {})
+        new = rebuild(row, lattice, tags=(f"trigger:{base_id[:8]}",))
+        new_id = record(store, new, owner=heartbeat.owner)
+        self._start(db_path, new_id, new.graph, {})
         return new_id
 
     def stop_triggers(self, db_path: str, dispatch_id: str, error: str | None = None) -> list[str]:
