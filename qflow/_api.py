@@ -25,6 +25,8 @@ from qflow.exceptions import (
 )
 from qflow.executors import check_feasible
 from qflow.lattice import Lattice
+from qflow.remote.client import Client, client_for
+from qflow.remote.store import RemoteStore
 from qflow.result import Result
 from qflow.runtime.lease import owner_role, reap, service_verdict
 from qflow.runtime.process import ProcessRuntime, choose, current
@@ -139,6 +141,9 @@ def stop_triggers(dispatch_ids: str | Iterable[str]) -> list[str]:
         ClusterError: no ``qflow start`` service is running (it is what watches them).
     """
     ids = [dispatch_ids] if isinstance(dispatch_ids, str) else list(dispatch_ids)
+    client = client_for()
+    if client is not None:
+        return client.stop_triggers(ids)
     rt = _runtime()
     service = rt.service()
     if service is None:
@@ -171,11 +176,17 @@ def _reusable(
     }
 
 
-def dispatch(lattice: Lattice[P, Any]) -> Callable[P, str]:
+def dispatch(lattice: Lattice[P, Any], dispatcher_addr: str | None = None) -> Callable[P, str]:
     """Return a function that dispatches ``lattice`` with its arguments and returns the id.
 
     The lattice function runs at once to build the graph (its exceptions propagate);
-    the electrons then run on Ray while this returns.
+    the electrons then run on Ray while this returns. With a qflow server chosen
+    (``dispatcher_addr``, ``QFLOW_SERVER`` or ``qflow login``), the lattice and its
+    inputs go to the server, which builds, records and runs it.
+
+    Args:
+        lattice: the ``@qflow.lattice`` to run.
+        dispatcher_addr: a qflow server's URL (or ``host:port``), as in Covalent.
 
     Example:
         >>> import qflow
@@ -190,14 +201,19 @@ def dispatch(lattice: Lattice[P, Any]) -> Callable[P, str]:
         3
     """
     lat = _as_lattice(lattice, "dispatch")
+    client = client_for(dispatcher_addr)
 
     def submit(*args: P.args, **kwargs: P.kwargs) -> str:
+        if client is not None:
+            return client.dispatch(lat, args, kwargs)
         return _launch(lat, args, kwargs)
 
     return submit
 
 
-def dispatch_sync(lattice: Lattice[P, Any]) -> Callable[P, Result]:
+def dispatch_sync(
+    lattice: Lattice[P, Any], dispatcher_addr: str | None = None
+) -> Callable[P, Result]:
     """Like :func:`dispatch`, but wait and return the :class:`Result`.
 
     Example:
@@ -208,10 +224,10 @@ def dispatch_sync(lattice: Lattice[P, Any]) -> Callable[P, Result]:
         >>> qflow.dispatch_sync(flow)(5).result
         5
     """
-    lat = _as_lattice(lattice, "dispatch_sync")
+    submit = dispatch(_as_lattice(lattice, "dispatch_sync"), dispatcher_addr)
 
     def run(*args: P.args, **kwargs: P.kwargs) -> Result:
-        return get_result(_launch(lat, args, kwargs), wait=True)
+        return get_result(submit(*args, **kwargs), wait=True, dispatcher_addr=dispatcher_addr)
 
     return run
 
@@ -280,6 +296,7 @@ def _finished(row: dict[str, Any]) -> bool:
 def get_result(
     dispatch_id: str,
     wait: bool | Wait = ...,
+    dispatcher_addr: str | None = ...,
     status_only: Literal[False] = ...,
     timeout: float | None = ...,
     *,
@@ -295,6 +312,7 @@ def get_result(
 def get_result(
     dispatch_id: str,
     wait: bool | Wait,
+    dispatcher_addr: str | None,
     status_only: Literal[True],
     timeout: float | None = ...,
     *,
@@ -310,6 +328,7 @@ def get_result(
 def get_result(
     dispatch_id: str,
     wait: bool | Wait = ...,
+    dispatcher_addr: str | None = ...,
     *,
     status_only: Literal[True],
     timeout: float | None = ...,
@@ -324,6 +343,7 @@ def get_result(
 def get_result(
     dispatch_id: str,
     wait: bool | Wait = False,
+    dispatcher_addr: str | None = None,
     status_only: bool = False,
     timeout: float | None = None,
     *,
@@ -343,6 +363,8 @@ def get_result(
         wait: block until the dispatch is COMPLETED, FAILED or CANCELLED; or a
             :class:`qflow.waits.Wait` such as ``qflow.wait.LONG``: wait that long, then
             return the Result as it is (Covalent's behaviour).
+        dispatcher_addr: a qflow server's URL (or ``host:port``), as in Covalent; by
+            default ``QFLOW_SERVER`` or ``qflow login``'s, else this machine.
         status_only: return only ``{"id": ..., "status": ...}``.
         timeout: with ``wait``, give up after this many seconds.
         workflow_output: False leaves the lattice's return value out (``result``
@@ -371,15 +393,33 @@ def get_result(
                 "intermediate_outputs": intermediate_outputs,
                 "sublattice_results": sublattice_results,
             }
+            addr = {"dispatcher_addr": dispatcher_addr}
             try:
                 return get_result(  # type: ignore[call-overload, no-any-return]
-                    dispatch_id, wait=True, status_only=status_only, timeout=wait.seconds, **flags
+                    dispatch_id,
+                    wait=True,
+                    status_only=status_only,
+                    timeout=wait.seconds,
+                    **addr,
+                    **flags,
                 )
             except DispatchTimeoutError:
                 return get_result(  # type: ignore[call-overload, no-any-return]
-                    dispatch_id, status_only=status_only, **flags
+                    dispatch_id, status_only=status_only, **addr, **flags
                 )
         wait = True
+    client = client_for(dispatcher_addr)
+    if client is not None:
+        return _remote_result(
+            client,
+            dispatch_id,
+            wait=bool(wait),
+            timeout=timeout,
+            status_only=status_only,
+            workflow_output=workflow_output,
+            intermediate_outputs=intermediate_outputs,
+            sublattice_results=sublattice_results,
+        )
     rt = _runtime()
     row = _status_row(rt, dispatch_id)
     if wait and not _finished(row):
@@ -413,6 +453,33 @@ def get_result(
     )
 
 
+def _remote_result(
+    client: Client,
+    dispatch_id: str,
+    *,
+    wait: bool,
+    timeout: float | None,
+    status_only: bool,
+    **flags: bool,
+) -> Result | dict[str, Any]:
+    """:func:`get_result` from a qflow server: wait on its side, then read its store."""
+    _check_id(dispatch_id)
+    store = RemoteStore(client)
+    if wait:
+        row = client.wait(dispatch_id, timeout)
+        if not row.get("finished"):
+            raise _timed_out(dispatch_id, timeout)
+    if status_only:
+        found = row if wait else store.get_status(dispatch_id)
+        if found is None:
+            raise DispatchNotFoundError(f"No dispatch {dispatch_id!r} on the server {client.url}.")
+        return {"id": dispatch_id, "status": Status(found["status"])}
+    full = store.get_dispatch(dispatch_id)
+    if full is None:
+        raise DispatchNotFoundError(f"No dispatch {dispatch_id!r} on the server {client.url}.")
+    return Result(store, full, **flags)
+
+
 def _raise_if_paused(rt: ProcessRuntime, row: dict[str, Any]) -> None:
     """Waiting for a dispatch whose ``qflow start`` head is stopped would never end."""
     if owner_role(row.get("owner")) == "service":
@@ -428,14 +495,27 @@ def _timed_out(dispatch_id: str, timeout: float | None) -> DispatchTimeoutError:
     )
 
 
-def cancel(dispatch_id: str, task_ids: Iterable[int] | int | None = None) -> str:
+def cancel(
+    dispatch_id: str,
+    task_ids: Iterable[int] | int | None = None,
+    dispatcher_addr: str | None = None,
+) -> str:
     """Cancel a dispatch at once, or only the nodes ``task_ids`` (their dependants never run).
+
+    Args:
+        dispatch_id: what :func:`dispatch` returned.
+        task_ids: node ids to cancel; by default the whole dispatch.
+        dispatcher_addr: a qflow server's URL (or ``host:port``), as in Covalent.
 
     Returns:
         A short message saying what was cancelled.
     """
-    rt = _runtime()
     _check_id(dispatch_id)
+    client = client_for(dispatcher_addr)
+    if client is not None:
+        ids = [task_ids] if isinstance(task_ids, int) else task_ids
+        return client.cancel(dispatch_id, None if ids is None else list(ids))
+    rt = _runtime()
     running = (
         _running_sublattice(rt, dispatch_id) if rt.store.get_status(dispatch_id) is None else None
     )
@@ -492,6 +572,7 @@ def cancel_recorded(store: Any, row: dict[str, Any], running_here: bool = False)
 
 def redispatch(
     dispatch_id: str,
+    dispatcher_addr: str | None = None,
     replace_electrons: dict[str, Electron[..., Any]] | None = None,
     reuse_previous_results: bool = False,
 ) -> Callable[..., str]:
@@ -502,10 +583,30 @@ def redispatch(
 
     Args:
         dispatch_id: the dispatch to repeat.
+        dispatcher_addr: a qflow server's URL (or ``host:port``), as in Covalent.
         replace_electrons: ``{electron name: new electron}``.
         reuse_previous_results: take the outputs of unchanged completed nodes (same
             function, same inputs, same ancestors) instead of running them again.
     """
+    replace = dict(replace_electrons or {})
+    bad = {k: v for k, v in replace.items() if not callable(v)}
+    if bad:
+        raise QflowInputError(f"replace_electrons maps electron names to electrons; got {bad!r}.")
+    client = client_for(dispatcher_addr)
+    if client is not None:
+        server = client
+
+        def remote(*args: Any, **kwargs: Any) -> str:
+            return server.dispatch(
+                None,
+                tuple(args),
+                dict(kwargs),
+                redispatch_of=dispatch_id,
+                replace=replace,
+                reuse=reuse_previous_results,
+            )
+
+        return remote
     rt = _runtime()
     row = _row(rt, dispatch_id)
     if not row.get("graph"):
@@ -516,10 +617,6 @@ def redispatch(
     stored = stored_graph(row)
     lat: Lattice[..., Any] = stored.lattice
     old_inputs = stored.inputs
-    replace = dict(replace_electrons or {})
-    bad = {k: v for k, v in replace.items() if not callable(v)}
-    if bad:
-        raise QflowInputError(f"replace_electrons maps electron names to electrons; got {bad!r}.")
 
     def submit(*args: Any, **kwargs: Any) -> str:
         if not args and not kwargs:

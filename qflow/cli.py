@@ -69,19 +69,40 @@ def main() -> None:
     help="Where the UI listens; a non-loopback address requires its token.",
 )
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=8765, show_default=True)
+@click.option(
+    "--listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Also serve the web UI and the HTTP API here, for clients on other machines "
+    "(QFLOW_SERVER=URL and QFLOW_TOKEN, or `qflow login URL`; `qflow token` prints it).",
+)
+@click.option("--certfile", default=None, help="With --listen: serve HTTPS with this certificate.")
+@click.option("--keyfile", default=None, help="With --listen: the certificate's private key.")
 def start(
-    num_cpus: int | None, resources: str | None, with_ui: bool, ui_host: str, ui_port: int
+    num_cpus: int | None,
+    resources: str | None,
+    with_ui: bool,
+    ui_host: str,
+    ui_port: int,
+    listen: str | None,
+    certfile: str | None,
+    keyfile: str | None,
 ) -> None:
     """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
     from qflow.runtime import service
+    from qflow.server.serve import parse_listen
     from qflow.settings import parse_resources
 
     parsed = parse_resources(resources, "--resources") if resources else ()
+    if (certfile is None) != (keyfile is None) or (certfile and listen is None):
+        raise click.UsageError("--certfile and --keyfile go together, with --listen.")
     state = service.start(
         Settings.from_env(),
         num_cpus=num_cpus,
         resources=parsed,
         ui=(ui_host, ui_port) if with_ui else None,
+        listen=parse_listen(listen) if listen else None,
+        tls=(certfile, keyfile) if certfile and keyfile else None,
     )
     click.echo(
         f"qflow head running: pid {state['pid']}, address {state['address']}, "
@@ -89,6 +110,61 @@ def start(
     )
     if "ui_url" in state:
         click.echo(f"qflow UI at {state['ui_url']}")
+    if "server_url" in state:
+        click.echo(
+            f"qflow server at {state['server_url']} (API and UI; `qflow token` prints its "
+            "token; clients: `qflow login URL`)"
+        )
+
+
+@main.command(hidden=True)
+@click.option("--listen", required=True, metavar="HOST:PORT")
+@click.option("--certfile", default=None)
+@click.option("--keyfile", default=None)
+def serve(listen: str, certfile: str | None, keyfile: str | None) -> None:
+    """The qflow server process that `qflow start --listen` runs."""
+    from qflow.runtime.head_state import live_address
+    from qflow.server.serve import parse_listen
+    from qflow.server.serve import serve as run
+    from qflow.server.tokens import make_token
+
+    settings = Settings.from_env()
+    if live_address(settings) is None:
+        raise ClusterError(
+            f"No qflow head runs for {settings.home}: the server hands dispatches to it. "
+            "Run `qflow start --listen HOST:PORT` instead."
+        )
+    host, port = parse_listen(listen)
+    run(settings.home, host, port, make_token(settings.home), certfile, keyfile)
+
+
+@main.command()
+def token() -> None:
+    """Print the token of this home's qflow server (clients send it as QFLOW_TOKEN)."""
+    from qflow.server.tokens import read_token
+
+    click.echo(read_token(Settings.from_env().home))
+
+
+@main.command()
+@click.argument("url")
+@click.option(
+    "--token",
+    "token_value",
+    default=None,
+    help="The server's token (`qflow token` there); asked for if not given.",
+)
+def login(url: str, token_value: str | None) -> None:
+    """Send this machine's dispatches and reads to the qflow server at URL from now on."""
+    from qflow.remote.client import Client, server_url
+    from qflow.remote.client import login as save
+
+    url = server_url(url)
+    if token_value is None:
+        token_value = click.prompt("token", hide_input=True)
+    Client(url, token_value).json("GET", "/versions")  # a wrong token or URL fails here
+    path = save(url, token_value)
+    click.echo(f"logged in to {url} (kept in {path}; remove it to run locally again)")
 
 
 @main.command()
@@ -210,29 +286,42 @@ def status() -> None:
 @click.option("--limit", type=int, default=20, show_default=True, help="How many to show.")
 def list_(limit: int) -> None:
     """Show recent dispatches, newest first."""
-    from qflow.runtime.lease import reap_all
-    from qflow.runtime.process import current as _runtime
-
-    store = _runtime().store
-    reap_all(store)
-    rows = store.list_dispatches(limit)
+    rows = _store().list_dispatches(limit)
     if not rows:
         click.echo("no dispatches yet")
     for r in rows:
         click.echo(f"{r['dispatch_id']}  {r['status']:<10} {r['created_at'][:19]}  {r['name']}")
 
 
+def _store() -> Any:
+    """The results store commands read: the chosen server's, or this home's (with
+    dispatches nothing runs any more ended first)."""
+    from qflow.remote.client import client_for
+    from qflow.remote.store import RemoteStore
+    from qflow.runtime.lease import reap_all
+    from qflow.runtime.process import current as _runtime
+
+    client = client_for()
+    if client is not None:
+        return RemoteStore(client)
+    store = _runtime().store
+    reap_all(store)
+    return store
+
+
 def _view(dispatch_id: str) -> dict[str, Any]:
     from qflow._api import _not_found
-    from qflow.runtime.lease import reap_all
+    from qflow.exceptions import DispatchNotFoundError
+    from qflow.remote.store import RemoteStore
     from qflow.runtime.process import current as _runtime
     from qflow.ui.views import dispatch_view
 
-    rt = _runtime()
-    reap_all(rt.store)
-    view = dispatch_view(rt.store, dispatch_id, with_layout=False)
+    store = _store()
+    view = dispatch_view(store, dispatch_id, with_layout=False)
     if view is None:
-        raise _not_found(rt, dispatch_id)
+        if isinstance(store, RemoteStore):
+            raise DispatchNotFoundError(f"No dispatch {dispatch_id!r} on the server {store.path}.")
+        raise _not_found(_runtime(), dispatch_id)
     return view
 
 

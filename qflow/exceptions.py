@@ -17,7 +17,10 @@ Hierarchy::
     ├── StoreError                 the results store is unusable
     │   └── StoreFullError         the device holding the store has no space left
     ├── BackendError               a quantum backend failed or is unavailable
-    └── SlurmError                 a Slurm job failed, timed out or could not be submitted
+    ├── SlurmError                 a Slurm job failed, timed out or could not be submitted
+    └── ServerError                a qflow server did not answer, or refused the request
+        ├── ServerAuthError        no token, or a wrong one (HTTP 401)
+        └── VersionMismatchError   client and server could not unpickle each other's data
 
 Third-party errors (Ray, Braket, submitit) are translated where they cross into
 qflow, with ``raise ... from exc`` so the original stays reachable.
@@ -40,9 +43,12 @@ __all__ = [
     "QflowInputError",
     "QflowSerializationError",
     "QflowWarning",
+    "ServerAuthError",
+    "ServerError",
     "SlurmError",
     "StoreError",
     "StoreFullError",
+    "VersionMismatchError",
 ]
 
 
@@ -111,6 +117,21 @@ class BackendError(QflowError):
 
 class SlurmError(QflowError):
     """A Slurm job could not be submitted, failed, was cancelled or hit its time limit."""
+
+
+class ServerError(QflowError):
+    """A qflow server (``QFLOW_SERVER``, ``dispatcher_addr=``) did not answer, or refused
+    the request; the message names its URL."""
+
+
+class ServerAuthError(ServerError):
+    """The server wants a token (``QFLOW_TOKEN``, ``qflow login``) and got none or a wrong
+    one."""
+
+
+class VersionMismatchError(ServerError):
+    """Client and server run versions of qflow, Python, cloudpickle or Ray whose pickles
+    do not load in each other; the message names both."""
 
 
 class QflowWarning(QflowError, UserWarning):

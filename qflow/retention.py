@@ -56,9 +56,13 @@ def delete(dispatch_ids: Iterable[str] | str) -> int:
         1
     """
     from qflow._api import _status_row
+    from qflow.remote.client import client_for
     from qflow.runtime.process import current as _runtime
 
     ids = [dispatch_ids] if isinstance(dispatch_ids, str) else list(dispatch_ids)
+    client = client_for()
+    if client is not None:
+        return client.delete(ids)
     rt = _runtime()
     rows = [_status_row(rt, d) for d in ids]  # raises for an unknown id
     running = [

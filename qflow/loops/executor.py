@@ -1,8 +1,9 @@
 """A variational loop's chunks as method calls on the loop's warm actor.
 
 A chunk run as a plain Ray task costs a worker lease, a worker process and a second
-hop from that worker to the actor: about 3 ms a chunk on a 2-core machine, more than
-an iteration of a small VQE. The loop executor calls the actor directly instead. The
+hop from that worker to the actor, more than an iteration of a small VQE
+(``benchmarks/latency.py`` measures it). The loop executor calls the actor directly
+instead. The
 node still runs in a Ray worker (the actor's), its value still lives in Ray's object
 store, and the store records it like any other node.
 
@@ -14,10 +15,9 @@ How a loop's chunks run:
 - Every later chunk is an actor call, submitted at once. The actor keeps each chunk's
   output for the next chunk sent to it, which names that output (:class:`Held`)
   instead of taking it as a Ray argument: the calls wait in the actor's queue and run
-  back to back, with no round trip through the driver between them. (With the output
-  as a Ray argument, each call left the driver only once the previous one's result had
-  reached it: about 1 ms a chunk on a 2-core machine, during which the actor idled.)
-  Each output still returns to the driver as the node's value. The last chunk is
+  back to back, with no round trip through the driver between them (with the output
+  as a Ray argument, each call would leave the driver only once the previous one's
+  result had reached it, and the actor would idle meanwhile). Each output still returns to the driver as the node's value. The last chunk is
   submitted the same way, but what follows it (the loop's close) waits for it.
 - When the actor dies, its queued chunks fail with it. The chunk whose input had been
   computed reruns as a plain task, which starts a fresh actor and counts a restart;
@@ -27,7 +27,8 @@ How a loop's chunks run:
   the chunks after it end unrun. The actor is not reused.
 
 Not meant for users' electrons: :func:`qflow.loops.workflow.run_chunk` runs on it, and
-takes the loop id as its first argument and ``last=`` as a keyword.
+takes the loop's :class:`~qflow.loops.spec.LoopSpec` as its first argument and
+``last=`` as a keyword.
 """
 
 from __future__ import annotations

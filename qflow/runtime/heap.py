@@ -12,8 +12,8 @@ _settled = False
 def settle_heap() -> bool:
     """Collect once, then move every object alive now out of the collector's way.
 
-    A full collection scans every tracked object in the process: with Ray imported
-    that is about 100,000 (many more with PennyLane), 40 ms or more each time. A large
+    A full collection scans every tracked object in the process, and with Ray and
+    PennyLane imported those are many: each full collection stalls the dispatcher. A large
     dispatch allocates enough to set one off every few dispatches. Frozen objects are
     never scanned again, so later full collections cost what the dispatches' own
     objects cost. What is frozen is what was alive at start-up (modules, classes,

@@ -51,9 +51,13 @@ def start(
     resources: tuple[tuple[str, float], ...] = (),
     timeout: float = 90.0,
     ui: tuple[str, int] | None = None,
+    listen: tuple[str, int] | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> ServiceState:
     """Start the head and the dispatcher actor, check both stay up, and record them;
-    with ``ui=(host, port)``, also ``qflow ui`` beside them (its URL is in ``ui_url``).
+    with ``ui=(host, port)``, also ``qflow ui`` beside them (its URL is in ``ui_url``);
+    with ``listen=(host, port)``, the qflow server (UI and API; ``server_url``), over
+    HTTPS with ``tls=(certfile, keyfile)``.
 
     Raises:
         ClusterError: one is already running for this QFLOW_HOME, or it did not come
@@ -116,6 +120,8 @@ def start(
             raise ClusterError("the dispatcher service died just after starting")
         if ui is not None:
             state.update(_start_ui(settings, *ui))
+        if listen is not None:
+            state.update(_start_server(settings, *listen, tls=tls))
     except Exception as exc:
         state["last_error"] = str(exc)
         stop(settings)
@@ -250,22 +256,65 @@ def _start_actor(address: str, settings: Settings) -> int:
 def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -> dict[str, Any]:
     """Start ``qflow ui`` in its own process; wait until it answers."""
     import secrets
-    import sys
 
     token = secrets.token_urlsafe(24)  # on loopback too: other local users reach it
-    env = {
-        **os.environ,
-        "QFLOW_HOME": str(settings.home),
-        "QFLOW_UI_TOKEN": token,
-    }  # not in argv, where `ps` would show it
-    log_path = settings.home / "ui.log"  # private: it holds the UI's token
+    # The token goes in the environment, not in argv, where `ps` would show it.
+    pid, create_time = _start_child(
+        settings,
+        "ui",
+        ["--host", host, "--port", str(port)],
+        host,
+        port,
+        timeout,
+        {"QFLOW_UI_TOKEN": token},
+    )
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?token={token}"
+    return {"ui_pid": pid, "ui_create_time": create_time, "ui_url": url}
+
+
+def _start_server(
+    settings: Settings,
+    host: str,
+    port: int,
+    tls: tuple[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Start ``qflow serve`` (the UI and the HTTP API) in its own process; wait until it
+    answers. It makes the token ``qflow token`` prints."""
+    argv = ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    if tls is not None:
+        argv += ["--certfile", tls[0], "--keyfile", tls[1]]
+    pid, create_time = _start_child(settings, "serve", argv, host, port, timeout, {})
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{'https' if tls else 'http'}://{shown}:{port}"
+    return {"server_pid": pid, "server_create_time": create_time, "server_url": url}
+
+
+def _start_child(
+    settings: Settings,
+    command: str,
+    argv: list[str],
+    host: str,
+    port: int,
+    timeout: float,
+    env: dict[str, str],
+) -> tuple[int, float | None]:
+    """Start ``qflow COMMAND ARGV`` in its own session, logging to
+    ``$QFLOW_HOME/COMMAND.log``; wait until ``host:port`` accepts connections."""
+    import sys
+
+    full_env = {**os.environ, "QFLOW_HOME": str(settings.home), **env}
+    for name in ("QFLOW_SERVER", "QFLOW_TOKEN"):  # it serves; it never forwards
+        full_env.pop(name, None)
+    log_path = settings.home / f"{command}.log"  # private: it may hold a token
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "qflow.cli", "ui", "--host", host, "--port", str(port)],
+            [sys.executable, "-m", "qflow.cli", command, *argv],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=full_env,
             start_new_session=True,
         )
     probe = "127.0.0.1" if host in ("0.0.0.0", "::") else host.strip("[]")
@@ -273,7 +322,7 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
     def exited() -> None:
         if proc.poll() is not None:
             raise ClusterError(
-                f"`qflow ui` exited with {proc.returncode} at start; see "
+                f"`qflow {command}` exited with {proc.returncode} at start; see "
                 f"{log_path}: {_log_tail(log_path, 0)}"
             )
 
@@ -287,13 +336,12 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
     def timed_out() -> ClusterError:
         proc.kill()
         return ClusterError(
-            f"`qflow ui` did not listen on {host}:{port} within {timeout:.0f} s; see {log_path}"
+            f"`qflow {command}` did not listen on {host}:{port} within {timeout:.0f} s; "
+            f"see {log_path}"
         )
 
     wait_until(listening, timeout, interval=0.2, on_timeout=timed_out, check=exited)
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/?token={token}"
-    return {"ui_pid": proc.pid, "ui_create_time": _create_time(proc.pid), "ui_url": url}
+    return proc.pid, _create_time(proc.pid)
 
 
 def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
@@ -311,10 +359,12 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
         procs[main.pid] = main
         for child in main.children(recursive=True):
             procs[child.pid] = child
-    if "ui_pid" in state and same_process(
-        {"pid": state["ui_pid"], "create_time": state.get("ui_create_time")}
-    ):
-        procs[state["ui_pid"]] = psutil.Process(state["ui_pid"])
+    for child in ("ui", "server"):
+        pid = state.get(f"{child}_pid")
+        if pid is not None and same_process(
+            {"pid": pid, "create_time": state.get(f"{child}_create_time")}
+        ):
+            procs[pid] = psutil.Process(pid)
     for pid in state.get("pids", []):
         if pid not in procs:
             try:

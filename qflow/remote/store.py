@@ -1,0 +1,117 @@
+"""A results store read over HTTP from a qflow server: what a :class:`~qflow.Result`,
+``qflow list``, ``show``, ``logs`` and ``export`` read, with nothing kept here.
+
+Rows come back as the server's store returns them; node outputs stay pickled bytes
+until a :class:`~qflow.Result` reads them. Writes belong to the server: they raise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from qflow.exceptions import StoreError
+from qflow.remote.client import Client
+from qflow.store.base import DispatchPage, DispatchQuery, MetricPoint, ResultStore
+
+__all__ = ["READS", "RemoteStore"]
+
+#: The store methods a client may call on the server, and nothing else.
+READS = frozenset(
+    {
+        "get_status",
+        "get_dispatch",
+        "get_nodes",
+        "get_node_texts",
+        "get_node_states",
+        "children",
+        "list_dispatches",
+        "search_dispatches",
+        "get_metrics",
+        "size_bytes",
+        "export",
+    }
+)
+
+
+class RemoteStore(ResultStore):
+    """The server's results store, read through ``client``.
+
+    Example:
+        >>> RemoteStore(Client("http://127.0.0.1:1", None)).path
+        'http://127.0.0.1:1'
+    """
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.path = client.url
+
+    def _read(self, method: str, *args: Any) -> Any:
+        import json
+
+        body = json.dumps({"args": list(args)}).encode()
+        _, data = self.client.request(
+            "POST", f"/store/{urllib.parse.quote(method)}", body, content_type="application/json"
+        )
+        # Rows are plain data (and qflow's own row types): the server is trusted with
+        # them, as with any result it computes for this client.
+        return pickle.loads(data)
+
+    def _refuse(self, *_: Any, **__: Any) -> Any:
+        raise StoreError(
+            f"The results store of the qflow server at {self.client.url} is written by the "
+            "server only; dispatch, cancel and delete through qflow's API instead."
+        )
+
+    create_dispatch = update_dispatch = update_nodes = end_dispatch = claim = _refuse
+    unfinished = delete_dispatches = finished_before = add_metrics = _refuse
+    import_ = _refuse
+
+    def get_status(self, dispatch_id: str) -> dict[str, Any] | None:
+        row: dict[str, Any] | None = self._read("get_status", dispatch_id)
+        return row
+
+    def get_dispatch(self, dispatch_id: str) -> dict[str, Any] | None:
+        row: dict[str, Any] | None = self._read("get_dispatch", dispatch_id)
+        return row
+
+    def get_nodes(self, dispatch_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._read("get_nodes", dispatch_id)
+        return rows
+
+    def get_node_texts(self, dispatch_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._read("get_node_texts", dispatch_id)
+        return rows
+
+    def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = self._read("get_node_states", dispatch_id)
+        return rows
+
+    def children(self, dispatch_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._read("children", dispatch_id)
+        return rows
+
+    def list_dispatches(self, limit: int = 20) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._read("list_dispatches", limit)
+        return rows
+
+    def search_dispatches(self, query: DispatchQuery) -> DispatchPage:
+        page: DispatchPage = self._read("search_dispatches", dataclasses.asdict(query))
+        return page
+
+    def get_metrics(self, dispatch_ids: Sequence[str]) -> dict[str, list[MetricPoint]]:
+        points: dict[str, list[MetricPoint]] = self._read("get_metrics", list(dispatch_ids))
+        return points
+
+    def size_bytes(self) -> int:
+        return int(self._read("size_bytes"))
+
+    def export(self, dispatch_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._read("export", dispatch_id)
+        return data
+
+    def change_marker(self) -> Any:
+        return None

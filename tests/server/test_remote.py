@@ -1,0 +1,300 @@
+"""A qflow server on its own head, and clients that reach it over HTTP only.
+
+The server is a real ``qflow start --listen`` head. Each client is a separate Python
+process with a home of its own; where it must not see the server's files it runs in
+its own mount namespace with a tmpfs over ``/tmp`` (``unshare --mount``, as root).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import qflow
+from qflow.exceptions import ServerAuthError, ServerError
+
+pytestmark = pytest.mark.slow
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _can_unshare() -> str | None:
+    """Why a private /tmp cannot be made here (None when it can)."""
+    if os.geteuid() != 0:
+        return "needs root to mount a tmpfs in a new mount namespace"
+    if shutil.which("unshare") is None:
+        return "the unshare command (util-linux) is missing"
+    probe = subprocess.run(
+        ["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /tmp"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        return f"unshare --mount failed here: {probe.stderr.strip()}"
+    return None
+
+
+def _private_tmp_prefix() -> list[str]:
+    """A command prefix that runs in a new mount namespace whose /tmp is an empty
+    tmpfs; the project and the interpreter's prefix stay visible when under /tmp."""
+    keep = sorted({str(ROOT), sys.prefix, os.path.realpath(sys.prefix)})
+    steps = []
+    for i, path in enumerate(p for p in keep if p.startswith("/tmp/")):
+        steps += [f"mkdir -p /run/qflow-keep{i}", f"mount --bind {path} /run/qflow-keep{i}"]
+    steps.append("mount -t tmpfs tmpfs /tmp")
+    for i, path in enumerate(p for p in keep if p.startswith("/tmp/")):
+        steps += [f"mkdir -p {path}", f"mount --bind /run/qflow-keep{i} {path}"]
+    return ["unshare", "--mount", "sh", "-c", " && ".join(steps) + ' && exec "$0" "$@"']
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A qflow head serving the UI and the API on a loopback port."""
+    home = tmp_path_factory.mktemp("server-home")
+    port = free_port()
+    env = {**os.environ, "QFLOW_HOME": str(home), "QFLOW_SERVER_MAX_BODY": str(8 << 20)}
+    for name in ("RAY_ADDRESS", "QFLOW_SERVER", "QFLOW_TOKEN"):
+        env.pop(name, None)
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qflow.cli",
+            "start",
+            "--num-cpus",
+            "2",
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stderr
+    token = subprocess.run(
+        [sys.executable, "-m", "qflow.cli", "token"], env=env, capture_output=True, text=True
+    ).stdout.strip()
+    yield {"url": f"http://127.0.0.1:{port}", "token": token, "home": home, "env": env}
+    subprocess.run([sys.executable, "-m", "qflow.cli", "stop"], env=env, timeout=60)
+
+
+def _client(server, code, *, private_tmp=False, extra_env=None, timeout=120):
+    """Run ``code`` as a client script (its own home, no Ray address); its JSON line."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    env.update(
+        QFLOW_HOME="/tmp/qflow-client-home" if private_tmp else str(server["home"]) + "-client",
+        QFLOW_SERVER=server["url"],
+        QFLOW_TOKEN=server["token"],
+        PYTHONPATH=str(ROOT),
+    )
+    env.update(extra_env or {})
+    argv = [sys.executable, "-c", textwrap.dedent(code)]
+    if private_tmp:
+        argv = _private_tmp_prefix() + argv
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+CLIENT_CHECKS = """
+import json, os, sys
+def checks(home):
+    import psutil, ray
+    return {
+        "ray_initialized": ray.is_initialized(),
+        "children": [p.name() for p in psutil.Process().children(recursive=True)],
+        "home_files": sorted(os.listdir(home)) if os.path.isdir(home) else [],
+    }
+"""
+
+
+def test_a_client_with_a_private_tmp_dispatches_and_reads_results(server):
+    why = _can_unshare()
+    if why is not None:
+        pytest.skip(f"Cannot give the client a private /tmp: {why}.")
+    out = _client(
+        server,
+        CLIENT_CHECKS
+        + f"""
+import qflow
+
+@qflow.electron
+def square(x):
+    print("squaring", x)
+    return x * x
+
+@qflow.lattice
+def flow(xs):
+    return sum_of([square(x) for x in xs])
+
+@qflow.electron
+def sum_of(values):
+    return sum(values)
+
+dispatch_id = qflow.dispatch(flow)([1, 2, 3])
+res = qflow.get_result(dispatch_id, wait=True)
+print(json.dumps({{
+    "id": dispatch_id, "status": str(res.status), "result": res.result,
+    "stdout": res.get_node_result(0)["stdout"],
+    "sees_server_home": os.path.exists({str(server["home"])!r}),
+    **checks(os.environ["QFLOW_HOME"]),
+}}))
+""",
+        private_tmp=True,
+    )
+    assert out["status"] == "COMPLETED" and out["result"] == 14
+    assert "squaring 1" in out["stdout"]
+    assert out["sees_server_home"] is False  # the two machines share no files
+    assert out["ray_initialized"] is False and out["children"] == []
+    assert out["home_files"] == []  # the client kept no store
+    # The server's store is the store of record: the head's `qflow list` shows it.
+    listed = subprocess.run(
+        [sys.executable, "-m", "qflow.cli", "list"],
+        env=server["env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out["id"] in listed.stdout
+
+
+def test_covalent_style_dispatcher_addr_cancel_redispatch_and_the_cli(server):
+    host_port = server["url"].removeprefix("http://")
+    out = _client(
+        server,
+        f"""
+import json, time
+import qflow as ct
+
+@ct.electron
+def nap(s):
+    time.sleep(s)
+    return s
+
+@ct.lattice
+def flow(s):
+    return nap(s)
+
+addr = {host_port!r}
+quick = ct.dispatch(flow, dispatcher_addr=addr)(0)
+done = ct.get_result(quick, wait=True, dispatcher_addr=addr)
+status = ct.get_result(quick, dispatcher_addr=addr, status_only=True)["status"]
+again = ct.redispatch(quick, dispatcher_addr=addr, reuse_previous_results=True)()
+reused = ct.get_result(again, wait=True, dispatcher_addr=addr).result
+slow = ct.dispatch(flow, dispatcher_addr=addr)(60)
+time.sleep(1)
+message = ct.cancel(slow, dispatcher_addr=addr)
+cancelled = ct.get_result(slow, wait=True, dispatcher_addr=addr).status
+print(json.dumps({{"quick": quick, "result": done.result, "status": str(status),
+                  "reused": reused, "message": message, "cancelled": str(cancelled)}}))
+""",
+        extra_env={"QFLOW_SERVER": ""},
+    )
+    assert out["result"] == 0 and out["status"] == "COMPLETED" and out["reused"] == 0
+    assert "Cancelled" in out["message"] and out["cancelled"] == "CANCELLED"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))},
+        "QFLOW_HOME": str(server["home"]) + "-cli",
+        "QFLOW_SERVER": server["url"],
+        "QFLOW_TOKEN": server["token"],
+    }
+    for argv, expected in (
+        (["list"], out["quick"]),
+        (["show", out["quick"]], "COMPLETED"),
+        (["export", out["quick"]], out["quick"]),
+    ):
+        shown = subprocess.run(
+            [sys.executable, "-m", "qflow.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert expected in shown.stdout
+    assert not pathlib.Path(env["QFLOW_HOME"]).exists()
+
+
+def test_a_client_that_exits_after_dispatching_leaves_the_dispatch_running(server):
+    out = _client(
+        server,
+        """
+import json, time
+import qflow
+
+@qflow.electron
+def nap():
+    time.sleep(3)
+    return "slept"
+
+@qflow.lattice
+def flow():
+    return nap()
+
+print(json.dumps({"id": qflow.dispatch(flow)()}))
+""",
+    )
+    from qflow.remote.client import Client
+
+    row = Client(server["url"], server["token"]).wait(out["id"], 60)
+    assert row["finished"] and row["status"] == "COMPLETED"
+
+
+def test_a_wrong_or_missing_token_is_refused_and_nothing_is_dispatched(server):
+    from qflow.remote.client import Client
+    from qflow.remote.store import RemoteStore
+
+    good = RemoteStore(Client(server["url"], server["token"]))
+    before = len(good.list_dispatches(500))
+
+    @qflow.lattice
+    def flow():
+        return 1
+
+    for token in (None, "wrong"):
+        client = Client(server["url"], token)
+        with pytest.raises(ServerAuthError, match="token"):
+            client.dispatch(flow, (), {})
+    assert len(good.list_dispatches(500)) == before
+
+
+def test_a_body_over_the_limit_gets_413_and_nothing_is_dispatched(server):
+    from qflow.remote.client import Client
+    from qflow.remote.store import RemoteStore
+
+    client = Client(server["url"], server["token"])
+    before = len(RemoteStore(client).list_dispatches(500))
+
+    @qflow.lattice
+    def flow(blob):
+        return len(blob)
+
+    with pytest.raises(ServerError, match="at most 8,388,608"):
+        client.dispatch(flow, (b"x" * (9 << 20),), {})
+    assert len(RemoteStore(client).list_dispatches(500)) == before
+
+
+def test_a_server_that_is_down_is_named_within_seconds():
+    from qflow.remote.client import Client
+
+    port = free_port()
+    t0 = time.monotonic()
+    with pytest.raises(ServerError, match=f"127.0.0.1:{port} did not answer"):
+        Client(f"http://127.0.0.1:{port}", "t").json("GET", "/versions")
+    assert time.monotonic() - t0 < 10
