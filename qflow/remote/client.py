@@ -49,7 +49,7 @@ def server_url(address: str) -> str:
             f"A qflow server address is a URL such as http://HOST:PORT or HOST:PORT; "
             f"got {address!r}."
         )
-    text = address.strip().rstrip("/")
+    text = address.strip()
     if "://" not in text:
         text = f"http://{text}"
     parts = urllib.parse.urlsplit(text)
@@ -58,7 +58,7 @@ def server_url(address: str) -> str:
             f"A qflow server address is a URL such as http://HOST:PORT or https://HOST "
             f"(or HOST:PORT); got {address!r}."
         )
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
 def _login_file(home: Path) -> Path:
