@@ -78,6 +78,13 @@ def main() -> None:
 )
 @click.option("--certfile", default=None, help="With --listen: serve HTTPS with this certificate.")
 @click.option("--keyfile", default=None, help="With --listen: the certificate's private key.")
+@click.option(
+    "--address",
+    default=None,
+    metavar="HOST:PORT",
+    help="Attach to the Ray cluster already running there (default: $RAY_ADDRESS) instead "
+    "of starting a head; run it on a node of that cluster.",
+)
 def start(
     num_cpus: int | None,
     resources: str | None,
@@ -87,8 +94,11 @@ def start(
     listen: str | None,
     certfile: str | None,
     keyfile: str | None,
+    address: str | None,
 ) -> None:
-    """Start a persistent local Ray head and dispatcher, so dispatches outlive the client."""
+    """Start a persistent local Ray head and dispatcher, so dispatches outlive the client.
+
+    With --address (or RAY_ADDRESS), attach the dispatcher to that Ray cluster instead."""
     from qflow.runtime import service
     from qflow.server.serve import parse_listen
     from qflow.settings import parse_resources
@@ -96,18 +106,32 @@ def start(
     parsed = parse_resources(resources, "--resources") if resources else ()
     if (certfile is None) != (keyfile is None) or (certfile and listen is None):
         raise click.UsageError("--certfile and --keyfile go together, with --listen.")
+    settings = Settings.from_env()
+    address = address or settings.ray_address
+    if address is not None and (num_cpus is not None or parsed):
+        raise click.UsageError(
+            "--num-cpus and --resources describe a head qflow starts; with --address (or "
+            "RAY_ADDRESS) the cluster's own `ray start` sets them."
+        )
     state = service.start(
-        Settings.from_env(),
+        settings,
+        address=address,
         num_cpus=num_cpus,
         resources=parsed,
         ui=(ui_host, ui_port) if with_ui else None,
         listen=parse_listen(listen) if listen else None,
         tls=(certfile, keyfile) if certfile and keyfile else None,
     )
-    click.echo(
-        f"qflow head running: pid {state['pid']}, address {state['address']}, "
-        f"dispatcher service pid {state['service_pid']}, home {state['home']}"
-    )
+    if state.get("attached"):
+        click.echo(
+            f"qflow attached to the Ray cluster at {state['address']}: dispatcher service "
+            f"pid {state['service_pid']}, home {state['home']}"
+        )
+    else:
+        click.echo(
+            f"qflow head running: pid {state['pid']}, address {state['address']}, "
+            f"dispatcher service pid {state['service_pid']}, home {state['home']}"
+        )
     if "ui_url" in state:
         click.echo(f"qflow UI at {state['ui_url']}")
     if "server_url" in state:

@@ -53,11 +53,13 @@ def start(
     ui: tuple[str, int] | None = None,
     listen: tuple[str, int] | None = None,
     tls: tuple[str, str] | None = None,
+    address: str | None = None,
 ) -> ServiceState:
     """Start the head and the dispatcher actor, check both stay up, and record them;
     with ``ui=(host, port)``, also ``qflow ui`` beside them (its URL is in ``ui_url``);
     with ``listen=(host, port)``, the qflow server (UI and API; ``server_url``), over
-    HTTPS with ``tls=(certfile, keyfile)``.
+    HTTPS with ``tls=(certfile, keyfile)``. With ``address``, no head is started:
+    the service attaches to the Ray cluster there, from one of its nodes.
 
     Raises:
         ClusterError: one is already running for this QFLOW_HOME, or it did not come
@@ -72,6 +74,8 @@ def start(
     from qflow.store.sqlite import SQLiteStore
 
     SQLiteStore(settings.db_path)  # a broken store fails here, not inside the service
+    if address is not None:
+        return _attach(settings, address, ui=ui, listen=listen, tls=tls)
     log_path = settings.home / "head.log"
     announced = _read_default_address()
     # The port is free when chosen but may be taken before the head binds it (Ray's own
@@ -216,8 +220,64 @@ def _wait_for_head(proc: subprocess.Popen, log_path: Path, offset: int, timeout:
     )
 
 
-def _start_actor(address: str, settings: Settings) -> int:
-    """Start the detached dispatcher actor on the head; return its process id."""
+def _attach(
+    settings: Settings,
+    address: str,
+    *,
+    ui: tuple[str, int] | None,
+    listen: tuple[str, int] | None,
+    tls: tuple[str, str] | None,
+) -> ServiceState:
+    """Start the dispatcher service on the Ray cluster at ``address``, on this node;
+    the cluster's own head stays as it is (``qflow stop`` leaves Ray running)."""
+    try:
+        service_pid, gcs_address = _start_actor(address, settings, on_this_node=True)
+    except Exception as exc:
+        raise ClusterError(
+            f"Could not attach qflow's service to the Ray cluster at {address}: {exc}. "
+            "Run `qflow start --address` on a node of that cluster (after `ray start`), "
+            "with the address `ray start` printed."
+        ) from exc
+    raylet = _local_raylet(gcs_address)
+    state = ServiceState(
+        pid=raylet.pid if raylet else service_pid,
+        create_time=_create_time(raylet.pid if raylet else service_pid),
+        address=gcs_address,
+        home=str(settings.home),
+        started_at=now_iso(),
+        pids=[],
+        resources={},
+        attached=True,
+        service_pid=service_pid,
+        service_create_time=_create_time(service_pid),
+    )
+    state.save(settings)
+    try:
+        if ui is not None:
+            state.update(_start_ui(settings, *ui))
+        if listen is not None:
+            state.update(_start_server(settings, *listen, tls=tls))
+    except Exception:
+        stop(settings)
+        raise
+    state.save(settings)
+    return state
+
+
+def _local_raylet(gcs_address: str) -> psutil.Process | None:
+    """This machine's raylet of the cluster at ``gcs_address``: the node qflow's
+    service lives on, whose life stands for the attached head's."""
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info.get("cmdline") or [])
+        if proc.info.get("name") == "raylet" and gcs_address in cmdline:
+            return proc
+    return None
+
+
+def _start_actor(address: str, settings: Settings, on_this_node: bool = False) -> Any:
+    """Start the detached dispatcher actor on the head (or, ``on_this_node``, on the
+    node of this process, returning its process id and the cluster's GCS address);
+    return its process id."""
     enable_token_auth()
     for attempt in range(5):
         try:
@@ -234,6 +294,12 @@ def _start_actor(address: str, settings: Settings) -> int:
                 raise
             time.sleep(1 + attempt)
     try:
+        placement: dict[str, Any] = {}
+        if on_this_node:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = ray.get_runtime_context().get_node_id()
+            placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=False)
         actor = (
             ray.remote(DispatcherService)
             .options(
@@ -244,10 +310,13 @@ def _start_actor(address: str, settings: Settings) -> int:
                 num_cpus=0,
                 get_if_exists=True,
                 max_restarts=-1,
+                **placement,
             )
             .remote(str(settings.home))
         )
         pid: int = ray.get(cast(Any, actor).ping.remote(), timeout=120)
+        if on_this_node:
+            return pid, ray.get_runtime_context().gcs_address
         return pid
     finally:
         ray.shutdown()
@@ -305,7 +374,8 @@ def _start_child(
     import sys
 
     full_env = {**os.environ, "QFLOW_HOME": str(settings.home), **env}
-    for name in ("QFLOW_SERVER", "QFLOW_TOKEN"):  # it serves; it never forwards
+    # It serves, never forwards, and finds the head through service.json.
+    for name in ("QFLOW_SERVER", "QFLOW_TOKEN", "RAY_ADDRESS"):
         full_env.pop(name, None)
     log_path = settings.home / f"{command}.log"  # private: it may hold a token
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -354,7 +424,9 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
     if state is None:
         return []
     procs: dict[int, psutil.Process] = {}
-    if same_process(state):
+    if state.get("attached"):
+        _detach(state)
+    elif same_process(state):
         main = psutil.Process(state["pid"])
         procs[main.pid] = main
         for child in main.children(recursive=True):
@@ -386,9 +458,24 @@ def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
         except psutil.Error:
             pass
     psutil.wait_procs(alive, timeout=5)
-    _forget_default_address(state["address"])
+    if not state.get("attached"):  # an attached cluster's address file is its own
+        _forget_default_address(state["address"])
     settings.service_file.unlink(missing_ok=True)
     return sorted(procs)
+
+
+def _detach(state: ServiceState) -> None:
+    """Stop qflow's service on an attached cluster for good (Ray would restart a
+    killed process); the cluster itself runs on."""
+    try:
+        with quiet_ray():
+            ray.init(address=state["address"], namespace=SERVICE_NAMESPACE, log_to_driver=False)
+        try:
+            ray.kill(ray.get_actor(SERVICE_NAME, namespace=SERVICE_NAMESPACE), no_restart=True)
+        finally:
+            ray.shutdown()
+    except Exception:  # the cluster is gone: so is the service
+        pass
 
 
 def _read_default_address() -> str | None:

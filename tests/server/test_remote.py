@@ -298,3 +298,82 @@ def test_a_server_that_is_down_is_named_within_seconds():
     with pytest.raises(ServerError, match=f"127.0.0.1:{port} did not answer"):
         Client(f"http://127.0.0.1:{port}", "t").json("GET", "/versions")
     assert time.monotonic() - t0 < 10
+
+
+def test_start_attaches_to_a_running_ray_cluster_and_stop_leaves_it_running(tmp_path):
+    """``qflow start --address`` puts the service (and the server) on a cluster that
+    `ray start` made; dispatches from a client run there; `qflow stop` leaves Ray up."""
+    from qflow.remote.client import Client
+    from qflow.remote.store import RemoteStore
+    from qflow.runtime.ray_cluster import node_ip, ray_address_file
+
+    pointer = ray_address_file()
+    announced = pointer.read_text() if pointer and pointer.exists() else None
+    ray_port, port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    head = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ray.scripts.scripts",
+            "start",
+            "--head",
+            "--block",
+            f"--port={ray_port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    home = tmp_path / "home"
+    qenv = {**env, "QFLOW_HOME": str(home), "RAY_ADDRESS": f"{node_ip()}:{ray_port}"}
+    try:
+        started = None
+        for _ in range(60):  # until the head answers
+            started = subprocess.run(
+                [sys.executable, "-m", "qflow.cli", "start", "--listen", f"127.0.0.1:{port}"],
+                env=qenv,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            if started.returncode == 0 or "Could not attach" not in started.stderr:
+                break
+            time.sleep(1)
+        assert started.returncode == 0, started.stderr
+        assert "attached to the Ray cluster" in started.stdout
+        token = subprocess.run(
+            [sys.executable, "-m", "qflow.cli", "token"], env=qenv, capture_output=True, text=True
+        ).stdout.strip()
+        client = Client(f"http://127.0.0.1:{port}", token)
+
+        @qflow.lattice
+        def flow(x):
+            return x
+
+        dispatch_id = client.dispatch(flow, (41,), {})
+        assert client.wait(dispatch_id, 60)["status"] == "COMPLETED"
+        assert RemoteStore(client).get_status(dispatch_id)["status"] == "COMPLETED"
+        client.close()
+        stopped = subprocess.run(
+            [sys.executable, "-m", "qflow.cli", "stop"],
+            env=qenv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert head.poll() is None  # the cluster qflow attached to runs on
+        assert not (home / "service.json").exists()
+    finally:
+        os.killpg(head.pid, 9)
+        head.wait(30)
+        if pointer is not None:
+            if announced is None:
+                pointer.unlink(missing_ok=True)
+            else:
+                pointer.write_text(announced)
