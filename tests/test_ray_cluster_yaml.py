@@ -37,9 +37,20 @@ def test_gateway_resource_matches_braket_backends():
     assert gateway["min_workers"] >= 1
 
 
-def test_setup_installs_qflow():
-    """Every node installs qflow-runtime."""
-    assert any("qflow-runtime" in cmd for cmd in CONFIG["setup_commands"])
+def test_setup_installs_qflow_from_this_checkout():
+    """Every node installs qflow from the checkout ``ray up`` copies to it (no package
+    index carries qflow-runtime), and the head starts qflow's service and server on
+    the cluster after Ray."""
+    ((remote, local),) = CONFIG["file_mounts"].items()
+    assert local == "."
+    assert any(
+        f"{remote.replace('~', '$HOME')}[quantum]" in cmd for cmd in CONFIG["setup_commands"]
+    )
+    assert not any('"qflow-runtime' in cmd for cmd in CONFIG["setup_commands"])
+    head = CONFIG["head_start_ray_commands"]
+    ray_start = next(i for i, c in enumerate(head) if c.startswith("ray start --head"))
+    qflow_start = next(i for i, c in enumerate(head) if c.startswith("qflow start --address"))
+    assert ray_start < qflow_start and "--listen" in head[qflow_start]
 
 
 def _fake_cluster_config(port: int, ip: str) -> dict:
