@@ -320,14 +320,13 @@ def list_(limit: int) -> None:
 def _store() -> Any:
     """The results store commands read: the chosen server's, or this home's (with
     dispatches nothing runs any more ended first)."""
-    from qflow.remote.client import client_for
-    from qflow.remote.store import RemoteStore
+    from qflow.remote.store import chosen_store
     from qflow.runtime.lease import reap_all
     from qflow.runtime.process import current as _runtime
 
-    client = client_for()
-    if client is not None:
-        return RemoteStore(client)
+    remote = chosen_store()
+    if remote is not None:
+        return remote
     store = _runtime().store
     reap_all(store)
     return store

@@ -30,6 +30,7 @@ from qflow.loops.progress import check_callback, follow, wants_bar
 from qflow.loops.result import LoopResult, collect
 from qflow.loops.spec import KEEP_WARM_S, prepare
 from qflow.loops.workflow import parallel_loops, stop_actor, variational_loop
+from qflow.remote.client import client_for
 from qflow.runtime.process import current
 
 __all__ = [
@@ -107,19 +108,23 @@ def minimize(
         final_repeats=final_repeats,
         keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
     )
-    current().service()  # connected, so the check below sees the cluster
-    ensure_feasible(spec.bundle(), f"The variational loop's actor for backend {spec.backend!r}")
+    local = client_for() is None  # else the server checks, and runs the loop's actor
+    if local:
+        current().service()  # connected, so the check below sees the cluster
+        ensure_feasible(spec.bundle(), f"The variational loop's actor for backend {spec.backend!r}")
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(variational_loop)(spec, state)
     if callback is not None or wants_bar(progress):
         try:
             follow(dispatch_id, steps, callback=callback, progress=progress)
         except BaseException:  # the dispatch is cancelled; its detached actor must go too
-            stop_actor(spec.loop_id)
+            if local:
+                stop_actor(spec.loop_id)
             raise
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
-        stop_actor(spec.loop_id)
+        if local:
+            stop_actor(spec.loop_id)
         raise BackendError(f"The variational loop {dispatch_id} ended {res.status}:\n{res.error}")
     return collect(res.result["chunks"], dispatch_id, time.perf_counter() - t0)
 
@@ -173,13 +178,17 @@ def minimize_many(
         for start in starts
     ]
     chosen = runs[0][0]
-    current().service()
-    ensure_feasible(chosen.bundle(), f"The variational loop's actor for backend {chosen.backend!r}")
+    local = client_for() is None  # else the server checks, and runs the loops' actors
+    if local:
+        current().service()
+        ensure_feasible(
+            chosen.bundle(), f"The variational loop's actor for backend {chosen.backend!r}"
+        )
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(parallel_loops)(runs)
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
-        for spec, _ in runs:
+        for spec, _ in runs if local else ():
             stop_actor(spec.loop_id)
         raise BackendError(f"The variational loops {dispatch_id} ended {res.status}:\n{res.error}")
     seconds = time.perf_counter() - t0

@@ -25,6 +25,39 @@ import ray  # noqa: E402
 TEST_RESOURCE = "qflow_test_slot"
 
 
+#: Test modules that start processes, heads, clusters or Slurm jobs of their own. Their
+#: tests run one at a time on one xdist worker: a head one announces, or Slurm's fixed
+#: ports, must not meet another such test, while the in-process tests run beside them.
+OWN_PROCESSES = (
+    "tests/reliability/",
+    "tests/server/test_remote.py",
+    "tests/test_service.py",
+    "tests/executors/test_slurm.py",
+    "tests/test_ray_cluster_yaml.py",
+    "tests/test_examples_folder.py",
+    "tests/test_triggers.py",
+    "tests/test_cluster.py",
+    "tests/test_variational.py",
+    "tests/backends/test_conformance.py",
+    "tests/test_cancel_redispatch.py",
+    "tests/test_deps.py",
+    "tests/test_lattice.py",
+    "tests/test_retention.py",
+    "tests/test_heap.py",
+    "tests/test_completions.py",
+    "tests/test_fs.py",
+    "tests/test_leptons.py",
+    "tests/executors/test_conformance.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = os.path.relpath(str(item.path), _ROOT)
+        if path.startswith(OWN_PROCESSES) or item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("own-processes"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def ray_session() -> Iterator[None]:
     """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep)."""

@@ -1,8 +1,9 @@
 """The rest of Covalent's top-level API: ``sync``, ``get_context``, and the config calls.
 
 Covalent keeps settings in ``covalent.conf`` (server address, executor defaults);
-qflow has no server and reads its few settings from the environment (see
-:class:`qflow.settings.Settings`). ``get_config`` shows them under Covalent-like keys;
+qflow reads its few settings from the environment (see
+:class:`qflow.settings.Settings`), and takes ``dispatcher.address`` and
+``dispatcher.port`` as the qflow server to send work to. ``get_config`` shows them under Covalent-like keys;
 ``set_config`` keeps values for this process and warns about keys qflow does not use.
 
 Example:
@@ -74,7 +75,7 @@ def set_config(new_config: Mapping[str, Any] | str, new_value: Any = None) -> No
     :class:`~qflow.exceptions.QflowWarning`; set ``QFLOW_*`` variables or call
     :func:`qflow.init` to change what qflow does."""
     items = dict(new_config) if isinstance(new_config, Mapping) else {new_config: new_value}
-    known = set(_current())
+    known = set(_current()) | set(_DISPATCHER_KEYS)
     unused = sorted(k for k in items if k not in known)
     if unused:
         warnings.warn(
@@ -85,8 +86,31 @@ def set_config(new_config: Mapping[str, Any] | str, new_value: Any = None) -> No
             stacklevel=2,
         )
     _OVERRIDES.update(items)
+    if any(k in items for k in _DISPATCHER_KEYS):
+        _choose_server()
+
+
+#: Covalent's keys for its dispatch server: here, the qflow server to send work to.
+_DISPATCHER_KEYS = ("dispatcher.address", "dispatcher.port")
+
+
+def _choose_server() -> None:
+    import urllib.parse
+
+    from qflow.remote.client import configure, server_url
+
+    host = _OVERRIDES.get("dispatcher.address")
+    port = _OVERRIDES.get("dispatcher.port")
+    if not host:
+        configure(None)
+        return
+    url = server_url(str(host))
+    if port is not None and urllib.parse.urlsplit(url).port is None:
+        url = f"{url}:{int(port)}"
+    configure(url)
 
 
 def reload_config() -> None:
     """Forget :func:`set_config` values (qflow re-reads its environment on every use)."""
     _OVERRIDES.clear()
+    _choose_server()

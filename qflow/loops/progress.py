@@ -54,9 +54,10 @@ def follow(
     If the callback raises, the dispatch is cancelled and the error propagates.
     """
     import qflow
+    from qflow.remote.store import chosen_store
 
     bar = _bar(steps, label) if wants_bar(progress) else None
-    store = current().store
+    store = chosen_store() or current().store
     seen = 0
     try:
         while True:

@@ -1,6 +1,7 @@
 """The HTTP client of a qflow server: where it is, its token, and one call per action.
 
-The server is chosen, first to last, by ``dispatcher_addr=`` on the call, by
+The server is chosen, first to last, by ``dispatcher_addr=`` on the call, by Covalent's
+``set_config({"dispatcher.address": ..., "dispatcher.port": ...})``, by
 ``QFLOW_SERVER`` (with ``QFLOW_TOKEN``), or by ``qflow login`` (which keeps the URL and
 token in ``$QFLOW_HOME/login.json``, 0600). With none of them, qflow runs locally.
 
@@ -26,7 +27,7 @@ from typing import Any
 from qflow.exceptions import QflowInputError, ServerAuthError, ServerError, VersionMismatchError
 from qflow.remote import protocol
 
-__all__ = ["Client", "client_for", "login", "serve_locally", "server_url"]
+__all__ = ["Client", "client_for", "configure", "login", "serve_locally", "server_url"]
 
 #: Seconds to connect to the server before it counts as down.
 CONNECT_S = 5.0
@@ -88,6 +89,19 @@ def _saved_login(home: Path) -> dict[str, str]:
     return data if isinstance(data, dict) else {}
 
 
+#: The server Covalent's ``set_config({"dispatcher.address": ..., "dispatcher.port": ...})``
+#: chose in this process, if any.
+_CONFIGURED: dict[str, str] = {}
+
+
+def configure(address: str | None) -> None:
+    """Choose (or, with None, forget) the server for this process, as Covalent's
+    ``dispatcher.address`` and ``dispatcher.port`` settings do."""
+    _CONFIGURED.clear()
+    if address is not None:
+        _CONFIGURED["address"] = server_url(address)
+
+
 _CLIENTS: dict[tuple[str, str | None], Client] = {}
 _CLIENTS_LOCK = threading.Lock()
 _SERVING = False
@@ -111,7 +125,12 @@ def client_for(dispatcher_addr: str | None = None) -> Client | None:
     if _SERVING:
         return None
     saved = _saved_login(_home())
-    address = dispatcher_addr or os.environ.get("QFLOW_SERVER") or saved.get("url")
+    address = (
+        dispatcher_addr
+        or _CONFIGURED.get("address")
+        or os.environ.get("QFLOW_SERVER")
+        or saved.get("url")
+    )
     if not address:
         return None
     url = server_url(address)

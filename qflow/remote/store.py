@@ -17,7 +17,7 @@ from qflow.exceptions import StoreError
 from qflow.remote.client import Client
 from qflow.store.base import DispatchPage, DispatchQuery, MetricPoint, ResultStore
 
-__all__ = ["READS", "RemoteStore"]
+__all__ = ["READS", "RemoteStore", "chosen_store"]
 
 #: The store methods a client may call on the server, and nothing else.
 READS = frozenset(
@@ -115,3 +115,12 @@ class RemoteStore(ResultStore):
 
     def change_marker(self) -> Any:
         return None
+
+
+def chosen_store() -> RemoteStore | None:
+    """The store of the qflow server this process sends its work to, if it chose one
+    (``QFLOW_SERVER`` or ``qflow login``); None when it runs locally."""
+    from qflow.remote.client import client_for
+
+    client = client_for()
+    return None if client is None else RemoteStore(client)

@@ -414,7 +414,7 @@ def _start_child(
     return proc.pid, _create_time(proc.pid)
 
 
-def stop(settings: Settings, timeout: float = 2.0) -> list[int]:
+def stop(settings: Settings, timeout: float = 0.5) -> list[int]:
     """Stop what :func:`start` started, by pid; return the pids that were stopped.
 
     Every process gets SIGTERM at once and ``timeout`` seconds to go, then SIGKILL:

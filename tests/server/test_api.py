@@ -137,3 +137,18 @@ def test_the_server_is_chosen_by_argument_then_environment_then_login(tmp_path, 
     assert client_for("arg:3").url == "http://arg:3"
     with pytest.raises(QflowInputError, match="status_only= and the other flags"):
         client_for(True)  # type: ignore[arg-type]
+
+
+def test_covalents_dispatcher_settings_choose_the_server(monkeypatch, tmp_path):
+    import qflow as ct
+
+    monkeypatch.setenv("QFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("QFLOW_SERVER", raising=False)
+    try:
+        ct.set_config({"dispatcher.address": "10.1.2.3", "dispatcher.port": 48008})
+        assert client_for().url == "http://10.1.2.3:48008"
+        ct.set_config("dispatcher.address", "https://qflow.example.org:9443")
+        assert client_for().url == "https://qflow.example.org:9443"
+    finally:
+        ct.reload_config()
+    assert client_for() is None

@@ -377,3 +377,80 @@ def test_start_attaches_to_a_running_ray_cluster_and_stop_leaves_it_running(tmp_
                 pointer.unlink(missing_ok=True)
             else:
                 pointer.write_text(announced)
+
+
+def test_a_loop_runs_on_the_server_with_its_callback_in_the_client(server):
+    out = _client(
+        server,
+        CLIENT_CHECKS
+        + """
+import pennylane as qml
+from qflow.variational import minimize
+
+def circuit(p):
+    qml.RX(p[0], wires=0)
+    return qml.expval(qml.PauliZ(0))
+
+seen = []
+res = minimize(circuit, [0.5], wires=1, steps=6, pack=3, backend="default.qubit",
+               callback=lambda step, cost: seen.append(step), keep_warm=0)
+print(json.dumps({"steps": seen, "cost": res.final_cost, "iterations": res.iterations,
+                  **checks(os.environ["QFLOW_HOME"])}))
+""",
+    )
+    assert out["steps"] == list(range(6)) and out["iterations"] == 6
+    assert out["cost"] < 0.5
+    assert out["ray_initialized"] is False and out["home_files"] == []
+
+
+def test_a_client_killed_mid_upload_leaves_no_dispatch(server):
+    """The server records a dispatch only from a whole body: one cut short is dropped."""
+    from qflow.remote import protocol
+    from qflow.remote.client import Client
+    from qflow.remote.store import RemoteStore
+
+    client = Client(server["url"], server["token"])
+    before = len(RemoteStore(client).list_dispatches(500))
+    port = int(server["url"].rsplit(":", 1)[1])
+    head = (
+        f"POST {protocol.API}/dispatches HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {server['token']}\r\n"
+        f"{protocol.VERSION_HEADER}: {json.dumps(protocol.local_versions())}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 4000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(head.encode() + b"\x80" * 1_000_000)
+    time.sleep(1.0)
+    assert len(RemoteStore(client).list_dispatches(500)) == before
+    # and the server still serves
+    assert client.json("GET", "/versions")["python"]
+    client.close()
+
+
+def test_a_wait_carries_on_across_a_restart_of_the_servers_dispatcher_service(server):
+    from qflow.remote.client import Client
+
+    out = _client(
+        server,
+        """
+import json, time
+import qflow
+
+@qflow.electron
+def nap():
+    time.sleep(4)
+    return "slept"
+
+@qflow.lattice
+def flow():
+    return nap()
+
+print(json.dumps({"id": qflow.dispatch(flow)()}))
+""",
+    )
+    state = json.loads((server["home"] / "service.json").read_text())
+    client = Client(server["url"], server["token"])
+    os.kill(state["service_pid"], 9)  # Ray restarts the service, which resumes the dispatch
+    row = client.wait(out["id"], 120)
+    assert row["finished"] and row["status"] == "COMPLETED"
+    client.close()
