@@ -16,6 +16,13 @@ os.environ.pop("RAY_ADDRESS", None)
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
+# Under pytest-xdist, each worker's Ray (and every head its tests start) keeps its
+# sessions and its announced address in a folder of its own: a head announced by one
+# worker's test is never found by the scripts of the other's.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["RAY_TMPDIR"] = f"/tmp/qflow-ray-{os.environ['PYTEST_XDIST_WORKER']}"
+    os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
+
 # As qflow sets it for the embedded Ray it starts (qflow.runtime.ray_cluster.ensure_ray).
 os.environ.setdefault("RUNTIME_ENV_RETRY_TIMES", "1")
 

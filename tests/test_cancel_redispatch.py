@@ -94,6 +94,7 @@ class TestCancel:
         assert nodes[5]["output"] == 1.2
         assert res.status == "CANCELLED"
 
+    @pytest.mark.slow
     def test_cancelling_a_chain_mid_way_never_crashes_the_process(self, tmp_path):
         """Ray 2.60 aborts the process that owns a task cancelled while it waits for its
         arguments, once those arrive (it happened on every other cancel of a chain).

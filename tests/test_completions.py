@@ -136,6 +136,7 @@ def test_ray_going_down_inside_wait_fails_the_watched_futures(monkeypatch):
     assert watch(ray.put(2)).result(timeout=10) == 2  # the same thread, still watching
 
 
+@pytest.mark.slow
 def test_ray_shutdown_while_tasks_are_watched_fails_them_and_the_process_lives(tmp_path):
     """Ray ends the process when a thread calls it after shutdown; ray.shutdown() takes
     the watcher out of Ray first, and what it watched fails with a reason."""

@@ -51,12 +51,14 @@ def test_qaoa_sweep(tmp_path):
     assert float(rows[1][2]) >= float(rows[0][2]) - 1e-3  # deeper is no worse
 
 
+@pytest.mark.slow
 def test_covalent_workflow(tmp_path):
     out = _run("covalent_workflow.py", tmp_path=tmp_path)
     assert "COMPLETED (0.74, -1.0)" in out
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_slurm_workflow(tmp_path):
     out = _run("slurm_workflow.py", tmp_path=tmp_path)
     assert out.startswith("COMPLETED ")

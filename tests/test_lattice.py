@@ -223,6 +223,7 @@ class TestGraphBuilding:
         with pytest.raises(QflowInputError, match=r"flow\(x, y\) cannot take args=\(1,\)"):
             qflow.dispatch(flow)(1)
 
+    @pytest.mark.slow
     def test_main_module_functions_shipped_by_value(self, tmp_path, qflow_home):
         """Functions and classes defined in __main__ run on Ray workers."""
         script = tmp_path / "script.py"

@@ -120,6 +120,7 @@ def test_parse_age():
         parse_age("soon")
 
 
+@pytest.mark.slow
 def test_cli_gc_delete_and_size(tmp_path):
     env = env_for(tmp_path)
     made = run([*QFLOW, "demo", "--chunks", "2", "--samples", "1000"], env)

@@ -84,6 +84,7 @@ def test_mappings_keep_the_spectrum():
         molecular_hamiltonian(Molecule.h2(), mapping="jw")
 
 
+@pytest.mark.slow
 def test_singles_matter_on_lih():
     """LiH STO-3G: doubles alone stop about 0.4 mHa short; the default ansatz with
     singles reaches the exact energy (optimised in-process with BFGS)."""

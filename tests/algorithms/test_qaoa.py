@@ -75,6 +75,7 @@ def test_with_shots_the_best_cut_is_measured_on_the_backend():
 RING6 = [(i, (i + 1) % 6) for i in range(6)]
 
 
+@pytest.mark.slow
 def test_restarts_run_in_one_dispatch_and_keep_the_best():
     """Issue 11: three starts as parallel sublattices of one dispatch; the best is kept."""
     import qflow

@@ -133,6 +133,7 @@ def test_other_mappings_are_refused_by_the_built_in_ansatze():
         vqe(Molecule.h2(), mapping="parity")
 
 
+@pytest.mark.slow
 def test_scan_of_any_molecule(tmp_path):
     """A LiH bond scan (an active space) and an H3+ scan by a function, each point beside
     its exact energy, exported to JSON and a DataFrame."""

@@ -124,6 +124,7 @@ def test_cancelling_a_loop_stops_its_chunks_at_once_and_frees_its_actor():
     assert _loop_pool.call_pool("holder", spec.loop_id) is None
 
 
+@pytest.mark.slow
 def test_a_loop_survives_its_actor_dying_twice():
     """Each death reruns the lost chunk on a fresh actor, from the last finished one."""
     import ray

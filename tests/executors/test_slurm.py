@@ -117,6 +117,7 @@ def test_bad_config_lists_valid_parameters():
         SlurmExecutor(time=0)
 
 
+@pytest.mark.slow
 def test_ray_on_slurm():
     """Workers started inside a Slurm job join Ray; an electron lands on them."""
     import ray
@@ -168,6 +169,7 @@ def test_fan_out_goes_as_one_job_array():
     assert [sq for _, _, sq in res.result] == [0, 1, 4, 9]
 
 
+@pytest.mark.slow
 def test_bounded_wait_is_an_error_not_a_hang():
     """A job outliving max_wait_s is cancelled and fails its node with the reason."""
 

@@ -165,6 +165,7 @@ class TestUserTracebacks:
         assert "qml.RX(theta / 0, wires=0)" in error and __file__ in error
 
 
+@pytest.mark.slow
 def test_no_ray_chatter_on_cli_or_scripts(tmp_path):
     env = env_for(tmp_path)
     out = run(script(ONE_ELECTRON), env)

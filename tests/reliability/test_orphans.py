@@ -134,6 +134,7 @@ def _start_and_kill(env) -> str:
     return dispatch_id
 
 
+@pytest.mark.slow
 class TestKilledClient:
     def test_sigkill_embedded_client(self, tmp_path):
         """A SIGKILLed embedded client: readers end the dispatch FAILED with the reason."""

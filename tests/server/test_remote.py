@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -305,12 +306,12 @@ def test_start_attaches_to_a_running_ray_cluster_and_stop_leaves_it_running(tmp_
     `ray start` made; dispatches from a client run there; `qflow stop` leaves Ray up."""
     from qflow.remote.client import Client
     from qflow.remote.store import RemoteStore
-    from qflow.runtime.ray_cluster import node_ip, ray_address_file
+    from qflow.runtime.ray_cluster import node_ip
 
-    pointer = ray_address_file()
-    announced = pointer.read_text() if pointer and pointer.exists() else None
     ray_port, port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    # Its own (short) Ray temp dir: the head it announces is nobody else's to find.
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="qra", dir="/tmp")
     head = subprocess.Popen(
         [
             sys.executable,
@@ -372,11 +373,7 @@ def test_start_attaches_to_a_running_ray_cluster_and_stop_leaves_it_running(tmp_
     finally:
         os.killpg(head.pid, 9)
         head.wait(30)
-        if pointer is not None:
-            if announced is None:
-                pointer.unlink(missing_ok=True)
-            else:
-                pointer.write_text(announced)
+        shutil.rmtree(env["RAY_TMPDIR"], ignore_errors=True)
 
 
 def test_a_loop_runs_on_the_server_with_its_callback_in_the_client(server):
