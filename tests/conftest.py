@@ -32,9 +32,10 @@ import ray  # noqa: E402
 TEST_RESOURCE = "qflow_test_slot"
 
 
-#: Test modules that start processes, heads, clusters or Slurm jobs of their own. Their
-#: tests run one at a time on one xdist worker: a head one announces, or Slurm's fixed
-#: ports, must not meet another such test, while the in-process tests run beside them.
+#: Test modules that start heads, services, clusters or Slurm jobs of their own. Their
+#: tests run one at a time on one xdist worker, beside the rest: Slurm's fixed ports,
+#: and the machine's two cores under two clusters at once, must not meet another such
+#: test. (A head one announces is already private to its worker: see RAY_TMPDIR above.)
 OWN_PROCESSES = (
     "tests/reliability/",
     "tests/server/test_remote.py",
@@ -45,16 +46,6 @@ OWN_PROCESSES = (
     "tests/test_triggers.py",
     "tests/test_cluster.py",
     "tests/test_variational.py",
-    "tests/backends/test_conformance.py",
-    "tests/test_cancel_redispatch.py",
-    "tests/test_deps.py",
-    "tests/test_lattice.py",
-    "tests/test_retention.py",
-    "tests/test_heap.py",
-    "tests/test_completions.py",
-    "tests/test_fs.py",
-    "tests/test_leptons.py",
-    "tests/executors/test_conformance.py",
 )
 
 

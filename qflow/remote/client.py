@@ -172,7 +172,8 @@ class Client:
             conn.close()
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "_open_lock"):  # not when __init__ refused its URL
+            self.close()
 
     def __repr__(self) -> str:
         return f"Client({self.url!r})"

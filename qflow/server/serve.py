@@ -11,7 +11,27 @@ from typing import Any
 from qflow.exceptions import QflowConfigError
 from qflow.remote import protocol
 
-__all__ = ["parse_listen", "server_app", "serve"]
+__all__ = ["parse_listen", "plain_http_warning", "server_app", "serve"]
+
+
+def plain_http_warning(host: str, tls: bool) -> str | None:
+    """What to tell the operator of a server whose token would cross a network in clear.
+
+    Example:
+        >>> plain_http_warning("127.0.0.1", tls=False) is None
+        True
+        >>> plain_http_warning("0.0.0.0", tls=False).startswith("warning: serving plain HTTP")
+        True
+    """
+    from qflow.ui.security import is_loopback
+
+    if tls or is_loopback(host):
+        return None
+    return (
+        f"warning: serving plain HTTP on {host}: the token and all data cross the "
+        "network unencrypted. Pass --certfile/--keyfile, or reach the server through "
+        "an SSH tunnel (ray attach --port-forward) with --listen 127.0.0.1:PORT."
+    )
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -69,14 +89,9 @@ def serve(
     rt = current()
     rt.service()  # joined now: the first client's dispatch does not wait for it
     scheme = "https" if certfile else "http"
-    if scheme == "http" and host not in ("127.0.0.1", "::1", "localhost"):
-        print(
-            f"warning: serving plain HTTP on {host}: the token and all data cross the "
-            "network unencrypted. Pass --certfile/--keyfile, or reach the server through "
-            "an SSH tunnel (ray attach --port-forward).",
-            file=sys.stderr,
-            flush=True,
-        )
+    warning = plain_http_warning(host, tls=certfile is not None)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     shown = f"[{host}]" if ":" in host else host
     print(f"qflow server at {scheme}://{shown}:{port} (home {home})", flush=True)
     uvicorn.run(

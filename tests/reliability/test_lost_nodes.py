@@ -79,8 +79,12 @@ LOST_LOOP_NODE = """
 
     def actor_node():
         for _ in range(600):
-            found = [a.node_id for a in list_actors(filters=[("state", "=", "ALIVE")])
-                     if "LoopActor" in (a.class_name or "")]
+            try:  # Ray's state API reads the dashboard, which a loaded machine starts late
+                alive = list_actors(filters=[("state", "=", "ALIVE")])
+            except ConnectionError:
+                time.sleep(0.5)
+                continue
+            found = [a.node_id for a in alive if "LoopActor" in (a.class_name or "")]
             if found:
                 return found[0]
             time.sleep(0.1)

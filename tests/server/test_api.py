@@ -152,3 +152,13 @@ def test_covalents_dispatcher_settings_choose_the_server(monkeypatch, tmp_path):
     finally:
         ct.reload_config()
     assert client_for() is None
+
+
+def test_plain_http_off_loopback_is_warned_about():
+    from qflow.server.serve import parse_listen, plain_http_warning
+
+    assert plain_http_warning("::1", tls=False) is None
+    assert plain_http_warning("10.0.0.5", tls=True) is None
+    assert "SSH tunnel" in plain_http_warning("10.0.0.5", tls=False)
+    with pytest.raises(QflowInputError, match="HOST:PORT"):
+        parse_listen("48008")

@@ -451,3 +451,114 @@ print(json.dumps({"id": qflow.dispatch(flow)()}))
     row = client.wait(out["id"], 120)
     assert row["finished"] and row["status"] == "COMPLETED"
     client.close()
+
+
+def test_the_server_speaks_tls_with_a_certificate_and_key(tmp_path):
+    from qflow.remote.client import Client
+    from tests.conftest import debian_program
+
+    openssl = debian_program("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    home, port = tmp_path / "home", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    env["QFLOW_HOME"] = str(home)
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qflow.cli",
+            "start",
+            "--num-cpus",
+            "1",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--certfile",
+            str(cert),
+            "--keyfile",
+            str(key),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        assert f"https://127.0.0.1:{port}" in started.stdout
+        token = (home / "server.token").read_text().strip()
+        os.environ["QFLOW_SERVER_CA"] = str(cert)
+        try:
+            client = Client(f"https://127.0.0.1:{port}", token)
+            assert client.json("GET", "/versions")["qflow"]
+            client.close()
+        finally:
+            del os.environ["QFLOW_SERVER_CA"]
+        # Without trusting the certificate, or over plain HTTP, the client refuses.
+        with pytest.raises(ServerError, match="did not answer"):
+            Client(f"https://127.0.0.1:{port}", token).json("GET", "/versions")
+        with pytest.raises(ServerError):
+            Client(f"http://127.0.0.1:{port}", token).json("GET", "/versions")
+    finally:
+        subprocess.run([sys.executable, "-m", "qflow.cli", "stop"], env=env, timeout=60)
+
+
+def test_triggers_sublattices_and_metrics_work_through_the_server(server):
+    out = _client(
+        server,
+        """
+import json, time
+import qflow as ct
+
+@ct.electron
+def double(x):
+    ct.log_metric("x", x, step=x)
+    return 2 * x
+
+@ct.electron
+@ct.lattice
+def inner(x):
+    return double(x)
+
+@ct.lattice
+def outer(xs):
+    return [inner(x) for x in xs] + [double(10)]
+
+res = ct.dispatch_sync(outer)([1, 2])
+metrics = sorted(p.value for points in res.get_metrics().values() for p in points)
+
+@ct.lattice(triggers=ct.triggers.TimeTrigger(time_gap=0.5))
+def ticking():
+    return double(3)
+
+registered = ct.dispatch(ticking)()
+time.sleep(2.5)
+started = ct.stop_triggers(registered)
+finished = [str(ct.get_result(i, wait=True, timeout=60).status) for i in started]
+print(json.dumps({"result": res.result, "metrics": metrics, "fired": len(started),
+                  "finished": finished}))
+""",
+    )
+    assert out["result"] == [2, 4, 20] and 10.0 in out["metrics"]
+    assert out["fired"] >= 2 and set(out["finished"]) == {"COMPLETED"}
