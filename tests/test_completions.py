@@ -146,7 +146,7 @@ def test_ray_shutdown_while_tasks_are_watched_fails_them_and_the_process_lives(t
     code = (
         "import time, ray\n"
         "from qflow._completions import watch\n"
-        "ray.init(num_cpus=2, include_dashboard=False, logging_level='ERROR')\n"
+        "ray.init(address='local', num_cpus=2, include_dashboard=False, logging_level='ERROR')\n"
         "@ray.remote\n"
         "def quick(i):\n"
         "    time.sleep(0.001 * (i % 7))\n"

@@ -64,7 +64,6 @@ LOST_LOOP_NODE = """
     import pennylane as qml
     import ray
     from ray.cluster_utils import Cluster
-    from ray.util.state import list_actors
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     nodes = [cluster.add_node(num_cpus=1, resources={"qpu:x": 1}) for _ in range(2)]
     ray.init(address=cluster.address, log_to_driver=False)
@@ -78,15 +77,14 @@ LOST_LOOP_NODE = """
         return qml.expval(qml.PauliZ(0))
 
     def actor_node():
+        # The loop's actor, found through the GCS (Ray's state API needs the dashboard,
+        # which a loaded machine may start late or never).
+        from ray._private.state import actors
         for _ in range(600):
-            try:  # Ray's state API reads the dashboard, which a loaded machine starts late
-                alive = list_actors(filters=[("state", "=", "ALIVE")])
-            except ConnectionError:
-                time.sleep(0.5)
-                continue
-            found = [a.node_id for a in alive if "LoopActor" in (a.class_name or "")]
-            if found:
-                return found[0]
+            for entry in actors().values():
+                if (entry.get("State") == "ALIVE"
+                        and "LoopActor" in (entry.get("ActorClassName") or "")):
+                    return entry["Address"]["NodeID"]
             time.sleep(0.1)
 
     def kill_actor_node(label):
