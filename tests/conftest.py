@@ -32,30 +32,6 @@ import ray  # noqa: E402
 TEST_RESOURCE = "qflow_test_slot"
 
 
-#: Test modules that start heads, services, clusters or Slurm jobs of their own. Their
-#: tests run one at a time on one xdist worker, beside the rest: Slurm's fixed ports,
-#: and the machine's two cores under two clusters at once, must not meet another such
-#: test. (A head one announces is already private to its worker: see RAY_TMPDIR above.)
-OWN_PROCESSES = (
-    "tests/reliability/",
-    "tests/server/test_remote.py",
-    "tests/test_service.py",
-    "tests/executors/test_slurm.py",
-    "tests/test_ray_cluster_yaml.py",
-    "tests/test_examples_folder.py",
-    "tests/test_triggers.py",
-    "tests/test_cluster.py",
-    "tests/test_variational.py",
-)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        path = os.path.relpath(str(item.path), _ROOT)
-        if path.startswith(OWN_PROCESSES) or item.get_closest_marker("slurm"):
-            item.add_marker(pytest.mark.xdist_group("own-processes"))
-
-
 @pytest.fixture(scope="session", autouse=True)
 def ray_session() -> Iterator[None]:
     """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep)."""
