@@ -66,8 +66,11 @@ class RayExecutor(Executor):
     """
 
     #: The owner resolves a task's arguments in the callbacks of the completion that
-    #: made them: let those finish before a cancel looks at the task.
-    cancel_delay_s = 0.05
+    #: made them: let those finish before a cancel looks at the task. On a machine
+    #: whose CPUs are all busy those callbacks can lag by tens of milliseconds, and a
+    #: cancel that comes first aborts the process (see Dispatcher._cancel_submission);
+    #: the dispatch is recorded CANCELLED at once either way.
+    cancel_delay_s = 0.5
 
     @classmethod
     def affinity(cls) -> int:
