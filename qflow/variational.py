@@ -28,7 +28,7 @@ from qflow.loops.actor import STAT_WINDOW, stalled
 from qflow.loops.optimizers import ScipyOptimizer
 from qflow.loops.progress import check_callback, follow, wants_bar
 from qflow.loops.result import LoopResult, collect
-from qflow.loops.spec import KEEP_WARM_S, prepare
+from qflow.loops.spec import KEEP_WARM_S, LoopSpec, prepare
 from qflow.loops.workflow import parallel_loops, stop_actor, variational_loop
 from qflow.remote.client import client_for
 from qflow.runtime.process import current
@@ -42,6 +42,16 @@ __all__ = [
     "minimize_many",
     "stalled",
 ]
+
+
+def _check_placement(spec: LoopSpec) -> bool:
+    """Whether the loop runs from here; if so, fail now when no node can hold its actor.
+    Through a qflow server (False), the server checks, and runs the actor."""
+    if client_for() is not None:
+        return False
+    current().service()  # connected, so the check sees the cluster
+    ensure_feasible(spec.bundle(), f"The variational loop's actor for backend {spec.backend!r}")
+    return True
 
 
 def minimize(
@@ -108,10 +118,7 @@ def minimize(
         final_repeats=final_repeats,
         keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
     )
-    local = client_for() is None  # else the server checks, and runs the loop's actor
-    if local:
-        current().service()  # connected, so the check below sees the cluster
-        ensure_feasible(spec.bundle(), f"The variational loop's actor for backend {spec.backend!r}")
+    local = _check_placement(spec)
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(variational_loop)(spec, state)
     if callback is not None or wants_bar(progress):
@@ -178,12 +185,7 @@ def minimize_many(
         for start in starts
     ]
     chosen = runs[0][0]
-    local = client_for() is None  # else the server checks, and runs the loops' actors
-    if local:
-        current().service()
-        ensure_feasible(
-            chosen.bundle(), f"The variational loop's actor for backend {chosen.backend!r}"
-        )
+    local = _check_placement(chosen)
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(parallel_loops)(runs)
     res = qflow.get_result(dispatch_id, wait=True)

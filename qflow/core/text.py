@@ -86,3 +86,13 @@ def source_text(fn: Any) -> str | None:
     if code is not None:
         _sources[code] = text
     return text
+
+
+def url_host(host: str) -> str:
+    """``host`` as it stands in a URL: an IPv6 address in brackets.
+
+    Example:
+        >>> url_host("::1"), url_host("10.0.0.5")
+        ('[::1]', '10.0.0.5')
+    """
+    return f"[{host}]" if ":" in host else host

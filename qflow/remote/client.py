@@ -24,7 +24,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from qflow.exceptions import QflowInputError, ServerAuthError, ServerError, VersionMismatchError
+from qflow.exceptions import QflowInputError, ServerError, VersionMismatchError
 from qflow.remote import protocol
 
 __all__ = ["Client", "client_for", "configure", "login", "serve_locally", "server_url"]
@@ -298,10 +298,8 @@ class Client:
                 row: dict[str, Any] = self.json(
                     "GET", f"/dispatches/{quoted}/wait?timeout={left:.3f}", wait_s=left
                 )
-            except (ServerAuthError, VersionMismatchError):
-                raise
             except ServerError as exc:  # a server restarting: try again for a while
-                if exc.__cause__ is None:  # it answered, with an error of its own
+                if exc.__cause__ is None:  # it answered (a token, versions...): final
                     raise
                 now = time.monotonic()
                 down_since = down_since or now

@@ -8,6 +8,7 @@ until a :class:`~qflow.Result` reads them. Writes belong to the server: they rai
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
 import urllib.parse
 from collections.abc import Sequence
@@ -50,8 +51,6 @@ class RemoteStore(ResultStore):
         self.path = client.url
 
     def _read(self, method: str, *args: Any) -> Any:
-        import json
-
         body = json.dumps({"args": list(args)}).encode()
         _, data = self.client.request(
             "POST", f"/store/{urllib.parse.quote(method)}", body, content_type="application/json"

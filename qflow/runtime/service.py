@@ -21,6 +21,7 @@ import psutil
 import ray
 
 from qflow.core.polling import wait_until
+from qflow.core.text import url_host
 from qflow.exceptions import ClusterError
 from qflow.runtime.dispatcher_service import DispatcherService
 from qflow.runtime.head_state import ServiceState, same_process, status, write_private
@@ -337,8 +338,7 @@ def _start_ui(settings: Settings, host: str, port: int, timeout: float = 30.0) -
         timeout,
         {"QFLOW_UI_TOKEN": token},
     )
-    shown = f"[{host}]" if ":" in host else host
-    url = f"http://{shown}:{port}/?token={token}"
+    url = f"http://{url_host(host)}:{port}/?token={token}"
     return {"ui_pid": pid, "ui_create_time": create_time, "ui_url": url}
 
 
@@ -351,12 +351,11 @@ def _start_server(
 ) -> dict[str, Any]:
     """Start ``qflow serve`` (the UI and the HTTP API) in its own process; wait until it
     answers. It makes the token ``qflow token`` prints."""
-    argv = ["--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+    argv = ["--listen", f"{url_host(host)}:{port}"]
     if tls is not None:
         argv += ["--certfile", tls[0], "--keyfile", tls[1]]
     pid, create_time = _start_child(settings, "serve", argv, host, port, timeout, {})
-    shown = f"[{host}]" if ":" in host else host
-    url = f"{'https' if tls else 'http'}://{shown}:{port}"
+    url = f"{'https' if tls else 'http'}://{url_host(host)}:{port}"
     return {"server_pid": pid, "server_create_time": create_time, "server_url": url}
 
 

@@ -94,7 +94,7 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
     from qflow import _api, retention
 
     def endpoint(
-        handler: Callable[[Request], Awaitable[Any]],
+        handler: Callable[[Request], Awaitable[Any]], check_versions: bool = True
     ) -> Callable[[Request], Awaitable[Response]]:
         async def run(request: Request) -> Response:
             bearer = request.headers.get("authorization", "")
@@ -108,10 +108,8 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
                         else "Wrong token for this qflow server: `qflow token` on the "
                         "server prints the right one (it changes at each `qflow start`)."
                     )
-                if request.url.path.rstrip("/").endswith("/versions"):
-                    return JSONResponse(protocol.local_versions())
                 theirs = protocol.parse_versions(request.headers.get(protocol.VERSION_HEADER))
-                diff = protocol.mismatch(theirs, protocol.local_versions())
+                diff = check_versions and protocol.mismatch(theirs, protocol.local_versions())
                 if diff:
                     raise VersionMismatchError(
                         f"This server cannot take pickled work from the client: {diff}."
@@ -130,7 +128,7 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
 
         return run
 
-    async def versions(request: Request) -> Any:  # answered by endpoint()
+    async def versions(request: Request) -> Any:  # what the handshake compares
         return protocol.local_versions()
 
     async def dispatch(request: Request) -> Any:
@@ -198,7 +196,7 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
         return await run_in_threadpool(call)
 
     routes = [
-        Route("/versions", endpoint(versions)),
+        Route("/versions", endpoint(versions, check_versions=False)),
         Route("/dispatches", endpoint(dispatch), methods=["POST"]),
         Route("/dispatches/{dispatch_id}/redispatch", endpoint(redispatch), methods=["POST"]),
         Route("/dispatches/{dispatch_id}/wait", endpoint(wait)),

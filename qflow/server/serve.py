@@ -78,6 +78,7 @@ def serve(
     outlive this process; this process never forwards to another server."""
     import uvicorn
 
+    from qflow.core.text import url_host
     from qflow.remote.client import serve_locally
     from qflow.runtime.process import current
     from qflow.ui.app import KEEP_ALIVE_S, timed_protocol
@@ -92,8 +93,7 @@ def serve(
     warning = plain_http_warning(host, tls=certfile is not None)
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
-    shown = f"[{host}]" if ":" in host else host
-    print(f"qflow server at {scheme}://{shown}:{port} (home {home})", flush=True)
+    print(f"qflow server at {scheme}://{url_host(host)}:{port} (home {home})", flush=True)
     uvicorn.run(
         server_app(rt.store, host, port, token, max_body),
         host=host,

@@ -43,6 +43,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from qflow.core.text import url_host
 from qflow.exceptions import ClusterError, QflowError, QflowInputError, StoreError
 from qflow.store.base import DispatchQuery, ResultStore
 from qflow.ui.security import Guard, GuardMiddleware
@@ -377,8 +378,7 @@ def serve(
             "http://localhost/api/dispatches)"
         )
     else:
-        shown = f"[{host}]" if ":" in host else host
-        announce(f"qflow UI at http://{shown}:{port}/?token={guard.token}")
+        announce(f"qflow UI at http://{url_host(host)}:{port}/?token={guard.token}")
     uvicorn.run(
         create_app(store, guard),
         log_level="warning",

@@ -28,6 +28,11 @@ pytestmark = pytest.mark.slow
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def _machine_env() -> dict[str, str]:
+    """This environment without any Ray or qflow choice: what a new machine's shell has."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -97,7 +102,7 @@ def server(tmp_path_factory):
 
 def _client(server, code, *, private_tmp=False, extra_env=None, timeout=120):
     """Run ``code`` as a client script (its own home, no Ray address); its JSON line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    env = _machine_env()
     env.update(
         QFLOW_HOME="/tmp/qflow-client-home" if private_tmp else str(server["home"]) + "-client",
         QFLOW_SERVER=server["url"],
@@ -111,6 +116,24 @@ def _client(server, code, *, private_tmp=False, extra_env=None, timeout=120):
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+#: A client script that dispatches one electron sleeping ``seconds`` and exits.
+NAP_DISPATCH = """
+import json, time
+import qflow
+
+@qflow.electron
+def nap():
+    time.sleep({seconds})
+    return "slept"
+
+@qflow.lattice
+def flow():
+    return nap()
+
+print(json.dumps({{"id": qflow.dispatch(flow)()}}))
+"""
 
 
 CLIENT_CHECKS = """
@@ -210,7 +233,7 @@ print(json.dumps({{"quick": quick, "result": done.result, "status": str(status),
     assert out["result"] == 0 and out["status"] == "COMPLETED" and out["reused"] == 0
     assert "Cancelled" in out["message"] and out["cancelled"] == "CANCELLED"
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))},
+        **_machine_env(),
         "QFLOW_HOME": str(server["home"]) + "-cli",
         "QFLOW_SERVER": server["url"],
         "QFLOW_TOKEN": server["token"],
@@ -235,21 +258,7 @@ print(json.dumps({{"quick": quick, "result": done.result, "status": str(status),
 def test_a_client_that_exits_after_dispatching_leaves_the_dispatch_running(server):
     out = _client(
         server,
-        """
-import json, time
-import qflow
-
-@qflow.electron
-def nap():
-    time.sleep(3)
-    return "slept"
-
-@qflow.lattice
-def flow():
-    return nap()
-
-print(json.dumps({"id": qflow.dispatch(flow)()}))
-""",
+        NAP_DISPATCH.format(seconds=3),
     )
     from qflow.remote.client import Client
 
@@ -309,7 +318,7 @@ def test_start_attaches_to_a_running_ray_cluster_and_stop_leaves_it_running(tmp_
     from qflow.runtime.ray_cluster import node_ip
 
     ray_port, port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    env = _machine_env()
     # Its own (short) Ray temp dir: the head it announces is nobody else's to find.
     env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="qra", dir="/tmp")
     head = subprocess.Popen(
@@ -429,21 +438,7 @@ def test_a_wait_carries_on_across_a_restart_of_the_servers_dispatcher_service(se
 
     out = _client(
         server,
-        """
-import json, time
-import qflow
-
-@qflow.electron
-def nap():
-    time.sleep(4)
-    return "slept"
-
-@qflow.lattice
-def flow():
-    return nap()
-
-print(json.dumps({"id": qflow.dispatch(flow)()}))
-""",
+        NAP_DISPATCH.format(seconds=4),
     )
     state = json.loads((server["home"] / "service.json").read_text())
     client = Client(server["url"], server["token"])
@@ -482,7 +477,7 @@ def test_the_server_speaks_tls_with_a_certificate_and_key(tmp_path):
         capture_output=True,
     )
     home, port = tmp_path / "home", free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
+    env = _machine_env()
     env["QFLOW_HOME"] = str(home)
     started = subprocess.run(
         [
