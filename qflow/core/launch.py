@@ -70,14 +70,16 @@ def build(
     top_level: bool = True,
 ) -> NewDispatch:
     """Build ``lattice``'s graph with the arguments (the lattice function runs; nothing
-    else does) and check that everything a worker needs pickles.
+    else does) and, for a top-level dispatch (``top_level``), check that everything a
+    worker needs pickles, before any compute is spent.
 
     Raises:
         QflowSerializationError: an electron's function or argument, or the inputs,
             cannot be pickled; named.
     """
     graph: Graph = lattice.build_graph(*args, _replace=replace, **kwargs)
-    check_picklable(graph)
+    if top_level:  # a sublattice already runs: its nodes' own submission reports these
+        check_picklable(graph)
     try:
         inputs = cloudpickle.dumps({"args": args, "kwargs": kwargs})
     except Exception as exc:
