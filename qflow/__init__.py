@@ -50,6 +50,7 @@ from qflow.result import Result as Result
 from qflow.result import TransportableObject as TransportableObject
 from qflow.retention import delete as delete
 from qflow.retention import gc as gc
+from qflow.secrets import secret as secret
 
 # ``qflow.executor`` (Covalent's executor plugins) and ``qflow.waits`` are modules, reached
 # as attributes the way Covalent code does (``ct.executor.LocalExecutor``).
@@ -84,6 +85,7 @@ __all__ = [
     "redispatch",
     "reload_config",
     "Result",
+    "secret",
     "set_config",
     "Status",
     "status",

@@ -12,7 +12,7 @@ import ray
 
 from qflow.core.dispatcher import fingerprints
 from qflow.core.graph import Graph
-from qflow.core.launch import build, record
+from qflow.core.launch import build, check_secrets, record
 from qflow.core.status import Status
 from qflow.core.stored import stored_graph
 from qflow.covalent.waits import Wait
@@ -118,6 +118,7 @@ def _launch(
             "the lattice each time one fires), then dispatch again."
         )
     check_feasible(new.graph)
+    check_secrets(new.graph, rt.settings.home)
     max_sublattice_depth()  # a bad setting fails here, before a record is made
     reuse = _reusable(rt, reuse_from, lat, new.graph) if reuse_from else {}
     dispatch_id = record(rt.store, new, owner=rt.heartbeat.owner)
@@ -433,13 +434,22 @@ def get_result(
                     f"The dispatcher of {dispatch_id} stopped without recording an end: "
                     f"{local.crash!r}"
                 ) from local.crash
+        # The head's service, where it runs the dispatch, says when it ends; the store
+        # is polled otherwise (a dispatch another process runs, or one resuming).
+        service = rt.connected_service() if local is None else None
         pause, checked = 0.002, time.monotonic()
         while not _finished(row := _status_row(rt, dispatch_id)):
-            if deadline is not None and time.monotonic() > deadline:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left < 0:
                 raise _timed_out(dispatch_id, timeout)
             if time.monotonic() - checked > 1.0:
                 checked = time.monotonic()
                 _raise_if_paused(rt, row)
+            if service is not None and service.wait(
+                dispatch_id, 1.0 if left is None else min(1.0, left)
+            ):
+                continue
+            service = None
             time.sleep(pause)
             pause = min(pause * 1.5, 0.1)
     if status_only:
@@ -465,16 +475,18 @@ def _remote_result(
     """:func:`get_result` from a qflow server: wait on its side, then read its store."""
     _check_id(dispatch_id)
     store = RemoteStore(client)
-    if wait:
-        row = client.wait(dispatch_id, timeout)
+    full = None
+    if wait:  # a finished wait's answer carries the dispatch's record: one round trip
+        row = client.wait(dispatch_id, timeout, full=not status_only)
         if not row.get("finished"):
             raise _timed_out(dispatch_id, timeout)
+        full = row.get("dispatch")
     if status_only:
         found = row if wait else store.get_status(dispatch_id)
         if found is None:
             raise DispatchNotFoundError(f"No dispatch {dispatch_id!r} on the server {client.url}.")
         return {"id": dispatch_id, "status": Status(found["status"])}
-    full = store.get_dispatch(dispatch_id)
+    full = full or store.get_dispatch(dispatch_id)
     if full is None:
         raise DispatchNotFoundError(f"No dispatch {dispatch_id!r} on the server {client.url}.")
     return Result(store, full, **flags)

@@ -191,6 +191,94 @@ def login(url: str, token_value: str | None) -> None:
     click.echo(f"logged in to {url} (kept in {path}; remove it to run locally again)")
 
 
+@main.group()
+def secret() -> None:
+    """Keep credentials where the dispatcher runs; electrons ask with secrets=[...].
+
+    Values are never printed. With QFLOW_SERVER set, `qflow login` made, or --server,
+    they are kept by that qflow server; otherwise in $QFLOW_HOME/secrets.
+    """
+
+
+def _secret_server(server: str | None) -> Any:
+    from qflow.remote.client import client_for
+
+    return client_for(server)
+
+
+_SERVER_OPTION = click.option(
+    "--server", default=None, help="A qflow server's URL (its token from QFLOW_TOKEN or login)."
+)
+
+
+@secret.command("set")
+@click.argument("name")
+@click.option("--from-env", "from_env", default=None, help="Take the value from this variable.")
+@_SERVER_OPTION
+def secret_set(name: str, from_env: str | None, server: str | None) -> None:
+    """Keep secret NAME, read from a prompt that does not echo, or from stdin."""
+    import os
+    import urllib.parse
+
+    from qflow.secrets.keep import SecretKeep, check_name
+
+    check_name(name)
+    if from_env is not None:
+        value = os.environ.get(from_env)
+        if value is None:
+            raise click.UsageError(f"--from-env {from_env}: that variable is not set.")
+    elif sys.stdin.isatty():
+        value = click.prompt(f"value of {name}", hide_input=True, prompt_suffix=": ")
+    else:
+        value = sys.stdin.read().rstrip("\r\n")
+    client = _secret_server(server)
+    if client is not None:
+        client.json("PUT", f"/secrets/{urllib.parse.quote(name)}", {"value": value})
+        click.echo(f"secret {name} set on {client.url}")
+    else:
+        keep = SecretKeep.of_home(Settings.from_env().home)
+        keep.set(name, value)
+        click.echo(f"secret {name} set in {keep.folder}")
+
+
+@secret.command("list")
+@_SERVER_OPTION
+def secret_list(server: str | None) -> None:
+    """Show each secret's name and when it was set (never its value)."""
+    from qflow.secrets.keep import SecretKeep
+
+    client = _secret_server(server)
+    if client is not None:
+        entries = client.json("GET", "/secrets")["secrets"]
+    else:
+        keep = SecretKeep.of_home(Settings.from_env().home)
+        entries = [{"name": e.name, "set_at": e.set_at} for e in keep.entries()]
+    if not entries:
+        click.echo("no secrets kept (set one with `qflow secret set NAME`)")
+    for entry in entries:
+        click.echo(f"{entry['name']:<32} set {entry['set_at']}")
+
+
+@secret.command("rm")
+@click.argument("name")
+@_SERVER_OPTION
+def secret_rm(name: str, server: str | None) -> None:
+    """Forget secret NAME."""
+    import urllib.parse
+
+    from qflow.secrets.keep import SecretKeep, check_name
+
+    check_name(name)
+    client = _secret_server(server)
+    if client is not None:
+        removed = client.json("DELETE", f"/secrets/{urllib.parse.quote(name)}")["removed"]
+    else:
+        removed = SecretKeep.of_home(Settings.from_env().home).remove(name)
+    if not removed:
+        raise click.ClickException(f"no secret {name} is kept")
+    click.echo(f"secret {name} removed")
+
+
 @main.command()
 @click.option("--chunks", type=int, default=8, show_default=True, help="Parallel electrons.")
 @click.option("--samples", type=int, default=200_000, show_default=True, help="Per electron.")

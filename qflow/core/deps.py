@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,10 @@ class DepsBash:
     def run(self) -> None:
         """Run the commands; raise :class:`DependencyError` naming the one that failed."""
         for command in self.commands:
-            proc = subprocess.run(command, shell=True, capture_output=True, text=True)
+            # os.environ as the electron sees it: with the secrets it was granted
+            proc = subprocess.run(
+                command, shell=True, capture_output=True, text=True, env=dict(os.environ)
+            )
             if proc.returncode != 0:
                 raise DependencyError(
                     f"DepsBash command {command!r} exited with {proc.returncode}, so the "

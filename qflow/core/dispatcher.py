@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import cloudpickle
@@ -48,6 +49,9 @@ from qflow.core.text import value_text
 from qflow.exceptions import DispatchFailedError, StoreFullError
 from qflow.executors import Submission, ray_request, resolve_executor
 from qflow.executors.placement import no_longer_feasible
+from qflow.secrets.courier import grant_for
+from qflow.secrets.grant import SecretsGrant
+from qflow.secrets.keep import SecretKeep
 from qflow.settings import max_sublattice_depth
 from qflow.store.base import DerivedOutput, ResultStore, loads, now_iso
 
@@ -195,6 +199,7 @@ class Dispatcher:
         self._not_held: set[int] = set()
         self._refs: dict[int, Any] = {}
         self._placing: threading.Thread | None = None
+        self._grants: dict[tuple[str, ...], SecretsGrant] = {}
 
     # ---------------------------------------------------------------- control
     def abandon(self, timeout: float = 2.0) -> None:
@@ -263,7 +268,12 @@ class Dispatcher:
                 template = templates.get(key)
                 if template is None:
                     template = templates[key] = CallTemplate(
-                        self.dispatch_id, pc.name, pc.kind, pc.fn, pc.options
+                        self.dispatch_id,
+                        pc.name,
+                        pc.kind,
+                        pc.fn,
+                        pc.options,
+                        self._grant(pc.options.secrets),
                     )
             calls[nid] = TaskCall(
                 template=template,
@@ -274,6 +284,15 @@ class Dispatcher:
                 dep_ids=pc.dep_ids,
             )
         return calls
+
+    def _grant(self, names: tuple[str, ...]) -> SecretsGrant | None:
+        """What tasks asking for ``names`` carry: where to fetch them, never values."""
+        if not names:
+            return None
+        if names not in self._grants:
+            keep = SecretKeep.of_home(Path(self.store.path).parent)
+            self._grants[names] = grant_for(names, keep.folder)
+        return self._grants[names]
 
     def _run(self) -> Status:
         the_plan = plan(self.graph)

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
@@ -32,11 +33,23 @@ from qflow.core.status import Status
 from qflow.core.stored import stored_graph
 from qflow.core.task import PLAIN_TYPES, dumps_value
 from qflow.core.text import source_text, value_text
-from qflow.exceptions import QflowSerializationError
+from qflow.exceptions import QflowConfigError, QflowSerializationError
 from qflow.executors import executor_name
+from qflow.secrets.checks import warn_credential_globals
+from qflow.secrets.keep import SecretKeep
+from qflow.secrets.providers import missing, missing_text
 from qflow.store.base import ResultStore, now_iso
 
-__all__ = ["NewDispatch", "build", "check_picklable", "rebuild", "record", "record_new_dispatch"]
+__all__ = [
+    "NewDispatch",
+    "build",
+    "check_picklable",
+    "check_secrets",
+    "rebuild",
+    "record",
+    "record_new_dispatch",
+    "secret_names",
+]
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,8 @@ def build(
     graph: Graph = lattice.build_graph(*args, _replace=replace, **kwargs)
     if top_level:  # a sublattice already runs: its nodes' own submission reports these
         check_picklable(graph)
+        functions = {id(n.fn): n.fn for n in graph.nodes if n.fn is not None}
+        warn_credential_globals([lattice.workflow_function, *functions.values()])
     try:
         inputs = cloudpickle.dumps({"args": args, "kwargs": kwargs})
     except Exception as exc:
@@ -143,6 +158,26 @@ def record(
 class _Discard:
     def write(self, data: bytes) -> int:
         return len(data)
+
+
+def secret_names(graph: Graph) -> tuple[str, ...]:
+    """Every secret some node of ``graph`` asks for, in order of first request."""
+    names: dict[str, None] = {}
+    for node in graph.nodes:
+        for name in node.options.secrets if node.options is not None else ():
+            names[name] = None
+    return tuple(names)
+
+
+def check_secrets(graph: Graph, home: Path) -> None:
+    """Refuse, before anything is recorded or run, a dispatch asking for secrets that
+    neither the keep of ``home`` nor a provider has; the error says how to set them."""
+    names = secret_names(graph)
+    if names:
+        keep = SecretKeep.of_home(home)
+        absent = missing(names, keep)
+        if absent:
+            raise QflowConfigError(missing_text(absent, keep))
 
 
 def check_picklable(graph: Graph) -> None:

@@ -26,6 +26,8 @@ class ElectronOptions:
         runtime_env: a Ray ``runtime_env`` dict.
         deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.deps`.
         files: file transfers around the electron, see :mod:`qflow.fs`.
+        secrets: names of the secrets the electron is granted where it runs (see
+            :mod:`qflow.secrets`); a lattice's are added to each electron's.
     """
 
     executor: Any = None
@@ -41,6 +43,8 @@ class ElectronOptions:
     call_after: tuple[DepsCall, ...] = ()
     #: ``qflow.fs.FileTransfer`` objects run where the electron runs (see :mod:`qflow.fs`).
     files: tuple[Any, ...] = ()
+    #: Secret names; values are fetched where the electron runs (:mod:`qflow.secrets`).
+    secrets: tuple[str, ...] = ()
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ElectronOptions:
@@ -65,6 +69,12 @@ class ElectronOptions:
             from qflow.core.fs import as_transfers
 
             kwargs["files"] = as_transfers(kwargs["files"])
+        if kwargs.get("runtime_env"):
+            from qflow.secrets.checks import warn_env_vars
+
+            warn_env_vars(kwargs["runtime_env"])
+        if "secrets" in kwargs:
+            kwargs["secrets"] = as_secret_names(kwargs["secrets"])
         retry = kwargs.get("retry_exceptions")
         if isinstance(retry, list | tuple):
             kwargs["retry_exceptions"] = tuple(retry)
@@ -105,10 +115,12 @@ class ElectronOptions:
         and ``call_after`` replace the lattice's; the lattice's apply to electrons that
         set none.
         """
-        out = {}
+        out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
-            if f.name in ("call_before", "call_after", "files"):
+            if f.name == "secrets":  # the lattice's apply to all its electrons
+                out[f.name] = tuple(dict.fromkeys((*theirs, *mine)))
+            elif f.name in ("call_before", "call_after", "files"):
                 out[f.name] = mine or theirs
             elif f.name == "deps_bash":
                 out[f.name] = mine if mine.commands else theirs
@@ -132,6 +144,20 @@ class ElectronOptions:
             else:
                 env["pip"] = {**pip["pip"], "packages": [*(mine or []), *pip["pip"]["packages"]]}
         return env
+
+
+def as_secret_names(names: Any) -> tuple[str, ...]:
+    """``secrets=`` as a tuple of checked names (one name or a list of them)."""
+    from qflow.secrets.keep import check_name
+
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list | tuple | set | frozenset):
+        raise QflowConfigError(
+            f"secrets takes a list of secret names, e.g. secrets=['IONQ_API_KEY']; got "
+            f"{type(names).__name__} {names!r}."
+        )
+    return tuple(dict.fromkeys(check_name(n) for n in names))
 
 
 DEFAULT_OPTIONS = ElectronOptions()

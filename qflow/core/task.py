@@ -35,6 +35,7 @@ from qflow.core.text import value_text, value_text_join
 from qflow.core.tracebacks import user_traceback
 from qflow.exceptions import QflowSerializationError
 from qflow.executor import is_plugin
+from qflow.secrets.grant import SecretLease, SecretsGrant
 from qflow.store.base import MetricPoint, now_iso
 
 OUTCOME_ATTR = "__qflow_outcome__"
@@ -185,15 +186,23 @@ class CallTemplate:
     10,000 times.
     """
 
-    __slots__ = ("_blob", "_head", "dispatch_id", "fn", "kind", "name", "options")
+    __slots__ = ("_blob", "_head", "dispatch_id", "fn", "grant", "kind", "name", "options")
     #: Templates by the digest of their pickle (bytes), most recently used last.
     _loaded: ClassVar[collections.OrderedDict[Any, CallTemplate]] = collections.OrderedDict()
 
     def __init__(
-        self, dispatch_id: str, name: str, kind: NodeKind, fn: Any, options: ElectronOptions
+        self,
+        dispatch_id: str,
+        name: str,
+        kind: NodeKind,
+        fn: Any,
+        options: ElectronOptions,
+        grant: SecretsGrant | None = None,
     ) -> None:
         self.dispatch_id, self.name, self.kind, self.fn = dispatch_id, name, kind, fn
         self.options = options
+        #: Where the secrets ``options.secrets`` names are fetched from (never values).
+        self.grant = grant
         self._blob: tuple[bytes, bytes] | None = None
         self._head: bytes | None = None
 
@@ -201,7 +210,7 @@ class CallTemplate:
         """The pickled template and its digest, made once."""
         if self._blob is None:
             blob = cloudpickle.dumps(
-                (self.dispatch_id, self.name, self.kind, self.fn, self.options)
+                (self.dispatch_id, self.name, self.kind, self.fn, self.options, self.grant)
             )
             self._blob = (blob, hashlib.sha1(blob).digest())
         return self._blob
@@ -309,16 +318,43 @@ def _plain(operand: Operand) -> bool:
 
 
 class _Tee(io.StringIO):
-    """Captures what the electron prints, and still shows it on the real stream."""
+    """Captures what the electron prints, and still shows it on the real stream.
 
-    def __init__(self, real: Any) -> None:
+    While the electron holds secrets (``lease.active``), text is held back to the end of
+    its line and redacted before either stream sees it: a value printed in pieces is
+    still one line.
+    """
+
+    def __init__(self, real: Any, lease: SecretLease) -> None:
         super().__init__()
         self._real = real
+        self._lease = lease
+        self._pending = ""
 
     def write(self, s: str) -> int:
+        if self._lease.active:
+            text = self._pending + s
+            cut = text.rfind("\n") + 1
+            if cut == 0 and len(text) < 65536:
+                self._pending = text
+                return len(s)
+            self._pending, text = ("", text) if cut == 0 else (text[cut:], text[:cut])
+            self._emit(self._lease.redact(text))
+            return len(s)
+        self._emit(s)
+        return len(s)
+
+    def _emit(self, s: str) -> None:
         with contextlib.suppress(Exception):
             self._real.write(s)
-        return super().write(s)
+        super().write(s)
+
+    def finish(self) -> str:
+        """Everything captured, the held-back tail included (redacted)."""
+        if self._pending:
+            self._emit(self._lease.redact(self._pending))
+            self._pending = ""
+        return self.getvalue()
 
 
 class _Routed:
@@ -418,11 +454,13 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
         d: v.load() if isinstance(v, PickledValue) else v for d, v in zip(call.dep_ids, dep_values)
     }
     outcome = NodeOutcome(node_id=call.node_id, start_time=now_iso(), ray_node_id=_ray_node_id())
-    out, err = _Tee(_unrouted(sys.stdout)), _Tee(_unrouted(sys.stderr))
+    lease = SecretLease(call.template.grant)
+    out, err = _Tee(_unrouted(sys.stdout), lease), _Tee(_unrouted(sys.stderr), lease)
     progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
     try:
         with (
             _Captured(out, err),
+            lease,
             collecting(call.node_id) as outcome.metrics,
             task_context(call.dispatch_id, call.node_id),
         ):
@@ -473,15 +511,18 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
         progress.end()
         outcome.sublattice = getattr(exc, "__qflow_sublattice__", None)
         outcome.end_time = now_iso()
-        outcome.error = user_traceback(exc)
+        outcome.error = lease.redact(user_traceback(exc))
+        lease.scrub(exc)  # what Ray stores and logs of the exception
         # As in Covalent, a failed node's stderr ends with the traceback.
-        outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue() + outcome.error
+        outcome.stdout, outcome.stderr = out.finish(), err.finish() + outcome.error
+        lease.close()
         with contextlib.suppress(Exception):
             setattr(exc, OUTCOME_ATTR, outcome)
         raise
     progress.end()
     outcome.end_time = now_iso()
-    outcome.stdout, outcome.stderr = out.getvalue(), err.getvalue()
+    outcome.stdout, outcome.stderr = out.finish(), err.finish()
+    lease.close()
     if is_plugin(opts.executor):
         opts.executor._qflow_logs(outcome.stdout, outcome.stderr)
     return value, outcome

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 import inspect
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -63,7 +64,10 @@ class _BashCall:
             script += f"\necho {marker}\n" + "\n".join(
                 f'printf "%s\\n" "${{{name}}}"' for name in self.named_outputs
             )
-        proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+        # os.environ as the electron sees it: with the secrets it asked for (secrets=)
+        proc = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, env=dict(os.environ)
+        )
         out, _, values = proc.stdout.partition(f"{marker}\n")
         sys.stdout.write(out)  # the node's captured stdout/stderr
         sys.stderr.write(proc.stderr)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import pickle
 import ssl
 import threading
 import time
@@ -285,19 +286,26 @@ class Client:
         _, data = self.request("POST", path, body, content_type="application/octet-stream")
         return json.loads(data)
 
-    def wait(self, dispatch_id: str, timeout: float | None) -> dict[str, Any]:
+    def wait(self, dispatch_id: str, timeout: float | None, full: bool = False) -> dict[str, Any]:
         """The dispatch's status row once it has finished, or when ``timeout`` runs out
         (then as it is): the server holds each request until the dispatch ends or a
-        while has passed, so waiting costs no tight poll."""
+        while has passed, so waiting costs no tight poll.
+
+        With ``full``, a finished row also carries the dispatch's whole record under
+        ``"dispatch"`` (what ``RemoteStore.get_dispatch`` reads), saving a round trip.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         quoted = urllib.parse.quote(dispatch_id, safe="")
         down_since: float | None = None
         while True:
             left = 20.0 if deadline is None else max(0.0, min(20.0, deadline - time.monotonic()))
             try:
-                row: dict[str, Any] = self.json(
-                    "GET", f"/dispatches/{quoted}/wait?timeout={left:.3f}", wait_s=left
-                )
+                path = f"/dispatches/{quoted}/wait?timeout={left:.3f}"
+                if full:
+                    _, data = self.request("GET", path + "&full=1", wait_s=left)
+                    row: dict[str, Any] = pickle.loads(data)
+                else:
+                    row = self.json("GET", path, wait_s=left)
             except ServerError as exc:  # a server restarting: try again for a while
                 if exc.__cause__ is None:  # it answered (a token, versions...): final
                     raise

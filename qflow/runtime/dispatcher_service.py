@@ -13,6 +13,7 @@ from typing import Any
 
 import cloudpickle
 import psutil
+import ray
 
 from qflow.core.stored import stored_graph
 from qflow.runtime.head_state import ServiceState
@@ -20,7 +21,10 @@ from qflow.runtime.heap import settle_heap
 from qflow.settings import Settings, parse_flag
 from qflow.store.base import now_iso
 
-__all__ = ["DispatcherService"]
+__all__ = ["WAITERS", "DispatcherService"]
+
+#: Threads of the service that may hold a waiter at once (its "waits" group).
+WAITERS = 32
 
 
 class DispatcherService:
@@ -205,6 +209,20 @@ class DispatcherService:
                     Status.FAILED,
                     f"The restarted dispatcher service could not resume it: {exc!r}",
                 )
+
+    @ray.method(concurrency_group="waits")
+    def wait(self, dispatch_id: str, timeout: float) -> bool:
+        """Hold until this service's run of ``dispatch_id`` ends or ``timeout`` passes;
+        False at once if this service does not run it.
+
+        Runs in its own concurrency group (:data:`WAITERS` threads), so waiters never
+        take the threads that start and cancel dispatches.
+        """
+        dispatcher = self._runs.get(dispatch_id)
+        if dispatcher is None:
+            return False
+        dispatcher.done.wait(timeout)
+        return True
 
     def cancel(self, dispatch_id: str, task_ids: list[int] | None) -> None:
         dispatcher = self._runs.get(dispatch_id)

@@ -117,6 +117,20 @@ class HeadService(Runner):
     def cancel(self, dispatch_id: str, task_ids: list[int] | None) -> None:
         ray.get(self.actor.cancel.remote(dispatch_id, task_ids))
 
+    def wait(self, dispatch_id: str, timeout: float) -> bool:
+        """Return when the service's run of ``dispatch_id`` ends, or after ``timeout``.
+
+        False at once when the service does not run it (any more) or cannot be
+        reached: the store, which the caller then polls, has the answer.
+        """
+        try:
+            held: bool = ray.get(
+                self.actor.wait.remote(dispatch_id, timeout), timeout=timeout + 5.0
+            )
+        except ray.exceptions.RayError:  # GetTimeoutError too
+            return False
+        return held
+
     def add_triggers(self, dispatch_id: str) -> None:
         ray.get(self.actor.add_triggers.remote(str(self.settings.db_path), dispatch_id))
 
@@ -185,6 +199,11 @@ class ProcessRuntime:
                         "dispatcher service is gone, so nothing could run this dispatch "
                         "beyond this script. Restart it with `qflow stop && qflow start`."
                     )
+        return self._service
+
+    def connected_service(self) -> HeadService | None:
+        """The head's service, if this process has already connected to it (it never
+        connects here: a process that only reads results must not start a Ray)."""
         return self._service
 
     def _found(self) -> HeadService | None:

@@ -23,7 +23,7 @@ import ray
 from qflow.core.polling import wait_until
 from qflow.core.text import url_host
 from qflow.exceptions import ClusterError
-from qflow.runtime.dispatcher_service import DispatcherService
+from qflow.runtime.dispatcher_service import WAITERS, DispatcherService
 from qflow.runtime.head_state import ServiceState, same_process, status, write_private
 from qflow.runtime.ray_cluster import (
     SERVICE_NAME,
@@ -301,8 +301,10 @@ def _start_actor(address: str, settings: Settings, on_this_node: bool = False) -
 
             here = ray.get_runtime_context().get_node_id()
             placement["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=False)
+        # Waiters hold threads of a group of their own (see DispatcherService.wait).
+        remote = cast(Any, ray.remote)(concurrency_groups={"waits": WAITERS})
         actor = (
-            ray.remote(DispatcherService)
+            remote(DispatcherService)
             .options(
                 name=SERVICE_NAME,
                 namespace=SERVICE_NAMESPACE,

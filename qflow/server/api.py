@@ -1,5 +1,6 @@
 """The qflow server's HTTP API (``/api/v1``): each call is the local runtime's own
-(dispatch, wait, cancel, redispatch, delete, triggers) or a read of the results store.
+(dispatch, wait, cancel, redispatch, delete, triggers), a read of the results store, or
+a change to the server's secret keep (whose values it never returns).
 
 Every request must carry ``Authorization: Bearer TOKEN`` and the client's versions
 (:data:`qflow.remote.protocol.VERSION_HEADER`). Both are checked, and a request body
@@ -18,10 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
 import pickle
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -39,6 +42,7 @@ from qflow.exceptions import (
 )
 from qflow.remote import protocol
 from qflow.remote.store import READS
+from qflow.secrets.keep import SecretKeep, check_name
 from qflow.store.base import DispatchQuery, ResultStore
 
 __all__ = ["api_app"]
@@ -156,13 +160,20 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
         except ValueError:
             raise QflowInputError("timeout is a number of seconds.") from None
 
-        def held() -> dict[str, Any]:
+        full = request.query_params.get("full") == "1"
+
+        def held() -> dict[str, Any] | bytes:
             try:
                 _api.get_result(dispatch_id, wait=True, timeout=seconds, status_only=True)
             except DispatchTimeoutError:
                 pass
             row = _api._status_row(_api._runtime(), dispatch_id)
-            return {**row, "finished": _api._finished(row)}
+            answer = {**row, "finished": _api._finished(row)}
+            if not full:
+                return answer
+            if answer["finished"]:
+                answer["dispatch"] = store.get_dispatch(dispatch_id)
+            return pickle.dumps(answer, protocol=5)
 
         return await run_in_threadpool(held)
 
@@ -195,6 +206,19 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
 
         return await run_in_threadpool(call)
 
+    keep = SecretKeep.of_home(Path(store.path).parent)
+
+    async def secrets(request: Request) -> Any:  # names and times, never values
+        return {"secrets": [dataclasses.asdict(e) for e in keep.entries()]}
+
+    async def secret(request: Request) -> Any:
+        name = check_name(request.path_params["name"])
+        if request.method == "DELETE":
+            return {"name": name, "removed": keep.remove(name)}
+        value = json.loads(await _body(request, 1 << 20) or b"{}").get("value")
+        keep.set(name, value)
+        return {"name": name}
+
     routes = [
         Route("/versions", endpoint(versions, check_versions=False)),
         Route("/dispatches", endpoint(dispatch), methods=["POST"]),
@@ -204,5 +228,7 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
         Route("/delete", endpoint(delete), methods=["POST"]),
         Route("/triggers/stop", endpoint(stop_triggers), methods=["POST"]),
         Route("/store/{method}", endpoint(read), methods=["POST"]),
+        Route("/secrets", endpoint(secrets)),
+        Route("/secrets/{name}", endpoint(secret), methods=["PUT", "DELETE"]),
     ]
     return Starlette(routes=routes)

@@ -245,6 +245,10 @@ class ResultStore(abc.ABC):
     Implementations must be safe to use from several threads and processes at once.
     """
 
+    #: Where the store lives: a database file (its folder is the ``QFLOW_HOME``), a
+    #: server's URL, or ``":memory:"``.
+    path: str
+
     @abc.abstractmethod
     def create_dispatch(self, dispatch: dict[str, Any], nodes: Sequence[dict[str, Any]]) -> None:
         """Insert a dispatch and all its nodes in one transaction."""

@@ -1,0 +1,79 @@
+"""The courier: a Ray actor on the dispatcher's node that hands a worker on another node
+the secrets its electron asked for, read from the dispatcher's keep at that moment.
+
+Ray returns a reply this small inline to the caller, so a value is never written to the
+object store's spill files or to Ray's logs. The courier keeps nothing: it reads the
+keep on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, cast
+
+from qflow.exceptions import QflowConfigError
+from qflow.secrets.grant import SecretsGrant
+from qflow.secrets.keep import SecretKeep
+from qflow.secrets.providers import resolve
+
+__all__ = ["SecretCourier", "ask_courier", "grant_for"]
+
+NAMESPACE = "qflow"
+
+
+class SecretCourier:
+    """Reads the keep at ``keep`` for callers on other nodes."""
+
+    def __init__(self, keep: str) -> None:
+        self.keep = keep
+
+    def get(self, names: tuple[str, ...]) -> dict[str, str]:
+        return resolve(names, SecretKeep(Path(self.keep)))
+
+
+def _name(keep: str) -> str:
+    return "qflow-secrets-" + hashlib.sha1(keep.encode()).hexdigest()[:12]
+
+
+def grant_for(names: tuple[str, ...], keep: Path) -> SecretsGrant:
+    """What a task asking for ``names`` carries; on Ray, the courier for ``keep`` is
+    started on this node first (once: it is named by the keep)."""
+    import ray
+
+    if not ray.is_initialized():
+        return SecretsGrant(names, str(keep))
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    name = _name(str(keep))
+    remote: Any = ray.remote(SecretCourier)
+    remote.options(
+        name=name,
+        namespace=NAMESPACE,
+        get_if_exists=True,
+        num_cpus=0,
+        max_restarts=-1,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+    ).remote(str(keep))
+    return SecretsGrant(names, str(keep), node_id=here, courier=name)
+
+
+def ask_courier(grant: SecretsGrant) -> dict[str, str]:
+    """The values of ``grant.names``, from the courier on the dispatcher's node."""
+    import ray
+
+    try:
+        courier = ray.get_actor(grant.courier or "", namespace=NAMESPACE)
+        values = cast(dict[str, str], ray.get(courier.get.remote(grant.names), timeout=60))
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.as_instanceof_cause()
+        if isinstance(cause, QflowConfigError):
+            raise QflowConfigError(str(cause.args[0]) if cause.args else str(cause)) from None
+        raise
+    except (ValueError, ray.exceptions.RayError) as exc:
+        raise QflowConfigError(
+            f"The secrets {', '.join(grant.names)} could not be fetched from the "
+            f"dispatcher's node: its courier is gone ({type(exc).__name__}). Dispatch again."
+        ) from None
+    return values
