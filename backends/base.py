@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -22,6 +22,9 @@ class Backend(abc.ABC):
         noise: for mixed-state backends (``default.mixed``, ``braket.local.dm``): a
             ``qml.NoiseModel``, or a probability p for a depolarising channel of
             strength p on every wire a gate acts on, after the gate.
+        secrets: names of the secrets (``qflow secret set NAME``) the backend needs
+            where its circuits run, e.g. a provider's API key: each loop chunk that
+            uses the backend is granted them, in ``os.environ`` and ``qflow.secret``.
     """
 
     #: The registry name users pass, e.g. ``"lightning.qubit"``.
@@ -60,7 +63,9 @@ class Backend(abc.ABC):
         seed: int | None = None,
         resources: Mapping[str, float] | None = None,
         noise: Any = None,
+        secrets: Sequence[str] | str = (),
     ) -> None:
+        from qflow.core.options import as_secret_names
         from qflow.exceptions import QflowConfigError
 
         if shots is not None and (not isinstance(shots, int) or shots <= 0):
@@ -77,6 +82,8 @@ class Backend(abc.ABC):
         self.seed: int | None = seed
         self.resources = dict(resources or {})
         self.noise = check_noise(noise, self)
+        #: Secret names granted where the backend's circuits run (never values).
+        self.secrets: tuple[str, ...] = as_secret_names(secrets)
 
     def __repr__(self) -> str:
         noise = "" if self.noise is None else f", noise={self.noise!r}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,7 @@ class BraketAwsBackend(Backend):
         s3_destination: tuple[str, str] | None = None,
         shots: int | None = 100,
         resources: dict[str, float] | None = None,
+        secrets: Sequence[str] | str = (),
     ) -> None:
         if not isinstance(device_arn, str) or not device_arn.startswith("arn:aws:braket"):
             raise QflowConfigError(
@@ -108,7 +110,9 @@ class BraketAwsBackend(Backend):
                 "Find ARNs in the Braket console, e.g. "
                 "arn:aws:braket:::device/quantum-simulator/amazon/sv1."
             )
-        super().__init__(shots=shots, resources=resources or {BRAKET_GATEWAY_RESOURCE: 1})
+        super().__init__(
+            shots=shots, resources=resources or {BRAKET_GATEWAY_RESOURCE: 1}, secrets=secrets
+        )
         self.device_arn = device_arn
         self.s3_destination = s3_destination
 

@@ -110,6 +110,7 @@ def _launch(
 ) -> str:
     new = build(lat, args, kwargs, replace=replace)
     rt = _runtime()
+    check_secrets(new.graph, rt.settings.home)  # before Ray is even reached
     service = rt.service()  # connect first: a cluster that does not answer leaves no row
     if lat.triggers and service is None:
         raise ClusterError(
@@ -118,7 +119,6 @@ def _launch(
             "the lattice each time one fires), then dispatch again."
         )
     check_feasible(new.graph)
-    check_secrets(new.graph, rt.settings.home)
     max_sublattice_depth()  # a bad setting fails here, before a record is made
     reuse = _reusable(rt, reuse_from, lat, new.graph) if reuse_from else {}
     dispatch_id = record(rt.store, new, owner=rt.heartbeat.owner)

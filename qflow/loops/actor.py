@@ -16,6 +16,7 @@ from qflow.executors.ray import run_wire
 from qflow.loops.executor import Held, NotServingError
 from qflow.loops.optimizers import ScipyOptimizer
 from qflow.loops.spec import ChunkState, LoopSpec
+from qflow.secrets.grant import SecretLease, SecretsGrant, current_grant
 
 __all__ = ["STAT_WINDOW", "LoopActor", "stalled"]
 
@@ -45,13 +46,15 @@ class LoopActor:
         self.loop_id: str | None = None
         self._held: dict[Held, Any] = {}  # chunk outputs kept for the next chunk
 
-    def load(self, spec: LoopSpec) -> None:
-        """Serve ``spec``'s loop: build its device and QNode (once per loop)."""
+    def load(self, spec: LoopSpec, grant: SecretsGrant | None = None) -> None:
+        """Serve ``spec``'s loop: build its device and QNode (once per loop), with the
+        secrets of ``grant`` (the chunk's, which asked for the backend's)."""
         if spec.loop_id == self.loop_id:
             return
         self._held.clear()
         self.backend = spec.backend
-        self.device = self.backend.make_device(spec.wires)
+        with SecretLease(grant):
+            self.device = self.backend.make_device(spec.wires)
         self.qnode = self.backend.qnode(spec.circuit, self.device, spec.diff_method)
         self.tol = spec.tol
         self.final_repeats = spec.final_repeats
@@ -86,12 +89,27 @@ class LoopActor:
             raise value
         return value
 
-    def run(self, loop_id: str, state: dict[str, Any], k: int, last: bool) -> ChunkState:
-        """Run ``k`` steps from ``state``; ``last`` adds the final estimate and inputs."""
-        from pennylane import numpy as pnp
-
+    def run(
+        self,
+        loop_id: str,
+        state: dict[str, Any],
+        k: int,
+        last: bool,
+        grant: SecretsGrant | None = None,
+    ) -> ChunkState:
+        """Run ``k`` steps from ``state``; ``last`` adds the final estimate and inputs.
+        ``grant``: the secrets the chunk was granted, fetched again here for its
+        circuits (a chunk the loop executor sends here runs inside its own grant)."""
         if loop_id != self.loop_id:  # never compute for the wrong loop
             raise NotServingError(f"This actor serves loop {self.loop_id}, not {loop_id}.")
+        if grant is not None and current_grant() is None:
+            with SecretLease(grant):
+                return self._run(state, k, last)
+        return self._run(state, k, last)
+
+    def _run(self, state: dict[str, Any], k: int, last: bool) -> ChunkState:
+        from pennylane import numpy as pnp
+
         t0 = time.perf_counter()
         opt = cloudpickle.loads(state["optimizer"])
         params = pnp.array(state["params"], requires_grad=True)

@@ -3,6 +3,7 @@ loop's warm actor, and the lattices that chain them (one loop, or several at onc
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -10,13 +11,14 @@ import ray
 
 from qflow.core.metrics import log_metric
 from qflow.core.tracebacks import remote_cause
-from qflow.electron import electron
+from qflow.electron import Electron, electron
 from qflow.exceptions import QflowConfigError
 from qflow.lattice import lattice
 from qflow.loops import pool as loop_pool
 from qflow.loops import warm as warm
 from qflow.loops.actor import LoopActor
 from qflow.loops.spec import ChunkState, LoopSpec
+from qflow.secrets.grant import SecretsGrant, current_grant
 
 __all__ = ["close_loop", "parallel_loops", "run_chunk", "stop_actor", "variational_loop"]
 
@@ -26,7 +28,7 @@ def _actor_name(loop_id: str) -> str:
     return f"qflow-loop-{loop_id}"
 
 
-def _start_actor(spec: LoopSpec) -> Any:
+def _start_actor(spec: LoopSpec, grant: SecretsGrant | None = None) -> Any:
     """An actor for the loop, from the warm pool or new, with the loop's spec loaded."""
     bundle = spec.bundle()
     for attempt in range(3):
@@ -46,7 +48,7 @@ def _start_actor(spec: LoopSpec) -> Any:
             if attempt == 2:
                 raise
     try:
-        ray.get(actor.load.remote(spec))
+        ray.get(actor.load.remote(spec, grant))
     except ray.exceptions.RayTaskError as exc:  # the backend could not build its device
         loop_pool.call_pool("discard", spec.loop_id)
         raise remote_cause(exc) from None
@@ -101,11 +103,12 @@ def run_chunk(
     if restarted:  # the actor died under an earlier attempt of this chunk
         on_death()
 
+    grant = current_grant()  # the chunk's secrets: the actor fetches them itself
     try:
         out = warm.call(
             _actor_name(spec.loop_id),
-            lambda: _start_actor(spec),
-            lambda actor: actor.run.remote(spec.loop_id, sent["state"], k, last),
+            lambda: _start_actor(spec, grant),
+            lambda actor: actor.run.remote(spec.loop_id, sent["state"], k, last, grant),
             on_death=on_death,
         )
     except BaseException:
@@ -134,8 +137,12 @@ def variational_loop(spec: LoopSpec, state: dict[str, Any]) -> dict[str, Any]:
     spec = _check_spec(spec)
     chunks = []
     sizes = spec.chunk_sizes
+    chunk = run_chunk
+    names = tuple(getattr(spec.backend, "secrets", ()) or ())
+    if names:  # the backend's credentials, granted to each chunk where it runs
+        chunk = Electron(run_chunk.fn, dataclasses.replace(run_chunk.options, secrets=names))
     for i, k in enumerate(sizes):
-        state = run_chunk(spec, state, k, last=i == len(sizes) - 1)
+        state = chunk(spec, state, k, last=i == len(sizes) - 1)
         chunks.append(state)
     return {"chunks": chunks, "closed": close_loop(spec, state)}
 

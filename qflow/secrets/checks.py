@@ -81,14 +81,17 @@ def warn_credential_globals(functions: Iterable[Any]) -> None:
 
 
 def warn_env_vars(runtime_env: Mapping[str, Any] | None) -> None:
-    """Warn when a ``runtime_env`` passes ``env_vars``: Ray logs them in plain text."""
-    env_vars = (runtime_env or {}).get("env_vars")
-    if env_vars:
+    """Warn when a ``runtime_env`` passes ``env_vars`` that look like credentials: Ray
+    writes them in plain text to its logs. (Settings such as ``OMP_NUM_THREADS`` pass
+    without a word.)"""
+    env_vars = (runtime_env or {}).get("env_vars") or {}
+    suspects = sorted(str(k) for k in env_vars if LOOKS_SECRET.search(str(k)))
+    if suspects:
         warnings.warn(
             CredentialWarning(
-                f"runtime_env passes env_vars ({', '.join(sorted(env_vars))}): they are "
-                "stored with the lattice and Ray writes them in plain text to its "
-                f"runtime_env_agent.log. For a credential, do not. {SECRETS_ADVICE}"
+                f"runtime_env passes env_vars {', '.join(suspects)}, which look like "
+                "credentials: they are stored with the lattice, and Ray writes them in "
+                f"plain text to its runtime_env_agent.log. {SECRETS_ADVICE}"
             ),
             stacklevel=4,
         )

@@ -9,6 +9,7 @@ keep on every call.
 from __future__ import annotations
 
 import hashlib
+import threading
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,6 +32,13 @@ class SecretCourier:
     def get(self, names: tuple[str, ...]) -> dict[str, str]:
         return resolve(names, SecretKeep(Path(self.keep)))
 
+    def ping(self) -> bool:
+        return True
+
+
+_lock = threading.Lock()
+_couriers: dict[tuple[str, str], Any] = {}  # this process's courier handles
+
 
 def _name(keep: str) -> str:
     return "qflow-secrets-" + hashlib.sha1(keep.encode()).hexdigest()[:12]
@@ -47,15 +55,20 @@ def grant_for(names: tuple[str, ...], keep: Path) -> SecretsGrant:
 
     here = ray.get_runtime_context().get_node_id()
     name = _name(str(keep))
-    remote: Any = ray.remote(SecretCourier)
-    remote.options(
-        name=name,
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        num_cpus=0,
-        max_restarts=-1,
-        scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
-    ).remote(str(keep))
+    key = (ray.get_runtime_context().gcs_address, name)  # a new Ray needs a new one
+    with _lock:
+        if key not in _couriers:
+            remote: Any = ray.remote(SecretCourier)
+            courier = remote.options(
+                name=name,
+                namespace=NAMESPACE,
+                get_if_exists=True,
+                num_cpus=0,
+                max_restarts=-1,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=False),
+            ).remote(str(keep))
+            ray.get(courier.ping.remote(), timeout=60)  # registered before a task asks
+            _couriers[key] = courier  # held: Ray ends an actor no handle refers to
     return SecretsGrant(names, str(keep), node_id=here, courier=name)
 
 

@@ -29,7 +29,7 @@ from qflow.exceptions import QflowError
 from qflow.secrets.keep import SecretKeep
 from qflow.secrets.providers import resolve
 
-__all__ = ["SecretLease", "SecretsGrant", "redact_text", "secret"]
+__all__ = ["SecretLease", "SecretsGrant", "current_grant", "redact_text", "secret"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,13 @@ def _fetch(grant: SecretsGrant) -> dict[str, str]:
     return resolve(grant.names, SecretKeep(Path(grant.keep)))
 
 
+def current_grant() -> SecretsGrant | None:
+    """The grant of the call running in this thread, to hand on to work it starts in
+    another process (a loop's actor), which then fetches the same secrets itself."""
+    grant: SecretsGrant | None = getattr(_local, "grant", None)
+    return grant
+
+
 def redact_text(text: str, values: Mapping[str, str]) -> str:
     """``text`` with each value replaced by ``[secret NAME]``, longest value first."""
     for name, value in sorted(values.items(), key=lambda nv: -len(nv[1])):
@@ -156,6 +163,7 @@ class SecretLease:
         self.grant = grant
         self.values: dict[str, str] = {}
         self._before: Mapping[str, str] | None = None
+        self._before_grant: SecretsGrant | None = None
 
     def __enter__(self) -> SecretLease:
         if self.grant is None or not self.grant.names:
@@ -163,12 +171,14 @@ class SecretLease:
         self.values = _fetch(self.grant)
         _install()
         self._before = getattr(_local, "values", None)
+        self._before_grant = getattr(_local, "grant", None)
         _local.values = {**(self._before or {}), **self.values}
+        _local.grant = self.grant
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.values:
-            _local.values = self._before
+            _local.values, _local.grant = self._before, self._before_grant
 
     @property
     def active(self) -> bool:
