@@ -27,11 +27,14 @@ class DepsBash:
 
     Args:
         commands: one command or a list of them.
+        secrets: secret names the commands need in their environment; they are
+            granted to the whole electron call (see :mod:`qflow.secrets`).
     """
 
     commands: list[str] = field(default_factory=list)
+    secrets: tuple[str, ...] = ()
 
-    def __init__(self, commands: str | Sequence[str] = ()) -> None:
+    def __init__(self, commands: str | Sequence[str] = (), secrets: Sequence[str] = ()) -> None:
         if isinstance(commands, str):
             commands = [commands]
         bad = [c for c in commands if not isinstance(c, str)]
@@ -41,9 +44,10 @@ class DepsBash:
                 "Pass e.g. DepsBash(['pip --version', 'echo ready'])."
             )
         object.__setattr__(self, "commands", list(commands))  # a list, as in Covalent
+        object.__setattr__(self, "secrets", _names(secrets))
 
     def __hash__(self) -> int:
-        return hash(tuple(self.commands))
+        return hash((tuple(self.commands), self.secrets))
 
     def run(self) -> None:
         """Run the commands; raise :class:`DependencyError` naming the one that failed."""
@@ -161,12 +165,15 @@ class DepsCall:
         kwargs: its keyword arguments.
         retval_keyword: when set, the hook's return value is passed to the electron
             as this keyword argument (``call_before`` only).
+        secrets: secret names the hook reads; they are granted to the whole electron
+            call (see :mod:`qflow.secrets`).
     """
 
     func: Callable[..., Any]
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     retval_keyword: str = ""
+    secrets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not callable(self.func):
@@ -175,6 +182,7 @@ class DepsCall:
                 f"{self.func!r}. Pass the function itself: DepsCall(setup, args=[...])."
             )
         object.__setattr__(self, "args", tuple(self.args))
+        object.__setattr__(self, "secrets", _names(self.secrets))
 
     def call(self) -> Any:
         try:
@@ -182,6 +190,13 @@ class DepsCall:
         except Exception as exc:
             name = getattr(self.func, "__name__", repr(self.func))
             raise DependencyError(f"DepsCall hook {name!r} raised {exc!r}") from exc
+
+
+def _names(secrets: Sequence[str] | str) -> tuple[str, ...]:
+    from qflow.secrets.keep import check_name
+
+    names = [secrets] if isinstance(secrets, str) else list(secrets or ())
+    return tuple(dict.fromkeys(check_name(n) for n in names))
 
 
 def as_bash(value: DepsBash | str | Sequence[str] | None) -> DepsBash:

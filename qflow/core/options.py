@@ -73,8 +73,15 @@ class ElectronOptions:
             from qflow.secrets.checks import warn_env_vars
 
             warn_env_vars(kwargs["runtime_env"])
-        if "secrets" in kwargs:
-            kwargs["secrets"] = as_secret_names(kwargs["secrets"])
+        # What hooks, deps and the executor ask for is granted to the whole call.
+        asked = [
+            *as_secret_names(kwargs.get("secrets") or ()),
+            *kwargs["deps_bash"].secrets,
+            *(n for hook in (*kwargs["call_before"], *kwargs["call_after"]) for n in hook.secrets),
+            *_executor_secrets(kwargs.get("executor")),
+        ]
+        if asked or "secrets" in kwargs:
+            kwargs["secrets"] = tuple(dict.fromkeys(asked))
         retry = kwargs.get("retry_exceptions")
         if isinstance(retry, list | tuple):
             kwargs["retry_exceptions"] = tuple(retry)
@@ -144,6 +151,11 @@ class ElectronOptions:
             else:
                 env["pip"] = {**pip["pip"], "packages": [*(mine or []), *pip["pip"]["packages"]]}
         return env
+
+
+def _executor_secrets(executor: Any) -> tuple[str, ...]:
+    names = getattr(executor, "secrets", None) if not isinstance(executor, str) else None
+    return tuple(names) if isinstance(names, tuple | list) else ()
 
 
 def as_secret_names(names: Any) -> tuple[str, ...]:

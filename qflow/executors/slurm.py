@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qflow.core.polling import wait_until
 from qflow.core.task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
@@ -42,6 +42,17 @@ class SlurmConfig(BaseModel):
     array_window_s: float = Field(
         0.05, ge=0, description="Electrons submitted within this window go as one job array."
     )
+    secrets: tuple[str, ...] = Field(
+        (), description="Secret names granted to every job's electron (see qflow.secrets)."
+    )
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secret_names(cls, value: Any) -> tuple[str, ...]:
+        from qflow.secrets.keep import check_name
+
+        names = [value] if isinstance(value, str) else list(value or ())
+        return tuple(dict.fromkeys(check_name(n) for n in names))
 
 
 class SlurmExecutor(Executor):
@@ -77,6 +88,11 @@ class SlurmExecutor(Executor):
             ) from exc
         self._lock = threading.Lock()
         self._queue: list[tuple[TaskCall, list[Any], Future, dict[str, Any]]] = []
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets every electron this executor runs is granted."""
+        return self.config.secrets
 
     def __getstate__(self) -> dict[str, Any]:
         # Electron options travel with the graph: ship the config, not the queue or lock.

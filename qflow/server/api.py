@@ -35,6 +35,7 @@ from starlette.routing import Route
 
 from qflow.exceptions import (
     DispatchTimeoutError,
+    QflowConfigError,
     QflowError,
     QflowInputError,
     ServerAuthError,
@@ -206,12 +207,16 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
 
         return await run_in_threadpool(call)
 
-    keep = SecretKeep.of_home(Path(store.path).parent)
+    def _keep() -> SecretKeep:
+        if store.path == ":memory:":
+            raise QflowConfigError("This server's store is in memory: it keeps no secrets.")
+        return SecretKeep.of_home(Path(store.path).parent)
 
     async def secrets(request: Request) -> Any:  # names and times, never values
-        return {"secrets": [dataclasses.asdict(e) for e in keep.entries()]}
+        return {"secrets": [dataclasses.asdict(e) for e in _keep().entries()]}
 
     async def secret(request: Request) -> Any:
+        keep = _keep()
         name = check_name(request.path_params["name"])
         if request.method == "DELETE":
             return {"name": name, "removed": keep.remove(name)}

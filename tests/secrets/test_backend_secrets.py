@@ -37,7 +37,9 @@ def test_loop_chunks_are_granted_the_backends_secrets(qflow_home):
     backend = get_backend("test.token.qubit", secrets=["QPU_TOKEN"])
     assert backend.secrets == ("QPU_TOKEN",)
     res = minimize(rx, [0.3], wires=1, backend=backend, steps=6, pack=3)
-    assert res.iterations == 6 and res.final_cost < 0.9  # it ran: RX(0.3) starts at cos(0.3) = 0.955
+    assert (
+        res.iterations == 6 and res.final_cost < 0.9
+    )  # it ran: RX(0.3) starts at cos(0.3) = 0.955
 
 
 def test_without_the_declaration_the_backend_sees_nothing(qflow_home):

@@ -162,3 +162,22 @@ def test_plain_http_off_loopback_is_warned_about():
     assert "SSH tunnel" in plain_http_warning("10.0.0.5", tls=False)
     with pytest.raises(QflowInputError, match="HOST:PORT"):
         parse_listen("48008")
+
+
+def test_secrets_are_set_listed_and_removed_but_never_returned(tmp_path):
+    api = TestClient(api_app(SQLiteStore(str(tmp_path / "qflow.db")), TOKEN))
+    value = "api-secret-value-0005"
+    refused = api.put("/secrets/API_KEY", json={"value": value})
+    assert refused.status_code == 401 and not (tmp_path / "secrets").exists()
+    done = api.put("/secrets/API_KEY", json={"value": value}, headers=_headers())
+    assert done.status_code == 200 and value not in done.text
+    assert (tmp_path / "secrets" / "API_KEY").read_text() == value
+    listed = api.get("/secrets", headers=_headers())
+    assert [e["name"] for e in listed.json()["secrets"]] == ["API_KEY"]
+    assert value not in listed.text
+    bad = api.put("/secrets/not%20a%20name", json={"value": value}, headers=_headers())
+    assert bad.status_code == 400 and "environment variable name" in bad.json()["error"]
+    short = api.put("/secrets/SHORT_KEY", json={"value": "q7z"}, headers=_headers())
+    assert short.status_code == 400 and "q7z" not in short.json()["error"]
+    gone = api.delete("/secrets/API_KEY", headers=_headers())
+    assert gone.json() == {"name": "API_KEY", "removed": True}
