@@ -506,6 +506,7 @@ def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOu
             for hook in opts.call_after:
                 hook.call()
         outcome.output_blob = _dumps_output(call, value)
+        lease.refuse_in(outcome.output_blob, f"The output of electron {call.label}")
         outcome.output_text = value_text(value)
     except BaseException as exc:
         progress.end()

@@ -1,5 +1,7 @@
-"""The courier: a Ray actor on the dispatcher's node that hands a worker on another node
-the secrets its electron asked for, read from the dispatcher's keep at that moment.
+"""How secrets travel: a task carries a :class:`SecretsGrant` (names and where they are
+kept, never values), and the courier, a Ray actor on the dispatcher's node, hands a
+worker on another node the secrets its electron asked for, read from the dispatcher's
+keep at that moment.
 
 Ray returns a reply this small inline to the caller, so a value is never written to the
 object store's spill files or to Ray's logs. The courier keeps nothing: it reads the
@@ -10,17 +12,34 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 from qflow.exceptions import QflowConfigError
-from qflow.secrets.grant import SecretsGrant
 from qflow.secrets.keep import SecretKeep
 from qflow.secrets.providers import resolve
 
-__all__ = ["SecretCourier", "ask_courier", "grant_for"]
+__all__ = ["SecretCourier", "SecretsGrant", "ask_courier", "grant_for"]
 
 NAMESPACE = "qflow"
+
+
+@dataclass(frozen=True)
+class SecretsGrant:
+    """What a task carries instead of secret values.
+
+    Attributes:
+        names: the secrets the electron asked for.
+        keep: the keep's folder on the dispatcher's machine.
+        node_id: the Ray node the dispatcher runs on (None outside Ray).
+        courier: the name of the courier actor serving ``keep`` (None outside Ray).
+    """
+
+    names: tuple[str, ...]
+    keep: str
+    node_id: str | None = None
+    courier: str | None = None
 
 
 class SecretCourier:

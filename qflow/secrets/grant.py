@@ -21,32 +21,15 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qflow.exceptions import QflowError
+from qflow.secrets.courier import SecretsGrant, ask_courier
 from qflow.secrets.keep import SecretKeep
 from qflow.secrets.providers import resolve
 
 __all__ = ["SecretLease", "SecretsGrant", "current_grant", "redact_text", "secret"]
-
-
-@dataclass(frozen=True)
-class SecretsGrant:
-    """What a task carries instead of secret values.
-
-    Attributes:
-        names: the secrets the electron asked for.
-        keep: the keep's folder on the dispatcher's machine.
-        node_id: the Ray node the dispatcher runs on (None outside Ray).
-        courier: the name of the courier actor serving ``keep`` (None outside Ray).
-    """
-
-    names: tuple[str, ...]
-    keep: str
-    node_id: str | None = None
-    courier: str | None = None
 
 
 _local = threading.local()  # .values: the secrets granted to this thread's call
@@ -129,8 +112,6 @@ def _fetch(grant: SecretsGrant) -> dict[str, str]:
         if ray.is_initialized():
             here = ray.get_runtime_context().get_node_id()
         if here is not None and here != grant.node_id:
-            from qflow.secrets.courier import ask_courier
-
             return ask_courier(grant)
     return resolve(grant.names, SecretKeep(Path(grant.keep)))
 
@@ -208,6 +189,16 @@ class SecretLease:
             except Exception:  # a read-only attribute: the traceback text is redacted
                 pass
             current = current.__cause__ or current.__context__
+
+    def refuse_in(self, blob: bytes, what: str) -> None:
+        """Raise if ``blob`` (an output about to be stored) holds a granted value."""
+        for name, value in self.values.items():
+            if value.encode() in blob:
+                raise QflowError(
+                    f"{what} contains the value of secret {name}, and qflow stores no "
+                    "secret: return what you computed with it (a result, a job id), not "
+                    "the credential itself."
+                )
 
     def close(self) -> None:
         self.values = {}

@@ -149,6 +149,21 @@ def _views(env: dict[str, str], dispatch_id: str) -> str:
     )
 
 
+def _ui_pages(url: str, token: str, dispatch_id: str) -> str:
+    """The UI's pages and JSON for the dispatch and each of its nodes, as served."""
+    import urllib.request
+
+    def get(path: str) -> str:
+        request = urllib.request.Request(url + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.read().decode()
+
+    texts = [get("/"), get(f"/dispatch/{dispatch_id}"), get("/api/dispatches")]
+    texts.append(get(f"/api/dispatches/{dispatch_id}"))
+    texts += [get(f"/api/dispatches/{dispatch_id}/nodes/{n}") for n in range(4)]
+    return "\n".join(texts)
+
+
 def _check_outcome(out: dict, canary: str) -> None:
     assert out["status"] == "FAILED"  # boom raised, as it should
     assert out["used"] == len(canary) + 1  # the electron that asked had the value
@@ -234,6 +249,8 @@ def test_canary_through_a_server(tmp_path):
         _check_redacted(client_env, out["id"], canary)
         listed = _qflow(client_env, "secret", "list")
         assert "CANARY_KEY" in listed and canary not in listed
+        pages = _ui_pages(f"http://127.0.0.1:{port}", token, out["id"])
+        assert canary not in pages and "[secret CANARY_KEY]" in pages
     finally:
         _qflow(server_env, "stop")
     _check_written(canary, [home, ray_tmp, client_home], home / "secrets")

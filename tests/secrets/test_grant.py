@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 import warnings
 
@@ -143,3 +144,29 @@ def test_dispatch_refuses_a_secret_nobody_has(monkeypatch, tmp_path):
         qflow.dispatch(flow)()
     after = len(qflow.get_result.__globals__["_runtime"]().store.list_dispatches(1000))
     assert after == before  # nothing recorded, nothing run
+
+
+def test_an_output_holding_a_granted_value_is_refused(keep):
+    lease = SecretLease(_grant(keep, "A_KEY"))
+    with lease:
+        pass
+    lease.refuse_in(b"nothing secret here", "The output of electron x(1)")
+    with pytest.raises(QflowError, match="contains the value of secret A_KEY") as info:
+        lease.refuse_in(pickle.dumps({"key": KEY}), "The output of electron x(1)")
+    assert KEY not in str(info.value)
+
+
+def test_dispatch_warns_of_a_credential_global_pickled_with_a_script_function():
+    from qflow.core.launch import build
+
+    def reads_token():
+        return API_TOKEN
+
+    reads_token.__module__ = "__main__"
+
+    @qflow.lattice
+    def flow():
+        return qflow.electron(reads_token)()
+
+    with pytest.warns(CredentialWarning, match="API_TOKEN.*secrets="):
+        build(flow, (), {})
