@@ -436,6 +436,40 @@ def _view(dispatch_id: str) -> dict[str, Any]:
     return view
 
 
+def _full_id(given: str) -> str:
+    """The dispatch id ``given`` names: itself, or the one id it is a unique prefix of.
+
+    Raises:
+        DispatchNotFoundError: no id starts with it.
+        QflowInputError: several do; they are listed.
+    """
+    from qflow.exceptions import DispatchNotFoundError, QflowInputError
+
+    store = _store()
+    if store.get_status(given) is not None:
+        return given
+    found = store.match_ids(given, 6) if given else []
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DispatchNotFoundError(
+            f"No dispatch {given!r}: no id is or starts with it in {store.path}; "
+            "`qflow list` shows recent ones."
+        )
+    more = "at least " if len(found) > 5 else ""
+    raise QflowInputError(
+        f"{given!r} starts {more}{len(found)} dispatch ids ({', '.join(found[:5])}): give "
+        "more of the id."
+    )
+
+
+def _took(node: dict[str, Any]) -> str:
+    if not (node["start_time"] and node["end_time"]):
+        return ""
+    seconds = (node["end_time"] - node["start_time"]).total_seconds()
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
+
+
 @main.command()
 @click.argument("dispatch_id")
 @click.option(
@@ -444,32 +478,47 @@ def _view(dispatch_id: str) -> dict[str, Any]:
     is_flag=True,
     help="Print the dispatch as JSON (the UI's /api/dispatches/ID).",
 )
-def show(dispatch_id: str, as_json: bool) -> None:
-    """Show a dispatch: its nodes, statuses, timings, errors and graph."""
-    import qflow
+@click.option("--all", "show_all", is_flag=True, help="Include parameter nodes.")
+@click.option("--failed", is_flag=True, help="Only nodes that failed or were cancelled.")
+def show(dispatch_id: str, as_json: bool, show_all: bool, failed: bool) -> None:
+    """Show a dispatch: a summary, its nodes, statuses, timings, errors and graph.
 
+    DISPATCH_ID may be any unique start of an id.
+    """
+    import collections
+
+    import qflow
+    from qflow.core.status import Status
+
+    dispatch_id = _full_id(dispatch_id)
     if as_json:
         import json
 
         click.echo(json.dumps(_view(dispatch_id), indent=1))
         return
     res = qflow.get_result(dispatch_id)
+    nodes = res.get_all_node_results()
+    work = [n for n in nodes if n["kind"] != "parameter"]
+    counts = collections.Counter(Status(n["status"]).word for n in work)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     click.echo(f"dispatch {res.dispatch_id}  lattice {res.lattice_name}  status {res.status}")
+    click.echo(f"{len(work)} nodes: {summary or 'none'}")
     click.echo(f"started {res.start_time}  ended {res.end_time}")
-    for node in res.get_all_node_results():
-        took = ""
-        if node["start_time"] and node["end_time"]:
-            took = f"{(node['end_time'] - node['start_time']).total_seconds() * 1000:.1f} ms"
-        click.echo(
-            f"  {node['node_name']}({node['node_id']})".ljust(32) + f"{node['status']:<11}{took}"
-        )
+    shown = nodes if show_all else work
+    if failed:
+        shown = [n for n in shown if str(n["status"]) in ("FAILED", "CANCELLED")]
+    labels = [f"{n['node_name']}({n['node_id']})" for n in shown]
+    width = max((len(label) for label in labels), default=0) + 2
+    for label, node in zip(labels, shown, strict=True):
+        click.echo(f"  {label:<{width}}{node['status']!s:<11}{_took(node)}")
         if node["error"]:
             click.echo("    " + node["error"].strip().splitlines()[-1])
         if node["sublattice_result"] is not None:
             click.echo(f"    sublattice: {node['sublattice_result'].dispatch_id}")
     if res.error:
         click.echo("error:\n" + res.error)
-    click.echo(res.graph_text)
+    if not failed:
+        click.echo(res.graph_text)
 
 
 @main.command()
@@ -493,9 +542,12 @@ def export(dispatch_id: str, fmt: str, output: str | None) -> None:
     """Export a dispatch's record (outputs as their recorded text, never unpickled)."""
     import json
 
-    from qflow.ui.views import nodes_csv
+    from qflow.ui.views import nodes_csv, with_logs
 
+    dispatch_id = _full_id(dispatch_id)
     view = _view(dispatch_id)
+    if fmt == "csv":  # with what each node printed
+        view = with_logs(_store(), view)
     text = json.dumps(view, indent=1) + "\n" if fmt == "json" else nodes_csv(view)
     if output is None:
         click.echo(text, nl=False)
@@ -551,7 +603,7 @@ def cancel(dispatch_id: str, nodes: tuple[int, ...]) -> None:
     """Cancel a dispatch, or some of its nodes."""
     import qflow
 
-    click.echo(qflow.cancel(dispatch_id, list(nodes) or None))
+    click.echo(qflow.cancel(_full_id(dispatch_id), list(nodes) or None))
 
 
 @main.command()
@@ -570,28 +622,46 @@ def redispatch(dispatch_id: str, reuse: bool) -> None:
             "exits). Run `qflow start` first, or call qflow.redispatch(...) in a script "
             "that waits for the result."
         )
-    click.echo(qflow.redispatch(dispatch_id, reuse_previous_results=reuse)())
+    click.echo(qflow.redispatch(_full_id(dispatch_id), reuse_previous_results=reuse)())
 
 
 @main.command()
 @click.argument("dispatch_id")
-@click.argument("node", type=int, required=False)
-def logs(dispatch_id: str, node: int | None) -> None:
-    """Print what the electrons printed (stdout and stderr), for one node or all."""
-    import qflow
+@click.argument("node", required=False)
+def logs(dispatch_id: str, node: str | None) -> None:
+    """Print what the electrons printed (stdout and stderr), for one node or all.
 
-    res = qflow.get_result(dispatch_id)
-    nodes = [res.get_node_result(node)] if node is not None else res.get_all_node_results()
+    NODE is a node number or an electron name (every node of that name). DISPATCH_ID may
+    be any unique start of an id.
+    """
+    import qflow
+    from qflow.exceptions import QflowInputError
+
+    res = qflow.get_result(_full_id(dispatch_id))
+    every = res.get_all_node_results()
+    if node is None:
+        nodes = [n for n in every if n["stdout"] or n["stderr"] or n["error"]]
+    elif node.isdigit():
+        nodes = [res.get_node_result(int(node))]
+    else:
+        nodes = [n for n in every if n["node_name"] == node]
+        if not nodes:
+            names = sorted({n["node_name"] for n in every if n["kind"] != "parameter"})
+            raise QflowInputError(
+                f"Dispatch {res.dispatch_id} has no node named {node!r}; its nodes are "
+                f"named {', '.join(names)} (or give a node number)."
+            )
     for n in nodes:
-        if node is None and not (n["stdout"] or n["stderr"] or n["error"]):
-            continue
         click.echo(f"== {n['node_name']}({n['node_id']}) [{n['status']}]")
+        stderr, error = n["stderr"] or "", (n["error"] or "").rstrip()
+        if error and stderr.rstrip().endswith(error):  # Covalent appends it: print it once
+            stderr = stderr.rstrip()[: -len(error)]
         if n["stdout"]:
             click.echo(printable(n["stdout"]).rstrip())
-        if n["stderr"]:
-            click.echo("-- stderr\n" + printable(n["stderr"]).rstrip())
-        if n["error"]:
-            click.echo("-- error\n" + printable(n["error"]).rstrip())
+        if stderr.strip():
+            click.echo("-- stderr\n" + printable(stderr).rstrip())
+        if error:
+            click.echo("-- error\n" + printable(error))
 
 
 @main.command()
@@ -600,7 +670,7 @@ def delete(dispatch_ids: tuple[str, ...]) -> None:
     """Delete finished dispatches with their nodes, sublattices and blob files."""
     import qflow
 
-    n = qflow.delete(list(dispatch_ids))
+    n = qflow.delete([_full_id(d) for d in dispatch_ids])
     click.echo(f"deleted {n} dispatch record(s)")
 
 

@@ -21,6 +21,16 @@ class Status(StrEnum):
     CANCELLED = "CANCELLED"
 
     @property
+    def word(self) -> str:
+        """The status as people say it: ``pending`` for Covalent's ``NEW_OBJECT``.
+
+        Example:
+            >>> Status.NEW_OBJECT.word, Status.FAILED.word
+            ('pending', 'failed')
+        """
+        return "pending" if self is Status.NEW_OBJECT else self.value.lower()
+
+    @property
     def is_final(self) -> bool:
         """Whether nothing more will happen to this dispatch or node."""
         return self in _FINAL

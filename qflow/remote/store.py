@@ -24,6 +24,7 @@ __all__ = ["READS", "RemoteStore", "chosen_store"]
 READS = frozenset(
     {
         "get_status",
+        "match_ids",
         "get_dispatch",
         "get_nodes",
         "get_node_texts",
@@ -72,6 +73,10 @@ class RemoteStore(ResultStore):
     def get_status(self, dispatch_id: str) -> dict[str, Any] | None:
         row: dict[str, Any] | None = self._read("get_status", dispatch_id)
         return row
+
+    def match_ids(self, prefix: str, limit: int = 5) -> list[str]:
+        ids: list[str] = self._read("match_ids", prefix, limit)
+        return ids
 
     def get_dispatch(self, dispatch_id: str) -> dict[str, Any] | None:
         row: dict[str, Any] | None = self._read("get_dispatch", dispatch_id)

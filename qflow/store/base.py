@@ -274,6 +274,10 @@ class ResultStore(abc.ABC):
         """Record who runs these dispatches, and when it was last alive."""
 
     @abc.abstractmethod
+    def match_ids(self, prefix: str, limit: int = 5) -> list[str]:
+        """Up to ``limit`` top-level dispatch ids starting with ``prefix``, sorted."""
+
+    @abc.abstractmethod
     def get_status(self, dispatch_id: str) -> dict[str, Any] | None:
         """The :data:`STATUS_FIELDS` of a dispatch (no blobs), or None."""
 

@@ -749,6 +749,14 @@ class SQLiteStore(ResultStore):
         with self._lock, self._translated():
             return run(self._db())
 
+    def match_ids(self, prefix: str, limit: int = 5) -> list[str]:
+        rows = self._read(
+            "SELECT dispatch_id FROM dispatches WHERE parent_id IS NULL AND dispatch_id "
+            "LIKE ? ESCAPE '\\' ORDER BY dispatch_id LIMIT ?",
+            (_like_escaped(prefix) + "%", limit),
+        )
+        return [r[0] for r in rows]
+
     def list_dispatches(self, limit: int = 20) -> list[dict[str, Any]]:
         rows = self._read(
             f"SELECT {', '.join(STATUS_FIELDS)} FROM dispatches WHERE parent_id IS NULL "

@@ -47,7 +47,14 @@ from qflow.core.text import url_host
 from qflow.exceptions import ClusterError, QflowError, QflowInputError, StoreError
 from qflow.store.base import DispatchQuery, ResultStore
 from qflow.ui.security import Guard, GuardMiddleware
-from qflow.ui.views import dispatch_view, metrics_view, node_view, nodes_csv, state_view
+from qflow.ui.views import (
+    dispatch_view,
+    metrics_view,
+    node_view,
+    nodes_csv,
+    state_view,
+    with_logs,
+)
 
 _HERE = Path(__file__).parent
 #: Seconds between checks of the store for the event stream.
@@ -193,7 +200,7 @@ def create_app(store: ResultStore, guard: Guard | None = None) -> Any:
         if view is None:
             return _error(404, f"No dispatch {request.path_params['dispatch_id']!r}.")
         if request.query_params.get("format") == "csv":
-            return Response(nodes_csv(view), media_type="text/csv")
+            return Response(nodes_csv(with_logs(store, view)), media_type="text/csv")
         return JSONResponse(view)
 
     async def api_node(request: Request) -> Response:

@@ -53,6 +53,17 @@ def _seconds(start: str | None, end: str | None) -> float | None:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
 
+def _tags(text: Any) -> list[str]:
+    """A dispatch's tags as a list (the store keeps them as JSON text)."""
+    if isinstance(text, list):
+        return text
+    try:
+        tags = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
 def _parents(text: str | None) -> list[int]:
     try:
         return list(ast.literal_eval(text or "[]"))
@@ -128,6 +139,7 @@ def dispatch_view(
         return None
     nodes = [node_summary(r) for r in store.get_node_texts(dispatch_id)]
     view: dict[str, Any] = {k: row.get(k) for k in _DISPATCH_TEXT}
+    view["tags"] = _tags(view.get("tags"))
     view["runtime_s"] = _seconds(row.get("start_time"), row.get("end_time"))
     view["nodes"] = nodes
     # Parameter nodes (literal arguments) are neither work nor worth drawing: the
@@ -222,7 +234,18 @@ _CSV_COLUMNS = (
     "sublattice_id",
     "output_text",
     "error",
+    "stdout",
+    "stderr",
 )
+
+
+def with_logs(store: ResultStore, view: dict[str, Any]) -> dict[str, Any]:
+    """``view`` with each node's full ``stdout`` and ``stderr`` added (for exports)."""
+    texts = {r["node_id"]: r for r in store.get_node_texts(view["dispatch_id"])}
+    for node in view["nodes"]:
+        row = texts.get(node["node_id"], {})
+        node["stdout"], node["stderr"] = row.get("stdout"), row.get("stderr")
+    return view
 
 
 def nodes_csv(view: dict[str, Any]) -> str:

@@ -54,6 +54,7 @@ async function post(url, body) {
 // Tags are stored as a JSON list; shown as small labels.
 function tagChips(json) {
   let tags = [];
-  try { tags = JSON.parse(json || "[]"); } catch (e) { tags = []; }
+  if (Array.isArray(json)) tags = json;  // a dispatch view's tags are a list already
+  else { try { tags = JSON.parse(json || "[]"); } catch (e) { tags = []; } }
   return tags.map(t => `<span class="tag">${esc(t)}</span>`).join("");
 }
