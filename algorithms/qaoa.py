@@ -169,6 +169,8 @@ def qaoa_maxcut(
     seed: int | None = None,
     warm_start: bool | QAOAResult = False,
     final_repeats: int = 20,
+    name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> QAOAResult:
     """Solve MaxCut with depth-``p`` QAOA.
 
@@ -187,6 +189,9 @@ def qaoa_maxcut(
         warm_start: ``True`` climbs from depth 1 to ``p``, each depth started from the
             last one's optimum by INTERP (:func:`interpolate`); a :class:`QAOAResult` of
             a smaller depth starts from its params.
+        name: the dispatch's name (default "QAOA max-cut N nodes p=P"); a warm-start
+            ladder's shallower runs add "(depth d)".
+        tags: labels recorded with each of its dispatches.
 
     Example:
         >>> from qflow.algorithms import qaoa_maxcut
@@ -233,12 +238,15 @@ def qaoa_maxcut(
         "tol": tol,
         "diff_method": diff_method,
         "final_repeats": final_repeats,
+        "tags": tags,
     }
+    title = name or f"QAOA max-cut {n} nodes p={p}"
     levels: list[float] = []
     if first is None:  # the ladder: depth 1, then each deeper one from the last optimum
         params = ramp(1)
         for depth in range(1, p):
-            loops = _optimise(n, depth, cost_h, mixer_h, chosen, [params], run)
+            rung = {**run, "name": f"{title} (depth {depth})"}
+            loops = _optimise(n, depth, cost_h, mixer_h, chosen, [params], rung)
             levels.append(-loops[0].final_cost)
             params = interpolate(loops[0].params, depth + 1)
         first = params
@@ -246,7 +254,7 @@ def qaoa_maxcut(
         np.concatenate([rng.uniform(0, np.pi, p), rng.uniform(0, np.pi / 2, p)])
         for _ in range(restarts - 1)
     ]
-    loops = _optimise(n, p, cost_h, mixer_h, chosen, starts, run)
+    loops = _optimise(n, p, cost_h, mixer_h, chosen, starts, {**run, "name": title})
     loop = min(loops, key=lambda r: r.final_cost)
     levels.append(-loop.final_cost)
 

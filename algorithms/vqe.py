@@ -142,6 +142,8 @@ def vqe(
     final_repeats: int = 20,
     callback: Any = None,
     progress: bool | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> VQEResult:
     """Find a ground-state energy with VQE on a backend, packed ``pack`` steps per actor call.
 
@@ -157,6 +159,9 @@ def vqe(
             :func:`qflow.variational.minimize`.
         backend, steps, pack, tol, diff_method, final_repeats, callback, progress: see
             :func:`qflow.variational.minimize`.
+        name: the dispatch's name in ``qflow list`` and the UI (default: what it is,
+            e.g. "VQE LiH 1.6 Å sto-3g").
+        tags: labels recorded with the dispatch, e.g. ``["lih", "scan-3"]``.
 
     Example:
         >>> from qflow.algorithms import Molecule, vqe
@@ -218,6 +223,8 @@ def vqe(
         final_repeats=final_repeats,
         callback=callback,
         progress=progress,
+        name=name or default_name(molecule, wires),
+        tags=tags,
     )
     return VQEResult(
         energies=loop.costs,
@@ -230,3 +237,16 @@ def vqe(
         energy_stderr=loop.final_cost_stderr,
         inputs={**described, **loop.inputs},
     )
+
+
+def default_name(molecule: Molecule | None, wires: int) -> str:
+    """What a VQE run is called unless named: "VQE LiH 1.6 Å sto-3g", or "VQE 4 qubits"
+    for a bare Hamiltonian."""
+    if molecule is None:
+        return f"VQE {wires} qubits"
+    counts: dict[str, int] = {}
+    for symbol in molecule.symbols:
+        counts[symbol] = counts.get(symbol, 0) + 1
+    formula = "".join(s + (str(n) if n > 1 else "") for s, n in counts.items())
+    bond = f" {molecule.bond_length_angstrom():.3g} Å" if len(molecule.symbols) > 1 else ""
+    return f"VQE {formula}{bond} {molecule.basis}"

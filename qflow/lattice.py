@@ -181,7 +181,7 @@ def lattice(_func: Callable[..., Any] | None = None, **options: Any) -> Any:
         >>> workflow(3)  # called directly: plain Python
         [0, 1, 4]
     """
-    tags = _tags(options.pop("tags", ()))
+    tags = check_tags(options.pop("tags", ()))
     options.pop("workflow_executor", None)
     triggers = _triggers(options.pop("triggers", None))
     opts = ElectronOptions.from_kwargs(**options)
@@ -207,7 +207,8 @@ def _triggers(value: Any) -> tuple[Any, ...]:
     )
 
 
-def _tags(tags: Any) -> tuple[str, ...]:
+def check_tags(tags: Any) -> tuple[str, ...]:
+    """``tags`` (one string or a list of them) as a tuple of non-empty strings."""
     if isinstance(tags, str):
         tags = [tags]
     try:

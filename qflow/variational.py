@@ -15,6 +15,7 @@ spec, the actor, the chunk workflow, the result).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,6 +25,7 @@ import numpy as np
 import qflow
 from qflow.exceptions import BackendError, QflowInputError
 from qflow.executors.placement import ensure_feasible
+from qflow.lattice import Lattice, check_tags
 from qflow.loops.actor import STAT_WINDOW, stalled
 from qflow.loops.optimizers import ScipyOptimizer
 from qflow.loops.progress import check_callback, follow, wants_bar
@@ -69,6 +71,8 @@ def minimize(
     callback: Callable[[int, float], Any] | None = None,
     progress: bool | None = None,
     keep_warm: float | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
@@ -94,6 +98,9 @@ def minimize(
         keep_warm: seconds the loop's actor stays warm afterwards, for the next loop
             with the same backend resources to start at once (default
             :data:`KEEP_WARM_S`); it holds its CPU meanwhile. 0 stops it at once.
+        name: the dispatch's name in ``qflow list`` and the UI (default: "minimize",
+            the circuit's name and the backend's).
+        tags: labels recorded with the dispatch, e.g. ``["h2", "sto-3g"]``.
 
     Example:
         >>> import pennylane as qml
@@ -120,7 +127,8 @@ def minimize(
     )
     local = _check_placement(spec)
     t0 = time.perf_counter()
-    dispatch_id = qflow.dispatch(variational_loop)(spec, state)
+    flow = named(variational_loop, name or _default_name("minimize", circuit, spec), tags)
+    dispatch_id = qflow.dispatch(flow)(spec, state)
     if callback is not None or wants_bar(progress):
         try:
             follow(dispatch_id, steps, callback=callback, progress=progress)
@@ -149,10 +157,13 @@ def minimize_many(
     diff_method: str | None = None,
     final_repeats: int = 20,
     keep_warm: float | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> list[LoopResult]:
     """:func:`minimize` from each of ``starts`` at once: one dispatch whose loops are
     parallel sublattices, each on its own warm actor (as many run together as the
-    cluster has CPUs for). Results come back in the order of ``starts``.
+    cluster has CPUs for). Results come back in the order of ``starts``. ``name`` and
+    ``tags`` name the dispatch, as for :func:`minimize`.
 
     Example:
         >>> import pennylane as qml
@@ -187,7 +198,8 @@ def minimize_many(
     chosen = runs[0][0]
     local = _check_placement(chosen)
     t0 = time.perf_counter()
-    dispatch_id = qflow.dispatch(parallel_loops)(runs)
+    title = name or _default_name(f"minimize × {len(runs)}", circuit, chosen)
+    dispatch_id = qflow.dispatch(named(parallel_loops, title, tags))(runs)
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         for spec, _ in runs if local else ():
@@ -195,3 +207,19 @@ def minimize_many(
         raise BackendError(f"The variational loops {dispatch_id} ended {res.status}:\n{res.error}")
     seconds = time.perf_counter() - t0
     return [collect(loop["chunks"], dispatch_id, seconds) for loop in res.result]
+
+
+def named(flow: Lattice[..., Any], name: str, tags: Sequence[str]) -> Lattice[..., Any]:
+    """``flow`` under another name and tags, for one dispatch (the lattice itself is
+    shared by every loop and keeps its own)."""
+    if not isinstance(name, str) or not name.strip():
+        raise QflowInputError(f"name is a non-empty string; got {name!r}.")
+    out = copy.copy(flow)
+    out.__name__ = name.strip()
+    out.tags = tuple(dict.fromkeys((*flow.tags, *check_tags(tags))))
+    return out
+
+
+def _default_name(what: str, circuit: Any, spec: Any) -> str:
+    backend = getattr(spec.backend, "name", type(spec.backend).__name__)
+    return f"{what} {getattr(circuit, '__name__', 'circuit')} on {backend}"

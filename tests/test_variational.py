@@ -529,3 +529,25 @@ class TestChunkOnTheActor:
         _, state = self._serving()
         with pytest.raises(QflowConfigError, match="takes a LoopSpec .* got str.*run them again"):
             run_chunk.fn("a1b2c3", dict(state), 2, last=False)
+
+
+def test_a_loop_dispatch_is_named_and_tagged():
+    res = minimize(
+        rx_circuit,
+        [0.3],
+        wires=1,
+        backend="default.qubit",
+        steps=2,
+        pack=2,
+        keep_warm=0,
+        name="RX warm-up",
+        tags=["demo"],
+    )
+    row = qflow.get_result(res.dispatch_id)
+    assert row.lattice_name == "RX warm-up"
+    default = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=2)
+    assert qflow.get_result(default.dispatch_id).lattice_name == (
+        "minimize rx_circuit on default.qubit"
+    )
+    with pytest.raises(QflowInputError, match="non-empty strings"):
+        minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, tags=[""])

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import abc
 import atexit
+import contextlib
 import dataclasses
+import sys
 import threading
 from typing import Any
 
@@ -83,13 +85,17 @@ class InProcess(Runner):
         if dispatcher is not None:
             dispatcher.cancel(task_ids)
 
-    def abandon(self, reason: str = EXITED) -> None:
+    def abandon(self, reason: str = EXITED) -> list[str]:
         """End the unfinished dispatches running here FAILED with ``reason``: at exit
-        they die with this process, and after the Ray head is lost they cannot go on."""
+        they die with this process, and after the Ray head is lost they cannot go on.
+        Returns their ids."""
+        ended = []
         for dispatch_id, dispatcher in list(self.dispatchers.items()):
             if not dispatcher.done.is_set():
                 dispatcher.abandon()
                 self.store.end_dispatch(dispatch_id, Status.FAILED, reason)
+                ended.append(dispatch_id)
+        return ended
 
 
 class HeadService(Runner):
@@ -254,17 +260,30 @@ def chosen() -> dict[str, Any]:
     return dict(_chosen)
 
 
-def abandon_all(reason: str = EXITED) -> None:
-    """End every runtime's unfinished in-process dispatches FAILED with ``reason``."""
+def abandon_all(reason: str = EXITED) -> list[str]:
+    """End every runtime's unfinished in-process dispatches FAILED with ``reason``;
+    their ids."""
+    ended: list[str] = []
     for rt in list(_runtimes.values()):
         try:
-            rt.in_process.abandon(reason)
+            ended += rt.in_process.abandon(reason)
         except Exception:  # one store's failure (gone at interpreter exit, say) must not
             pass  # keep the others unrecorded
+    return ended
 
 
 def _on_exit() -> None:
-    abandon_all()
+    ended = abandon_all()
+    if ended:  # one line, so that a script's user knows what did not finish, and why
+        shown = ", ".join(ended[:3]) + (f" and {len(ended) - 3} more" if len(ended) > 3 else "")
+        with contextlib.suppress(Exception):  # stderr may be closed at exit
+            print(
+                f"qflow: this script exited while {len(ended)} dispatch(es) still ran "
+                f"({shown}); they are recorded FAILED. Run `qflow start` first to keep "
+                "dispatches running after the script ends.",
+                file=sys.stderr,
+                flush=True,
+            )
     # After the dispatchers stopped submitting, before Ray's own exit hook shuts it
     # down: a thread that calls Ray after that makes Ray end the process with an error.
     from qflow.core import completions

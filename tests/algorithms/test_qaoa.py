@@ -120,3 +120,14 @@ def test_qaoa_result_exports():
     assert data["inputs"]["graph"]["edges"][0] == [0, 1] and data["p"] == 1
     frame = res.to_dataframe()
     assert list(frame.columns) == ["step", "expected_cut"] and len(frame) == 5
+
+
+def test_a_qaoa_dispatch_says_what_it_is():
+    import qflow
+    from qflow.algorithms import qaoa_maxcut
+
+    res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=4, pack=4, tags=["triangle"])
+    ran = qflow.get_result(res.dispatch_id)
+    assert ran.lattice_name == "QAOA max-cut 3 nodes p=1"
+    named = qaoa_maxcut([(0, 1), (1, 2)], p=1, steps=2, pack=2, name="path of 3")
+    assert qflow.get_result(named.dispatch_id).lattice_name == "path of 3"

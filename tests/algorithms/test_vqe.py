@@ -170,3 +170,13 @@ def test_scan_refuses_bad_input():
         scan(lambda r: "H2", [0.7])
     with pytest.raises(QflowInputError, match="atoms are two different atom indices"):
         scan(Molecule.h2(), [0.7], atoms=(0, 5))
+
+
+def test_default_names_say_what_ran():
+    from qflow.algorithms import Molecule
+    from qflow.algorithms.vqe import default_name
+
+    assert default_name(Molecule.h2(), 4) == "VQE H2 0.741 Å sto-3g"
+    lih = Molecule(["Li", "H"], [0, 0, 0, 0, 0, 1.6], basis="sto-3g")
+    assert default_name(lih, 12) == "VQE LiH 1.6 Å sto-3g"
+    assert default_name(None, 4) == "VQE 4 qubits"

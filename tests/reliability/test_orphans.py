@@ -164,6 +164,9 @@ class TestKilledClient:
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
         row = _row(tmp_path, dispatch_id)
         assert row["status"] == "FAILED" and "exited before the dispatch finished" in row["error"]
+        # The script's user is told, in one line, which dispatch and what to do.
+        said = [ln for ln in out.stderr.splitlines() if ln.startswith("qflow: this script exited")]
+        assert len(said) == 1 and dispatch_id in said[0] and "qflow start" in said[0]
         assert row["end_time"] is not None
         assert {n["status"] for n in _store(tmp_path).get_nodes(dispatch_id)} <= {
             "CANCELLED",
@@ -179,6 +182,7 @@ class TestKilledClient:
         dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
         row = _row(tmp_path, dispatch_id)
         assert row["status"] == "COMPLETED" and row["error"] is None
+        assert "qflow: this script exited" not in out.stderr
 
     def test_cancel_of_an_orphan_ends_it(self, tmp_path):
         """cancel() on a dispatch nothing runs ends it (FAILED: its owner died first,
