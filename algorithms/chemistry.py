@@ -204,6 +204,14 @@ class Molecule:
         return float(np.linalg.norm(a - b) / BOHR_PER_ANGSTROM)
 
     @property
+    def formula(self) -> str:
+        """The chemical formula in the order atoms were given, e.g. ``"LiH"``, ``"H2O"``."""
+        counts: dict[str, int] = {}
+        for symbol in self.symbols:
+            counts[symbol] = counts.get(symbol, 0) + 1
+        return "".join(s + (str(n) if n > 1 else "") for s, n in counts.items())
+
+    @property
     def electrons(self) -> int:
         """Every electron of the molecule."""
         return sum(_Z[s] for s in self.symbols) - self.charge

@@ -24,6 +24,7 @@ from qflow.exceptions import QflowConfigError, QflowInputError
 from qflow.loops.result import collect
 from qflow.loops.spec import prepare, versions
 from qflow.loops.workflow import variational_loop
+from qflow.variational import named
 
 __all__ = ["ScanResult", "bond_scan", "molecule_scan", "scan", "scan_h2", "stretch"]
 
@@ -223,10 +224,16 @@ def _check_run(backend: Any, steps: Any, pack: Any, ansatz: Any) -> None:
 
 
 def _run(
-    lattice: Any, args: tuple[Any, ...], n: int, progress: Callable[[str], Any] | None, label: str
+    lattice: Any,
+    args: tuple[Any, ...],
+    n: int,
+    progress: Callable[[str], Any] | None,
+    label: str,
+    title: str,
+    tags: Sequence[str],
 ) -> tuple[Any, float]:
     t0 = time.perf_counter()
-    dispatch_id = qflow.dispatch(lattice)(*args)
+    dispatch_id = qflow.dispatch(named(lattice, title, tags))(*args)
     done = -1
     while not qflow.get_result(dispatch_id, status_only=True)["status"].is_final:
         nodes = qflow.get_result(dispatch_id).get_all_node_results()
@@ -272,6 +279,8 @@ def scan(
     ansatz: str = DEFAULT_ANSATZ,
     plot: str | Path | None = None,
     progress: Callable[[str], Any] | None = None,
+    name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> ScanResult:
     """Scan any molecule's geometry with VQE, one parallel sublattice per value, and
     compare each point with the exact energy in the molecule's electron and spin sector.
@@ -282,6 +291,8 @@ def scan(
             coordinate (an angle, a symmetric stretch...).
         values: the bond lengths, or the function's arguments.
         parameter: the scanned quantity's name in tables and plots.
+        name: the dispatch's name (default e.g. "scan LiH R 1.5-1.6 Å sto-3g, 2 points").
+        tags: labels recorded with the dispatch.
 
     Example:
         >>> from qflow.algorithms import Molecule, scan
@@ -314,12 +325,19 @@ def scan(
             f"{type(molecule).__name__} {molecule!r}."
         )
     _check_run(backend, steps, pack, ansatz)
+    formula = molecules[0].formula
+    span = f"{min(values):g}-{max(values):g}" if len(values) > 1 else f"{values[0]:g}"
+    unit_text = f" {_UNIT_LABEL[unit]}" if unit in _UNIT_LABEL else ""
     res, seconds = _run(
         molecule_scan,
         (molecules, values, backend, steps, pack, ansatz),
         len(values),
         progress,
         "points",
+        name
+        or f"scan {formula} {parameter} {span}{unit_text} {molecules[0].basis}, "
+        f"{len(values)} points",
+        tags,
     )
     rows = _rows(res, molecules)
     name = "".join(molecules[0].symbols)
@@ -358,6 +376,8 @@ def scan_h2(
     plot: str | Path | None = "h2_scan.png",
     progress: Callable[[str], Any] | None = None,
     unit: str = "angstrom",
+    name: str | None = None,
+    tags: Sequence[str] = (),
 ) -> ScanResult:
     """Scan H2 bond lengths with VQE and compare with exact energies (see :func:`scan`
     for any other molecule).
@@ -365,6 +385,8 @@ def scan_h2(
     Args:
         bond_lengths: H-H distances in ``unit``.
         unit: ``"angstrom"`` (default, as PennyLane's qchem) or ``"bohr"``.
+        name, tags: the dispatch's name (default e.g. "scan H2 R 0.5-1.3 Å sto-3g, 6
+            points") and labels.
 
     Example:
         >>> from qflow.algorithms import scan_h2
@@ -375,8 +397,15 @@ def scan_h2(
     unit = check_unit(unit)
     bonds = _check_values(bond_lengths, f"bond_lengths (distances in {unit})", positive=True)
     _check_run(backend, steps, pack, ansatz)
+    span = f"{min(bonds):g}-{max(bonds):g}" if len(bonds) > 1 else f"{bonds[0]:g}"
     res, seconds = _run(
-        bond_scan, (bonds, backend, steps, pack, ansatz, unit), len(bonds), progress, "bond lengths"
+        bond_scan,
+        (bonds, backend, steps, pack, ansatz, unit),
+        len(bonds),
+        progress,
+        "bond lengths",
+        name or f"scan H2 R {span} {_UNIT_LABEL[unit]} sto-3g, {len(bonds)} points",
+        tags,
     )
     rows = _rows(res, [Molecule.h2(b, unit=unit) for b in bonds])
     for row in rows:

@@ -244,9 +244,5 @@ def default_name(molecule: Molecule | None, wires: int) -> str:
     for a bare Hamiltonian."""
     if molecule is None:
         return f"VQE {wires} qubits"
-    counts: dict[str, int] = {}
-    for symbol in molecule.symbols:
-        counts[symbol] = counts.get(symbol, 0) + 1
-    formula = "".join(s + (str(n) if n > 1 else "") for s, n in counts.items())
     bond = f" {molecule.bond_length_angstrom():.3g} Å" if len(molecule.symbols) > 1 else ""
-    return f"VQE {formula}{bond} {molecule.basis}"
+    return f"VQE {molecule.formula}{bond} {molecule.basis}"

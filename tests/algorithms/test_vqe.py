@@ -4,6 +4,7 @@ import numpy as np
 import pennylane as qml
 import pytest
 
+import qflow
 from qflow.algorithms import Molecule, scan_h2, vqe
 from qflow.exceptions import QflowConfigError, QflowInputError
 
@@ -64,6 +65,9 @@ def test_scan_table_and_plot(tmp_path):
         )
     assert res.plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "exact (Ha)" in res.table()
+    assert qflow.get_result(res.dispatch_id).lattice_name == (
+        "scan H2 R 1.2-2 Bohr sto-3g, 2 points"
+    )
 
 
 class TestExactReference:
@@ -142,7 +146,10 @@ def test_scan_of_any_molecule(tmp_path):
     from qflow.algorithms import scan, stretch
 
     lih = Molecule(["Li", "H"], [0, 0, 0, 0, 0, 1.6], active_electrons=2, active_orbitals=2)
-    res = scan(lih, [1.4, 1.8], steps=30, pack=30, plot=tmp_path / "lih.png")
+    res = scan(lih, [1.4, 1.8], steps=30, pack=30, plot=tmp_path / "lih.png", tags=["lih"])
+    assert qflow.get_result(res.dispatch_id).lattice_name == (
+        "scan LiH R 1.4-1.8 Å sto-3g, 2 points"
+    )
     assert [r["value"] for r in res.rows] == [1.4, 1.8]
     assert all(r["error_mha"] < 1.6 for r in res.rows)
     assert res.rows[1]["molecule"]["geometry"][-1] == pytest.approx(1.8)
