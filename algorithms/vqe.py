@@ -32,6 +32,11 @@ ANSATZE = ("singles_doubles", "double_excitation", "uccsd")
 #: The default: singles matter wherever orbitals relax (about 0.4 mHa on LiH without
 #: them); for H2 their gradients vanish by symmetry and they cost nothing.
 DEFAULT_ANSATZ = "singles_doubles"
+#: Chemical accuracy, in milli-Hartree (1 kcal/mol).
+CHEMICAL_ACCURACY_MHA = 1.6
+#: Up to this many qubits a VQE result carries the exact energy (a sparse eigensolver
+#: takes seconds there; beyond, memory grows as 2^n).
+EXACT_MAX_WIRES = 20
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,20 @@ class VQEResult:
     loop: LoopResult
     energy_stderr: float | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
+    #: The exact ground energy in the run's electron (and spin) sector, by sparse
+    #: diagonalisation; None above :data:`EXACT_MAX_WIRES` qubits.
+    exact_energy: float | None = None
+
+    @property
+    def error_mha(self) -> float | None:
+        """``energy - exact_energy`` in milli-Hartree (None without the exact value)."""
+        return None if self.exact_energy is None else (self.energy - self.exact_energy) * 1e3
+
+    @property
+    def chemically_accurate(self) -> bool | None:
+        """Whether ``energy`` is within chemical accuracy (1.6 mHa) of the exact value."""
+        err = self.error_mha
+        return None if err is None else abs(err) <= CHEMICAL_ACCURACY_MHA
 
     def to_dict(self) -> dict[str, Any]:
         """The result and its inputs as JSON-ready values (the loop's are in ``inputs``)."""
@@ -61,6 +80,9 @@ class VQEResult:
             {
                 "energy": self.energy,
                 "energy_stderr": self.energy_stderr,
+                "exact_energy": self.exact_energy,
+                "error_mha": self.error_mha,
+                "chemically_accurate": self.chemically_accurate,
                 "energies": self.energies,
                 "params": self.params,
                 "iterations": self.iterations,
@@ -226,7 +248,12 @@ def vqe(
         name=name or default_name(molecule, wires),
         tags=tags,
     )
+    exact = None
+    if wires <= EXACT_MAX_WIRES:
+        mult = molecule.mult if molecule is not None else None
+        exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=mult)
     return VQEResult(
+        exact_energy=exact,
         energies=loop.costs,
         energy=loop.final_cost,
         params=loop.params,

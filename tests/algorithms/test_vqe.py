@@ -187,3 +187,12 @@ def test_default_names_say_what_ran():
     lih = Molecule(["Li", "H"], [0, 0, 0, 0, 0, 1.6], basis="sto-3g")
     assert default_name(lih, 12) == "VQE LiH 1.6 Å sto-3g"
     assert default_name(None, 4) == "VQE 4 qubits"
+
+
+def test_a_vqe_result_carries_the_exact_energy_and_its_error():
+    res = vqe(Molecule.h2(), steps=30, pack=30)
+    assert res.exact_energy == pytest.approx(-1.1373, abs=2e-4)  # FCI, STO-3G, 0.7414 Å
+    assert res.error_mha == pytest.approx((res.energy - res.exact_energy) * 1e3)
+    assert res.chemically_accurate is True
+    summary = res.to_dict()
+    assert summary["exact_energy"] == res.exact_energy and summary["chemically_accurate"]
