@@ -651,15 +651,18 @@ class SQLiteStore(ResultStore):
         if rows:
             marks = ", ".join("?" * len(rows))
             progress = {
-                r[0]: (r[1], r[2])
+                r[0]: (r[1], r[2], r[3])
                 for r in self._read(
-                    "SELECT dispatch_id, count(*), sum(status = 'COMPLETED') FROM nodes "
+                    "SELECT dispatch_id, count(*), sum(status = 'COMPLETED'), "
+                    "sum(status = 'FAILED') FROM nodes "
                     f"WHERE dispatch_id IN ({marks}) AND kind != 'parameter' GROUP BY dispatch_id",
                     [r["dispatch_id"] for r in rows],
                 )
             }
             for r in rows:
-                r["nodes_total"], r["nodes_done"] = progress.get(r["dispatch_id"], (0, 0))
+                r["nodes_total"], r["nodes_done"], r["nodes_failed"] = progress.get(
+                    r["dispatch_id"], (0, 0, 0)
+                )
         total = counts.get(query.status, 0) if query.status else sum(counts.values())
         return DispatchPage(rows=rows, total=total, counts=counts)
 

@@ -59,6 +59,16 @@ nested = _named(f"{TAG}_nested", lambda x: double(qflow.electron(child)(x)))
 long_nap = _named(f"{TAG}_long", lambda: step(0, 120))
 
 
+@qflow.electron
+def fragile(x):
+    if x == 3:
+        raise ValueError("point 3 diverged")
+    return x
+
+
+half_broken = _named(f"{TAG}_broken", lambda n: [fragile(i) for i in range(n)])
+
+
 @pytest.fixture(scope="module")
 def chromium_path():
     out = subprocess.run(
@@ -132,11 +142,39 @@ def test_list_page_shows_dispatches_and_counts(page, server):
     page.goto(f"{server}/?q={TAG}")
     page.wait_for_selector(f"tr[data-id='{done}']")
     row = page.locator(f"tr[data-id='{done}']")
-    assert "COMPLETED" in row.inner_text()
+    assert "completed" in row.inner_text()  # as people say it; the API keeps COMPLETED
     assert "3/3" in row.inner_text()  # the sublattice node, the last double, the return
     chips = page.locator("#chips").inner_text()
-    assert "COMPLETED" in chips and "CANCELLED" in chips
+    assert "completed" in chips and "cancelled" in chips and "pending" in chips
+    headers = page.locator("#dispatches thead").inner_text()
+    assert "Time" in headers and "Duration" in headers and "Started" not in headers
     page.screenshot(path=str(ARTIFACTS / "list.png"), full_page=True)
+
+
+def test_a_failed_dispatch_shows_red_in_the_list_and_says_no_result(page, server):
+    failed = qflow.dispatch(half_broken)(4)
+    qflow.get_result(failed, wait=True)
+    page.goto(f"{server}/?q={TAG}")
+    row = page.locator(f"tr[data-id='{failed}']")
+    row.wait_for()
+    assert "failed" in row.inner_text() and "1 failed" in row.inner_text()
+    red = row.locator(".bar span.failed")
+    assert red.evaluate("e => e.getBoundingClientRect().width") > 0
+    colour = red.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert colour == "rgb(214, 69, 69)"  # --fail
+    # Newest first by default: the arrow on Time points down, and flips when clicked.
+    time_header = page.locator("th[data-sort='created_at']")
+    arrow = "e => getComputedStyle(e, '::after').content"
+    assert "\u25be" in time_header.evaluate(arrow)
+    time_header.click()
+    page.wait_for_function(
+        "getComputedStyle(document.querySelector(\"th[data-sort='created_at']\"), "
+        "'::after').content.includes('\u25b4')"
+    )
+    page.screenshot(path=str(ARTIFACTS / "list-failed.png"), full_page=True)
+    page.goto(f"{server}/dispatch/{failed}")
+    page.wait_for_function("document.getElementById('result').textContent.length > 0")
+    assert page.locator("#result").inner_text() == "no result (failed)"
 
 
 def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):

@@ -28,8 +28,13 @@ function runtime(row) {
   return (end - new Date(row.start_time)) / 1000;
 }
 
+// Statuses as people say them; the API and the store keep Covalent's values.
+const STATUS_WORDS = {NEW_OBJECT: "pending", RUNNING: "running", COMPLETED: "completed",
+  FAILED: "failed", CANCELLED: "cancelled"};
+
 function chip(status) {
-  return `<span class="chip s-${esc(status)}">${esc(status)}</span>`;
+  const word = STATUS_WORDS[status] || String(status ?? "").toLowerCase();
+  return `<span class="chip s-${esc(status)}" title="${esc(status)}">${esc(word)}</span>`;
 }
 
 // Calls onChange whenever the store changes; shows whether the stream is connected.

@@ -24,7 +24,9 @@
     for (const b of ["cancel", "redispatch", "redispatch-reuse"])
       document.getElementById(b).hidden = Boolean(d.parent_id);
     document.getElementById("inputs").textContent = d.inputs_text || "";
-    document.getElementById("result").textContent = d.status === "COMPLETED" ? (d.result_text || "") : "(none yet)";
+    document.getElementById("result").textContent = d.status === "COMPLETED" ? (d.result_text || "")
+      : d.status === "FAILED" ? "no result (failed)"
+      : d.status === "CANCELLED" ? "no result (cancelled)" : "(none yet)";
     document.getElementById("source").textContent = d.source || "(source not available)";
     document.getElementById("json").href = api;
     document.getElementById("csv").href = api + "?format=csv";

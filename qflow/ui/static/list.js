@@ -14,15 +14,17 @@
       STATUSES.map(s => chipLink(s, chip(s), counts[s] || 0)).join("");
     const body = document.querySelector("#dispatches tbody");
     body.innerHTML = data.rows.map(r => {
-      const total = r.nodes_total || 0, done = r.nodes_done || 0;
+      const total = r.nodes_total || 0, done = r.nodes_done || 0, failed = r.nodes_failed || 0;
       const pct = total ? Math.round(100 * done / total) : 0;
+      const bad = total ? Math.max(failed ? 2 : 0, Math.round(100 * failed / total)) : 0;
+      const said = `${done} of ${total} nodes completed` + (failed ? `, ${failed} failed` : "");
       const finished = ["COMPLETED", "FAILED", "CANCELLED"].includes(r.status) && r.end_time;
       return `<tr data-id="${esc(r.dispatch_id)}">
         <td><input type="checkbox" class="pick" value="${esc(r.dispatch_id)}" ${finished ? "" : "disabled title=\"still running: cancel it first\""} ${picked.has(r.dispatch_id) ? "checked" : ""}></td>
         <td><a href="/dispatch/${encodeURIComponent(r.dispatch_id)}">${esc(r.name)}</a> ${tagChips(r.tags)}</td>
         <td>${chip(r.status)}</td>
-        <td><div class="bar" title="${done} of ${total} nodes completed"><span style="width:${pct}%"></span></div> ${done}/${total}</td>
-        <td>${fmtTime(r.created_at)}</td><td>${fmtTime(r.start_time)}</td>
+        <td><div class="bar" title="${said}"><span style="width:${pct}%"></span><span class="failed" style="width:${bad}%"></span></div> ${done}/${total}${failed ? ` <span class="fail-count">${failed} failed</span>` : ""}</td>
+        <td title="created ${esc(fmtTime(r.created_at))}">${fmtTime(r.start_time || r.created_at)}</td>
         <td>${fmtSeconds(runtime(r))}</td><td class="mono">${esc(r.dispatch_id.slice(0, 8))}</td></tr>`;
     }).join("") || `<tr><td colspan="8" class="muted">No dispatches match.</td></tr>`;
     document.getElementById("delete").disabled = picked.size === 0;
