@@ -234,14 +234,26 @@ def _run(
 ) -> tuple[Any, float]:
     t0 = time.perf_counter()
     dispatch_id = qflow.dispatch(named(lattice, title, tags))(*args)
-    done = -1
+    said, last_said, last_finished = "", 0.0, -1
     while not qflow.get_result(dispatch_id, status_only=True)["status"].is_final:
-        nodes = qflow.get_result(dispatch_id).get_all_node_results()
-        finished = sum(n["status"] == "COMPLETED" for n in nodes if n["kind"] == "sublattice")
-        if progress is not None and finished != done:
-            done = finished
-            progress(f"  {finished}/{n} {label} done ({time.perf_counter() - t0:.0f} s)")
-        time.sleep(0.5)
+        if progress is not None:
+            running = qflow.get_result(dispatch_id)
+            nodes = running.get_all_node_results()
+            points = [n for n in nodes if n["kind"] == "sublattice"]
+            finished = sum(n["status"] == "COMPLETED" for n in points)
+            started = sum(n["status"] == "RUNNING" for n in points)
+            # Every optimizer step logs its cost (a chunk's steps when the chunk ends):
+            # counting them shows the points moving before the first one finishes.
+            steps = _steps_logged(running)
+            state = f"{finished}/{n} {label} done, {started} running, {steps} VQE steps"
+            if started and not steps:
+                state += " (starting a warm actor per point)"
+            now = time.perf_counter()
+            changed = state != said and (now - last_said >= 2.0 or finished != last_finished)
+            if changed or now - last_said >= 5.0:  # steady news, even while nothing ends
+                said, last_said, last_finished = state, now, finished
+                progress(f"  {state} ({now - t0:.0f} s)")
+        time.sleep(1.0)  # reading the tree costs CPU the points need
     res = qflow.get_result(dispatch_id, wait=True)
     if res.status != qflow.status.COMPLETED:
         raise qflow.exceptions.DispatchFailedError(
@@ -430,3 +442,13 @@ def scan_h2(
     return ScanResult(
         rows=rows, dispatch_id=res.dispatch_id, seconds=seconds, plot=path, unit=unit, inputs=inputs
     )
+
+
+def _steps_logged(res: Any) -> int:
+    """The optimizer steps logged so far by a dispatch and its sublattices."""
+    total = len(res.get_metrics().get("cost", []))
+    for node in res.get_all_node_results():
+        child = node.get("sublattice_result")
+        if child is not None:
+            total += _steps_logged(child)
+    return total
