@@ -312,6 +312,18 @@ def test_charts_of_a_variational_loop_and_a_sweep(page, server):
     chart.wait_for()
     assert chart.locator("path.line").count() == 1 and chart.locator("path.best").count() == 1
     assert "30 values" in chart.inner_text()
+    # Axis titles, round ticks, and every label inside the chart (none clipped).
+    titles = chart.locator("text.axis-title").all_text_contents()
+    assert titles == ["step", "cost"]
+    ticks = chart.locator("text.tick").all_text_contents()
+    assert "0.000" not in ticks and any(t.startswith("-") for t in ticks)
+    inside = chart.evaluate(
+        "f => { const s = f.querySelector('svg').getBoundingClientRect();"
+        " return [...f.querySelectorAll('svg text')].every(t => {"
+        " const r = t.getBoundingClientRect();"
+        " return r.left >= s.left - 0.5 && r.right <= s.right + 0.5; }); }"
+    )
+    assert inside
     page.locator("#metrics").scroll_into_view_if_needed()
     page.screenshot(path=str(ARTIFACTS / "metrics-loop.png"), full_page=True)
 

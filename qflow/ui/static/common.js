@@ -63,3 +63,21 @@ function tagChips(json) {
   else { try { tags = JSON.parse(json || "[]"); } catch (e) { tags = []; } }
   return tags.map(t => `<span class="tag">${esc(t)}</span>`).join("");
 }
+
+// About five round tick values covering [lo, hi] (1, 2 or 5 times a power of ten apart).
+function niceTicks(lo, hi) {
+  if (!(hi > lo)) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }
+  const raw = (hi - lo) / 5, mag = Math.pow(10, Math.floor(Math.log10(raw)));
+  const step = [1, 2, 5, 10].map(f => f * mag).find(s => s >= raw);
+  const out = [];
+  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toPrecision(12));
+  if (out[out.length - 1] < hi) out.push(+(out[out.length - 1] + step).toPrecision(12));
+  return out;
+}
+
+// A tick's text with the decimals its spacing needs: -1.14, -1.12, ... not 0.000.
+function fmtTick(v, ticks) {
+  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : 1;
+  const decimals = Math.max(0, Math.min(10, -Math.floor(Math.log10(step))));
+  return v.toFixed(decimals);
+}

@@ -142,11 +142,17 @@
       if (series.length > 1 && series.every(s => s.pts.length === 1))
         series = [{label: name, pts: points.slice()}];
       series.forEach(s => s.pts.sort((a, b) => a.step - b.step));
-      const all = points, W = 460, H = 220, pad = 44;
+      const all = points, W = 620, H = 300;
       const xs = all.map(p => p.step), ys = all.map(p => p.value);
-      let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-      if (x0 === x1) { x0 -= 1; x1 += 1; } if (y0 === y1) { y0 -= 1; y1 += 1; }
-      const X = v => pad + (v - x0) / (x1 - x0) * (W - pad - 10), Y = v => H - 24 - (v - y0) / (y1 - y0) * (H - 40);
+      const xt = niceTicks(Math.min(...xs), Math.max(...xs)), yt = niceTicks(Math.min(...ys), Math.max(...ys));
+      const x0 = xt[0], x1 = xt[xt.length - 1], y0 = yt[0], y1 = yt[yt.length - 1];
+      const yLabels = yt.map(v => fmtTick(v, yt)), xLabels = xt.map(v => fmtTick(v, xt));
+      // Room for the longest y label (a minus sign included) and the axis title: never clipped.
+      const left = 30 + 7 * Math.max(...yLabels.map(t => t.length)), right = 16, top = 12, bottom = 48;
+      const X = v => left + (v - x0) / (x1 - x0) * (W - left - right);
+      const Y = v => H - bottom - (v - y0) / (y1 - y0) * (H - top - bottom);
+      const grid = yt.map((v, i) => `<line x1="${left}" x2="${W - right}" y1="${Y(v)}" y2="${Y(v)}" class="grid"/><text x="${left - 6}" y="${Y(v) + 3}" class="tick" text-anchor="end">${yLabels[i]}</text>`).join("") +
+        xt.map((v, i) => `<line x1="${X(v)}" x2="${X(v)}" y1="${H - bottom}" y2="${H - bottom + 4}" class="axis"/><text x="${X(v)}" y="${H - bottom + 16}" class="tick" text-anchor="middle">${xLabels[i]}</text>`).join("");
       const lines = series.map((s, i) => {
         const c = colors[i % colors.length];
         const path = s.pts.map((p, j) => `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(p.value).toFixed(1)}`).join("");
@@ -157,10 +163,12 @@
       }).join("");
       const legend = series.slice(0, 8).map((s, i) => `<span style="color:${colors[i % colors.length]}">● ${esc(s.label)}</span>`).join(" ") + (series.length > 8 ? ` +${series.length - 8} more` : "");
       const lastBest = Math.min(...ys);
-      return `<figure class="chart" data-metric="${esc(name)}"><figcaption><b>${esc(name)}</b> <span class="muted">${points.length} values, best ${lastBest.toPrecision(8)}</span></figcaption>
-        <svg width="${W}" height="${H}"><line x1="${pad}" y1="${H - 24}" x2="${W - 10}" y2="${H - 24}" class="axis"/><line x1="${pad}" y1="8" x2="${pad}" y2="${H - 24}" class="axis"/>
-        <text x="${pad}" y="${H - 8}" class="tick">${x0.toPrecision(4)}</text><text x="${W - 10}" y="${H - 8}" class="tick" text-anchor="end">${x1.toPrecision(4)}</text>
-        <text x="${pad - 4}" y="${H - 26}" class="tick" text-anchor="end">${y0.toPrecision(5)}</text><text x="${pad - 4}" y="16" class="tick" text-anchor="end">${y1.toPrecision(5)}</text>
+      const xTitle = m.x_labels && m.x_labels[name] ? m.x_labels[name] : "step";
+      return `<figure class="chart" data-metric="${esc(name)}"><figcaption><b>${esc(name)}</b> <span class="muted">${points.length} values, lowest ${lastBest.toPrecision(8)}</span></figcaption>
+        <svg width="${W}" height="${H}" role="img" aria-label="${esc(name)} against ${esc(xTitle)}">${grid}
+        <line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" class="axis"/><line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" class="axis"/>
+        <text x="${(left + W - right) / 2}" y="${H - 10}" class="axis-title" text-anchor="middle">${esc(xTitle)}</text>
+        <text transform="translate(14 ${(top + H - bottom) / 2}) rotate(-90)" class="axis-title" text-anchor="middle">${esc(name)}</text>
         ${lines}</svg><div class="legend">${legend}</div></figure>`;
     }).join("");
   }
