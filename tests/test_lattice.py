@@ -230,7 +230,7 @@ class TestGraphBuilding:
         script.write_text(
             textwrap.dedent("""
             import qflow, ray
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
             class Box:
                 def __init__(self, v): self.v = v
             def helper(v): return Box(v * 2)

@@ -44,6 +44,8 @@ class TestMinimize:
         """steps/pack chunks are dispatch nodes whose outputs hold the trajectory."""
         res = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=25, pack=10)
         assert res.iterations == 25 and len(res.costs) == 25
+        named = qflow.get_result(res.dispatch_id).lattice_name
+        assert named == "minimize rx_circuit on default.qubit"  # what it is, by default
         assert res.final_cost < -0.99
         assert res.costs == sorted(res.costs, reverse=True)  # descending
         nodes = qflow.get_result(res.dispatch_id).get_all_node_results()
@@ -54,9 +56,20 @@ class TestMinimize:
     def test_tol_stops_early(self):
         """A tolerance ends the loop; later chunks pass through."""
         res = minimize(
-            rx_circuit, [0.3], wires=1, backend="default.qubit", steps=200, pack=20, tol=1e-6
+            rx_circuit,
+            [0.3],
+            wires=1,
+            backend="default.qubit",
+            steps=200,
+            pack=20,
+            tol=1e-6,
+            name="RX warm-up",
+            tags=["demo"],
         )
         assert res.converged and res.iterations < 200
+        assert qflow.get_result(res.dispatch_id).lattice_name == "RX warm-up"
+        with pytest.raises(QflowInputError, match="non-empty strings"):
+            minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, tags=[""])
 
     def test_actor_is_cleaned_up(self):
         """With keep_warm=0 the loop's actor is gone when the loop returns."""
@@ -529,25 +542,3 @@ class TestChunkOnTheActor:
         _, state = self._serving()
         with pytest.raises(QflowConfigError, match="takes a LoopSpec .* got str.*run them again"):
             run_chunk.fn("a1b2c3", dict(state), 2, last=False)
-
-
-def test_a_loop_dispatch_is_named_and_tagged():
-    res = minimize(
-        rx_circuit,
-        [0.3],
-        wires=1,
-        backend="default.qubit",
-        steps=2,
-        pack=2,
-        keep_warm=0,
-        name="RX warm-up",
-        tags=["demo"],
-    )
-    row = qflow.get_result(res.dispatch_id)
-    assert row.lattice_name == "RX warm-up"
-    default = minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, pack=2)
-    assert qflow.get_result(default.dispatch_id).lattice_name == (
-        "minimize rx_circuit on default.qubit"
-    )
-    with pytest.raises(QflowInputError, match="non-empty strings"):
-        minimize(rx_circuit, [0.3], wires=1, backend="default.qubit", steps=2, tags=[""])

@@ -5,6 +5,7 @@ import itertools
 import networkx as nx
 import pytest
 
+import qflow
 from qflow.algorithms import brute_force_maxcut, cut_size, qaoa_maxcut
 from qflow.exceptions import QflowInputError
 
@@ -32,7 +33,10 @@ def test_p3_on_3_regular_8_nodes_reaches_ratio():
 
 def test_triangle_and_bad_input():
     """A triangle's best cut is 2; bad graphs and depths are refused clearly."""
-    assert qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=20).best_cut == 2
+    triangle = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=20, tags=["tri"])
+    assert triangle.best_cut == 2
+    # Its dispatch says what it is.
+    assert qflow.get_result(triangle.dispatch_id).lattice_name == "QAOA max-cut 3 nodes p=1"
     with pytest.raises(QflowInputError, match="p \\(the QAOA depth\\) must be an int >= 1"):
         qaoa_maxcut([(0, 1)], p=0)
     with pytest.raises(QflowInputError, match="Label the graph's nodes 0..n-1"):
@@ -120,14 +124,3 @@ def test_qaoa_result_exports():
     assert data["inputs"]["graph"]["edges"][0] == [0, 1] and data["p"] == 1
     frame = res.to_dataframe()
     assert list(frame.columns) == ["step", "expected_cut"] and len(frame) == 5
-
-
-def test_a_qaoa_dispatch_says_what_it_is():
-    import qflow
-    from qflow.algorithms import qaoa_maxcut
-
-    res = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=4, pack=4, tags=["triangle"])
-    ran = qflow.get_result(res.dispatch_id)
-    assert ran.lattice_name == "QAOA max-cut 3 nodes p=1"
-    named = qaoa_maxcut([(0, 1), (1, 2)], p=1, steps=2, pack=2, name="path of 3")
-    assert qflow.get_result(named.dispatch_id).lattice_name == "path of 3"

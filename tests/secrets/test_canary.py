@@ -208,23 +208,9 @@ def test_canary_embedded(tmp_path):
     assert oct((keep / "CANARY_KEY").stat().st_mode & 0o777) == "0o600"
 
 
-def test_canary_under_qflow_start(tmp_path):
-    canary = _canary()
-    home, ray_tmp = tmp_path / "home", tmp_path / "ray"
-    env = _env(home, ray_tmp)
-    _qflow(env, "secret", "set", "CANARY_KEY", input=canary)
-    _qflow(env, "start", "--num-cpus", "2")
-    try:
-        out, printed = _dispatch(env)
-        assert canary not in printed
-        _check_outcome(out, canary)
-        _check_redacted(env, out["id"], canary)
-    finally:
-        _qflow(env, "stop")
-    _check_written(canary, [home, ray_tmp], home / "secrets")
-
-
-def test_canary_through_a_server(tmp_path):
+def test_canary_under_qflow_start_and_through_its_server(tmp_path):
+    """One ``qflow start --listen`` head: a client sets the secret through the server,
+    then a script on the head and the client each dispatch, and both are searched."""
     canary = _canary()
     home, ray_tmp = tmp_path / "server-home", tmp_path / "ray"
     server_env = _env(home, ray_tmp)
@@ -243,6 +229,12 @@ def test_canary_through_a_server(tmp_path):
         assert f"set on http://127.0.0.1:{port}" in said and canary not in said
         assert (home / "secrets" / "CANARY_KEY").exists()  # kept by the server
         assert not (client_home / "secrets").exists()
+        # On the head: the script's dispatch runs in the `qflow start` service.
+        on_head, printed = _dispatch(server_env)
+        assert canary not in printed
+        _check_outcome(on_head, canary)
+        _check_redacted(server_env, on_head["id"], canary)
+        # Through the server, from a client with a home of its own.
         out, printed = _dispatch(client_env)
         assert canary not in printed
         _check_outcome(out, canary)

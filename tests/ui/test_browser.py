@@ -279,8 +279,25 @@ def test_a_500_node_graph_is_laid_out_in_layers(page, server):
     )
     t0 = time.perf_counter()
     page.goto(f"{server}/dispatch/{did}")
-    page.wait_for_function("document.querySelectorAll('#graph .node').length === 500")
+    # The 498-wide fan-out is one block that counts its statuses, in people's words.
+    fold = page.locator("#graph .node.fold")
+    fold.wait_for()
     assert time.perf_counter() - t0 < 10
+    assert fold.locator("text").first.text_content() == (
+        "498 \u00d7 evaluate: 166 running, 166 completed, 166 failed"
+    )
+    assert page.locator("#graph .node").count() == 3  # prepare, the block, reduce
+    # The failures are listed above the graph; one click selects one and unfolds.
+    failures = page.locator("#failures")
+    assert failures.inner_text().startswith("166 failed:")
+    page.screenshot(path=str(ARTIFACTS / "graph-500-folded.png"))
+    failures.locator("a").first.click()
+    page.wait_for_function("document.querySelectorAll('#graph .node').length === 500")
+    page.wait_for_selector("#node h2")
+    assert "evaluate" in page.locator("#node h2").inner_text()
+    page.goto(f"{server}/dispatch/{did}")
+    page.locator("#graph .node.fold").click()  # a click on the block unfolds it
+    page.wait_for_function("document.querySelectorAll('#graph .node').length === 500")
     page.screenshot(path=str(ARTIFACTS / "graph-500.png"))
     # Zoom in on the top left with the wheel: the labels become readable.
     box = page.locator("#graph").bounding_box()

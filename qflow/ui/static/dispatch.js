@@ -6,6 +6,53 @@
   const W = 150, H = 34;
   let selected = null, view = null;
   const FINAL = ["COMPLETED", "FAILED", "CANCELLED"];
+  // Fan-outs wider than FOLD (nodes of one name with the same parents) are drawn as
+  // one block that counts their statuses; a click on it unfolds it.
+  const FOLD = 50, unfolded = new Set();
+
+  function foldGroups() {
+    const groups = new Map();
+    for (const n of d.nodes) {
+      if (n.kind === "parameter") continue;
+      const key = n.name + "|" + n.parents.join(",");
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(n);
+    }
+    return [...groups.entries()].filter(([key, ms]) => ms.length > FOLD && !unfolded.has(key));
+  }
+
+  function foldText(members) {
+    const counts = {};
+    for (const m of members) counts[m.status] = (counts[m.status] || 0) + 1;
+    const parts = STATUSES.filter(st => counts[st]).map(st => `${counts[st]} ${STATUS_WORDS[st]}`);
+    return `${members.length} \u00d7 ${members[0].name}: ${parts.join(", ")}`;
+  }
+
+  // Failed nodes listed above the graph, each a link that selects it and, when it is
+  // drawn, centres the graph on it: a failure among hundreds is one click away.
+  function drawFailures() {
+    const bad = d.nodes.filter(n => n.status === "FAILED");
+    const bar = document.getElementById("failures");
+    bar.hidden = !bad.length;
+    bar.innerHTML = bad.length ? `<b>${bad.length} failed:</b> ` + bad.slice(0, 20).map(n =>
+      `<a href="#" data-fail="${n.node_id}">${esc(n.name)}(${n.node_id})</a>`).join(", ") +
+      (bad.length > 20 ? ` and ${bad.length - 20} more` : "") : "";
+  }
+
+  function focusNode(nid) {
+    const n = d.nodes.find(x => x.node_id === nid);
+    if (!n) return;
+    const key = n.name + "|" + n.parents.join(",");
+    if (foldGroups().some(([k]) => k === key)) { unfolded.add(key); drawGraph(); }
+    const p = placement().pos[nid];
+    if (p && view) {
+      const w = Math.min(view.w, 900), h = Math.min(view.h, 600);
+      view = {x: p[0] - w / 2, y: p[1] - h / 2, w, h};
+      const svg = document.getElementById("graph-svg");
+      if (svg) svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
+    }
+    showNode(nid);
+  }
 
   function header() {
     document.getElementById("crumbs").innerHTML = d.breadcrumbs.map((c, i) =>
@@ -32,14 +79,44 @@
     document.getElementById("csv").href = api + "?format=csv";
   }
 
+  // Where each drawn node goes once folded fan-outs are collapsed: a folded block is one
+  // row high, and everything below it moves up by the rows it no longer needs.
+  const BH = H + 16;
+  function placement() {
+    const raw = d.layout.nodes, spans = [];
+    for (const [key, members] of foldGroups()) {
+      const ids = members.map(m => m.node_id).filter(i => raw[i]);
+      if (!ids.length) continue;
+      const xs = ids.map(i => raw[i][0]), ys = ids.map(i => raw[i][1]);
+      spans.push({key, members, ids, x: (Math.min(...xs) + Math.max(...xs)) / 2,
+                  top: Math.min(...ys) - H / 2, bottom: Math.max(...ys) + H / 2});
+    }
+    const lift = y => spans.reduce((t, sp) => t + (y > sp.bottom ? sp.bottom - sp.top - BH : 0), 0);
+    const pos = {}, folded = new Map();
+    for (const sp of spans) {
+      sp.y = sp.top - lift(sp.top) + BH / 2;
+      for (const i of sp.ids) folded.set(+i, sp);
+    }
+    for (const [i, p] of Object.entries(raw)) {
+      const sp = folded.get(+i);
+      pos[i] = sp ? [sp.x, sp.y] : [p[0], p[1] - lift(p[1])];
+    }
+    // The drawn extent: folded layers no longer set the width.
+    const xs = [];
+    for (const [i, p] of Object.entries(pos)) if (!folded.has(+i)) xs.push(p[0] - W / 2, p[0] + W / 2);
+    for (const sp of spans) xs.push(sp.x - 1.5 * W, sp.x + 1.5 * W);
+    const left = xs.length ? Math.min(...xs) : 0, right = xs.length ? Math.max(...xs) : d.layout.width;
+    return {pos, spans, folded, left, width: right - left, height: d.layout.height - lift(Infinity)};
+  }
+
   function drawGraph() {
     const box = document.getElementById("graph");
-    const L = d.layout, pos = L.nodes;
+    const L = d.layout, placed = placement(), pos = placed.pos;
     if (!view) {
       // One SVG unit per pixel unless the graph is larger: small graphs are not blown up.
-      const w = Math.max(L.width + 40, box.clientWidth || 800), h = Math.max(L.height + 40, box.clientHeight || 500);
+      const w = Math.max(placed.width + 40, box.clientWidth || 800), h = Math.max(placed.height + 40, box.clientHeight || 500);
       const scale = Math.max(w / (box.clientWidth || w), h / (box.clientHeight || h));
-      view = {x: -20, y: -20, w: (box.clientWidth || w) * scale, h: (box.clientHeight || h) * scale};
+      view = {x: placed.left - 20, y: -20, w: (box.clientWidth || w) * scale, h: (box.clientHeight || h) * scale};
     }
     let edges = "", nodes = "";
     // A node with more than BUNDLE children (or parents) gets one thick edge to the
@@ -58,15 +135,26 @@
         edges += curve(pos[p][0], pos[p][1] + H / 2, b.x, b.top, "bundle");
       }
     }
+    const hidden = placed.folded;
+    for (const sp of placed.spans) {
+      const members = sp.members, fw = 3 * W;
+      const worst = members.some(m => m.status === "FAILED") ? "FAILED"
+        : members.every(m => m.status === "COMPLETED") ? "COMPLETED"
+        : members.some(m => m.status === "RUNNING") ? "RUNNING" : members[0].status;
+      const text = foldText(members);
+      nodes += `<g class="node fold s-${worst}" data-fold="${esc(sp.key)}" transform="translate(${sp.x - fw / 2},${sp.y - BH / 2})">
+        <rect width="${fw}" height="${BH}" rx="8"/><text x="${fw / 2}" y="${BH / 2}">${esc(text)}</text>
+        <text x="${fw / 2}" y="${BH / 2 + 13}" class="hint">click to unfold</text><title>${esc(text)}</title></g>`;
+    }
     for (const n of d.nodes) {
-      if (!pos[n.node_id]) continue;  // parameter nodes are not drawn
+      if (!pos[n.node_id] || hidden.has(n.node_id)) continue;  // parameters; folded ones
       const [x, y] = pos[n.node_id];
       if (n.parents.length > BUNDLE) {
         const b = block(n.parents);
         edges += curve(b.x, b.bottom, x, y - H / 2, "bundle");
       } else {
         for (const p of n.parents) {
-          if (!pos[p] || (children[p] || []).length > BUNDLE) continue;
+          if (!pos[p] || hidden.has(p) || (children[p] || []).length > BUNDLE) continue;
           edges += curve(pos[p][0], pos[p][1] + H / 2, x, y - H / 2, "");
         }
       }
@@ -208,6 +296,7 @@
       Object.assign(d, {status: st.status, start_time: st.start_time, end_time: st.end_time,
                         error: st.error, progress: st.progress});
       header();
+      if (changed) { drawFailures(); if (foldGroups().length) drawGraph(); }
       if (changed && !document.getElementById("timeline").hidden) drawTimeline();
       if (selectedChanged) showNode(selected);
       if (changed) drawMetrics();
@@ -221,7 +310,7 @@
     const r = await fetch(api);
     if (!r.ok) return;
     d = await r.json();
-    header(); drawGraph(); drawTimeline(); drawMetrics();
+    header(); drawFailures(); drawGraph(); drawTimeline(); drawMetrics();
     if (selected !== null) showNode(selected);
   }
 
@@ -248,8 +337,17 @@
     svg.setAttribute("viewBox", `${view.x} ${view.y} ${view.w} ${view.h}`);
   });
   graph.addEventListener("click", ev => {
+    if (drag && drag.moved) return;
+    const fold = ev.target.closest("[data-fold]");
+    if (fold) { unfolded.add(fold.dataset.fold); drawGraph(); return; }
     const g = ev.target.closest("[data-node]");
-    if (g && !(drag && drag.moved)) showNode(+g.dataset.node);
+    if (g) showNode(+g.dataset.node);
+  });
+  document.getElementById("failures").addEventListener("click", ev => {
+    const a = ev.target.closest("[data-fail]");
+    if (!a) return;
+    ev.preventDefault();
+    focusNode(+a.dataset.fail);
   });
   document.getElementById("timeline").addEventListener("click", ev => {
     const g = ev.target.closest("[data-node]");
@@ -274,6 +372,6 @@
   document.getElementById("redispatch").onclick = () => act("redispatch", {reuse: false}, `Run ${d.name} again with the same inputs?`);
   document.getElementById("redispatch-reuse").onclick = () => act("redispatch", {reuse: true}, `Run ${d.name} again, reusing unchanged results?`);
 
-  header(); drawGraph(); drawTimeline(); drawMetrics();
+  header(); drawFailures(); drawGraph(); drawTimeline(); drawMetrics();
   follow("dispatch=" + encodeURIComponent(id), refresh);
 })();
