@@ -67,8 +67,13 @@ views = [str(res), repr(res), str(res.error), res.graph_text]
 views += [repr(node) for node in res.get_all_node_results()]
 views += [repr(v) for v in res.get_all_node_outputs().values()]
 out = {n["node_name"]: n["output"] for n in res.get_all_node_results()}
+# A redispatch asks for the secret again by name: nothing of it was stored to reuse.
+again = qflow.get_result(qflow.redispatch(dispatch_id)(), wait=True)
+again_out = {n["node_name"]: n["output"] for n in again.get_all_node_results()}
+views += [str(again), str(again.error)]
 print(json.dumps({"id": dispatch_id, "status": str(res.status), "views": views,
                   "used": out["use"].get_deserialized(),
+                  "used_again": again_out["use"].get_deserialized(),
                   "nosy": out["nosy"].get_deserialized()}))
 """
 
@@ -167,6 +172,7 @@ def _ui_pages(url: str, token: str, dispatch_id: str) -> str:
 def _check_outcome(out: dict, canary: str) -> None:
     assert out["status"] == "FAILED"  # boom raised, as it should
     assert out["used"] == len(canary) + 1  # the electron that asked had the value
+    assert out["used_again"] == len(canary) + 1  # and had it again when redispatched
     # An electron that did not ask sees nothing, and qflow.secret says what to add.
     assert out["nosy"] == {"env": None, "refused": True}
     text = json.dumps(out)

@@ -60,3 +60,32 @@ def test_a_bash_lepton_and_its_deps_see_the_secret_and_its_output_is_redacted(tm
     assert hook_saw is None  # hooked did not ask: its hook sees nothing either
     stdout = res.get_node_result(0)["stdout"]
     assert "lepton has [secret SURFACE_KEY]" in stdout and VALUE not in stdout
+
+
+def test_two_local_electrons_at_once_see_only_their_own(qflow_home):
+    """executor="local" runs both in the dispatcher's process, on two threads at once."""
+    SecretKeep.of_home(pathlib.Path(qflow_home)).set("OTHER_KEY", VALUE + "-other")
+
+    def peek(mine: str):
+        import time
+
+        time.sleep(0.5)  # both hold their secrets now
+        # What it sees, by length: returning a granted value itself is refused.
+        seen = {name: os.environ.get(name) for name in ("SURFACE_KEY", "OTHER_KEY")}
+        return {name: len(v) if v else None for name, v in seen.items()}, mine
+
+    first = qflow.electron(executor="local", secrets=["SURFACE_KEY"])(peek)
+    second = qflow.electron(executor="local", secrets=["OTHER_KEY"])(peek)
+
+    @qflow.lattice
+    def flow():
+        return first("a"), second("b")
+
+    res = qflow.dispatch_sync(flow)()
+    assert res.status == "COMPLETED", res.error
+    (seen_a, _), (seen_b, _) = res.result
+    assert seen_a == {"SURFACE_KEY": len(VALUE), "OTHER_KEY": None}
+    assert seen_b == {"SURFACE_KEY": None, "OTHER_KEY": len(VALUE) + 6}
+    # Both ran at once: their runs overlap.
+    a, b = res.get_node_result(0), res.get_node_result(2)
+    assert a["start_time"] < b["end_time"] and b["start_time"] < a["end_time"]
