@@ -71,3 +71,27 @@ def test_node_shapes_are_reused_briefly_but_never_for_a_refusal(monkeypatch):
     with pytest.raises(InfeasibleResourceError, match="no-such-resource"):
         check_feasible(bad_flow.build_graph())
     assert len(reads) == 2
+
+
+def test_raylet_notices_about_qflows_workers_go_to_a_log_not_the_terminal(tmp_path, capsys):
+    import ray._private.worker as ray_worker
+
+    from qflow.runtime.ray_cluster import route_raylet_notices
+
+    before = ray_worker.print_to_stdstream
+    log = tmp_path / "ray-notices.log"
+    try:
+        route_raylet_notices(log)
+        route_raylet_notices(log)  # once is enough: not wrapped twice
+        notice = "WARNING: 8 PYTHON worker processes have been started on node: n1"
+        ray_worker.print_to_stdstream({"lines": [notice], "pid": "raylet", "is_err": False})
+        other = "some other raylet message"
+        ray_worker.print_to_stdstream(
+            {"lines": [other], "pid": "raylet", "is_err": False}, ignore_prefix=False
+        )
+    finally:
+        ray_worker.print_to_stdstream = before
+    printed = capsys.readouterr()
+    assert notice not in printed.out + printed.err
+    assert other in printed.out + printed.err  # everything else is printed as Ray does
+    assert notice in log.read_text() and oct(log.stat().st_mode & 0o777) == "0o600"

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,48 @@ def ensure_ray(settings: Settings) -> str:
             )
     except Exception as exc:
         raise ClusterError(f"Could not start a local Ray: {exc!r}") from exc
+    route_raylet_notices(settings.home / RAY_NOTICES)
     return "embedded"
+
+
+#: Where Ray's notices about qflow's own workers go instead of the terminal.
+RAY_NOTICES = "ray-notices.log"
+
+#: Raylet messages about how qflow uses Ray (its warm actors start workers by design),
+#: not about the user's code: logged, not printed mid-run.
+QFLOW_NOTICES = ("PYTHON worker processes have been started",)
+
+
+def route_raylet_notices(path: Path) -> None:
+    """Send the raylet's messages in :data:`QFLOW_NOTICES` to ``path`` instead of the
+    terminal; every other message is printed as Ray prints it.
+
+    Ray prints raylet messages through ``ray._private.worker.print_to_stdstream``, looked
+    up at each message: wrapping it is the one hook Ray offers (a private API, kept
+    here with the others this module uses).
+    """
+    import ray._private.worker as ray_worker
+
+    printer = ray_worker.print_to_stdstream
+    if getattr(printer, "qflow_notices", None) == path:
+        return
+    original = getattr(printer, "__wrapped__", printer)
+
+    def filtered(data: dict[str, Any], ignore_prefix: bool = False) -> Any:
+        lines = [str(line) for line in data.get("lines", [])]
+        if data.get("pid") == "raylet" and any(n in ln for ln in lines for n in QFLOW_NOTICES):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                with os.fdopen(fd, "a", encoding="utf-8") as log:
+                    log.writelines(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {ln}\n" for ln in lines)
+            except OSError:  # a notice is not worth failing a dispatch over
+                pass
+            return None
+        return original(data, ignore_prefix=ignore_prefix)
+
+    filtered.__wrapped__ = original  # type: ignore[attr-defined]
+    filtered.qflow_notices = path  # type: ignore[attr-defined]
+    ray_worker.print_to_stdstream = filtered
 
 
 def chosen_address(settings: Settings) -> tuple[str | None, str]:
