@@ -175,6 +175,18 @@ def test_a_failed_dispatch_shows_red_in_the_list_and_says_no_result(page, server
     page.goto(f"{server}/dispatch/{failed}")
     page.wait_for_function("document.getElementById('result').textContent.length > 0")
     assert page.locator("#result").inner_text() == "no result (failed)"
+    # The timeline pins the failed node first, marked.
+    page.locator(".tabs button[data-tab='timeline']").click()
+    first = page.locator("#timeline svg.gantt g[data-node]").first
+    assert first.get_attribute("class") == "s-FAILED"
+    assert "fragile" in first.locator("text").text_content()
+    assert "1 failed, listed first" in page.locator("#timeline p").inner_text()
+    inside = page.locator("#timeline svg").evaluate(
+        "s => { const b = s.getBoundingClientRect(); return [...s.querySelectorAll('text')]"
+        ".every(t => t.getBoundingClientRect().right <= b.right + 0.5); }"
+    )
+    assert inside  # no tick label is cut off
+    page.screenshot(path=str(ARTIFACTS / "timeline-failed.png"))
 
 
 def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
@@ -210,7 +222,9 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
         or "GMT" in page.locator(".node-panel dl").inner_text()
     )
     page.locator(".tabs button[data-tab='timeline']").click()
-    assert page.locator("#timeline svg.gantt g").count() == 4
+    assert page.locator("#timeline svg.gantt g[data-node]").count() == 4
+    ticks = page.locator("#timeline .ttick").all_text_contents()
+    assert len(ticks) >= 3 and ticks[0] == "0 ms" and ticks[-1].endswith(" s")  # a time axis
     page.screenshot(path=str(ARTIFACTS / "dispatch-done.png"))
 
 

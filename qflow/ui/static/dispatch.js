@@ -174,22 +174,32 @@
   }
 
   function drawTimeline() {
-    const rows = d.nodes.filter(n => n.start_time && n.kind !== "parameter");
+    // Failed nodes first (pinned), then by start: a failure among hundreds is in view.
+    const rows = d.nodes.filter(n => n.start_time && n.kind !== "parameter").sort((a, b) =>
+      (b.status === "FAILED") - (a.status === "FAILED") || new Date(a.start_time) - new Date(b.start_time));
     const box = document.getElementById("timeline");
     if (!rows.length) { box.innerHTML = `<p class="muted">No node has started yet.</p>`; return; }
     const t0 = Math.min(...rows.map(n => +new Date(n.start_time)));
     const t1 = Math.max(...rows.map(n => n.end_time ? +new Date(n.end_time) : Date.now()));
-    const span = Math.max(t1 - t0, 1), width = 900, rowH = 18, left = 220;
+    const span = Math.max(t1 - t0, 1), width = 900, rowH = 18, left = 220, top = 24, right = 14;
+    const ticks = niceTicks(0, span / 1000);
+    const end = ticks[ticks.length - 1] * 1000;
+    const X = ms => left + ms / end * (width - left - right);
+    // The last label ends at the axis's end, so it is never cut off.
+    const axis = ticks.map((t, i) => `<line x1="${X(t * 1000)}" x2="${X(t * 1000)}" y1="${top - 4}" y2="${top + rows.length * rowH}" class="tgrid"/>` +
+      `<text x="${X(t * 1000)}" y="${top - 8}" class="ttick" text-anchor="${i === ticks.length - 1 ? "end" : "middle"}">${fmtSeconds(t)}</text>`).join("");
     const bars = rows.map((n, i) => {
-      const s = +new Date(n.start_time), e = n.end_time ? +new Date(n.end_time) : Date.now();
-      const x = left + (s - t0) / span * (width - left - 10), w = Math.max((e - s) / span * (width - left - 10), 2);
+      const s = +new Date(n.start_time) - t0, e = (n.end_time ? +new Date(n.end_time) : Date.now()) - t0;
+      const x = X(s), w = Math.max(X(e) - x, 3), y = top + i * rowH;
       const where = (n.ray_node_id ? ` on Ray node ${n.ray_node_id.slice(0, 8)}` : "") +
         (n.slurm_job_id ? ` in Slurm job ${n.slurm_job_id}` : "");
-      return `<g class="s-${n.status}" data-node="${n.node_id}"><text x="4" y="${i * rowH + 13}">${esc(n.name)} (${n.node_id})</text>
-        <rect x="${x}" y="${i * rowH + 3}" width="${w}" height="${rowH - 6}"><title>${esc(n.name)} (${n.node_id}): ${fmtSeconds((e - s) / 1000)}${esc(where)}</title></rect></g>`;
+      return `<g class="s-${n.status}" data-node="${n.node_id}"><text x="4" y="${y + 13}">${n.status === "FAILED" ? "\u2716 " : ""}${esc(n.name)} (${n.node_id})</text>
+        <rect x="${x}" y="${y + 3}" width="${w}" height="${rowH - 6}"><title>${esc(n.name)} (${n.node_id}) ${STATUS_WORDS[n.status] || n.status}: ${fmtSeconds((e - s) / 1000)}${esc(where)}</title></rect></g>`;
     }).join("");
-    box.innerHTML = `<p class="muted">${fmtTime(new Date(t0).toISOString())} \u2192 ${fmtSeconds(span / 1000)}</p>
-      <svg class="gantt" width="${width}" height="${rows.length * rowH + 6}">${bars}</svg>`;
+    const failed = rows.filter(n => n.status === "FAILED").length;
+    box.innerHTML = `<p class="muted">from ${fmtTime(new Date(t0).toISOString())}, ${fmtSeconds(span / 1000)} in all` +
+      (failed ? `; <span class="fail-count">${failed} failed, listed first</span>` : "") + `</p>
+      <svg class="gantt" width="${width}" height="${top + rows.length * rowH + 6}"><g class="taxis">${axis}</g>${bars}</svg>`;
   }
 
   async function showNode(nid) {
