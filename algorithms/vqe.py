@@ -232,6 +232,13 @@ def vqe(
             f"The {ansatz} ansatz for this molecule takes {n_params} params; initial_params has "
             f"shape {params.shape}."
         )
+    # The exact reference first (cheap up to EXACT_MAX_WIRES qubits): the dispatch's
+    # page then shows the error beside the energy.
+    exact = None
+    if wires <= EXACT_MAX_WIRES:
+        mult = molecule.mult if molecule is not None else None
+        exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=mult)
+    title = name or default_name(molecule, wires)
     loop = minimize(
         circuit,
         params,
@@ -245,13 +252,10 @@ def vqe(
         final_repeats=final_repeats,
         callback=callback,
         progress=progress,
-        name=name or default_name(molecule, wires),
+        name=title,
         tags=tags,
+        about={"quantity": "energy", "unit": "Ha", "exact": exact},
     )
-    exact = None
-    if wires <= EXACT_MAX_WIRES:
-        mult = molecule.mult if molecule is not None else None
-        exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=mult)
     return VQEResult(
         exact_energy=exact,
         energies=loop.costs,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,7 @@ def minimize(
     keep_warm: float | None = None,
     name: str | None = None,
     tags: Sequence[str] = (),
+    about: Mapping[str, Any] | None = None,
 ) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
@@ -101,6 +102,9 @@ def minimize(
         name: the dispatch's name in ``qflow list`` and the UI (default: "minimize",
             the circuit's name and the backend's).
         tags: labels recorded with the dispatch, e.g. ``["h2", "sto-3g"]``.
+        about: what the cost is, for the dispatch's one-line summary on its page:
+            ``quantity`` (e.g. "energy"), ``unit`` (e.g. "Ha") and ``exact`` (a reference
+            value; see :class:`~qflow.loops.result.LoopSummary`).
 
     Example:
         >>> import pennylane as qml
@@ -124,6 +128,7 @@ def minimize(
         diff_method=diff_method,
         final_repeats=final_repeats,
         keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
+        about=about,
     )
     local = _check_placement(spec)
     t0 = time.perf_counter()

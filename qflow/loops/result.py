@@ -7,7 +7,49 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LoopResult", "collect"]
+__all__ = ["LoopResult", "LoopSummary", "collect"]
+
+
+@dataclass(frozen=True)
+class LoopSummary:
+    """A finished loop in one line, for pages and ``qflow show``: the final cost (an
+    energy, with its unit and the exact value, when the loop says what it computes).
+
+    Example:
+        >>> LoopSummary(-1.13727, None, 20, True, {"quantity": "energy", "unit": "Ha",
+        ...             "exact": -1.13728})
+        energy -1.137270 Ha (exact -1.137280 Ha, error +0.010 mHa, within chemical accuracy); 20 steps, converged
+    """
+
+    final_cost: float | None
+    stderr: float | None
+    steps: int
+    converged: bool
+    about: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        about = self.about
+        quantity, unit = about.get("quantity", "final cost"), about.get("unit", "")
+        if self.final_cost is None:
+            value = "no value"
+        else:
+            value = f"{self.final_cost:.6f}"
+            if self.stderr is not None:
+                value += f" ± {self.stderr:.6f}"
+            value += f" {unit}".rstrip()
+        text = f"{quantity} {value}"
+        exact = about.get("exact")
+        if exact is not None and self.final_cost is not None:
+            error = self.final_cost - float(exact)
+            text += f" (exact {float(exact):.6f} {unit}".rstrip() + ", "
+            if unit == "Ha":
+                accurate = abs(error) * 1e3 <= 1.6
+                text += f"error {error * 1e3:+.3f} mHa, " + (
+                    "within chemical accuracy)" if accurate else "outside chemical accuracy)"
+                )
+            else:
+                text += f"error {error:+.6f})"
+        return text + f"; {self.steps} steps" + (", converged" if self.converged else "")
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,7 @@ def prepare(
     diff_method: str | None = None,
     final_repeats: int = 20,
     keep_warm: float = KEEP_WARM_S,
+    about: Mapping[str, Any] | None = None,
 ) -> tuple[LoopSpec, ChunkState]:
     """Validate a loop, before any dispatch, and return its spec and initial state for
     :func:`~qflow.loops.workflow.variational_loop`; :func:`qflow.variational.minimize`
@@ -212,6 +213,8 @@ def prepare(
             "initial_params": params.tolist(),
             "wires": wires,
             "versions": versions(),
+            # What the loop computes, in the experiment's words (see LoopSummary).
+            **({"about": dict(about)} if about else {}),
         },
     )
     state = ChunkState(

@@ -17,6 +17,7 @@ from qflow.lattice import lattice
 from qflow.loops import pool as loop_pool
 from qflow.loops import warm as warm
 from qflow.loops.actor import LoopActor
+from qflow.loops.result import LoopSummary
 from qflow.loops.spec import ChunkState, LoopSpec
 from qflow.secrets.grant import SecretsGrant, current_grant
 
@@ -124,11 +125,17 @@ def _log_costs(costs: list[float], first_step: int) -> None:
 
 
 @electron(num_cpus=0)
-def close_loop(spec: LoopSpec, last_state: dict[str, Any]) -> bool:
+def close_loop(spec: LoopSpec, last_state: dict[str, Any]) -> LoopSummary:
     """Hand the loop's actor back to the warm pool for the loop's ``keep_warm`` seconds
-    (or stop it and free its placement group)."""
+    (or stop it and free its placement group); the loop's result in one line."""
     stop_actor(spec.loop_id, spec.keep_warm)
-    return True
+    return LoopSummary(
+        final_cost=last_state.get("final_cost", last_state.get("last_cost")),
+        stderr=last_state.get("final_cost_stderr"),
+        steps=int(last_state.get("step", 0)),
+        converged=bool(last_state.get("converged")),
+        about=dict(spec.inputs.get("about") or {}),
+    )
 
 
 @lattice
@@ -144,7 +151,8 @@ def variational_loop(spec: LoopSpec, state: dict[str, Any]) -> dict[str, Any]:
     for i, k in enumerate(sizes):
         state = chunk(spec, state, k, last=i == len(sizes) - 1)
         chunks.append(state)
-    return {"chunks": chunks, "closed": close_loop(spec, state)}
+    # The summary first: pages show the start of a result's text.
+    return {"summary": close_loop(spec, state), "chunks": chunks}
 
 
 @lattice

@@ -149,6 +149,16 @@ def dispatch_view(
         "done": sum(n["status"] == "COMPLETED" for n in computing),
         "total": len(computing),
     }
+    # A loop's result in one line (its close_loop node's output): what a researcher
+    # reads first, e.g. "VQE H2 ...: energy -1.137270 Ha (exact ..., error ... mHa)".
+    view["summary"] = next(
+        (
+            n["output_text"]
+            for n in nodes
+            if n["name"] == "close_loop" and n["status"] == "COMPLETED" and n["output_text"]
+        ),
+        None,
+    )
     view["sublattices"] = store.children(dispatch_id)
     view["breadcrumbs"] = breadcrumbs(store, dispatch_id)
     if with_layout:

@@ -30,7 +30,12 @@ def test_h2_equilibrium_chemical_accuracy():
     assert res.exact_energy == pytest.approx(exact, abs=1e-6)
     assert res.error_mha == pytest.approx((res.energy - exact) * 1e3)
     assert res.chemically_accurate is True and res.to_dict()["chemically_accurate"] is True
-    assert qflow.get_result(res.dispatch_id).lattice_name == "VQE H2 0.7 Å sto-3g"
+    ran = qflow.get_result(res.dispatch_id)
+    assert ran.lattice_name == "VQE H2 0.7 Å sto-3g"
+    # Its page's one-line result: the energy with its unit, the exact value and the error.
+    summary = repr(ran.result["summary"])
+    assert summary.startswith(f"energy {res.energy:.6f} Ha (exact {exact:.6f} Ha, error ")
+    assert "mHa, within chemical accuracy)" in summary
 
 
 def test_hamiltonian_input_and_other_ansatz():

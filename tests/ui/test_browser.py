@@ -343,6 +343,10 @@ def test_charts_of_a_variational_loop_and_a_sweep(page, server):
     chart.wait_for()
     assert chart.locator("path.line").count() == 1 and chart.locator("path.best").count() == 1
     assert "30 values" in chart.inner_text()
+    # The loop's result in one line, above everything else.
+    summary = page.locator("#summary").inner_text()
+    assert summary.startswith("final cost -")
+    assert summary.endswith("30 steps")
     # Axis titles, round ticks, and every label inside the chart (none clipped).
     titles = chart.locator("text.axis-title").all_text_contents()
     assert titles == ["step", "cost"]

@@ -66,6 +66,8 @@
       ` &middot; runtime ${fmtSeconds(runtime(d))} &middot; ${d.progress.done}/${d.progress.total} nodes completed`;
     const err = document.getElementById("error");
     err.hidden = !d.error; err.textContent = d.error || "";
+    const summary = document.getElementById("summary");
+    summary.hidden = !d.summary; summary.textContent = d.summary || "";
     document.getElementById("cancel").disabled = FINAL.includes(d.status);
     // A sublattice runs and reruns with its parent: its actions are the parent's.
     for (const b of ["cancel", "redispatch", "redispatch-reuse"])
