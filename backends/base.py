@@ -65,8 +65,8 @@ class Backend(abc.ABC):
         noise: Any = None,
         secrets: Sequence[str] | str = (),
     ) -> None:
-        from qflow.core.options import as_secret_names
         from qflow.exceptions import QflowConfigError
+        from qflow.secrets.keep import secret_names
 
         if shots is not None and (not isinstance(shots, int) or shots <= 0):
             raise QflowConfigError(f"shots must be None or a positive int; got {shots!r}.")
@@ -83,7 +83,7 @@ class Backend(abc.ABC):
         self.resources = dict(resources or {})
         self.noise = check_noise(noise, self)
         #: Secret names granted where the backend's circuits run (never values).
-        self.secrets: tuple[str, ...] = as_secret_names(secrets)
+        self.secrets: tuple[str, ...] = secret_names(secrets)
 
     def __repr__(self) -> str:
         noise = "" if self.noise is None else f", noise={self.noise!r}"

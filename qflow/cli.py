@@ -200,12 +200,6 @@ def secret() -> None:
     """
 
 
-def _secret_server(server: str | None) -> Any:
-    from qflow.remote.client import client_for
-
-    return client_for(server)
-
-
 _SERVER_OPTION = click.option(
     "--server", default=None, help="A qflow server's URL (its token from QFLOW_TOKEN or login)."
 )
@@ -220,6 +214,7 @@ def secret_set(name: str, from_env: str | None, server: str | None) -> None:
     import os
     import urllib.parse
 
+    from qflow.remote.client import client_for
     from qflow.secrets.keep import SecretKeep, check_name
 
     check_name(name)
@@ -231,7 +226,7 @@ def secret_set(name: str, from_env: str | None, server: str | None) -> None:
         value = click.prompt(f"value of {name}", hide_input=True, prompt_suffix=": ")
     else:
         value = sys.stdin.read().rstrip("\r\n")
-    client = _secret_server(server)
+    client = client_for(server)
     if client is not None:
         client.json("PUT", f"/secrets/{urllib.parse.quote(name)}", {"value": value})
         click.echo(f"secret {name} set on {client.url}")
@@ -245,9 +240,10 @@ def secret_set(name: str, from_env: str | None, server: str | None) -> None:
 @_SERVER_OPTION
 def secret_list(server: str | None) -> None:
     """Show each secret's name and when it was set (never its value)."""
+    from qflow.remote.client import client_for
     from qflow.secrets.keep import SecretKeep
 
-    client = _secret_server(server)
+    client = client_for(server)
     if client is not None:
         entries = client.json("GET", "/secrets")["secrets"]
     else:
@@ -266,10 +262,11 @@ def secret_rm(name: str, server: str | None) -> None:
     """Forget secret NAME."""
     import urllib.parse
 
+    from qflow.remote.client import client_for
     from qflow.secrets.keep import SecretKeep, check_name
 
     check_name(name)
-    client = _secret_server(server)
+    client = client_for(server)
     if client is not None:
         removed = client.json("DELETE", f"/secrets/{urllib.parse.quote(name)}")["removed"]
     else:

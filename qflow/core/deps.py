@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qflow.exceptions import DependencyError, QflowInputError
+from qflow.secrets.keep import secret_names
 
 __all__ = ["DepsBash", "DepsCall", "DepsPip"]
 
@@ -44,7 +45,7 @@ class DepsBash:
                 "Pass e.g. DepsBash(['pip --version', 'echo ready'])."
             )
         object.__setattr__(self, "commands", list(commands))  # a list, as in Covalent
-        object.__setattr__(self, "secrets", _names(secrets))
+        object.__setattr__(self, "secrets", secret_names(secrets))
 
     def __hash__(self) -> int:
         return hash((tuple(self.commands), self.secrets))
@@ -182,7 +183,7 @@ class DepsCall:
                 f"{self.func!r}. Pass the function itself: DepsCall(setup, args=[...])."
             )
         object.__setattr__(self, "args", tuple(self.args))
-        object.__setattr__(self, "secrets", _names(self.secrets))
+        object.__setattr__(self, "secrets", secret_names(self.secrets))
 
     def call(self) -> Any:
         try:
@@ -190,13 +191,6 @@ class DepsCall:
         except Exception as exc:
             name = getattr(self.func, "__name__", repr(self.func))
             raise DependencyError(f"DepsCall hook {name!r} raised {exc!r}") from exc
-
-
-def _names(secrets: Sequence[str] | str) -> tuple[str, ...]:
-    from qflow.secrets.keep import check_name
-
-    names = [secrets] if isinstance(secrets, str) else list(secrets or ())
-    return tuple(dict.fromkeys(check_name(n) for n in names))
 
 
 def as_bash(value: DepsBash | str | Sequence[str] | None) -> DepsBash:

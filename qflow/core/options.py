@@ -10,6 +10,7 @@ from typing import Any
 from qflow.core.arguments import one_or_many as one_or_many
 from qflow.core.deps import DepsBash, DepsCall, DepsPip, as_bash, as_calls, as_pip, split_pip
 from qflow.exceptions import QflowConfigError
+from qflow.secrets.keep import secret_names
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class ElectronOptions:
             warn_env_vars(kwargs["runtime_env"])
         # What hooks, deps and the executor ask for is granted to the whole call.
         asked = [
-            *as_secret_names(kwargs.get("secrets") or ()),
+            *secret_names(kwargs.get("secrets") or ()),
             *kwargs["deps_bash"].secrets,
             *(n for hook in (*kwargs["call_before"], *kwargs["call_after"]) for n in hook.secrets),
             *_executor_secrets(kwargs.get("executor")),
@@ -156,20 +157,6 @@ class ElectronOptions:
 def _executor_secrets(executor: Any) -> tuple[str, ...]:
     names = getattr(executor, "secrets", None) if not isinstance(executor, str) else None
     return tuple(names) if isinstance(names, tuple | list) else ()
-
-
-def as_secret_names(names: Any) -> tuple[str, ...]:
-    """``secrets=`` as a tuple of checked names (one name or a list of them)."""
-    from qflow.secrets.keep import check_name
-
-    if isinstance(names, str):
-        names = [names]
-    if not isinstance(names, list | tuple | set | frozenset):
-        raise QflowConfigError(
-            f"secrets takes a list of secret names, e.g. secrets=['IONQ_API_KEY']; got "
-            f"{type(names).__name__} {names!r}."
-        )
-    return tuple(dict.fromkeys(check_name(n) for n in names))
 
 
 DEFAULT_OPTIONS = ElectronOptions()

@@ -49,10 +49,9 @@ class SlurmConfig(BaseModel):
     @field_validator("secrets", mode="before")
     @classmethod
     def _secret_names(cls, value: Any) -> tuple[str, ...]:
-        from qflow.secrets.keep import check_name
+        from qflow.secrets.keep import secret_names
 
-        names = [value] if isinstance(value, str) else list(value or ())
-        return tuple(dict.fromkeys(check_name(n) for n in names))
+        return secret_names(value)
 
 
 class SlurmExecutor(Executor):

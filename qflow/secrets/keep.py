@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from qflow.exceptions import QflowInputError, StoreError
+from qflow.exceptions import QflowConfigError, QflowInputError, StoreError
 
-__all__ = ["MIN_LENGTH", "SecretEntry", "SecretKeep", "check_name"]
+__all__ = ["MIN_LENGTH", "SecretEntry", "SecretKeep", "check_name", "secret_names"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -40,6 +40,26 @@ def check_name(name: object) -> str:
             "starting with a digit (an environment variable name, e.g. IONQ_API_KEY)."
         )
     return name
+
+
+def secret_names(names: object) -> tuple[str, ...]:
+    """``secrets=`` (one name or a list of them) as a tuple of checked names, in order,
+    without repeats: the one reading of every place that takes ``secrets=``.
+
+    Example:
+        >>> secret_names("IONQ_API_KEY"), secret_names(["A_KEY", "B_KEY", "A_KEY"])
+        (('IONQ_API_KEY',), ('A_KEY', 'B_KEY'))
+    """
+    if isinstance(names, str):
+        names = [names]
+    if names is None:
+        names = ()
+    if not isinstance(names, list | tuple | set | frozenset):
+        raise QflowConfigError(
+            f"secrets takes a list of secret names, e.g. secrets=['IONQ_API_KEY']; got "
+            f"{type(names).__name__} {names!r}."
+        )
+    return tuple(dict.fromkeys(check_name(n) for n in names))
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,17 @@ def _private_tmp_prefix() -> list[str]:
     return ["unshare", "--mount", "sh", "-c", " && ".join(steps) + ' && exec "$0" "$@"']
 
 
+def _start_server(env: dict[str, str], port: int, *options: str) -> subprocess.CompletedProcess:
+    """``qflow start --listen 127.0.0.1:PORT`` with ``options``, in ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "qflow.cli", "start", "--listen", f"127.0.0.1:{port}", *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A qflow head serving the UI and the API on a loopback port."""
@@ -76,22 +87,7 @@ def server(tmp_path_factory):
     env = {**os.environ, "QFLOW_HOME": str(home), "QFLOW_SERVER_MAX_BODY": str(8 << 20)}
     for name in ("RAY_ADDRESS", "QFLOW_SERVER", "QFLOW_TOKEN"):
         env.pop(name, None)
-    started = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qflow.cli",
-            "start",
-            "--num-cpus",
-            "2",
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    started = _start_server(env, port, "--num-cpus", "2")
     assert started.returncode == 0, started.stderr
     token = subprocess.run(
         [sys.executable, "-m", "qflow.cli", "token"], env=env, capture_output=True, text=True
@@ -479,25 +475,8 @@ def test_the_server_speaks_tls_with_a_certificate_and_key(tmp_path):
     home, port = tmp_path / "home", free_port()
     env = _machine_env()
     env["QFLOW_HOME"] = str(home)
-    started = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "qflow.cli",
-            "start",
-            "--num-cpus",
-            "1",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--certfile",
-            str(cert),
-            "--keyfile",
-            str(key),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
+    started = _start_server(
+        env, port, "--num-cpus", "1", "--certfile", str(cert), "--keyfile", str(key)
     )
     try:
         assert started.returncode == 0, started.stderr
