@@ -98,6 +98,16 @@ class ElectronOptions:
             problems.append(f"resources must be a dict of name -> amount; got {self.resources!r}")
         if self.runtime_env is not None and not isinstance(self.runtime_env, Mapping):
             problems.append(f"runtime_env must be a dict; got {self.runtime_env!r}")
+        elif self.secrets and isinstance((self.runtime_env or {}).get("env_vars"), Mapping):
+            # Ray writes a runtime_env's env_vars to its logs in plain text: a name that
+            # is also a secret must never travel that way, whatever value it is given.
+            both = sorted(set(self.runtime_env["env_vars"]) & set(self.secrets))  # type: ignore[index]
+            if both:
+                problems.append(
+                    f"{', '.join(both)} is both a secret and a runtime_env env_var; Ray logs "
+                    "env_vars in plain text. Drop it from env_vars: secrets= puts it in "
+                    "os.environ for the call"
+                )
         if self.executor is not None and not isinstance(self.executor, str):
             # A name is looked up when the node runs: as in Covalent, an unknown one
             # fails that node (with the valid names), not the import of the module.

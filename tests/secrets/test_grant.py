@@ -170,3 +170,19 @@ def test_dispatch_warns_of_a_credential_global_pickled_with_a_script_function():
 
     with pytest.warns(CredentialWarning, match="API_TOKEN.*secrets="):
         build(flow, (), {})
+
+
+def test_a_secret_never_travels_as_a_runtime_env_var():
+    """Ray logs a runtime_env's env_vars in plain text: a secret's name there is refused,
+    on the electron and once merged with its lattice's options."""
+    with pytest.warns(CredentialWarning), pytest.raises(QflowConfigError, match="env_var"):
+        qflow.electron(secrets=["A_KEY"], runtime_env={"env_vars": {"A_KEY": "x"}})
+
+    @qflow.electron(secrets=["B_KEY"])
+    def asks():
+        return 1
+
+    with pytest.warns(CredentialWarning):
+        leaky = qflow.lattice(runtime_env={"env_vars": {"B_KEY": "x"}})(lambda: asks())
+    with pytest.raises(QflowConfigError, match="B_KEY is both a secret and a runtime_env"):
+        leaky.build_graph()
