@@ -480,7 +480,7 @@ def _remote_result(
         row = client.wait(dispatch_id, timeout, full=not status_only)
         if not row.get("finished"):
             raise _timed_out(dispatch_id, timeout)
-        full = row.get("dispatch")
+        full = store.bind(row.get("dispatch"))
     if status_only:
         found = row if wait else store.get_status(dispatch_id)
         if found is None:

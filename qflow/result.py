@@ -10,7 +10,7 @@ from typing import Any
 from qflow.core.status import Status
 from qflow.core.stored import stored_graph
 from qflow.exceptions import StoreError
-from qflow.store.base import MetricPoint, ResultStore, UnreadableBlob, loads
+from qflow.store.base import LazyBlob, MetricPoint, ResultStore, UnreadableBlob, loads
 
 __all__ = ["Result", "TransportableObject"]
 
@@ -30,13 +30,15 @@ class TransportableObject:
     __slots__ = ("_blob", "_loaded", "_node_value", "_value")
 
     def __init__(self, obj: Any = None) -> None:
-        self._blob: bytes | UnreadableBlob | None = None
+        self._blob: bytes | LazyBlob | UnreadableBlob | None = None
         self._value, self._loaded = obj, True
         self._node_value: Callable[[int], Any] | None = None
 
     @classmethod
     def _stored(
-        cls, blob: bytes | UnreadableBlob | None, node_value: Callable[[int], Any] | None = None
+        cls,
+        blob: bytes | LazyBlob | UnreadableBlob | None,
+        node_value: Callable[[int], Any] | None = None,
     ) -> TransportableObject:
         """A stored pickle, unpickled on first use."""
         out = cls()
@@ -50,6 +52,8 @@ class TransportableObject:
 
             blob: bytes = cloudpickle.dumps(self.get_deserialized())
             return blob
+        if isinstance(self._blob, LazyBlob):
+            return self._blob.read()
         return self._blob
 
     @property

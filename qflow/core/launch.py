@@ -38,7 +38,7 @@ from qflow.executors import executor_name
 from qflow.secrets.checks import warn_credential_globals
 from qflow.secrets.keep import SecretKeep
 from qflow.secrets.providers import missing, missing_text
-from qflow.store.base import ResultStore, now_iso
+from qflow.store.base import ResultStore, ToPickle, now_iso
 
 __all__ = [
     "NewDispatch",
@@ -58,7 +58,8 @@ class NewDispatch:
 
     Attributes:
         graph: the graph its lattice built.
-        inputs: ``{"args": ..., "kwargs": ...}`` pickled, to build it again later.
+        inputs: ``{"args": ..., "kwargs": ...}``, to build it again later: pickled, or
+            for the store to pickle as it writes it.
         inputs_text: the same, as text for readers that never unpickle.
         graph_blob: the pickled lattice and replaced electrons (None for a sublattice,
             whose graph is its parent's to rebuild).
@@ -67,7 +68,7 @@ class NewDispatch:
     """
 
     graph: Graph
-    inputs: bytes
+    inputs: bytes | ToPickle
     inputs_text: str
     graph_blob: bytes | None
     source: str | None = None
@@ -95,15 +96,11 @@ def build(
         check_picklable(graph)
         functions = {id(n.fn): n.fn for n in graph.nodes if n.fn is not None}
         warn_credential_globals([lattice.workflow_function, *functions.values()])
-    try:
-        inputs = cloudpickle.dumps({"args": args, "kwargs": kwargs})
-    except Exception as exc:
-        raise QflowSerializationError(
-            f"The inputs of lattice {lattice.__name__} cannot be pickled: {exc!r}."
-        ) from exc
     return NewDispatch(
         graph=graph,
-        inputs=inputs,
+        inputs=ToPickle(
+            {"args": args, "kwargs": kwargs}, f"The inputs of lattice {lattice.__name__}"
+        ),
         inputs_text=value_text({"args": args, "kwargs": kwargs}),
         graph_blob=(
             cloudpickle.dumps({"lattice": lattice, "replace": replace}) if top_level else None
@@ -156,8 +153,8 @@ def record(
 
 
 class _Discard:
-    def write(self, data: bytes) -> int:
-        return len(data)
+    def write(self, data: Any) -> int:
+        return memoryview(data).nbytes
 
 
 def secret_names(graph: Graph) -> tuple[str, ...]:
@@ -192,7 +189,8 @@ def check_picklable(graph: Graph) -> None:
     ]
     try:  # one pickler for everything (per-node picklers cost more than the dispatch),
         # writing nowhere, so big arguments are never all held as bytes at once
-        cloudpickle.Pickler(_Discard(), protocol=4).dump((list(functions.values()), values))
+        # (protocol 5: numpy hands over its buffer rather than a copy of it)
+        cloudpickle.Pickler(_Discard(), protocol=5).dump((list(functions.values()), values))
         return
     except Exception:  # find the culprit below, to name it
         pass
@@ -220,7 +218,7 @@ def record_new_dispatch(
     dispatch_id: str,
     graph: Graph,
     *,
-    inputs: bytes | None,
+    inputs: bytes | ToPickle | None,
     graph_blob: bytes | None,
     parent_id: str | None = None,
     parent_node_id: int | None = None,
@@ -287,7 +285,13 @@ def _parameter_row(node: Any, created: str) -> dict[str, Any]:
         "status": Status.COMPLETED,
         "start_time": created,
         "end_time": created,
-        "output": dumps_value(value),
+        # A big argument is pickled by the store straight into its file: never held
+        # whole as bytes beside the value itself.
+        "output": (
+            dumps_value(value)
+            if type(value) in PLAIN_TYPES
+            else ToPickle(value, f"Argument {node.name} of the lattice")
+        ),
         "output_text": value_text(value),
         "stdout": "",
         "stderr": "",

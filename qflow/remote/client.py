@@ -15,9 +15,11 @@ Example:
 from __future__ import annotations
 
 import http.client
+import io
 import json
 import os
 import pickle
+import select
 import ssl
 import threading
 import time
@@ -25,7 +27,12 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from qflow.exceptions import QflowInputError, ServerError, VersionMismatchError
+from qflow.exceptions import (
+    QflowInputError,
+    QflowSerializationError,
+    ServerError,
+    VersionMismatchError,
+)
 from qflow.remote import protocol
 
 __all__ = ["Client", "client_for", "configure", "login", "serve_locally", "server_url"]
@@ -181,6 +188,9 @@ class Client:
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
+        if conn is not None and _closed_by_peer(conn):  # the server's keep-alive ran out
+            self._drop()
+            conn = None
         if conn is None:
             if self._https:
                 context = ssl.create_default_context(cafile=os.environ.get("QFLOW_SERVER_CA"))
@@ -224,15 +234,25 @@ class Client:
             self._handshake()
         return self._send(method, protocol.API + path, body, content_type, wait_s)
 
-    def _send(
-        self, method: str, path: str, body: bytes | None, content_type: str, wait_s: float
-    ) -> tuple[int, bytes]:
+    def _headers(self, content_type: str) -> dict[str, str]:
         headers = {
             "Content-Type": content_type,
             protocol.VERSION_HEADER: json.dumps(protocol.local_versions()),
         }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def _down(self, exc: BaseException) -> ServerError:
+        return ServerError(
+            f"The qflow server at {self.url} did not answer: {exc!r}. Check that it "
+            "runs (`qflow status` on its machine) and that this address reaches it."
+        )
+
+    def _send(
+        self, method: str, path: str, body: bytes | None, content_type: str, wait_s: float
+    ) -> tuple[int, bytes]:
+        headers = self._headers(content_type)
         # A kept-alive connection the server has closed fails on first use: a request
         # that changes nothing is sent again once, on a new connection.
         retries = 1 if method == "GET" else 0
@@ -247,10 +267,7 @@ class Client:
                 self._drop()
                 if attempt < retries and not isinstance(exc, TimeoutError):
                     continue
-                raise ServerError(
-                    f"The qflow server at {self.url} did not answer: {exc!r}. Check that it "
-                    "runs (`qflow status` on its machine) and that this address reaches it."
-                ) from exc
+                raise self._down(exc) from exc
         if response.getheader("connection", "").lower() == "close":
             self._drop()
         if response.status >= 400:
@@ -279,12 +296,95 @@ class Client:
 
     def pickled(self, path: str, payload: Any) -> Any:
         """POST ``payload`` pickled by cloudpickle (functions of scripts and notebooks by
-        value); the JSON answer."""
+        value); the JSON answer.
+
+        The pickle streams onto the connection as it is made (chunked), and a big array
+        goes from its own memory to the socket: the payload is never also held as bytes.
+
+        Raises:
+            QflowSerializationError: the payload cannot be pickled (nothing is dispatched).
+            ServerError: as :meth:`request`.
+        """
         import cloudpickle
 
-        body = cloudpickle.dumps(payload)
-        _, data = self.request("POST", path, body, content_type="application/octet-stream")
+        if not self._checked:
+            self._handshake()
+        conn = self._connection(READ_S)
+        try:
+            conn.putrequest("POST", self._prefix + protocol.API + path)
+            for key, value in self._headers("application/octet-stream").items():
+                conn.putheader(key, value)
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            chunked = _Chunked(conn)
+            try:
+                cloudpickle.Pickler(chunked, protocol=5).dump(payload)
+            except Exception as exc:
+                if isinstance(exc, OSError) and chunked.sent:
+                    raise  # the connection failed, not the pickling
+                self._drop()  # the server drops the half-sent request
+                raise QflowSerializationError(
+                    f"What this dispatch sends to the server cannot be pickled: {exc!r}. "
+                    "Pass plain data (numbers, arrays, paths), and open files, locks or "
+                    "sockets inside the electron."
+                ) from exc
+            conn.send(b"0\r\n\r\n")
+            response = conn.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            answer = self._early_answer(conn)
+            self._drop()
+            if answer is None:
+                raise self._down(exc) from exc
+            response, data = answer
+        if response.status >= 400:
+            self._drop()
+            raise protocol.error_from(response.status, data, self.url)
         return json.loads(data)
+
+    @staticmethod
+    def _early_answer(
+        conn: http.client.HTTPConnection,
+    ) -> tuple[http.client.HTTPResponse, bytes] | None:
+        """The server's answer to a request it refused before reading it all (a wrong
+        token, a body over its limit), if it sent one."""
+        try:
+            response = conn.getresponse()
+            return response, response.read()
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def stream(self, path: str) -> io.BufferedIOBase:
+        """GET ``API + path`` on a connection of its own; the body as a stream to read
+        as it arrives (close it when done).
+
+        Raises:
+            ServerError: as :meth:`request`.
+        """
+        if not self._checked:
+            self._handshake()
+        if self._https:
+            context = ssl.create_default_context(cafile=os.environ.get("QFLOW_SERVER_CA"))
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=READ_S, context=context
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=READ_S)
+        try:
+            conn.request(
+                "GET",
+                self._prefix + protocol.API + path,
+                headers={**self._headers("application/json"), "Connection": "close"},
+            )
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise self._down(exc) from exc
+        if response.status >= 400:
+            data = response.read()
+            conn.close()
+            raise protocol.error_from(response.status, data, self.url)
+        return _Download(response, conn)
 
     def wait(self, dispatch_id: str, timeout: float | None, full: bool = False) -> dict[str, Any]:
         """The dispatch's status row once it has finished, or when ``timeout`` runs out
@@ -357,3 +457,60 @@ class Client:
     def stop_triggers(self, dispatch_ids: list[str]) -> list[str]:
         """Stop triggers registered on the server; the ids they started."""
         return list(self.json("POST", "/triggers/stop", {"ids": dispatch_ids})["started"])
+
+
+def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection was closed by the server: it then reads
+    as ready (at end of file), where a live idle one has nothing to read."""
+    if conn.sock is None:
+        return True
+    try:
+        ready, _, _ = select.select([conn.sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(ready)
+
+
+class _Chunked:
+    """The file a pickler writes a request body into: each write goes out at once as
+    one chunk of HTTP/1.1 chunked encoding, straight from the writer's buffer."""
+
+    def __init__(self, conn: http.client.HTTPConnection) -> None:
+        self.conn, self.sent = conn, 0
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        if n:
+            self.conn.send(b"%X\r\n" % n)
+            self.conn.send(data)
+            self.conn.send(b"\r\n")
+            self.sent += n
+        return n
+
+
+class _Download(io.BufferedIOBase):
+    """A response body read as it arrives; closing it closes its connection."""
+
+    def __init__(self, response: http.client.HTTPResponse, conn: http.client.HTTPConnection):
+        self._response, self._conn = response, conn
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._response.read(None if size is None or size < 0 else size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._response.read1(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self._response.readinto(buffer)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._response.readline(-1 if size is None else size)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._response.close()
+            self._conn.close()
+        super().close()

@@ -2,12 +2,14 @@
 ``qflow list``, ``show``, ``logs`` and ``export`` read, with nothing kept here.
 
 Rows come back as the server's store returns them; node outputs stay pickled bytes
-until a :class:`~qflow.Result` reads them. Writes belong to the server: they raise.
+until a :class:`~qflow.Result` reads them, and a big one (kept in a file there) is
+fetched only then, streamed into the unpickler. Writes belong to the server: they raise.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import pickle
 import urllib.parse
@@ -16,9 +18,19 @@ from typing import Any
 
 from qflow.exceptions import StoreError
 from qflow.remote.client import Client
-from qflow.store.base import DispatchPage, DispatchQuery, MetricPoint, ResultStore
+from qflow.store.base import (
+    BlobFile,
+    DispatchPage,
+    DispatchQuery,
+    LazyBlob,
+    MetricPoint,
+    ResultStore,
+)
 
-__all__ = ["READS", "RemoteStore", "chosen_store"]
+__all__ = ["READS", "RemoteBlob", "RemoteStore", "chosen_store"]
+
+#: The row fields that may hold a stored value.
+_BLOB_FIELDS = ("inputs", "result", "graph", "output")
 
 #: The store methods a client may call on the server, and nothing else.
 READS = frozenset(
@@ -37,6 +49,24 @@ READS = frozenset(
         "export",
     }
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteBlob(LazyBlob):
+    """A big value in the server's store, fetched from ``/blobs`` when it is read.
+
+    Attributes:
+        client: the server's client.
+        name: the file's name in the server's store.
+        size: its length in bytes.
+    """
+
+    client: Client
+    name: str
+    size: int
+
+    def open(self) -> io.BufferedIOBase:
+        return self.client.stream(f"/blobs/{urllib.parse.quote(self.name)}")
 
 
 class RemoteStore(ResultStore):
@@ -58,7 +88,19 @@ class RemoteStore(ResultStore):
         )
         # Rows are plain data (and qflow's own row types): the server is trusted with
         # them, as with any result it computes for this client.
-        return pickle.loads(data)
+        return self.bind(pickle.loads(data))
+
+    def bind(self, rows: Any) -> Any:
+        """``rows`` (a row, a list of them, or anything else) with each value the server
+        keeps in a file made a :class:`RemoteBlob` to fetch through this store."""
+        if isinstance(rows, list):
+            return [self.bind(r) for r in rows]
+        if isinstance(rows, dict):
+            for key in _BLOB_FIELDS:
+                found = rows.get(key)
+                if isinstance(found, BlobFile):
+                    rows[key] = RemoteBlob(self.client, found.name, found.size)
+        return rows
 
     def _refuse(self, *_: Any, **__: Any) -> Any:
         raise StoreError(

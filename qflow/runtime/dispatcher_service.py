@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import psutil
 import ray
 
@@ -95,10 +94,10 @@ class DispatcherService:
 
         threading.Thread(target=run, name=f"qflow-{dispatch_id}", daemon=True).start()
 
-    def run(
-        self, db_path: str, dispatch_id: str, graph_blob: bytes, reuse: dict[int, bytes]
-    ) -> None:
-        self._start(db_path, dispatch_id, cloudpickle.loads(graph_blob), reuse)
+    def run(self, db_path: str, dispatch_id: str, graph: Any, reuse: dict[int, bytes]) -> None:
+        # The graph arrives through Ray's object store: its big arguments are shared
+        # memory there, never another copy in the sender or in this actor.
+        self._start(db_path, dispatch_id, graph, reuse)
 
     # ---------------------------------------------------------------- triggers
     def add_triggers(self, db_path: str, dispatch_id: str) -> int:

@@ -17,7 +17,6 @@ import sys
 import threading
 from typing import Any
 
-import cloudpickle
 import ray
 
 from qflow.core.dispatcher import Dispatcher
@@ -106,11 +105,7 @@ class HeadService(Runner):
 
     def start(self, dispatch_id: str, graph: Graph, reuse: dict[int, bytes]) -> None:
         try:
-            ray.get(
-                self.actor.run.remote(
-                    str(self.settings.db_path), dispatch_id, cloudpickle.dumps(graph), reuse
-                )
-            )
+            ray.get(self.actor.run.remote(str(self.settings.db_path), dispatch_id, graph, reuse))
         except ray.exceptions.RayError as exc:
             self.store.end_dispatch(
                 dispatch_id, Status.FAILED, f"The qflow dispatcher service did not take it: {exc}"

@@ -19,10 +19,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hmac
 import json
+import os
 import pickle
+import tempfile
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from qflow.exceptions import (
@@ -39,12 +43,14 @@ from qflow.exceptions import (
     QflowError,
     QflowInputError,
     ServerAuthError,
+    StoreError,
     VersionMismatchError,
 )
 from qflow.remote import protocol
 from qflow.remote.store import READS
 from qflow.secrets.keep import SecretKeep, check_name
-from qflow.store.base import DispatchQuery, ResultStore
+from qflow.store.base import BlobFile, DispatchQuery, ResultStore
+from qflow.store.sqlite import private_mkdir
 
 __all__ = ["api_app"]
 
@@ -63,26 +69,59 @@ def _error(exc: BaseException) -> JSONResponse:
 
 async def _body(request: Request, limit: int) -> bytearray:
     """The request body, refused past ``limit`` bytes (by its declared length first)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge(
-            f"The request is {int(declared):,} bytes; this server takes at most {limit:,} "
-            "(QFLOW_SERVER_MAX_BODY on the server). Pass large data as files "
-            "(qflow.fs.FileTransfer) or in storage both sides reach."
-        )
+    _declared_too_large(request, limit)
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > limit:
-            raise _TooLarge(f"The request exceeds this server's limit of {limit:,} bytes.")
+            raise _too_large(f"over {limit:,}", limit)
     return data
 
 
-def _unpickle(data: bytearray) -> Any:
+def _too_large(size: str, limit: int) -> _TooLarge:
+    return _TooLarge(
+        f"The request is {size} bytes; this server takes at most {limit:,} "
+        "(QFLOW_SERVER_MAX_BODY on the server). Pass large data as files "
+        "(qflow.fs.FileTransfer) or in storage both sides reach."
+    )
+
+
+def _declared_too_large(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(f"{int(declared):,}", limit)
+
+
+async def _spool(request: Request, limit: int, folder: Path) -> Path:
+    """The request body, written as it arrives to a private file in ``folder`` (so a
+    1 GB upload is never held in memory as bytes), refused past ``limit`` bytes.
+    A client that disconnects midway leaves no file."""
+    _declared_too_large(request, limit)
+    private_mkdir(folder)
+    path = folder / f"{uuid.uuid4().hex}.upload"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(f"over {limit:,}", limit)
+                f.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _unpickle(path: Path) -> Any:
+    """Unpickle a spooled body, then delete it: each big array is read once, into the
+    memory it then lives in."""
     import cloudpickle
 
     try:
-        return cloudpickle.loads(data)
+        with open(path, "rb") as f:
+            return cloudpickle.load(f)
     except ModuleNotFoundError as exc:
         raise QflowInputError(
             f"The lattice needs the module {exc.name!r}, which the qflow server does not "
@@ -92,11 +131,23 @@ def _unpickle(data: bytearray) -> Any:
         ) from None
     except Exception as exc:
         raise QflowInputError(f"The server could not unpickle the request: {exc!r}") from None
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -> Any:
     """The API as an ASGI app over ``store``, for clients holding ``token``."""
     from qflow import _api, retention
+
+    # Reads hand out big values as files, streamed from /blobs when a client uses them.
+    lazy = store.with_lazy_blobs()
+    if store.path == ":memory:":
+        uploads = Path(tempfile.gettempdir()) / f"qflow-uploads-{os.getuid()}"
+    else:
+        uploads = Path(store.path).parent / "uploads"
+        for stale in uploads.glob("*.upload"):  # a server stopped midway through one
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
     def endpoint(
         handler: Callable[[Request], Awaitable[Any]], check_versions: bool = True
@@ -127,6 +178,8 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
                     {"error": f"The qflow server failed: {exc!r}", "type": "ServerError"},
                     status_code=500,
                 )
+            if isinstance(value, Response):
+                return value
             if isinstance(value, bytes):
                 return Response(value, media_type="application/octet-stream")
             return JSONResponse(value)
@@ -137,13 +190,13 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
         return protocol.local_versions()
 
     async def dispatch(request: Request) -> Any:
-        sent = await run_in_threadpool(_unpickle, await _body(request, max_body))
+        sent = await run_in_threadpool(_unpickle, await _spool(request, max_body, uploads))
         lattice = _api._as_lattice(sent.get("lattice"), "dispatch")
         args, kwargs = tuple(sent.get("args", ())), dict(sent.get("kwargs", {}))
         return {"dispatch_id": await run_in_threadpool(_api._launch, lattice, args, kwargs)}
 
     async def redispatch(request: Request) -> Any:
-        sent = await run_in_threadpool(_unpickle, await _body(request, max_body))
+        sent = await run_in_threadpool(_unpickle, await _spool(request, max_body, uploads))
         submit = await run_in_threadpool(
             _api.redispatch,
             request.path_params["dispatch_id"],
@@ -173,7 +226,7 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
             if not full:
                 return answer
             if answer["finished"]:
-                answer["dispatch"] = store.get_dispatch(dispatch_id)
+                answer["dispatch"] = lazy.get_dispatch(dispatch_id)
             return pickle.dumps(answer, protocol=5)
 
         return await run_in_threadpool(held)
@@ -203,9 +256,17 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
             args = [DispatchQuery(**args[0])]
 
         def call() -> bytes:
-            return pickle.dumps(getattr(store, method)(*args), protocol=5)
+            # An export is a whole copy to keep: its values come inline.
+            source = store if method == "export" else lazy
+            return pickle.dumps(getattr(source, method)(*args), protocol=5)
 
         return await run_in_threadpool(call)
+
+    async def blob(request: Request) -> Any:  # a big stored value, streamed from its file
+        found = lazy.blob_file(request.path_params["name"])
+        if not isinstance(found, BlobFile):
+            raise StoreError(found.error().args[0])
+        return FileResponse(found.path, media_type="application/octet-stream")
 
     def _keep() -> SecretKeep:
         if store.path == ":memory:":
@@ -233,6 +294,7 @@ def api_app(store: ResultStore, token: str, max_body: int = protocol.MAX_BODY) -
         Route("/delete", endpoint(delete), methods=["POST"]),
         Route("/triggers/stop", endpoint(stop_triggers), methods=["POST"]),
         Route("/store/{method}", endpoint(read), methods=["POST"]),
+        Route("/blobs/{name:path}", endpoint(blob)),
         Route("/secrets", endpoint(secrets)),
         Route("/secrets/{name}", endpoint(secret), methods=["PUT", "DELETE"]),
     ]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import abc
+import io
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import cloudpickle
 
-from qflow.exceptions import StoreError
+from qflow.exceptions import QflowSerializationError, StoreError
 
 #: Columns of a dispatch row.
 DISPATCH_FIELDS = (
@@ -104,6 +105,78 @@ class UnreadableBlob:
         )
 
 
+class Writable(Protocol):
+    """What a pickler writes into."""
+
+    def write(self, data: Any, /) -> int: ...
+
+
+class LazyBlob(abc.ABC):
+    """A stored value too big to read with its row: its bytes are read, or streamed
+    into :func:`loads`, only when the value is used.
+
+    Attributes:
+        size: the pickle's length in bytes.
+    """
+
+    size: int
+
+    @abc.abstractmethod
+    def open(self) -> io.BufferedIOBase:
+        """A binary stream of the pickle (the caller closes it)."""
+
+    def read(self) -> bytes:
+        """The whole pickle."""
+        with self.open() as f:
+            return f.read()
+
+
+@dataclass(frozen=True)
+class BlobFile(LazyBlob):
+    """A value kept in a file beside the store (see ``SQLiteStore(lazy_blobs=True)``).
+
+    Attributes:
+        name: the file's name under the store's home (``blobs/ab/ab12....pkl``).
+        path: the file's full path, on the store's machine.
+        size: its length in bytes.
+    """
+
+    name: str
+    path: str
+    size: int
+
+    def open(self) -> io.BufferedIOBase:
+        try:
+            return open(self.path, "rb")
+        except OSError as exc:
+            raise UnreadableBlob(self.path, f"{exc.strerror or exc}").error() from None
+
+
+@dataclass(frozen=True)
+class ToPickle:
+    """A value the store pickles when it writes it, straight into a blob file when it
+    is big, so a large input is never also held whole as bytes.
+
+    Attributes:
+        value: the value.
+        what: what it is, for the error when it cannot be pickled ("the inputs of ...").
+    """
+
+    value: Any
+    what: str
+
+    def dump(self, file: Writable) -> None:
+        """Pickle the value into ``file``, in pieces.
+
+        Raises:
+            QflowSerializationError: the value cannot be pickled.
+        """
+        try:  # protocol 5: numpy hands the pickler its buffer, never a copy of it
+            cloudpickle.Pickler(file, protocol=5).dump(self.value)
+        except Exception as exc:
+            raise QflowSerializationError(f"{self.what} cannot be pickled: {exc!r}.") from exc
+
+
 @dataclass(frozen=True)
 class DerivedOutput:
     """A stored value that is a container of other nodes' outputs, kept as the recipe
@@ -119,14 +192,21 @@ class DerivedOutput:
         return self.expr.evaluate({r: node_value(r) for r in set(self.expr.refs())})
 
 
-def loads(blob: bytes | UnreadableBlob, node_value: Callable[[int], Any] | None = None) -> Any:
+def loads(
+    blob: bytes | LazyBlob | UnreadableBlob, node_value: Callable[[int], Any] | None = None
+) -> Any:
     """Unpickle a stored value, raising StoreError for one that cannot be read.
 
+    A :class:`LazyBlob` is unpickled as it streams in, so a big array is held once.
     ``node_value(node_id)`` gives the outputs a :class:`DerivedOutput` is made of.
     """
     if isinstance(blob, UnreadableBlob):
         raise blob.error()
-    value = cloudpickle.loads(blob)
+    if isinstance(blob, LazyBlob):
+        with blob.open() as f:
+            value = cloudpickle.load(f)
+    else:
+        value = cloudpickle.loads(blob)
     if isinstance(value, DerivedOutput):
         if node_value is None:
             raise StoreError(
@@ -341,6 +421,15 @@ class ResultStore(abc.ABC):
     def change_marker(self) -> Any:
         """A value that differs after any write to the store, by any process; cheap
         enough to poll a few times a second."""
+
+    def with_lazy_blobs(self) -> ResultStore:
+        """This store, reading values kept in files as :class:`LazyBlob` (read when
+        used) rather than as bytes; a store that keeps no files returns itself."""
+        return self
+
+    def blob_file(self, name: str) -> BlobFile | UnreadableBlob:
+        """The file ``name`` that a :class:`BlobFile` of this store names."""
+        return UnreadableBlob(name, "this store keeps no values in files")
 
     def export(self, dispatch_id: str) -> dict[str, Any]:
         """A dispatch and its nodes (and their sublattices) as plain data."""

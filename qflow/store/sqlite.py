@@ -20,10 +20,12 @@ from qflow.store.base import (
     FINAL_STATUSES,
     NODE_FIELDS,
     STATUS_FIELDS,
+    BlobFile,
     DispatchPage,
     DispatchQuery,
     MetricPoint,
     ResultStore,
+    ToPickle,
     UnreadableBlob,
     now_iso,
 )
@@ -145,6 +147,58 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class _Spill:
+    """A file-like that a pickler writes into: in memory up to ``limit`` bytes, then
+    into a temporary file in ``folder`` (None: memory only), hashing as it goes."""
+
+    def __init__(self, folder: Path | None, limit: int) -> None:
+        self.folder, self.limit = folder, limit
+        self.memory = bytearray()
+        self.tmp: Path | None = None
+        self._file: Any = None
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        n = memoryview(data).nbytes
+        self.digest.update(data)
+        self.size += n
+        if self._file is None:
+            if self.folder is None or self.size <= self.limit:
+                self.memory += data
+                return n
+            private_mkdir(self.folder)
+            self.tmp = self.folder / f".spill.{uuid.uuid4().hex}.tmp"
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._file = os.fdopen(fd, "wb")
+            self._file.write(self.memory)
+            self.memory = bytearray()
+        self._file.write(data)
+        return n
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def discard(self) -> None:
+        self.close()
+        if self.tmp is not None:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _keep_file(blob_dir: Path, digest: str, size: int, tmp: Path) -> bytes:
+    """Move the written ``tmp`` to its content name in ``blob_dir`` (or drop it, when
+    that file is already there); the row's pointer to it."""
+    rel = Path(blob_dir.name) / digest[:2] / f"{digest}.pkl"
+    path = blob_dir.parent / rel
+    if path.exists() and path.stat().st_size == size:
+        tmp.unlink(missing_ok=True)
+    else:
+        private_mkdir(path.parent)
+        os.replace(tmp, path)  # readers never see a half-written file
+    return _FILE_PREFIX + rel.as_posix().encode()
+
+
 def private_mkdir(path: Path) -> None:
     """Create ``path`` and any missing parents, each readable by its owner only."""
     missing = []
@@ -163,6 +217,8 @@ class SQLiteStore(ResultStore):
 
     Args:
         path: the database file, or ``":memory:"`` for a private in-memory store.
+        lazy_blobs: read values kept in files as :class:`~qflow.store.base.BlobFile`
+            (read when used) instead of bytes; a server streams them so.
 
     Example:
         >>> import tempfile, pathlib
@@ -171,8 +227,9 @@ class SQLiteStore(ResultStore):
         []
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, lazy_blobs: bool = False) -> None:
         self.path = str(path)
+        self.lazy_blobs = lazy_blobs
         self._memory = self.path == ":memory:"
         self._home: Path | None = None if self._memory else Path(self.path).parent
         self._blob_dir: Path | None = None if self._memory else Path(self.path).parent / "blobs"
@@ -421,49 +478,83 @@ class SQLiteStore(ResultStore):
                 raise
 
     # -- blobs: files are named relative to the home, so a moved home still reads
-    def _put_blob(self, blob: bytes | None) -> bytes | None:
+    def _put_blob(self, blob: bytes | ToPickle | None) -> bytes | None:
         """The value to store in a row for ``blob``: itself, or a pointer to its file.
 
+        A :class:`ToPickle` is pickled here, straight into its file when it is big.
         Called only inside a write transaction, as :meth:`sweep_blobs` runs inside one:
         SQLite's write lock then keeps a sweep from running between a file's writing (or
         finding it already there) and the commit of the row that points at it.
         """
+        if isinstance(blob, ToPickle):
+            spill = _Spill(self._blob_dir, BLOB_INLINE_LIMIT)
+            try:
+                blob.dump(spill)
+                spill.close()
+                if spill.tmp is None or self._blob_dir is None:
+                    return bytes(spill.memory)
+                return _keep_file(self._blob_dir, spill.digest.hexdigest(), spill.size, spill.tmp)
+            except OSError as exc:
+                raise self._write_error(exc, spill.tmp or self._blob_dir) from exc
+            finally:
+                spill.discard()  # a kept file was moved away first
         if blob is None or self._blob_dir is None or len(blob) <= BLOB_INLINE_LIMIT:
             return blob
         # Named by content: a value passed on unchanged, or reused by a redispatch, is
         # one file however many nodes hold it.
         digest = hashlib.sha256(blob).hexdigest()
-        rel = Path("blobs") / digest[:2] / f"{digest}.pkl"
-        path = self._blob_dir.parent / rel
+        tmp = self._blob_dir / f".{digest}.{uuid.uuid4().hex}.tmp"
         try:
-            if path.exists() and path.stat().st_size == len(blob):
-                return _FILE_PREFIX + rel.as_posix().encode()
-            private_mkdir(path.parent)
-            tmp = path.with_name(f".{digest}.{uuid.uuid4().hex}.tmp")
+            private_mkdir(self._blob_dir)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
-            os.replace(tmp, path)  # readers never see a half-written file
+            return _keep_file(self._blob_dir, digest, len(blob), tmp)
         except OSError as exc:
-            if self._is_full(exc):
-                raise self._full_error() from exc
-            raise StoreError(
-                f"Cannot write {path}: {exc.strerror or exc}. Fix permissions "
-                "under QFLOW_HOME, or point it elsewhere."
-            ) from exc
-        return _FILE_PREFIX + rel.as_posix().encode()
+            tmp.unlink(missing_ok=True)
+            raise self._write_error(exc, tmp) from exc
 
-    def _get_blob(self, value: bytes | None) -> bytes | UnreadableBlob | None:
+    def _write_error(self, exc: OSError, path: Path | None) -> StoreError:
+        if self._is_full(exc):
+            return self._full_error()
+        return StoreError(
+            f"Cannot write {path}: {exc.strerror or exc}. Fix permissions "
+            "under QFLOW_HOME, or point it elsewhere."
+        )
+
+    def _get_blob(self, value: bytes | None) -> bytes | BlobFile | UnreadableBlob | None:
         if value is None or not value.startswith(_FILE_PREFIX) or self._blob_dir is None:
             return value
         name = value[len(_FILE_PREFIX) :].decode(errors="replace")
+        found = self.blob_file(name)
+        if isinstance(found, UnreadableBlob) or not self.lazy_blobs:
+            return found if isinstance(found, UnreadableBlob) else self._read_file(found)
+        return found
+
+    @staticmethod
+    def _read_file(blob: BlobFile) -> bytes | UnreadableBlob:
+        try:
+            return Path(blob.path).read_bytes()
+        except OSError as exc:
+            return UnreadableBlob(blob.path, f"{exc.strerror or exc}")
+
+    def with_lazy_blobs(self) -> SQLiteStore:
+        if self._memory or self.lazy_blobs:
+            return self
+        return SQLiteStore(self.path, lazy_blobs=True)
+
+    def blob_file(self, name: str) -> BlobFile | UnreadableBlob:
+        """The blob file ``name`` (``blobs/ab/ab12....pkl``), checked to lie in the
+        store's blobs folder and to exist."""
+        if self._blob_dir is None:
+            return UnreadableBlob(name, "this store is in memory and keeps no files")
         path = (self._blob_dir.parent / name).resolve()
         if not path.is_relative_to(self._blob_dir.resolve()):
             return UnreadableBlob(
                 name, "it points outside the store's blobs folder, so it is not read"
             )
         try:
-            return path.read_bytes()
+            return BlobFile(name, str(path), path.stat().st_size)
         except OSError as exc:
             return UnreadableBlob(str(path), f"{exc.strerror or exc}")
 
