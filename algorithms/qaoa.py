@@ -231,6 +231,7 @@ def qaoa_maxcut(
     cost_h = qml.sum(*(0.5 * (qml.Z(u) @ qml.Z(v)) - 0.5 * qml.Identity(u) for u, v in edges))
     mixer_h = qml.sum(*(qml.X(w) for w in range(n)))
     rng = np.random.default_rng(seed)
+    max_cut = brute_force_maxcut(n, edges) if n <= BRUTE_FORCE_MAX_NODES else None
     run = {
         "optimizer": optimizer or qml.AdamOptimizer(0.05),
         "steps": steps,
@@ -239,14 +240,22 @@ def qaoa_maxcut(
         "diff_method": diff_method,
         "final_repeats": final_repeats,
         "tags": tags,
+        "about": {
+            "experiment": {
+                "problem": f"max-cut of {n} nodes and {len(edges)} edges"
+                + (f" (best possible cut {max_cut})" if max_cut else ""),
+                "depth": f"p = {p}",
+            }
+        },
     }
+    cut = _Cut(n, edges, cost_h, mixer_h, chosen, top_k, max_cut)
     title = name or f"QAOA max-cut {n} nodes p={p}"
     levels: list[float] = []
     if first is None:  # the ladder: depth 1, then each deeper one from the last optimum
         params = ramp(1)
         for depth in range(1, p):
             rung = {**run, "name": f"{title} (depth {depth})"}
-            loops = _optimise(n, depth, cost_h, mixer_h, chosen, [params], rung)
+            loops = _optimise(cut, depth, [params], rung)
             levels.append(-loops[0].final_cost)
             params = interpolate(loops[0].params, depth + 1)
         first = params
@@ -254,32 +263,11 @@ def qaoa_maxcut(
         np.concatenate([rng.uniform(0, np.pi, p), rng.uniform(0, np.pi / 2, p)])
         for _ in range(restarts - 1)
     ]
-    loops = _optimise(n, p, cost_h, mixer_h, chosen, starts, {**run, "name": title})
+    loops = _optimise(cut, p, starts, {**run, "name": title})
     loop = min(loops, key=lambda r: r.final_cost)
     levels.append(-loop.final_cost)
-
-    def layers(params: Any) -> None:
-        _layers(params, n, p, cost_h, mixer_h)
-
-    if chosen.shots is not None:
-        # With shots, what counts is what the backend measures: sample it, keep the best.
-        def sample(params: Any) -> Any:
-            layers(params)
-            return qml.counts(wires=range(n))
-
-        samples = chosen.qnode(sample, chosen.make_device(n))
-        candidates = [int(bits, 2) for bits in samples(loop.params)]
-    else:
-
-        @qml.qnode(qml.device("default.qubit", wires=n))
-        def probabilities(params: Any) -> Any:
-            layers(params)
-            return qml.probs(wires=range(n))
-
-        probs = np.asarray(probabilities(loop.params))
-        candidates = list(np.argsort(probs)[::-1][:top_k])
-    best = max(candidates, key=lambda b: cut_size(_bits(b, n), edges))
-    max_cut = brute_force_maxcut(n, edges) if n <= BRUTE_FORCE_MAX_NODES else None
+    # The best cut was found on a worker, once the loop ended (its page shows it).
+    bits = tuple(int(b) for b in loop.found["bitstring"])
     expected = -loop.final_cost
     random_cut = len(edges) / 2  # a random assignment cuts each edge with probability 1/2
     if expected < random_cut:
@@ -303,8 +291,8 @@ def qaoa_maxcut(
         else f"depth-{warm_start.p} result {warm_start.dispatch_id}",
     }
     return QAOAResult(
-        best_cut=cut_size(_bits(best, n), edges),
-        bitstring="".join(map(str, _bits(best, n))),
+        best_cut=cut_size(bits, edges),
+        bitstring="".join(map(str, bits)),
         expected_cut=expected,
         max_cut=max_cut,
         ratio=expected / max_cut if max_cut else None,
@@ -329,24 +317,67 @@ def _layers(params: Any, n: int, p: int, cost_h: Any, mixer_h: Any) -> None:
         qml.qaoa.mixer_layer(params[p + i], mixer_h)
 
 
-def _optimise(
-    n: int,
-    p: int,
-    cost_h: Any,
-    mixer_h: Any,
-    backend: Any,
-    starts: list[np.ndarray],
-    run: dict[str, Any],
-) -> list[LoopResult]:
+@dataclass(frozen=True)
+class _Cut:
+    """One max-cut problem's circuits, and its ``report``: the best cut among the final
+    state's likeliest bitstrings (or, with shots, the ones the backend measures)."""
+
+    n: int
+    edges: list[tuple[int, int]]
+    cost_h: Any
+    mixer_h: Any
+    backend: Any
+    top_k: int
+    max_cut: int | None
+
+    def layers(self, params: Any, p: int) -> None:
+        _layers(params, self.n, p, self.cost_h, self.mixer_h)
+
+    def report(self, params: np.ndarray, final_cost: float) -> dict[str, Any]:
+        import pennylane as qml
+
+        n, p = self.n, len(params) // 2
+        if self.backend.shots is not None:
+
+            def sample(params: Any) -> Any:
+                self.layers(params, p)
+                return qml.counts(wires=range(n))
+
+            samples = self.backend.qnode(sample, self.backend.make_device(n))
+            candidates = [int(bits, 2) for bits in samples(params)]
+        else:
+
+            @qml.qnode(qml.device("default.qubit", wires=n))
+            def probabilities(params: Any) -> Any:
+                self.layers(params, p)
+                return qml.probs(wires=range(n))
+
+            probs = np.asarray(probabilities(params))
+            candidates = list(np.argsort(probs)[::-1][: self.top_k])
+        best = max(candidates, key=lambda b: cut_size(_bits(b, n), self.edges))
+        cut = cut_size(_bits(best, n), self.edges)
+        found: dict[str, Any] = {
+            "best cut": cut if self.max_cut is None else f"{cut} of {self.max_cut}",
+            "bitstring": "".join(map(str, _bits(best, n))),
+        }
+        if self.max_cut:
+            found["approximation ratio"] = round(-final_cost / self.max_cut, 4)
+        return found
+
+
+def _optimise(cut: _Cut, p: int, starts: list[np.ndarray], run: dict[str, Any]) -> list[LoopResult]:
     import pennylane as qml
 
     def circuit(params: Any) -> Any:
-        _layers(params, n, p, cost_h, mixer_h)
-        return qml.expval(cost_h)
+        cut.layers(params, p)
+        return qml.expval(cut.cost_h)
 
+    n, backend = cut.n, cut.backend
     if len(starts) == 1:
-        return [minimize(circuit, starts[0], wires=n, backend=backend, **run)]
-    return minimize_many(circuit, [list(s) for s in starts], wires=n, backend=backend, **run)
+        return [minimize(circuit, starts[0], wires=n, backend=backend, report=cut.report, **run)]
+    return minimize_many(
+        circuit, [list(s) for s in starts], wires=n, backend=backend, report=cut.report, **run
+    )
 
 
 def _bits(index: int, n: int) -> tuple[int, ...]:

@@ -18,46 +18,74 @@ from qflow.algorithms.chemistry import (
     exact_ground_energy,
     molecular_hamiltonian,
 )
-from qflow.algorithms.vqe import ANSATZE, DEFAULT_ANSATZ, build_circuit
+from qflow.algorithms.vqe import ANSATZE, DEFAULT_ANSATZ, build_circuit, experiment_text
 from qflow.backends import get_backend
 from qflow.exceptions import QflowConfigError, QflowInputError
+from qflow.lattice import named
 from qflow.loops.result import collect
 from qflow.loops.spec import prepare, versions
 from qflow.loops.workflow import variational_loop
-from qflow.variational import named
 
 __all__ = ["ScanResult", "bond_scan", "molecule_scan", "scan", "scan_h2", "stretch"]
 
 
 @qflow.electron(num_cpus=0)
-def report_point(value: float, chunks: list[dict[str, Any]], exact: float) -> float:
-    """Log the point's VQE and exact energies against the scanned value, so that the UI
-    draws the scan's curve as the points finish; return the VQE energy."""
+def report_point(
+    value: float, chunks: list[dict[str, Any]], exact: float, xlabel: str = "value"
+) -> float:
+    """Log the point's VQE and exact energies against the scanned value, on one chart,
+    so that the UI draws the scan's curve as the points finish; return the VQE energy."""
     energy = collect(chunks, "", 0.0).final_cost
-    qflow.log_metric("energy", energy, step=value)
-    qflow.log_metric("exact energy", exact, step=value)
+    qflow.log_metric("VQE energy", energy, step=value, unit="Ha", x=xlabel, chart="energy")
+    qflow.log_metric("exact energy", exact, step=value, unit="Ha", x=xlabel, chart="energy")
     return energy
 
 
 @qflow.lattice
 def molecule_point(
-    molecule: Molecule, value: float, backend: Any, steps: int, pack: int, ansatz: str
+    molecule: Molecule,
+    value: float,
+    backend: Any,
+    steps: int,
+    pack: int,
+    ansatz: str,
+    xlabel: str = "value",
 ) -> dict[str, Any]:
     """VQE and the exact energy for one geometry; a sublattice of :func:`molecule_scan`."""
     hamiltonian, wires = molecular_hamiltonian(molecule)
     electrons = molecule.qubit_electrons
     circuit, n_params = build_circuit(ansatz, hamiltonian, wires, electrons)
+    exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=molecule.mult)
     spec, state = prepare(
-        circuit, np.zeros(n_params), wires=wires, backend=backend, steps=steps, pack=pack, tol=1e-8
+        circuit,
+        np.zeros(n_params),
+        wires=wires,
+        backend=backend,
+        steps=steps,
+        pack=pack,
+        tol=1e-8,
+        about={
+            "quantity": "energy",
+            "unit": "Ha",
+            "exact": exact,
+            "experiment": experiment_text(molecule, ansatz, "jordan_wigner", wires, electrons),
+        },
     )
     loop = variational_loop(spec, state)
-    exact = exact_ground_energy(hamiltonian, wires, electrons=electrons, mult=molecule.mult)
     return {
         "value": value,
         "exact": exact,
         "chunks": loop["chunks"],
-        "energy": report_point(value, loop["chunks"], exact),
+        "energy": report_point(value, loop["chunks"], exact, xlabel),
     }
+
+
+def _points(values: Sequence[float], xlabel: str) -> list[Any]:
+    """One :func:`molecule_point` sublattice electron per value, each named by its value
+    ("R = 0.74 Å"): the page's legends and graph then say which point is which."""
+    name, _, unit = xlabel.partition(" (")
+    unit = f" {unit.rstrip(')')}" if unit else ""
+    return [qflow.electron(named(molecule_point, f"{name} = {v:g}{unit}", ())) for v in values]
 
 
 @qflow.lattice
@@ -68,10 +96,14 @@ def molecule_scan(
     steps: int = 60,
     pack: int = 20,
     ansatz: str = DEFAULT_ANSATZ,
+    xlabel: str = "value",
 ) -> list[dict[str, Any]]:
-    """One :func:`molecule_point` sublattice per geometry, run in parallel."""
-    point = qflow.electron(molecule_point)
-    return [point(m, v, backend, steps, pack, ansatz) for m, v in zip(molecules, values)]
+    """One :func:`molecule_point` sublattice per geometry, run in parallel; ``xlabel``
+    says what the values are ("R (Å)")."""
+    return [
+        point(m, v, backend, steps, pack, ansatz, xlabel)
+        for point, m, v in zip(_points(values, xlabel), molecules, values)
+    ]
 
 
 @qflow.lattice
@@ -84,8 +116,52 @@ def bond_scan(
     unit: str = "angstrom",
 ) -> list[dict[str, Any]]:
     """The H2 potential energy curve: one :func:`molecule_point` sublattice per length."""
-    point = qflow.electron(molecule_point)
-    return [point(Molecule.h2(b, unit=unit), b, backend, steps, pack, ansatz) for b in bond_lengths]
+    xlabel = f"R ({_UNIT_LABEL[unit]})"
+    return [
+        point(Molecule.h2(b, unit=unit), b, backend, steps, pack, ansatz, xlabel)
+        for point, b in zip(_points(bond_lengths, xlabel), bond_lengths)
+    ]
+
+
+def _describe_scan(
+    molecules: Sequence[Molecule],
+    values: Sequence[float],
+    backend: Any = "lightning.qubit",
+    steps: int = 60,
+    pack: int = 20,
+    ansatz: str = DEFAULT_ANSATZ,
+    xlabel: str = "value",
+) -> str:
+    first = molecules[0]
+    described = get_backend(backend).describe()
+    shots = described.get("shots")
+    return "\n".join(
+        [
+            f"molecule {first.formula}, basis {first.basis}, charge {first.charge}, "
+            f"multiplicity {first.mult}",
+            f"{xlabel}: {', '.join(f'{v:g}' for v in values)} ({len(values)} points)",
+            f"ansatz {ansatz}; backend {described['name']}, "
+            + (f"{shots} shots" if shots else "exact expectation values (no shots)"),
+            f"up to {steps} VQE steps per point, in chunks of {pack}",
+        ]
+    )
+
+
+def _describe_bonds(
+    bond_lengths: Sequence[float],
+    backend: Any = "lightning.qubit",
+    steps: int = 60,
+    pack: int = 20,
+    ansatz: str = DEFAULT_ANSATZ,
+    unit: str = "angstrom",
+) -> str:
+    molecules = [Molecule.h2(b, unit=unit) for b in bond_lengths]
+    xlabel = f"R ({_UNIT_LABEL[unit]})"
+    return _describe_scan(molecules, bond_lengths, backend, steps, pack, ansatz, xlabel)
+
+
+molecule_scan.describe_inputs = _describe_scan
+bond_scan.describe_inputs = _describe_bonds
 
 
 def stretch(molecule: Molecule, length: float, atoms: tuple[int, int] = (0, 1)) -> Molecule:
@@ -340,9 +416,10 @@ def scan(
     formula = molecules[0].formula
     span = f"{min(values):g}-{max(values):g}" if len(values) > 1 else f"{values[0]:g}"
     unit_text = f" {_UNIT_LABEL[unit]}" if unit in _UNIT_LABEL else ""
+    xlabel = f"{parameter} ({_UNIT_LABEL[unit]})" if unit in _UNIT_LABEL else parameter
     res, seconds = _run(
         molecule_scan,
-        (molecules, values, backend, steps, pack, ansatz),
+        (molecules, values, backend, steps, pack, ansatz, xlabel),
         len(values),
         progress,
         "points",
@@ -353,7 +430,6 @@ def scan(
     )
     rows = _rows(res, molecules)
     name = "".join(molecules[0].symbols)
-    xlabel = f"{parameter} ({_UNIT_LABEL[unit]})" if unit in _UNIT_LABEL else parameter
     path = (
         _plot(rows, Path(plot), xlabel, f"{name} energy, {molecules[0].basis.upper()}")
         if plot

@@ -254,7 +254,12 @@ def vqe(
         progress=progress,
         name=title,
         tags=tags,
-        about={"quantity": "energy", "unit": "Ha", "exact": exact},
+        about={
+            "quantity": "energy",
+            "unit": "Ha",
+            "exact": exact,
+            "experiment": experiment_text(molecule, ansatz, mapping, wires, electrons),
+        },
     )
     return VQEResult(
         exact_energy=exact,
@@ -268,6 +273,22 @@ def vqe(
         energy_stderr=loop.final_cost_stderr,
         inputs={**described, **loop.inputs},
     )
+
+
+def experiment_text(
+    molecule: Molecule | None, ansatz: str, mapping: str, wires: int, electrons: int
+) -> dict[str, str]:
+    """What a VQE computes, as its page lists it first: "molecule LiH, R 1.6 Å", the
+    basis, charge and spin, the active space, ansatz and mapping."""
+    out: dict[str, str] = {}
+    if molecule is not None:
+        bond = f", R {molecule.bond_length_angstrom():.4g} Å" if len(molecule.symbols) == 2 else ""
+        out["molecule"] = f"{molecule.formula}{bond}"
+        out["basis"] = molecule.basis
+        out["charge, multiplicity"] = f"{molecule.charge}, {molecule.mult}"
+    out["active space"] = f"{electrons} electrons in {wires} spin orbitals ({wires} qubits)"
+    out["ansatz"] = f"{ansatz}, {mapping.replace('_', '-')} mapping"
+    return out
 
 
 def default_name(molecule: Molecule | None, wires: int) -> str:

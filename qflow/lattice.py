@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from qflow.core.arguments import one_or_many
@@ -52,6 +53,10 @@ class Lattice(Generic[P, R]):
         self._transport_graph: Any = None
         #: What re-dispatches this lattice (see :mod:`qflow.triggers`).
         self.triggers: tuple[Any, ...] = ()
+        #: How pages show a dispatch's inputs: ``describe_inputs(*args, **kwargs)`` ->
+        #: text, for inputs whose plain text says little (a loop's spec); default None,
+        #: their text.
+        self.describe_inputs: Callable[..., str] | None = None
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
@@ -220,3 +225,14 @@ def check_tags(tags: Any) -> tuple[str, ...]:
             f"tags is a list of non-empty strings such as ['h2', 'sto-3g']; got {tags!r}."
         )
     return tuple(dict.fromkeys(t.strip() for t in out))
+
+
+def named(flow: Lattice[..., Any], name: str, tags: Sequence[str]) -> Lattice[..., Any]:
+    """``flow`` under another name and tags, for one dispatch (the lattice itself is
+    shared by every loop and keeps its own)."""
+    if not isinstance(name, str) or not name.strip():
+        raise QflowInputError(f"name is a non-empty string; got {name!r}.")
+    out = copy.copy(flow)
+    out.__name__ = name.strip()
+    out.tags = tuple(dict.fromkeys((*flow.tags, *check_tags(tags))))
+    return out

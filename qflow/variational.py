@@ -15,7 +15,6 @@ spec, the actor, the chunk workflow, the result).
 
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 import qflow
 from qflow.exceptions import BackendError, QflowInputError
 from qflow.executors.placement import ensure_feasible
-from qflow.lattice import Lattice, check_tags
+from qflow.lattice import named
 from qflow.loops.actor import STAT_WINDOW, stalled
 from qflow.loops.optimizers import ScipyOptimizer
 from qflow.loops.progress import check_callback, follow, wants_bar
@@ -74,6 +73,7 @@ def minimize(
     name: str | None = None,
     tags: Sequence[str] = (),
     about: Mapping[str, Any] | None = None,
+    report: Callable[[np.ndarray, float], Mapping[str, Any]] | None = None,
 ) -> LoopResult:
     """Minimise ``circuit(params)`` (a QNode body returning ``qml.expval``) on a backend.
 
@@ -104,7 +104,12 @@ def minimize(
         tags: labels recorded with the dispatch, e.g. ``["h2", "sto-3g"]``.
         about: what the cost is, for the dispatch's one-line summary on its page:
             ``quantity`` (e.g. "energy"), ``unit`` (e.g. "Ha") and ``exact`` (a reference
-            value; see :class:`~qflow.loops.result.LoopSummary`).
+            value; see :class:`~qflow.loops.result.LoopSummary`); and ``experiment``, a
+            dict of what is computed (``{"molecule": "H2", ...}``), listed first among
+            the page's inputs.
+        report: ``report(final_params, final_cost) -> dict``, run on a worker once the
+            loop ends: what it found in the experiment's words (a QAOA's best cut), shown
+            on the dispatch's page and returned as ``LoopResult.found``.
 
     Example:
         >>> import pennylane as qml
@@ -129,6 +134,7 @@ def minimize(
         final_repeats=final_repeats,
         keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
         about=about,
+        report=report,
     )
     local = _check_placement(spec)
     t0 = time.perf_counter()
@@ -146,7 +152,9 @@ def minimize(
         if local:
             stop_actor(spec.loop_id)
         raise BackendError(f"The variational loop {dispatch_id} ended {res.status}:\n{res.error}")
-    return collect(res.result["chunks"], dispatch_id, time.perf_counter() - t0)
+    return collect(
+        res.result["chunks"], dispatch_id, time.perf_counter() - t0, res.result["summary"]
+    )
 
 
 def minimize_many(
@@ -164,11 +172,13 @@ def minimize_many(
     keep_warm: float | None = None,
     name: str | None = None,
     tags: Sequence[str] = (),
+    about: Mapping[str, Any] | None = None,
+    report: Callable[[np.ndarray, float], Mapping[str, Any]] | None = None,
 ) -> list[LoopResult]:
     """:func:`minimize` from each of ``starts`` at once: one dispatch whose loops are
     parallel sublattices, each on its own warm actor (as many run together as the
-    cluster has CPUs for). Results come back in the order of ``starts``. ``name`` and
-    ``tags`` name the dispatch, as for :func:`minimize`.
+    cluster has CPUs for). Results come back in the order of ``starts``. ``name``,
+    ``tags``, ``about`` and ``report`` are as for :func:`minimize`.
 
     Example:
         >>> import pennylane as qml
@@ -197,6 +207,8 @@ def minimize_many(
             diff_method=diff_method,
             final_repeats=final_repeats,
             keep_warm=KEEP_WARM_S if keep_warm is None else keep_warm,
+            about=about,
+            report=report,
         )
         for start in starts
     ]
@@ -211,18 +223,7 @@ def minimize_many(
             stop_actor(spec.loop_id)
         raise BackendError(f"The variational loops {dispatch_id} ended {res.status}:\n{res.error}")
     seconds = time.perf_counter() - t0
-    return [collect(loop["chunks"], dispatch_id, seconds) for loop in res.result]
-
-
-def named(flow: Lattice[..., Any], name: str, tags: Sequence[str]) -> Lattice[..., Any]:
-    """``flow`` under another name and tags, for one dispatch (the lattice itself is
-    shared by every loop and keeps its own)."""
-    if not isinstance(name, str) or not name.strip():
-        raise QflowInputError(f"name is a non-empty string; got {name!r}.")
-    out = copy.copy(flow)
-    out.__name__ = name.strip()
-    out.tags = tuple(dict.fromkeys((*flow.tags, *check_tags(tags))))
-    return out
+    return [collect(loop["chunks"], dispatch_id, seconds, loop["summary"]) for loop in res.result]
 
 
 def _default_name(what: str, circuit: Any, spec: Any) -> str:

@@ -101,13 +101,24 @@ def build(
         inputs=ToPickle(
             {"args": args, "kwargs": kwargs}, f"The inputs of lattice {lattice.__name__}"
         ),
-        inputs_text=value_text({"args": args, "kwargs": kwargs}),
+        inputs_text=_inputs_text(lattice, args, kwargs),
         graph_blob=(
             cloudpickle.dumps({"lattice": lattice, "replace": replace}) if top_level else None
         ),
         source=source_text(lattice.workflow_function) if top_level else None,
         tags=tuple(getattr(lattice, "tags", ()) or ()),
     )
+
+
+def _inputs_text(lattice: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The inputs as pages show them: the lattice's own description when it has one."""
+    describe = getattr(lattice, "describe_inputs", None)
+    if describe is not None:
+        try:
+            return str(describe(*args, **kwargs))
+        except Exception as exc:  # a description must never stop a dispatch
+            return f"{value_text({'args': args, 'kwargs': kwargs})} (not described: {exc!r})"
+    return value_text({"args": args, "kwargs": kwargs})
 
 
 def rebuild(

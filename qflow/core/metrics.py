@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextvars
+import json
 import math
 import numbers
 import time
@@ -53,7 +54,26 @@ class collecting:
         _CURRENT.reset(self._token)
 
 
-def log_metric(name: str, value: float, step: float | None = None) -> None:
+def _finite(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise QflowInputError(
+            f"{what} takes a finite real number; got {type(value).__name__} "
+            f"{value!r}. Pass float(x) for a numpy scalar or a 0-d array."
+        )
+    return float(value)
+
+
+def log_metric(
+    name: str,
+    value: float,
+    step: float | None = None,
+    *,
+    error: float | None = None,
+    unit: str | None = None,
+    x: str | None = None,
+    chart: str | None = None,
+    reference: bool = False,
+) -> None:
     """Record ``value`` of metric ``name`` (at ``step``) for the electron running now.
 
     The values are stored with the node when it finishes and charted live by
@@ -64,6 +84,13 @@ def log_metric(name: str, value: float, step: float | None = None) -> None:
         value: a real number (NaN and infinities are refused: they cannot be charted).
         step: the iteration or x value; by default the count of earlier values of
             ``name`` logged by this electron.
+        error: the value's standard error, drawn as an error bar.
+        unit: the value's unit, e.g. ``"Ha"``, shown on the chart's axis.
+        x: what ``step`` is, with its unit, e.g. ``"R (Å)"`` (default "step").
+        chart: the chart to draw it on, to share one with other metrics (default: a
+            chart of its own, called ``name``).
+        reference: a reference value (an exact energy), drawn as a dashed line across
+            the chart at its last value.
 
     Raises:
         QflowInputError: outside an electron, or for a value that is not a finite
@@ -78,18 +105,29 @@ def log_metric(name: str, value: float, step: float | None = None) -> None:
         )
     if not isinstance(name, str) or not name:
         raise QflowInputError(f"A metric name is a non-empty string; got {name!r}.")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise QflowInputError(
-            f"Metric {name!r} takes a finite real number; got {type(value).__name__} "
-            f"{value!r}. Pass float(x) for a numpy scalar or a 0-d array."
-        )
+    number = _finite(f"Metric {name!r}", value)
     if step is not None and (isinstance(step, bool) or not isinstance(step, numbers.Real)):
         raise QflowInputError(f"The step of metric {name!r} is a number or None; got {step!r}.")
+    if error is not None:
+        error = _finite(f"The error of metric {name!r}", error)
+    texts = {"unit": unit, "x": x, "chart": chart}
+    for key, text in texts.items():
+        if text is not None and not isinstance(text, str):
+            raise QflowInputError(f"{key}= of metric {name!r} is text or None; got {text!r}.")
+    meta: dict[str, str | bool] = {k: v for k, v in texts.items() if v}
+    if reference:
+        meta["reference"] = True
     node_id, points = current
     if step is None:
         step = sum(p.name == name for p in points)
     points.append(
         MetricPoint(
-            node_id=node_id, name=name, step=float(step), value=float(value), time=time.time()
+            node_id=node_id,
+            name=name,
+            step=float(step),
+            value=number,
+            time=time.time(),
+            error=error,
+            meta=json.dumps(meta, ensure_ascii=False) if meta else None,
         )
     )

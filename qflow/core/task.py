@@ -93,7 +93,7 @@ class NodeOutcome:
                 self.sublattice,
                 self.slurm_job_id,
                 self.output_text,
-                [(p.name, p.step, p.value, p.time) for p in self.metrics],
+                [(p.name, p.step, p.value, p.time, p.error, p.meta) for p in self.metrics],
                 self.inputs_text,
             ),
             protocol=5,

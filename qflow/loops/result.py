@@ -26,6 +26,8 @@ class LoopSummary:
     steps: int
     converged: bool
     about: dict[str, Any] = field(default_factory=dict)
+    #: What the loop found in the experiment's words (its spec's ``report``).
+    found: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         about = self.about
@@ -49,7 +51,8 @@ class LoopSummary:
                 )
             else:
                 text += f"error {error:+.6f})"
-        return text + f"; {self.steps} steps" + (", converged" if self.converged else "")
+        text += f"; {self.steps} steps" + (", converged" if self.converged else "")
+        return text + "".join(f"; {k} {v}" for k, v in self.found.items())
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class LoopResult:
             then the mean of ``final_repeats`` independent estimates; None when exact.
         inputs: what reproduces the run: backend (shots, seed, noise), optimizer,
             gradient method, steps, pack, tol, initial params, versions.
+        found: what the loop's ``report`` made of its result, as its page shows it.
     """
 
     costs: list[float]
@@ -86,6 +90,7 @@ class LoopResult:
     extra: dict[str, Any] = field(default_factory=dict)
     final_cost_stderr: float | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
+    found: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as JSON-ready values (arrays become lists).
@@ -115,8 +120,14 @@ class LoopResult:
         return dataframe({"step": list(range(len(self.costs))), "cost": self.costs}, summary)
 
 
-def collect(chunks: list[dict[str, Any]], dispatch_id: str, seconds: float) -> LoopResult:
-    """A :class:`LoopResult` from the chunk outputs of :func:`variational_loop`."""
+def collect(
+    chunks: list[dict[str, Any]],
+    dispatch_id: str,
+    seconds: float,
+    summary: LoopSummary | None = None,
+) -> LoopResult:
+    """A :class:`LoopResult` from the chunk outputs (and summary) of
+    :func:`variational_loop`."""
     ran = [c for c in chunks if c["costs"]]
     last = ran[-1]
     return LoopResult(
@@ -132,4 +143,5 @@ def collect(chunks: list[dict[str, Any]], dispatch_id: str, seconds: float) -> L
         dispatch_id=dispatch_id,
         final_cost_stderr=last.get("final_cost_stderr"),
         inputs=dict(last.get("inputs") or {}),
+        found=dict(summary.found) if summary is not None else {},
     )

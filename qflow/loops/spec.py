@@ -50,6 +50,8 @@ class LoopSpec:
         final_repeats: with shots, the estimates averaged for the final cost.
         keep_warm: seconds the actor stays warm after the loop.
         inputs: what reproduces the run, added to the loop's last chunk.
+        report: ``report(params, final_cost)`` gives what the loop found in the
+            experiment's words (a QAOA's best cut), for its summary; or None.
 
     Example:
         >>> spec = LoopSpec("a1", print, 1, None, steps=25, pack=10)
@@ -68,6 +70,7 @@ class LoopSpec:
     final_repeats: int = 1
     keep_warm: float = KEEP_WARM_S
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    report: Callable[[np.ndarray, float], Mapping[str, Any]] | None = None
 
     @property
     def chunk_sizes(self) -> list[int]:
@@ -83,6 +86,49 @@ class LoopSpec:
             f"LoopSpec({self.loop_id}, backend={self.backend!r}, steps={self.steps}, "
             f"pack={self.pack})"
         )
+
+    def describe(self) -> str:
+        """What the loop runs, as a researcher reads it: the experiment (its ``about``),
+        the backend with shots, seed and noise, the optimizer, the budget and the start.
+
+        Example:
+            >>> print(LoopSpec("a1", print, 2, None, steps=20, pack=10, inputs={
+            ...     "backend": {"name": "lightning.qubit", "shots": None},
+            ...     "optimizer": {"class": "pennylane.AdamOptimizer", "stepsize": 0.05},
+            ...     "initial_params": [0.0]}).describe())
+            backend lightning.qubit, exact expectation values (no shots)
+            optimizer AdamOptimizer(stepsize=0.05)
+            up to 20 steps in chunks of 10, 2 qubits
+            initial params [0.0]
+        """
+        from qflow.core.text import value_text
+
+        got = self.inputs
+        lines = []
+        experiment = (got.get("about") or {}).get("experiment")
+        if experiment:
+            lines += [f"{k} {v}" for k, v in experiment.items() if v not in (None, "")]
+        b = got.get("backend") or {}
+        shots = b.get("shots")
+        text = f"backend {b.get('name', self.backend)}, " + (
+            f"{shots} shots" if shots else "exact expectation values (no shots)"
+        )
+        if b.get("seed") is not None:
+            text += f", seed {b['seed']}"
+        if b.get("noise"):
+            text += f", noise {b['noise']}"
+        lines.append(text)
+        o = dict(got.get("optimizer") or {})
+        kind = str(o.pop("class", "optimizer")).rsplit(".", 1)[-1]
+        lines.append(f"optimizer {kind}({', '.join(f'{k}={v}' for k, v in o.items())})")
+        budget = f"up to {self.steps} steps in chunks of {self.pack}"
+        if self.tol is not None:
+            budget += f", tol {self.tol:g}"
+        if self.diff_method:
+            budget += f", gradient {self.diff_method}"
+        lines.append(budget + f", {self.wires} qubits")
+        lines.append(f"initial params {value_text(got.get('initial_params'))}")
+        return "\n".join(lines)
 
     @cached_property
     def _bytes(self) -> bytes:
@@ -161,6 +207,7 @@ def prepare(
     final_repeats: int = 20,
     keep_warm: float = KEEP_WARM_S,
     about: Mapping[str, Any] | None = None,
+    report: Callable[[np.ndarray, float], Mapping[str, Any]] | None = None,
 ) -> tuple[LoopSpec, ChunkState]:
     """Validate a loop, before any dispatch, and return its spec and initial state for
     :func:`~qflow.loops.workflow.variational_loop`; :func:`qflow.variational.minimize`
@@ -191,6 +238,10 @@ def prepare(
         raise QflowConfigError(f"tol must be None or a number >= 0; got {tol!r}.")
     if not isinstance(keep_warm, int | float) or isinstance(keep_warm, bool) or not keep_warm >= 0:
         raise QflowConfigError(f"keep_warm is seconds >= 0; got {keep_warm!r}.")
+    if report is not None and not callable(report):
+        raise QflowConfigError(
+            f"report is a function (params, final_cost) -> dict, or None; got {report!r}."
+        )
     spec = LoopSpec(
         loop_id=new_loop_id(),
         circuit=circuit,
@@ -216,6 +267,7 @@ def prepare(
             # What the loop computes, in the experiment's words (see LoopSummary).
             **({"about": dict(about)} if about else {}),
         },
+        report=report,
     )
     state = ChunkState(
         params=params,

@@ -7,13 +7,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, cast
 
+import numpy as np
 import ray
 
 from qflow.core.metrics import log_metric
 from qflow.core.tracebacks import remote_cause
 from qflow.electron import Electron, electron
 from qflow.exceptions import QflowConfigError
-from qflow.lattice import lattice
+from qflow.lattice import lattice, named
 from qflow.loops import pool as loop_pool
 from qflow.loops import warm as warm
 from qflow.loops.actor import LoopActor
@@ -92,7 +93,7 @@ def run_chunk(
     here = LoopActor.in_this_process
     if here is not None:  # called on an actor by the loop executor
         out = here.run(spec.loop_id, state, k, last)
-        _log_costs(out["costs"], state["step"])
+        _log_costs(spec, out["costs"], state["step"])
         return out
     sent = {"state": state}
 
@@ -115,13 +116,22 @@ def run_chunk(
     except BaseException:
         stop_actor(spec.loop_id)
         raise
-    _log_costs(out["costs"], sent["state"]["step"])
+    _log_costs(spec, out["costs"], sent["state"]["step"])
     return cast(dict[str, Any], out)
 
 
-def _log_costs(costs: list[float], first_step: int) -> None:
+def _convergence_chart(spec: LoopSpec) -> tuple[str | None, str | None]:
+    """The chart a loop's costs are drawn on, and their unit: "energy convergence"
+    in Ha for a VQE (its ``about``), or the cost's own chart."""
+    about = spec.inputs.get("about") or {}
+    quantity = about.get("quantity")
+    return (f"{quantity} convergence" if quantity else None), about.get("unit")
+
+
+def _log_costs(spec: LoopSpec, costs: list[float], first_step: int) -> None:
+    chart, unit = _convergence_chart(spec)
     for i, cost in enumerate(costs):  # charted live by `qflow ui`
-        log_metric("cost", cost, step=first_step + i)
+        log_metric("cost", cost, step=first_step + i, unit=unit, chart=chart)
 
 
 @electron(num_cpus=0)
@@ -129,13 +139,32 @@ def close_loop(spec: LoopSpec, last_state: dict[str, Any]) -> LoopSummary:
     """Hand the loop's actor back to the warm pool for the loop's ``keep_warm`` seconds
     (or stop it and free its placement group); the loop's result in one line."""
     stop_actor(spec.loop_id, spec.keep_warm)
-    return LoopSummary(
+    summary = LoopSummary(
         final_cost=last_state.get("final_cost", last_state.get("last_cost")),
         stderr=last_state.get("final_cost_stderr"),
         steps=int(last_state.get("step", 0)),
         converged=bool(last_state.get("converged")),
         about=dict(spec.inputs.get("about") or {}),
     )
+    if spec.report is not None and summary.final_cost is not None:
+        found = spec.report(np.asarray(last_state["params"]), float(summary.final_cost))
+        summary = dataclasses.replace(summary, found=dict(found))
+    # Beside the costs on their chart: the final value (with its error bar, with
+    # shots) and the exact value as a line, when the loop knows it.
+    chart, unit = _convergence_chart(spec)
+    if summary.final_cost is not None:
+        log_metric(
+            "final",
+            summary.final_cost,
+            step=summary.steps,
+            error=summary.stderr,
+            unit=unit,
+            chart=chart or "cost",
+        )
+    exact = summary.about.get("exact")
+    if exact is not None:
+        log_metric("exact", float(exact), step=0, unit=unit, chart=chart or "cost", reference=True)
+    return summary
 
 
 @lattice
@@ -155,8 +184,29 @@ def variational_loop(spec: LoopSpec, state: dict[str, Any]) -> dict[str, Any]:
     return {"summary": close_loop(spec, state), "chunks": chunks}
 
 
+variational_loop.describe_inputs = lambda spec, state: spec.describe()
+
+
 @lattice
 def parallel_loops(runs: Sequence[tuple[LoopSpec, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Several loops at once, one :func:`variational_loop` sublattice each (restarts)."""
-    loop = electron(variational_loop)
-    return [loop(spec, state) for spec, state in runs]
+    """Several loops at once, one :func:`variational_loop` sublattice each (restarts),
+    called "start 1", "start 2"... on pages and in legends."""
+    return [
+        electron(named(variational_loop, f"start {i + 1}", ()))(spec, state)
+        for i, (spec, state) in enumerate(runs)
+    ]
+
+
+def _describe_runs(runs: Sequence[tuple[LoopSpec, dict[str, Any]]]) -> str:
+    from qflow.core.text import value_text
+
+    first = runs[0][0].describe().splitlines()
+    shared = [line for line in first if not line.startswith("initial params")]
+    starts = [value_text(spec.inputs.get("initial_params")) for spec, _ in runs]
+    return "\n".join(
+        [f"{len(runs)} loops at once, each:", *shared]
+        + [f"start {i + 1}: initial params {text}" for i, text in enumerate(starts)]
+    )
+
+
+parallel_loops.describe_inputs = _describe_runs

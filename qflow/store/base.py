@@ -300,13 +300,19 @@ class DispatchQuery:
 
 @dataclass(frozen=True)
 class MetricPoint:
-    """One value of a metric an electron logged (:func:`qflow.log_metric`)."""
+    """One value of a metric an electron logged (:func:`qflow.log_metric`).
+
+    ``error`` is the value's standard error, if known; ``meta`` is JSON saying how to
+    chart it (``unit``, ``x``, ``chart``, ``reference``), if given.
+    """
 
     node_id: int | None
     name: str
     step: float | None
     value: float
     time: float
+    error: float | None = None
+    meta: str | None = None
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,15 @@ def _v6(db: sqlite3.Connection) -> None:
     )
 
 
+def _v7(db: sqlite3.Connection) -> None:
+    # A metric value's standard error and how to chart it; the host a node ran on.
+    _add_missing_columns(db, "metrics", {"error": "REAL", "meta": "TEXT"})
+    _add_missing_columns(db, "nodes", {"host": "TEXT"})
+
+
 #: Migration N brings a database from schema version N-1 to N. Append only: a released
 #: migration is never edited (a store that ran it would not run it again).
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -762,9 +768,12 @@ class SQLiteStore(ResultStore):
             return
         self._write(
             lambda db: db.executemany(
-                "INSERT INTO metrics (dispatch_id, node_id, name, step, value, time) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [(dispatch_id, r.node_id, r.name, r.step, r.value, r.time) for r in rows],
+                "INSERT INTO metrics (dispatch_id, node_id, name, step, value, time, error, "
+                "meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (dispatch_id, r.node_id, r.name, r.step, r.value, r.time, r.error, r.meta)
+                    for r in rows
+                ],
             )
         )
 
@@ -773,13 +782,21 @@ class SQLiteStore(ResultStore):
         for chunk in range(0, len(dispatch_ids), 500):
             ids = list(dispatch_ids[chunk : chunk + 500])
             for r in self._read(
-                "SELECT dispatch_id, node_id, name, step, value, time FROM metrics "
+                "SELECT dispatch_id, node_id, name, step, value, time, error, meta FROM metrics "
                 f"WHERE dispatch_id IN ({', '.join('?' * len(ids))}) "
                 "ORDER BY rowid",
                 ids,
             ):
                 out[r[0]].append(
-                    MetricPoint(node_id=r[1], name=r[2], step=r[3], value=r[4], time=r[5])
+                    MetricPoint(
+                        node_id=r[1],
+                        name=r[2],
+                        step=r[3],
+                        value=r[4],
+                        time=r[5],
+                        error=r[6],
+                        meta=r[7],
+                    )
                 )
         return out
 

@@ -130,6 +130,21 @@ def breadcrumbs(store: ResultStore, dispatch_id: str) -> list[dict[str, Any]]:
     return chain[::-1]
 
 
+#: Sublattices whose loop results a dispatch's summary lists, at most.
+SUMMARY_LINES = 50
+
+
+def _loop_summary(nodes: list[dict[str, Any]]) -> str | None:
+    return next(
+        (
+            n["output_text"]
+            for n in nodes
+            if n["name"] == "close_loop" and n["status"] == "COMPLETED" and n["output_text"]
+        ),
+        None,
+    )
+
+
 def dispatch_view(
     store: ResultStore, dispatch_id: str, with_layout: bool = True
 ) -> dict[str, Any] | None:
@@ -149,17 +164,17 @@ def dispatch_view(
         "done": sum(n["status"] == "COMPLETED" for n in computing),
         "total": len(computing),
     }
-    # A loop's result in one line (its close_loop node's output): what a researcher
-    # reads first, e.g. "VQE H2 ...: energy -1.137270 Ha (exact ..., error ... mHa)".
-    view["summary"] = next(
-        (
-            n["output_text"]
-            for n in nodes
-            if n["name"] == "close_loop" and n["status"] == "COMPLETED" and n["output_text"]
-        ),
-        None,
-    )
     view["sublattices"] = store.children(dispatch_id)
+    # What a researcher reads first: a loop's result in one line (its close_loop
+    # node's output), "energy -1.137270 Ha (exact ..., error ... mHa)"; or one line per
+    # loop its sublattices ran (a scan's points, a QAOA's restarts), each named.
+    view["summary"] = _loop_summary(nodes) or "\n".join(
+        f"{child['name']}: {line}"
+        for child in view["sublattices"][:SUMMARY_LINES]
+        for line in [_loop_summary(store.get_node_texts(child["dispatch_id"]))]
+        if line
+    )
+    view["summary"] = view["summary"] or None
     view["breadcrumbs"] = breadcrumbs(store, dispatch_id)
     if with_layout:
         shown = {n["node_id"] for n in computing}
@@ -203,7 +218,8 @@ def state_view(store: ResultStore, dispatch_id: str) -> dict[str, Any] | None:
 
 def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
     """Every metric the dispatch and its sublattices logged, by name: points with their
-    dispatch, node and step, in the order logged; and the name of each dispatch."""
+    dispatch, node, step and error, in the order logged; how each is charted (its unit,
+    x, chart and whether it is a reference, by name); and the name of each dispatch."""
     names: dict[str, str] = {}
     order: list[str] = []
     todo = [dispatch_id]
@@ -216,6 +232,7 @@ def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
     row = store.get_status(dispatch_id)
     names[dispatch_id] = row["name"] if row else dispatch_id
     metrics: dict[str, list[dict[str, Any]]] = {}
+    meta: dict[str, dict[str, Any]] = {}
     for did, points in store.get_metrics(order).items():
         for p in points:
             metrics.setdefault(p.name, []).append(
@@ -224,10 +241,16 @@ def metrics_view(store: ResultStore, dispatch_id: str) -> dict[str, Any]:
                     "node_id": p.node_id,
                     "step": p.step,
                     "value": p.value,
+                    "error": p.error,
                     "time": p.time,
                 }
             )
-    return {"metrics": metrics, "dispatch_names": names}
+            if p.meta and p.name not in meta:
+                try:
+                    meta[p.name] = json.loads(p.meta)
+                except ValueError:
+                    pass
+    return {"metrics": metrics, "meta": meta, "dispatch_names": names}
 
 
 _CSV_COLUMNS = (

@@ -121,3 +121,66 @@ def test_a_loop_whose_node_dies_resumes_on_a_spare_and_fails_clearly_without_one
     assert "no node of the cluster can hold it any more" in error, (out.stdout, out.stderr[-3000:])
     assert "'qpu:x'" in error and lines["NOSPARE"][:12] in error, error
     assert "ActorUnavailableError" not in error and "Traceback" not in error
+
+
+LOST_NODE_THROUGH_SERVER = """
+    import os, socket, subprocess, sys, time
+    from ray.cluster_utils import Cluster
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    spots = [cluster.add_node(num_cpus=2, resources={"spot": 2}) for _ in range(2)]
+    cluster.wait_for_nodes()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    head = {**os.environ, "QFLOW_HOME": os.environ["QFLOW_HOME"] + "/head"}
+    qflow_cli = [sys.executable, "-m", "qflow.cli"]
+    subprocess.run(qflow_cli + ["start", "--address", cluster.address, "--listen",
+                                f"127.0.0.1:{port}"], env=head, check=True, capture_output=True)
+    try:
+        os.environ["QFLOW_TOKEN"] = subprocess.run(
+            qflow_cli + ["token"], env=head, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        import qflow
+        server = f"127.0.0.1:{port}"
+
+        @qflow.electron(resources={"spot": 1}, max_retries=2)
+        def nap(i):
+            time.sleep(4)
+            return i
+
+        @qflow.lattice
+        def flow(n):
+            return [nap(i) for i in range(n)]
+
+        dispatch_id = qflow.dispatch(flow, dispatcher_addr=server)(4)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # two naps on each node
+            nodes = qflow.get_result(dispatch_id, dispatcher_addr=server).get_all_node_results()
+            if sum(1 for n in nodes if n["status"] == "RUNNING" and n["start_time"]) == 4:
+                break
+            time.sleep(0.2)
+        print("LOST", spots[0].node_id, flush=True)
+        print("KEPT", spots[1].node_id, flush=True)
+        cluster.remove_node(spots[0])
+        res = qflow.get_result(dispatch_id, wait=True, timeout=120, dispatcher_addr=server)
+        print("STATUS", res.status)
+        print("RESULT", res.result)
+        naps = [n for n in res.get_all_node_results() if n["node_name"] == "nap"]
+        print("NODES", *sorted({n["status"] for n in naps}))
+        print("RAN_ON", *sorted({n["ray_node_id"] for n in naps}))
+    finally:
+        subprocess.run(qflow_cli + ["stop"], env=head, capture_output=True)
+        cluster.shutdown()
+"""
+
+
+def test_a_node_lost_under_a_server_has_its_tasks_retried_on_the_survivor(tmp_path):
+    """Through a ``qflow start --address ... --listen`` server on a three-node Cluster,
+    a client's dispatch loses one of the two nodes its electrons run on: their tasks
+    run again on the other (within ``max_retries``) and the dispatch completes."""
+    out = run(script(LOST_NODE_THROUGH_SERVER), env_for(tmp_path), timeout=300)
+    lines = dict(ln.split(" ", 1) for ln in out.stdout.splitlines() if " " in ln)
+    assert lines.get("STATUS") == "COMPLETED", (out.stdout, out.stderr[-3000:])
+    assert lines["RESULT"] == "[0, 1, 2, 3]"
+    assert lines["NODES"] == "COMPLETED"  # nothing left RUNNING
+    assert lines["RAN_ON"] == lines["KEPT"]

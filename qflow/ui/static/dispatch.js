@@ -226,51 +226,100 @@
     document.querySelectorAll("#graph .node").forEach(g => g.classList.toggle("sel", +g.dataset.node === nid));
   }
 
-  // Metrics: a chart per name. A metric logged once by each of several sublattices (a
-  // scan's energy per bond length) is one curve; otherwise a line per dispatch, with
-  // the best (lowest) value so far dashed.
+  // Metrics: a chart per name, or per chart= shared by several (a scan's VQE and exact
+  // energies against R). A metric logged once by each of several sublattices is one
+  // curve; otherwise a line per dispatch (legend: the dispatch's name, e.g. "R = 0.74 Å"),
+  // with the best (lowest) value so far dashed. A reference metric (an exact energy) is
+  // a dashed line across; a value with an error gets an error bar. A chart against
+  // anything but the step also lists its points in a table.
   async function drawMetrics() {
     const r = await fetch(api + "/metrics");
     if (!r.ok) return;
-    const m = await r.json(), names = Object.keys(m.metrics);
+    const m = await r.json(), meta = m.meta || {}, names = Object.keys(m.metrics);
     document.getElementById("metrics").hidden = !names.length;
-    const colors = ["#2f6fed", "#1f9d55", "#d64545", "#d98a1c", "#7c3aed", "#0e7490"];
-    document.getElementById("charts").innerHTML = names.map(name => {
-      const points = m.metrics[name], groups = {};
-      for (const p of points) (groups[p.dispatch_id] = groups[p.dispatch_id] || []).push(p);
-      let series = Object.entries(groups).map(([did, pts]) => ({label: m.dispatch_names[did] || did, pts}));
-      if (series.length > 1 && series.every(s => s.pts.length === 1))
-        series = [{label: name, pts: points.slice()}];
-      series.forEach(s => s.pts.sort((a, b) => a.step - b.step));
-      const all = points, W = 620, H = 300;
-      const xs = all.map(p => p.step), ys = all.map(p => p.value);
-      const xt = niceTicks(Math.min(...xs), Math.max(...xs)), yt = niceTicks(Math.min(...ys), Math.max(...ys));
-      const x0 = xt[0], x1 = xt[xt.length - 1], y0 = yt[0], y1 = yt[yt.length - 1];
-      const yLabels = yt.map(v => fmtTick(v, yt)), xLabels = xt.map(v => fmtTick(v, xt));
-      // Room for the longest y label (a minus sign included) and the axis title: never clipped.
-      const left = 30 + 7 * Math.max(...yLabels.map(t => t.length)), right = 16, top = 12, bottom = 48;
-      const X = v => left + (v - x0) / (x1 - x0) * (W - left - right);
-      const Y = v => H - bottom - (v - y0) / (y1 - y0) * (H - top - bottom);
-      const grid = yt.map((v, i) => `<line x1="${left}" x2="${W - right}" y1="${Y(v)}" y2="${Y(v)}" class="grid"/><text x="${left - 6}" y="${Y(v) + 3}" class="tick" text-anchor="end">${yLabels[i]}</text>`).join("") +
-        xt.map((v, i) => `<line x1="${X(v)}" x2="${X(v)}" y1="${H - bottom}" y2="${H - bottom + 4}" class="axis"/><text x="${X(v)}" y="${H - bottom + 16}" class="tick" text-anchor="middle">${xLabels[i]}</text>`).join("");
-      const lines = series.map((s, i) => {
-        const c = colors[i % colors.length];
-        const path = s.pts.map((p, j) => `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(p.value).toFixed(1)}`).join("");
-        let best = "", low = Infinity;
-        if (s.pts.length >= 3) best = `<path class="best" stroke="${c}" d="${s.pts.map((p, j) => { low = Math.min(low, p.value); return `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(low).toFixed(1)}`; }).join("")}"/>`;
-        const dots = s.pts.length <= 60 ? s.pts.map(p => `<circle cx="${X(p.step)}" cy="${Y(p.value)}" r="2.5" fill="${c}"><title>${esc(s.label)} step ${p.step}: ${p.value}</title></circle>`).join("") : "";
-        return `<path class="line" stroke="${c}" d="${path}"/>${best}${dots}`;
-      }).join("");
-      const legend = series.slice(0, 8).map((s, i) => `<span style="color:${colors[i % colors.length]}">● ${esc(s.label)}</span>`).join(" ") + (series.length > 8 ? ` +${series.length - 8} more` : "");
-      const lastBest = Math.min(...ys);
-      const xTitle = m.x_labels && m.x_labels[name] ? m.x_labels[name] : "step";
-      return `<figure class="chart" data-metric="${esc(name)}"><figcaption><b>${esc(name)}</b> <span class="muted">${points.length} values, lowest ${lastBest.toPrecision(8)}</span></figcaption>
-        <svg width="${W}" height="${H}" role="img" aria-label="${esc(name)} against ${esc(xTitle)}">${grid}
-        <line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" class="axis"/><line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" class="axis"/>
-        <text x="${(left + W - right) / 2}" y="${H - 10}" class="axis-title" text-anchor="middle">${esc(xTitle)}</text>
-        <text transform="translate(14 ${(top + H - bottom) / 2}) rotate(-90)" class="axis-title" text-anchor="middle">${esc(name)}</text>
-        ${lines}</svg><div class="legend">${legend}</div></figure>`;
+    const charts = new Map();
+    for (const name of names) {
+      const c = (meta[name] || {}).chart || name;
+      if (!charts.has(c)) charts.set(c, []);
+      charts.get(c).push(name);
+    }
+    document.getElementById("charts").innerHTML = [...charts.entries()].map(([title, members]) => chart(title, members, m, meta)).join("");
+  }
+
+  const COLORS = ["#2f6fed", "#1f9d55", "#d64545", "#d98a1c", "#7c3aed", "#0e7490"];
+
+  function chart(title, members, m, meta) {
+    const info = Object.assign({}, ...members.map(n => meta[n] || {}));
+    const unit = info.unit || "", xTitle = info.x || "step";
+    const refs = members.filter(n => (meta[n] || {}).reference), curves = members.filter(n => !refs.includes(n));
+    let series = [];
+    for (const name of curves) {
+      const groups = {};
+      for (const p of m.metrics[name]) (groups[p.dispatch_id] = groups[p.dispatch_id] || []).push(p);
+      let mine = Object.entries(groups).map(([did, pts]) => ({dispatch: m.dispatch_names[did] || did, pts}));
+      if (mine.length > 1 && mine.every(s => s.pts.length === 1)) mine = [{dispatch: "", pts: m.metrics[name].slice()}];
+      for (const s of mine) series.push({name, dispatch: s.dispatch, pts: s.pts});
+    }
+    const several = new Set(series.map(s => s.dispatch)).size > 1;
+    for (const s of series) {
+      s.pts.sort((a, b) => a.step - b.step);
+      s.label = [curves.length > 1 || !several ? s.name : "", several ? s.dispatch : ""].filter(Boolean).join(" \u00b7 ");
+    }
+    const lines = refs.map(n => { const pts = m.metrics[n]; return {name: n, value: pts[pts.length - 1].value}; });
+    const all = series.flatMap(s => s.pts), W = 620, H = 300;
+    const xs = all.map(p => p.step), ys = all.flatMap(p => p.error ? [p.value - p.error, p.value + p.error] : [p.value]).concat(lines.map(l => l.value));
+    if (!xs.length) xs.push(0, 1);
+    const xt = niceTicks(Math.min(...xs), Math.max(...xs)), yt = niceTicks(Math.min(...ys), Math.max(...ys));
+    const x0 = xt[0], x1 = xt[xt.length - 1], y0 = yt[0], y1 = yt[yt.length - 1];
+    const yLabels = yt.map(v => fmtTick(v, yt)), xLabels = xt.map(v => fmtTick(v, xt));
+    // Room for the longest y label (a minus sign included) and the axis title: never clipped.
+    const left = 30 + 7 * Math.max(...yLabels.map(t => t.length)), right = 16, top = 12, bottom = 48;
+    const X = v => left + (v - x0) / ((x1 - x0) || 1) * (W - left - right);
+    const Y = v => H - bottom - (v - y0) / ((y1 - y0) || 1) * (H - top - bottom);
+    const grid = yt.map((v, i) => `<line x1="${left}" x2="${W - right}" y1="${Y(v)}" y2="${Y(v)}" class="grid"/><text x="${left - 6}" y="${Y(v) + 3}" class="tick" text-anchor="end">${yLabels[i]}</text>`).join("") +
+      xt.map((v, i) => `<line x1="${X(v)}" x2="${X(v)}" y1="${H - bottom}" y2="${H - bottom + 4}" class="axis"/><text x="${X(v)}" y="${H - bottom + 16}" class="tick" text-anchor="middle">${xLabels[i]}</text>`).join("");
+    const u = unit ? " " + unit : "";
+    const drawn = series.map((s, i) => {
+      const c = COLORS[i % COLORS.length];
+      const path = s.pts.map((p, j) => `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(p.value).toFixed(1)}`).join("");
+      let best = "", low = Infinity;
+      if (s.pts.length >= 3 && xTitle === "step") best = `<path class="best" stroke="${c}" d="${s.pts.map((p, j) => { low = Math.min(low, p.value); return `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(low).toFixed(1)}`; }).join("")}"/>`;
+      const bars = s.pts.filter(p => p.error).map(p => `<path class="errbar" stroke="${c}" d="M${X(p.step) - 4},${Y(p.value - p.error)}H${X(p.step) + 4}M${X(p.step)},${Y(p.value - p.error)}V${Y(p.value + p.error)}M${X(p.step) - 4},${Y(p.value + p.error)}H${X(p.step) + 4}"/>`).join("");
+      const dots = s.pts.length <= 60 ? s.pts.map(p => `<circle cx="${X(p.step)}" cy="${Y(p.value)}" r="2.5" fill="${c}"><title>${esc(s.label || s.name)}, ${esc(xTitle)} ${p.step}: ${p.value}${p.error ? " \u00b1 " + p.error : ""}${esc(u)}</title></circle>`).join("") : "";
+      return `<path class="line" stroke="${c}" d="${path}"/>${best}${bars}${dots}`;
+    }).join("") + lines.map(l => `<line class="reference" x1="${left}" x2="${W - right}" y1="${Y(l.value)}" y2="${Y(l.value)}"><title>${esc(l.name)}: ${l.value}${esc(u)}</title></line>`).join("");
+    const legend = series.slice(0, 8).map((s, i) => `<span style="color:${COLORS[i % COLORS.length]}">\u25cf ${esc(s.label || s.name)}</span>`).join(" ") +
+      (series.length > 8 ? ` +${series.length - 8} more` : "") +
+      lines.map(l => ` <span class="ref-key">\u2504 ${esc(l.name)} ${l.value.toPrecision(8)}${esc(u)}</span>`).join("");
+    const values = all.map(p => p.value), count = values.length;
+    const yTitle = title + (unit ? ` (${unit})` : "");
+    return `<figure class="chart" data-metric="${esc(title)}"><figcaption><b>${esc(title)}</b> <span class="muted">${count} values${count ? `, lowest ${Math.min(...values).toPrecision(8)}${esc(u)}` : ""}</span></figcaption>
+      <svg width="${W}" height="${H}" role="img" aria-label="${esc(yTitle)} against ${esc(xTitle)}">${grid}
+      <line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" class="axis"/><line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" class="axis"/>
+      <text x="${(left + W - right) / 2}" y="${H - 10}" class="axis-title" text-anchor="middle">${esc(xTitle)}</text>
+      <text transform="translate(14 ${(top + H - bottom) / 2}) rotate(-90)" class="axis-title" text-anchor="middle">${esc(yTitle)}</text>
+      ${drawn}</svg><div class="legend">${legend}</div>${xTitle !== "step" ? pointTable(curves, m, xTitle, unit) : ""}</figure>`;
+  }
+
+  // A chart against a coordinate as a table: one row per x, a column per metric, and
+  // the error against an "exact ..." metric (in mHa for energies in Ha).
+  function pointTable(curves, m, xTitle, unit) {
+    const rows = new Map();
+    for (const name of curves) for (const p of m.metrics[name]) {
+      if (!rows.has(p.step)) rows.set(p.step, {});
+      rows.get(p.step)[name] = p.value;
+    }
+    if (rows.size > 60) return "";
+    const exact = curves.find(n => /^exact\b/i.test(n)), other = curves.find(n => n !== exact);
+    const diff = exact && other ? (unit === "Ha" ? "error (mHa)" : "error") : null;
+    const head = [xTitle, ...curves.map(n => n + (unit ? ` (${unit})` : "")), ...(diff ? [diff] : [])];
+    const body = [...rows.entries()].sort((a, b) => a[0] - b[0]).map(([x, v]) => {
+      const cells = [x, ...curves.map(n => v[n] === undefined ? "\u2014" : v[n].toFixed(6))];
+      if (diff) cells.push(v[exact] === undefined || v[other] === undefined ? "\u2014"
+        : ((v[other] - v[exact]) * (unit === "Ha" ? 1000 : 1)).toFixed(3));
+      return `<tr>${cells.map(c => `<td>${c}</td>`).join("")}</tr>`;
     }).join("");
+    return `<table class="points"><thead><tr>${head.map(h => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${body}</tbody></table>`;
   }
 
   // On each change: statuses and times only, patched into the drawn page. The whole
