@@ -585,6 +585,7 @@ class Dispatcher:
                 stdout=outcome.stdout,
                 stderr=outcome.stderr,
                 ray_node_id=outcome.ray_node_id,
+                host=outcome.host,
                 error=None,
                 slurm_job_id=outcome.slurm_job_id,
                 inputs_text=outcome.inputs_text,
@@ -607,6 +608,7 @@ class Dispatcher:
                 stdout=outcome.stdout,
                 stderr=outcome.stderr,
                 ray_node_id=outcome.ray_node_id,
+                host=outcome.host,
                 slurm_job_id=outcome.slurm_job_id,
                 inputs_text=outcome.inputs_text,
             )

@@ -34,6 +34,7 @@ class _Running:
     out: Any
     err: Any
     ray_node_id: str | None
+    host: str | None = None
     inputs_text: str | None = None
     started: float = field(default_factory=time.time)
     written: float = 0.0
@@ -47,9 +48,17 @@ class _Reporter:
         self._no_store = False
 
     def begin(
-        self, dispatch_id: str, node_id: int, out: Any, err: Any, ray_node_id: str | None
+        self,
+        dispatch_id: str,
+        node_id: int,
+        out: Any,
+        err: Any,
+        ray_node_id: str | None,
+        host: str | None = None,
     ) -> None:
-        self._running[threading.get_ident()] = _Running(dispatch_id, node_id, out, err, ray_node_id)
+        self._running[threading.get_ident()] = _Running(
+            dispatch_id, node_id, out, err, ray_node_id, host
+        )
 
     def inputs(self, text: str) -> None:
         entry = self._running.get(threading.get_ident())
@@ -92,6 +101,7 @@ class _Reporter:
                         entry.node_id,
                         start_time=iso_at(entry.started),
                         ray_node_id=entry.ray_node_id,
+                        host=entry.host,
                         inputs_text=entry.inputs_text,
                         stdout=entry.out.getvalue()[-TAIL_CHARS:],
                         stderr=entry.err.getvalue()[-TAIL_CHARS:],

@@ -51,6 +51,7 @@ class NodeOutcome:
             None if it never started.
         stdout, stderr: what it printed.
         ray_node_id: the Ray node it ran on.
+        host: that node's host name and IP address, "name (ip)".
         output_blob: the pickled output (None on failure).
         error: the user's traceback (None on success).
         sublattice: a sublattice's child dispatch, exported for the parent's store.
@@ -75,6 +76,7 @@ class NodeOutcome:
     output_text: str | None = None
     metrics: list[MetricPoint] = field(default_factory=list)
     inputs_text: str | None = None
+    host: str | None = None
 
     def to_wire(self) -> bytes:
         """Plain values only, pickled here by the C pickler: Ray ships one byte string
@@ -95,13 +97,14 @@ class NodeOutcome:
                 self.output_text,
                 [(p.name, p.step, p.value, p.time, p.error, p.meta) for p in self.metrics],
                 self.inputs_text,
+                self.host,
             ),
             protocol=5,
         )
 
     @classmethod
     def from_wire(cls, wire: bytes) -> NodeOutcome:
-        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp = (
+        nid, start, end, stdout, stderr, ray_node, blob, error, sub, slurm, text, pts, inp, host = (
             pickle.loads(wire)
         )
         return cls(
@@ -118,6 +121,7 @@ class NodeOutcome:
             output_text=text,
             metrics=[MetricPoint(nid, *p) for p in pts],
             inputs_text=inp,
+            host=host,
         )
 
 
@@ -448,15 +452,36 @@ def _ray_node_id() -> str | None:
     return None
 
 
+_host: list[str] = []
+
+
+def _host_text() -> str:
+    """This machine as "Ran on" shows it: its host name and IP address."""
+    if not _host:
+        import socket
+
+        name = socket.gethostname()
+        try:
+            import ray
+
+            ip = ray.util.get_node_ip_address()
+        except Exception:  # not inside Ray: the name alone
+            ip = ""
+        _host.append(f"{name} ({ip})" if ip and ip != name else name)
+    return _host[0]
+
+
 def execute_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, NodeOutcome]:
     """Run one node where it was scheduled and return ``(value, outcome)``."""
     values = {
         d: v.load() if isinstance(v, PickledValue) else v for d, v in zip(call.dep_ids, dep_values)
     }
-    outcome = NodeOutcome(node_id=call.node_id, start_time=now_iso(), ray_node_id=_ray_node_id())
+    outcome = NodeOutcome(
+        node_id=call.node_id, start_time=now_iso(), ray_node_id=_ray_node_id(), host=_host_text()
+    )
     lease = SecretLease(call.template.grant)
     out, err = _Tee(_unrouted(sys.stdout), lease), _Tee(_unrouted(sys.stderr), lease)
-    progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id)
+    progress.begin(call.dispatch_id, call.node_id, out, err, outcome.ray_node_id, outcome.host)
     try:
         with (
             _Captured(out, err),

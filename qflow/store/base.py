@@ -237,6 +237,7 @@ NODE_FIELDS = (
     "executor",
     "slurm_job_id",
     "inputs_text",
+    "host",
 )
 
 
@@ -409,7 +410,7 @@ class ResultStore(abc.ABC):
     @abc.abstractmethod
     def get_node_states(self, dispatch_id: str) -> list[tuple[Any, ...]]:
         """``(node_id, status, start_time, end_time, ray_node_id, slurm_job_id,
-        sublattice_id)`` per node, by node id: what changes while a dispatch runs."""
+        sublattice_id, host)`` per node, by node id: what changes while a dispatch runs."""
 
     @abc.abstractmethod
     def children(self, dispatch_id: str) -> list[dict[str, Any]]:

@@ -814,7 +814,7 @@ class SQLiteStore(ResultStore):
         """Record that a node has started (``start_time``, ``ray_node_id``,
         ``inputs_text``) and what it printed so far (``stdout``, ``stderr``), only while
         its row still says RUNNING: a finished node's record is never overwritten."""
-        allowed = {"start_time", "ray_node_id", "inputs_text", "stdout", "stderr"}
+        allowed = {"start_time", "ray_node_id", "host", "inputs_text", "stdout", "stderr"}
         if not fields or not set(fields) <= allowed:
             raise StoreError(f"note_progress sets {sorted(allowed)}; got {sorted(fields)}.")
         sets = ", ".join(f"{k} = :{k}" for k in fields)
@@ -835,7 +835,7 @@ class SQLiteStore(ResultStore):
             tuple(r)
             for r in self._read(
                 "SELECT node_id, status, start_time, end_time, ray_node_id, slurm_job_id, "
-                "sublattice_id FROM nodes WHERE dispatch_id = ? AND kind != 'parameter' "
+                "sublattice_id, host FROM nodes WHERE dispatch_id = ? AND kind != 'parameter' "
                 "ORDER BY node_id",
                 (dispatch_id,),
             )

@@ -83,6 +83,7 @@ def node_summary(row: dict[str, Any]) -> dict[str, Any]:
         "end_time": row.get("end_time"),
         "runtime_s": _seconds(row.get("start_time"), row.get("end_time")),
         "ray_node_id": row.get("ray_node_id"),
+        "host": row.get("host"),
         "sublattice_id": row.get("sublattice_id"),
         # How deep this sublattice nests (1: a child of a top-level dispatch).
         "sublattice_depth": (
@@ -195,6 +196,7 @@ STATE_COLUMNS = (
     "ray_node_id",
     "slurm_job_id",
     "sublattice_id",
+    "host",
 )
 
 
@@ -263,6 +265,7 @@ _CSV_COLUMNS = (
     "runtime_s",
     "executor",
     "ray_node_id",
+    "host",
     "slurm_job_id",
     "sublattice_id",
     "output_text",

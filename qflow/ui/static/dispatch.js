@@ -175,33 +175,73 @@
     return queued(n) ? "RUNNING (handed to Ray: queued, or started under a second ago)" : n.status;
   }
 
-  function drawTimeline() {
+  // The timeline's window in ms from the first start: null shows everything. The wheel
+  // zooms around the pointer; the buttons zoom, fit, or zoom to the failed nodes.
+  let span = null;
+  function timelineRows() {
     // Failed nodes first (pinned), then by start: a failure among hundreds is in view.
-    const rows = d.nodes.filter(n => n.start_time && n.kind !== "parameter").sort((a, b) =>
+    return d.nodes.filter(n => n.start_time && n.kind !== "parameter").sort((a, b) =>
       (b.status === "FAILED") - (a.status === "FAILED") || new Date(a.start_time) - new Date(b.start_time));
-    const box = document.getElementById("timeline");
-    if (!rows.length) { box.innerHTML = `<p class="muted">No node has started yet.</p>`; return; }
+  }
+  function timelineTimes(rows) {
     const t0 = Math.min(...rows.map(n => +new Date(n.start_time)));
     const t1 = Math.max(...rows.map(n => n.end_time ? +new Date(n.end_time) : Date.now()));
-    const span = Math.max(t1 - t0, 1), width = 900, rowH = 18, left = 220, top = 24, right = 14;
-    const ticks = niceTicks(0, span / 1000);
-    const end = ticks[ticks.length - 1] * 1000;
-    const X = ms => left + ms / end * (width - left - right);
+    return {t0, total: Math.max(t1 - t0, 1)};
+  }
+  const TL = {width: 900, left: 220, right: 14};
+
+  function drawTimeline() {
+    const rows = timelineRows();
+    const box = document.getElementById("timeline");
+    if (!rows.length) { box.innerHTML = `<p class="muted">No node has started yet.</p>`; return; }
+    const {t0, total} = timelineTimes(rows);
+    const from = span ? span[0] : 0, to = span ? span[1] : total;
+    const {width, left, right} = TL, rowH = 18, top = 24;
+    const ticks = niceTicks(from / 1000, to / 1000).filter(t => t * 1000 >= from - 1e-6);
+    const lo = span ? from : 0, hi = span ? to : ticks[ticks.length - 1] * 1000;
+    const X = ms => left + (ms - lo) / (hi - lo) * (width - left - right);
+    const shown = ticks.filter(t => t * 1000 <= hi + 1e-6);
     // The last label ends at the axis's end, so it is never cut off.
-    const axis = ticks.map((t, i) => `<line x1="${X(t * 1000)}" x2="${X(t * 1000)}" y1="${top - 4}" y2="${top + rows.length * rowH}" class="tgrid"/>` +
-      `<text x="${X(t * 1000)}" y="${top - 8}" class="ttick" text-anchor="${i === ticks.length - 1 ? "end" : "middle"}">${fmtSeconds(t)}</text>`).join("");
+    const axis = shown.map((t, i) => `<line x1="${X(t * 1000)}" x2="${X(t * 1000)}" y1="${top - 4}" y2="${top + rows.length * rowH}" class="tgrid"/>` +
+      `<text x="${X(t * 1000)}" y="${top - 8}" class="ttick" text-anchor="${i === shown.length - 1 ? "end" : "middle"}">${fmtSeconds(t)}</text>`).join("");
     const bars = rows.map((n, i) => {
       const s = +new Date(n.start_time) - t0, e = (n.end_time ? +new Date(n.end_time) : Date.now()) - t0;
-      const x = X(s), w = Math.max(X(e) - x, 3), y = top + i * rowH;
-      const where = (n.ray_node_id ? ` on Ray node ${n.ray_node_id.slice(0, 8)}` : "") +
+      const y = top + i * rowH, label = `<text x="4" y="${y + 13}">${n.status === "FAILED" ? "\u2716 " : ""}${esc(n.name)} (${n.node_id})</text>`;
+      if (e < lo || s > hi) return `<g class="s-${n.status}" data-node="${n.node_id}">${label}</g>`;
+      const x = X(Math.max(s, lo)), w = Math.max(X(Math.min(e, hi)) - x, 3);
+      const where = (n.host ? ` on ${n.host}` : n.ray_node_id ? ` on Ray node ${n.ray_node_id.slice(0, 8)}` : "") +
         (n.slurm_job_id ? ` in Slurm job ${n.slurm_job_id}` : "");
-      return `<g class="s-${n.status}" data-node="${n.node_id}"><text x="4" y="${y + 13}">${n.status === "FAILED" ? "\u2716 " : ""}${esc(n.name)} (${n.node_id})</text>
+      return `<g class="s-${n.status}" data-node="${n.node_id}">${label}
         <rect x="${x}" y="${y + 3}" width="${w}" height="${rowH - 6}"><title>${esc(n.name)} (${n.node_id}) ${STATUS_WORDS[n.status] || n.status}: ${fmtSeconds((e - s) / 1000)}${esc(where)}</title></rect></g>`;
     }).join("");
     const failed = rows.filter(n => n.status === "FAILED").length;
-    box.innerHTML = `<p class="muted">from ${fmtTime(new Date(t0).toISOString())}, ${fmtSeconds(span / 1000)} in all` +
-      (failed ? `; <span class="fail-count">${failed} failed, listed first</span>` : "") + `</p>
+    box.innerHTML = `<p class="muted tl-bar"><span>from ${fmtTime(new Date(t0).toISOString())}, ${fmtSeconds(total / 1000)} in all` +
+      (span ? `; showing ${fmtSeconds(from / 1000)} to ${fmtSeconds(to / 1000)}` : "") +
+      (failed ? `; <span class="fail-count">${failed} failed, listed first</span>` : "") + `</span>
+      <button data-zoom="in" title="Zoom in (or turn the wheel over the chart)">+</button><button data-zoom="out" title="Zoom out">\u2212</button><button data-zoom="fit">Fit</button>` +
+      (failed ? `<button data-zoom="failed">Zoom to failures</button>` : "") + `</p>
       <svg class="gantt" width="${width}" height="${top + rows.length * rowH + 6}"><g class="taxis">${axis}</g>${bars}</svg>`;
+  }
+
+  function zoomTimeline(how, atFraction) {
+    const rows = timelineRows();
+    if (!rows.length) return;
+    const {t0, total} = timelineTimes(rows);
+    const [from, to] = span || [0, total];
+    if (how === "fit") span = null;
+    else if (how === "failed") {
+      const bad = rows.filter(n => n.status === "FAILED");
+      const s = Math.min(...bad.map(n => +new Date(n.start_time) - t0));
+      const e = Math.max(...bad.map(n => (n.end_time ? +new Date(n.end_time) : Date.now()) - t0));
+      const pad = Math.max((e - s) * 0.1, 5);
+      span = [Math.max(0, s - pad), Math.min(total, e + pad)];
+    } else {
+      const k = how === "in" ? 0.5 : 2, f = atFraction ?? 0.5, at = from + (to - from) * f;
+      const w = Math.min(total, Math.max((to - from) * k, 5));
+      const start = Math.min(Math.max(0, at - w * f), total - w);
+      span = w >= total ? null : [start, start + w];
+    }
+    drawTimeline();
   }
 
   async function showNode(nid) {
@@ -214,7 +254,7 @@
     document.getElementById("node").innerHTML = `<h2>${esc(n.name)} <span class="muted">(${n.node_id})</span></h2>
       <p>${chip(n.status)} <span class="muted">${esc(n.kind)}${n.sublattice_depth ? `, nested ${n.sublattice_depth} deep` : ""}</span>${queued(n) ? ` <span class="muted">handed to Ray; not started yet, or started under a second ago</span>` : ""}</p>${sub}
       <dl><dt>Executor</dt><dd>${esc(n.executor || "—")}${n.slurm_job_id ? ` (Slurm job ${esc(n.slurm_job_id)})` : ""}</dd><dt>Started</dt><dd>${fmtTime(n.start_time) || "\u2014"}</dd><dt>Ended</dt><dd>${fmtTime(n.end_time) || "\u2014"}</dd>
-      <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd class="mono">${esc(n.ray_node_id || "\u2014")}</dd></dl>
+      <dt>Runtime</dt><dd>${fmtSeconds(n.runtime_s) || "\u2014"}</dd><dt>Ran on</dt><dd id="ran-on" title="${n.ray_node_id ? "Ray node " + esc(n.ray_node_id) : ""}">${esc(n.host || (n.ray_node_id ? "Ray node " + n.ray_node_id.slice(0, 12) : "\u2014"))}</dd></dl>
       <h3>Inputs</h3><pre class="out">${esc(n.inputs_text ?? "")}</pre>
       <h3>Output</h3><pre class="out">${esc(n.output_text ?? "")}</pre>
       ${n.error ? `<h3>Error</h3><pre class="error">${esc(n.error)}</pre>` : ""}
@@ -338,7 +378,7 @@
       for (const row of st.nodes) {
         const n = byId.get(row[0]);
         if (!n) continue;
-        const [, status, start, end, ray, slurm, sub] = row;
+        const [, status, start, end, ray, slurm, sub, host] = row;
         if (n.node_id === selected && status === "RUNNING") selectedChanged = true;  // live tail
         if (n.status !== status || n.start_time !== start || n.end_time !== end ||
             n.sublattice_id !== sub) {
@@ -346,7 +386,7 @@
           if (n.node_id === selected) selectedChanged = true;
           const g = document.querySelector(`#graph .node[data-node="${n.node_id}"]`);
           Object.assign(n, {status, start_time: start, end_time: end, ray_node_id: ray,
-                            slurm_job_id: slurm, sublattice_id: sub});
+                            slurm_job_id: slurm, sublattice_id: sub, host});
           if (g) {
             g.setAttribute("class", g.getAttribute("class").replace(/\bs-\w+/, "s-" + status));
             g.classList.toggle("queued", queued(n));
@@ -410,10 +450,21 @@
     ev.preventDefault();
     focusNode(+a.dataset.fail);
   });
-  document.getElementById("timeline").addEventListener("click", ev => {
+  const timeline = document.getElementById("timeline");
+  timeline.addEventListener("click", ev => {
+    const b = ev.target.closest("[data-zoom]");
+    if (b) { zoomTimeline(b.dataset.zoom); return; }
     const g = ev.target.closest("[data-node]");
     if (g) showNode(+g.dataset.node);
   });
+  timeline.addEventListener("wheel", ev => {
+    const svg = timeline.querySelector("svg.gantt");
+    if (!svg || !svg.contains(ev.target)) return;
+    ev.preventDefault();
+    const rect = svg.getBoundingClientRect();
+    const f = Math.min(Math.max((ev.clientX - rect.left - TL.left) / (TL.width - TL.left - TL.right), 0), 1);
+    zoomTimeline(ev.deltaY > 0 ? "out" : "in", f);
+  }, {passive: false});
   document.querySelectorAll(".tabs button").forEach(b => b.addEventListener("click", () => {
     document.querySelectorAll(".tabs button").forEach(x => x.classList.toggle("on", x === b));
     document.getElementById("graph").hidden = b.dataset.tab !== "graph";
