@@ -71,6 +71,7 @@ def log_metric(
     error: float | None = None,
     unit: str | None = None,
     x: str | None = None,
+    y: str | None = None,
     chart: str | None = None,
     reference: bool = False,
 ) -> None:
@@ -87,6 +88,7 @@ def log_metric(
         error: the value's standard error, drawn as an error bar.
         unit: the value's unit, e.g. ``"Ha"``, shown on the chart's axis.
         x: what ``step`` is, with its unit, e.g. ``"R (Å)"`` (default "step").
+        y: what the values are, for the y axis (default: the chart's name).
         chart: the chart to draw it on, to share one with other metrics (default: a
             chart of its own, called ``name``).
         reference: a reference value (an exact energy), drawn as a dashed line across
@@ -110,7 +112,7 @@ def log_metric(
         raise QflowInputError(f"The step of metric {name!r} is a number or None; got {step!r}.")
     if error is not None:
         error = _finite(f"The error of metric {name!r}", error)
-    texts = {"unit": unit, "x": x, "chart": chart}
+    texts = {"unit": unit, "x": x, "y": y, "chart": chart}
     for key, text in texts.items():
         if text is not None and not isinstance(text, str):
             raise QflowInputError(f"{key}= of metric {name!r} is text or None; got {text!r}.")

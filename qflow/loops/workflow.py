@@ -120,18 +120,20 @@ def run_chunk(
     return cast(dict[str, Any], out)
 
 
-def _convergence_chart(spec: LoopSpec) -> tuple[str | None, str | None]:
-    """The chart a loop's costs are drawn on, and their unit: "energy convergence"
-    in Ha for a VQE (its ``about``), or the cost's own chart."""
+def _convergence_chart(spec: LoopSpec) -> dict[str, Any]:
+    """How a loop's costs are charted: on "energy convergence", in Ha, for a VQE (its
+    ``about``); on the cost's own chart otherwise."""
     about = spec.inputs.get("about") or {}
     quantity = about.get("quantity")
-    return (f"{quantity} convergence" if quantity else None), about.get("unit")
+    if not quantity:
+        return {"chart": "cost"}
+    return {"chart": f"{quantity} convergence", "y": quantity, "unit": about.get("unit")}
 
 
 def _log_costs(spec: LoopSpec, costs: list[float], first_step: int) -> None:
-    chart, unit = _convergence_chart(spec)
+    chart = _convergence_chart(spec)
     for i, cost in enumerate(costs):  # charted live by `qflow ui`
-        log_metric("cost", cost, step=first_step + i, unit=unit, chart=chart)
+        log_metric("cost", cost, step=first_step + i, **chart)
 
 
 @electron(num_cpus=0)
@@ -151,19 +153,12 @@ def close_loop(spec: LoopSpec, last_state: dict[str, Any]) -> LoopSummary:
         summary = dataclasses.replace(summary, found=dict(found))
     # Beside the costs on their chart: the final value (with its error bar, with
     # shots) and the exact value as a line, when the loop knows it.
-    chart, unit = _convergence_chart(spec)
+    chart = _convergence_chart(spec)
     if summary.final_cost is not None:
-        log_metric(
-            "final",
-            summary.final_cost,
-            step=summary.steps,
-            error=summary.stderr,
-            unit=unit,
-            chart=chart or "cost",
-        )
+        log_metric("final", summary.final_cost, step=summary.steps, error=summary.stderr, **chart)
     exact = summary.about.get("exact")
     if exact is not None:
-        log_metric("exact", float(exact), step=0, unit=unit, chart=chart or "cost", reference=True)
+        log_metric("exact", float(exact), step=0, reference=True, **chart)
     return summary
 
 

@@ -290,6 +290,9 @@ def test_metrics_json_gathers_sublattices(client, tag):
         (2.0, -0.75),
     ]
     assert {data["dispatch_names"][p["dispatch_id"]] for p in points} == {"one_point"}
+    assert {p["error"] for p in points} == {0.01}
+    assert data["meta"]["energy"] == {"unit": "Ha", "x": "R (Å)", "chart": "energy"}
+    assert data["meta"]["exact energy"]["chart"] == "energy"
     assert client.get("/api/dispatches/nope/metrics").status_code == 404
 
 

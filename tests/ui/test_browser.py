@@ -337,19 +337,34 @@ def test_charts_of_a_variational_loop_and_a_sweep(page, server):
         qml.RY(p[1], wires=0)
         return qml.expval(qml.PauliZ(0))
 
-    loop = minimize(circuit, [0.3, 0.2], wires=1, steps=30, pack=10)
+    loop = minimize(
+        circuit,
+        [0.3, 0.2],
+        wires=1,
+        steps=30,
+        pack=10,
+        about={"quantity": "energy", "unit": "Ha", "exact": -1.0},
+        report=lambda params, cost: {"answer": 42},
+    )
+    assert loop.found == {"answer": 42}
     page.goto(f"{server}/dispatch/{loop.dispatch_id}")
-    chart = page.locator("figure.chart[data-metric='cost']")
+    chart = page.locator("figure.chart[data-metric='energy convergence']")
     chart.wait_for()
     assert chart.locator("path.line").count() == 1 and chart.locator("path.best").count() == 1
-    assert "30 values" in chart.inner_text()
-    # The loop's result in one line, above everything else.
+    assert "31 values" in chart.inner_text()  # 30 steps and the final value
+    assert chart.locator("line.reference").count() == 1  # the exact value, across
+    assert "exact -1.0000000 Ha" in chart.locator(".legend").inner_text()
+    # The loop's result in one line, above everything else, with what its report found.
     summary = page.locator("#summary").inner_text()
-    assert summary.startswith("final cost -")
-    assert summary.endswith("30 steps")
-    # Axis titles, round ticks, and every label inside the chart (none clipped).
+    assert summary.startswith("energy -") and "(exact -1.000000 Ha, error" in summary
+    assert summary.endswith("30 steps; answer 42")
+    # Its inputs, as a researcher reads them: not the loop's internals.
+    inputs = page.locator("#inputs").inner_text()
+    assert inputs.startswith("backend lightning.qubit, exact expectation values")
+    assert "up to 30 steps in chunks of 10" in inputs and "LoopSpec" not in inputs
+    # Axis titles with the unit, round ticks, and every label inside the chart.
     titles = chart.locator("text.axis-title").all_text_contents()
-    assert titles == ["step", "cost"]
+    assert titles == ["step", "energy (Ha)"]
     ticks = chart.locator("text.tick").all_text_contents()
     assert "0.000" not in ticks and any(t.startswith("-") for t in ticks)
     inside = chart.evaluate(
@@ -367,8 +382,16 @@ def test_charts_of_a_variational_loop_and_a_sweep(page, server):
     page.goto(f"{server}/dispatch/{dispatch_id}")
     chart = page.locator("figure.chart[data-metric='energy']")
     chart.wait_for()
-    assert chart.locator("path.line").count() == 1  # one curve across the five points
-    assert chart.locator("circle").count() == 5
+    # Energy and exact energy on one chart against R: a curve each across the points.
+    assert chart.locator("path.line").count() == 2
+    assert chart.locator("circle").count() == 10
+    assert chart.locator("path.errbar").count() == 5
+    titles = chart.locator("text.axis-title").all_text_contents()
+    assert titles == ["R (Å)", "energy (Ha)"]
+    # ... and as a table of points, with the error against the exact value in mHa.
+    rows = chart.locator("table.points tbody tr")
+    assert rows.count() == 5
+    assert rows.first.locator("td").all_text_contents() == ["1", "-0.750000", "-0.752000", "2.000"]
     page.screenshot(path=str(ARTIFACTS / "metrics-sweep.png"), full_page=True)
 
 

@@ -326,13 +326,13 @@
       if (s.pts.length >= 3 && xTitle === "step") best = `<path class="best" stroke="${c}" d="${s.pts.map((p, j) => { low = Math.min(low, p.value); return `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(low).toFixed(1)}`; }).join("")}"/>`;
       const bars = s.pts.filter(p => p.error).map(p => `<path class="errbar" stroke="${c}" d="M${X(p.step) - 4},${Y(p.value - p.error)}H${X(p.step) + 4}M${X(p.step)},${Y(p.value - p.error)}V${Y(p.value + p.error)}M${X(p.step) - 4},${Y(p.value + p.error)}H${X(p.step) + 4}"/>`).join("");
       const dots = s.pts.length <= 60 ? s.pts.map(p => `<circle cx="${X(p.step)}" cy="${Y(p.value)}" r="2.5" fill="${c}"><title>${esc(s.label || s.name)}, ${esc(xTitle)} ${p.step}: ${p.value}${p.error ? " \u00b1 " + p.error : ""}${esc(u)}</title></circle>`).join("") : "";
-      return `<path class="line" stroke="${c}" d="${path}"/>${best}${bars}${dots}`;
+      return `${s.pts.length > 1 ? `<path class="line" stroke="${c}" d="${path}"/>` : ""}${best}${bars}${dots}`;
     }).join("") + lines.map(l => `<line class="reference" x1="${left}" x2="${W - right}" y1="${Y(l.value)}" y2="${Y(l.value)}"><title>${esc(l.name)}: ${l.value}${esc(u)}</title></line>`).join("");
     const legend = series.slice(0, 8).map((s, i) => `<span style="color:${COLORS[i % COLORS.length]}">\u25cf ${esc(s.label || s.name)}</span>`).join(" ") +
       (series.length > 8 ? ` +${series.length - 8} more` : "") +
       lines.map(l => ` <span class="ref-key">\u2504 ${esc(l.name)} ${l.value.toPrecision(8)}${esc(u)}</span>`).join("");
     const values = all.map(p => p.value), count = values.length;
-    const yTitle = title + (unit ? ` (${unit})` : "");
+    const yTitle = (info.y || title) + (unit ? ` (${unit})` : "");
     return `<figure class="chart" data-metric="${esc(title)}"><figcaption><b>${esc(title)}</b> <span class="muted">${count} values${count ? `, lowest ${Math.min(...values).toPrecision(8)}${esc(u)}` : ""}</span></figcaption>
       <svg width="${W}" height="${H}" role="img" aria-label="${esc(yTitle)} against ${esc(xTitle)}">${grid}
       <line x1="${left}" y1="${H - bottom}" x2="${W - right}" y2="${H - bottom}" class="axis"/><line x1="${left}" y1="${top}" x2="${left}" y2="${H - bottom}" class="axis"/>
