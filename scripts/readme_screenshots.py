@@ -1,6 +1,8 @@
-"""Make the README's screenshots: a VQE dispatch's page and the dispatch list.
+"""Make the README's screenshots: a VQE dispatch's page and the dispatch list (and the
+pages of a QAOA with restarts and an H2 scan).
 
-Runs a small H2 VQE and a failing fan-out in a fresh ``QFLOW_HOME``, serves the UI on
+Runs a small H2 VQE, a QAOA, a scan and a failing fan-out in a fresh ``QFLOW_HOME``,
+serves the UI on
 loopback and photographs it with Debian's Chromium (see ``scripts/ensure_chromium.py``).
 
 Usage: python scripts/readme_screenshots.py [--out docs]
@@ -33,7 +35,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     import qflow
-    from qflow.algorithms import Molecule, vqe
+    from qflow.algorithms import Molecule, qaoa_maxcut, scan_h2, vqe
     from qflow.runtime.process import current
     from qflow.ui.app import create_app
     from qflow.ui.security import Guard
@@ -49,6 +51,9 @@ def main() -> None:
         return [energy_at(i) for i in range(n)]
 
     res = vqe(Molecule.h2(), steps=40, pack=10, tags=["h2", "sto-3g"])
+    ring = [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 3)]
+    qaoa = qaoa_maxcut(ring, p=2, steps=40, restarts=2, seed=1)
+    scan = scan_h2([0.6, 0.74, 1.0], steps=30, plot=None)
     qflow.get_result(qflow.dispatch(survey)(60), wait=True)
 
     with socket.socket() as s:
@@ -75,9 +80,13 @@ def main() -> None:
         page.goto(f"{base}/dispatch/{res.dispatch_id}")
         page.wait_for_selector("figure.chart")
         page.screenshot(path=str(out / "vqe-page.png"), full_page=True)
+        for name, dispatch_id in (("qaoa", qaoa.dispatch_id), ("scan", scan.dispatch_id)):
+            page.goto(f"{base}/dispatch/{dispatch_id}")
+            page.wait_for_selector("figure.chart")
+            page.screenshot(path=str(out / f"{name}-page.png"), full_page=True)
         browser.close()
     server.should_exit = True
-    print(f"wrote {out / 'list-page.png'} and {out / 'vqe-page.png'}")
+    print(f"wrote list-page.png, vqe-page.png, qaoa-page.png and scan-page.png in {out}")
 
 
 if __name__ == "__main__":

@@ -297,15 +297,26 @@
       const groups = {};
       for (const p of m.metrics[name]) (groups[p.dispatch_id] = groups[p.dispatch_id] || []).push(p);
       let mine = Object.entries(groups).map(([did, pts]) => ({dispatch: m.dispatch_names[did] || did, pts}));
-      if (mine.length > 1 && mine.every(s => s.pts.length === 1)) mine = [{dispatch: "", pts: m.metrics[name].slice()}];
+      // One value per dispatch against a coordinate (a scan's energy per point): one curve.
+      const across = (meta[name] || {}).x || !(meta[name] || {}).chart;
+      if (across && mine.length > 1 && mine.every(s => s.pts.length === 1)) mine = [{dispatch: "", pts: m.metrics[name].slice()}];
       for (const s of mine) series.push({name, dispatch: s.dispatch, pts: s.pts});
     }
-    const several = new Set(series.map(s => s.dispatch)).size > 1;
+    // Several loops on one chart (a scan's points, a QAOA's starts): a colour per loop,
+    // its costs a line, its final value a dot; otherwise a colour per metric.
+    const dispatches = [...new Set(series.map(s => s.dispatch))], several = dispatches.length > 1;
+    const keys = several ? dispatches : curves;
     for (const s of series) {
       s.pts.sort((a, b) => a.step - b.step);
-      s.label = [curves.length > 1 || !several ? s.name : "", several ? s.dispatch : ""].filter(Boolean).join(" \u00b7 ");
+      s.color = COLORS[keys.indexOf(several ? s.dispatch : s.name) % COLORS.length];
+      s.label = several ? s.dispatch : s.name;
     }
-    const lines = refs.map(n => { const pts = m.metrics[n]; return {name: n, value: pts[pts.length - 1].value}; });
+    const lines = refs.flatMap(n => {
+      const groups = {};
+      for (const p of m.metrics[n]) groups[m.dispatch_names[p.dispatch_id] || p.dispatch_id] = p.value;
+      return Object.entries(groups).map(([dispatch, value]) => ({name: n, dispatch, value,
+        color: several && dispatches.includes(dispatch) ? COLORS[dispatches.indexOf(dispatch) % COLORS.length] : "#111"}));
+    });
     const all = series.flatMap(s => s.pts), W = 620, H = 300;
     const xs = all.map(p => p.step), ys = all.flatMap(p => p.error ? [p.value - p.error, p.value + p.error] : [p.value]).concat(lines.map(l => l.value));
     if (!xs.length) xs.push(0, 1);
@@ -319,18 +330,20 @@
     const grid = yt.map((v, i) => `<line x1="${left}" x2="${W - right}" y1="${Y(v)}" y2="${Y(v)}" class="grid"/><text x="${left - 6}" y="${Y(v) + 3}" class="tick" text-anchor="end">${yLabels[i]}</text>`).join("") +
       xt.map((v, i) => `<line x1="${X(v)}" x2="${X(v)}" y1="${H - bottom}" y2="${H - bottom + 4}" class="axis"/><text x="${X(v)}" y="${H - bottom + 16}" class="tick" text-anchor="middle">${xLabels[i]}</text>`).join("");
     const u = unit ? " " + unit : "";
-    const drawn = series.map((s, i) => {
-      const c = COLORS[i % COLORS.length];
+    const drawn = series.map(s => {
+      const c = s.color;
       const path = s.pts.map((p, j) => `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(p.value).toFixed(1)}`).join("");
       let best = "", low = Infinity;
       if (s.pts.length >= 3 && xTitle === "step") best = `<path class="best" stroke="${c}" d="${s.pts.map((p, j) => { low = Math.min(low, p.value); return `${j ? "L" : "M"}${X(p.step).toFixed(1)},${Y(low).toFixed(1)}`; }).join("")}"/>`;
       const bars = s.pts.filter(p => p.error).map(p => `<path class="errbar" stroke="${c}" d="M${X(p.step) - 4},${Y(p.value - p.error)}H${X(p.step) + 4}M${X(p.step)},${Y(p.value - p.error)}V${Y(p.value + p.error)}M${X(p.step) - 4},${Y(p.value + p.error)}H${X(p.step) + 4}"/>`).join("");
       const dots = s.pts.length <= 60 ? s.pts.map(p => `<circle cx="${X(p.step)}" cy="${Y(p.value)}" r="2.5" fill="${c}"><title>${esc(s.label || s.name)}, ${esc(xTitle)} ${p.step}: ${p.value}${p.error ? " \u00b1 " + p.error : ""}${esc(u)}</title></circle>`).join("") : "";
       return `${s.pts.length > 1 ? `<path class="line" stroke="${c}" d="${path}"/>` : ""}${best}${bars}${dots}`;
-    }).join("") + lines.map(l => `<line class="reference" x1="${left}" x2="${W - right}" y1="${Y(l.value)}" y2="${Y(l.value)}"><title>${esc(l.name)}: ${l.value}${esc(u)}</title></line>`).join("");
-    const legend = series.slice(0, 8).map((s, i) => `<span style="color:${COLORS[i % COLORS.length]}">\u25cf ${esc(s.label || s.name)}</span>`).join(" ") +
-      (series.length > 8 ? ` +${series.length - 8} more` : "") +
-      lines.map(l => ` <span class="ref-key">\u2504 ${esc(l.name)} ${l.value.toPrecision(8)}${esc(u)}</span>`).join("");
+    }).join("") + lines.map(l => `<line class="reference" style="stroke:${l.color}" x1="${left}" x2="${W - right}" y1="${Y(l.value)}" y2="${Y(l.value)}"><title>${esc(l.name)}${several ? ", " + esc(l.dispatch) : ""}: ${l.value}${esc(u)}</title></line>`).join("");
+    const entries = new Map(series.map(s => [s.label, s.color]));
+    const legend = [...entries].slice(0, 8).map(([label, c]) => `<span style="color:${c}">\u25cf ${esc(label)}</span>`).join(" ") +
+      (entries.size > 8 ? ` +${entries.size - 8} more` : "") +
+      (several ? (lines.length ? ` <span class="ref-key">\u2504 ${esc(lines[0].name)} (each loop's, in its colour)</span>` : "")
+        : lines.map(l => ` <span class="ref-key">\u2504 ${esc(l.name)} ${l.value.toPrecision(8)}${esc(u)}</span>`).join(""));
     const values = all.map(p => p.value), count = values.length;
     const yTitle = (info.y || title) + (unit ? ` (${unit})` : "");
     return `<figure class="chart" data-metric="${esc(title)}"><figcaption><b>${esc(title)}</b> <span class="muted">${count} values${count ? `, lowest ${Math.min(...values).toPrecision(8)}${esc(u)}` : ""}</span></figcaption>
