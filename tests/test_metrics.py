@@ -1,5 +1,6 @@
 """qflow.log_metric: recorded with the node, also when it fails, and refused clearly."""
 
+import json
 import math
 
 import numpy as np
@@ -83,3 +84,23 @@ def test_bad_values_fail_the_node_with_the_reason(value):
 def test_outside_an_electron_is_an_error():
     with pytest.raises(QflowInputError, match="inside an @qflow.electron"):
         qflow.log_metric("x", 1.0)
+
+
+def test_chart_settings_are_checked_before_anything_is_recorded():
+    """error=, unit= and the other chart settings are refused clearly when wrong."""
+    from qflow.core.metrics import collecting, log_metric
+
+    with collecting(0) as points:
+        with pytest.raises(QflowInputError, match="The error of metric 'e' takes a finite"):
+            log_metric("e", 1.0, error=float("nan"))
+        with pytest.raises(QflowInputError, match="unit= of metric 'e' is text or None"):
+            log_metric("e", 1.0, unit=3)
+        log_metric("e", 1.0, step=2, error=0.1, unit="Ha", x="R (Å)", chart="E", reference=True)
+    assert len(points) == 1
+    assert points[0].error == 0.1
+    assert json.loads(points[0].meta) == {
+        "unit": "Ha",
+        "x": "R (Å)",
+        "chart": "E",
+        "reference": True,
+    }

@@ -35,8 +35,17 @@ def test_triangle_and_bad_input():
     """A triangle's best cut is 2; bad graphs and depths are refused clearly."""
     triangle = qaoa_maxcut([(0, 1), (1, 2), (2, 0)], p=1, steps=20, pack=20, tags=["tri"])
     assert triangle.best_cut == 2
-    # Its dispatch says what it is.
+    # Its dispatch says what it is, and its page what it found (on a worker, once the
+    # loop ended: the same bitstring this result carries).
     assert qflow.get_result(triangle.dispatch_id).lattice_name == "QAOA max-cut 3 nodes p=1"
+    from qflow.runtime.process import current
+    from qflow.ui.views import dispatch_view
+
+    view = dispatch_view(current().store, triangle.dispatch_id, with_layout=False)
+    assert (
+        f"best cut 2 of 2; bitstring {triangle.bitstring}; approximation ratio" in (view["summary"])
+    )
+    assert view["inputs_text"].startswith("problem max-cut of 3 nodes and 3 edges")
     with pytest.raises(QflowInputError, match="p \\(the QAOA depth\\) must be an int >= 1"):
         qaoa_maxcut([(0, 1)], p=0)
     with pytest.raises(QflowInputError, match="Label the graph's nodes 0..n-1"):

@@ -79,6 +79,18 @@ def test_scan_table_and_plot(tmp_path):
     assert qflow.get_result(res.dispatch_id).lattice_name == (
         "scan H2 R 1.2-2 Bohr sto-3g, 2 points"
     )
+    # Its page: a line per point, named by its bond length, and inputs in words.
+    from qflow.runtime.process import current
+    from qflow.ui.views import dispatch_view
+
+    view = dispatch_view(current().store, res.dispatch_id, with_layout=False)
+    lines = view["summary"].splitlines()
+    assert [line.split(":")[0] for line in lines] == ["R = 1.2 Bohr", "R = 2 Bohr"]
+    assert all("within chemical accuracy" in line for line in lines)
+    assert view["inputs_text"].splitlines()[:2] == [
+        "molecule H2, basis sto-3g, charge 0, multiplicity 1",
+        "R (Bohr): 1.2, 2 (2 points)",
+    ]
 
 
 class TestExactReference:

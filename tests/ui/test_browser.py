@@ -4,6 +4,7 @@ dispatch followed live, a node's stdout, a sublattice and back, and a cancel.
 Screenshots go to tests/artifacts/ (ignored by git).
 """
 
+import re
 import socket
 import subprocess
 import sys
@@ -217,6 +218,12 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
         "(document.querySelector('#node h2') || {}).textContent?.includes('(3)')"
     )
     assert "step 1: working for 3 s" in page.locator("#stdout").inner_text()
+    # Where it ran: the host's name and address, the Ray node id in the tooltip.
+    import socket
+
+    ran_on = page.locator("#ran-on")
+    assert ran_on.inner_text().startswith(socket.gethostname())
+    assert ran_on.get_attribute("title").startswith("Ray node ")
     assert (
         "UTC" in page.locator(".node-panel dl").inner_text()
         or "GMT" in page.locator(".node-panel dl").inner_text()
@@ -226,6 +233,16 @@ def test_a_dispatch_followed_live_and_a_nodes_stdout(page, server):
     ticks = page.locator("#timeline .ttick").all_text_contents()
     assert len(ticks) >= 3 and ticks[0] == "0 ms" and ticks[-1].endswith(" s")  # a time axis
     page.screenshot(path=str(ARTIFACTS / "dispatch-done.png"))
+    # Zoom: in (the wheel or +) shows part of the run, Fit all of it again.
+    page.locator("#timeline [data-zoom='in']").click()
+    assert re.search(
+        r"; showing [0-9.]+ m?s to [0-9.]+ m?s", page.locator("#timeline p").inner_text()
+    )
+    page.locator("#timeline svg.gantt").hover()
+    page.mouse.wheel(0, -100)
+    page.screenshot(path=str(ARTIFACTS / "timeline-zoomed.png"))
+    page.locator("#timeline [data-zoom='fit']").click()
+    assert "showing" not in page.locator("#timeline p").inner_text()
 
 
 def test_into_a_sublattice_and_back(page, server):
