@@ -375,6 +375,10 @@ def test_charts_of_a_variational_loop_and_a_sweep(page, server):
     summary = page.locator("#summary").inner_text()
     assert summary.startswith("energy -") and "(exact -1.000000 Ha, error" in summary
     assert summary.endswith("30 steps; answer 42")
+    # ... which is also its result, the chunks' states folded away below it.
+    result = page.locator("#result")
+    assert result.inner_text().startswith(summary) and "ChunkState" not in result.inner_text()
+    assert result.locator("details summary").inner_text() == "full value"
     # Its inputs, as a researcher reads them: not the loop's internals.
     inputs = page.locator("#inputs").inner_text()
     assert inputs.startswith("backend lightning.qubit, exact expectation values")

@@ -73,7 +73,11 @@
     for (const b of ["cancel", "redispatch", "redispatch-reuse"])
       document.getElementById(b).hidden = Boolean(d.parent_id);
     document.getElementById("inputs").textContent = d.inputs_text || "";
-    document.getElementById("result").textContent = d.status === "COMPLETED" ? (d.result_text || "")
+    // A loop's result as its summary says it; the full value (its chunks' states) folded.
+    const result = document.getElementById("result");
+    if (d.status === "COMPLETED" && d.summary)
+      result.innerHTML = `${esc(d.summary)}<details><summary>full value</summary>${esc(d.result_text || "")}</details>`;
+    else result.textContent = d.status === "COMPLETED" ? (d.result_text || "")
       : d.status === "FAILED" ? "no result (failed)"
       : d.status === "CANCELLED" ? "no result (cancelled)" : "(none yet)";
     document.getElementById("source").textContent = d.source || "(source not available)";
