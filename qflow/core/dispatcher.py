@@ -33,6 +33,7 @@ from qflow.core.graph import (
     Ref,
 )
 from qflow.core.launch import build, record
+from qflow.core.packing import PackPolicy
 from qflow.core.plan import Plan, plan
 from qflow.core.recorder import Recorder
 from qflow.core.status import Status
@@ -200,6 +201,7 @@ class Dispatcher:
         self._refs: dict[int, Any] = {}
         self._placing: threading.Thread | None = None
         self._grants: dict[tuple[str, ...], SecretsGrant] = {}
+        self._packing = PackPolicy(lambda: ray.cluster_resources().get("CPU", 1.0))
 
     # ---------------------------------------------------------------- control
     def abandon(self, timeout: float = 2.0) -> None:
@@ -317,6 +319,8 @@ class Dispatcher:
         node_of: dict[Any, int] = {}
         notify = self._events.put
         blocked: set[int] = set()
+        #: Calls held until their electron's first calls are timed (see packing).
+        held: dict[int, list[int]] = {}
 
         def ref_ready(nid: int) -> None:
             for child in waiters.get(nid, ()):
@@ -352,6 +356,19 @@ class Dispatcher:
                 elif nid in self.reuse:
                     self._reuse(nid)
                     ref_ready(nid)
+                elif (size := self._pack_size(call, ready, running, calls)) is None:
+                    held.setdefault(id(call.template), []).append(nid)  # until timed
+                elif size > 1:
+                    # Ready calls of the same electron, up to its pack size: one task.
+                    members = [nid, *self._pack_mates(ready, calls, call, blocked, size - 1)]
+                    for member, sub in zip(members, self._submit_pack(members, calls)):
+                        if sub is None:
+                            block(member)
+                            continue
+                        running[member] = sub
+                        node_of[sub.done] = member
+                        self.rec.node(member, status=Status.RUNNING)
+                        sub.done.add_done_callback(notify)
                 else:
                     sub = self._submit(call)
                     if sub is None:
@@ -377,6 +394,12 @@ class Dispatcher:
                 if not sub.cancelled:
                     self._cancel_submission(calls[nid], sub, running)
                     self.rec.node(nid, status=Status.CANCELLED, end_time=now_iso())
+            if not running and held:  # nothing left to time them by: run them as they are
+                for kept in held.values():
+                    ready.extend(kept)
+                held.clear()
+                self._packing = PackPolicy(1.0, probes=False)
+                continue
             if not running:
                 break  # whatever is left waits on a node that failed or was cancelled
 
@@ -399,6 +422,8 @@ class Dispatcher:
                 done = node_of.pop(event, None) if event is not None else None
                 if done is not None and done in running:
                     sub = running.pop(done)
+                    if self._learn(calls[done], sub):  # its electron is timed: pack the rest
+                        ready.extend(held.pop(id(calls[done].template), ()))
                     if self._finish_node(done, sub):
                         if done not in self._refs:  # made outside Ray: ref only now
                             self._refs[done] = sub.value_ref
@@ -509,6 +534,84 @@ class Dispatcher:
                 error=f"Electron {call.label} could not be submitted: {exc}",
             )
             return None
+
+    def _pack_size(
+        self,
+        call: TaskCall,
+        ready: collections.deque[int],
+        running: dict[int, Submission],
+        calls: dict[int, TaskCall],
+    ) -> int | None:
+        """Calls to put in ``call``'s task (see :class:`PackPolicy`); None: hold it."""
+
+        def alike() -> int:  # its electron's calls ready or running: packs share them out
+            mine = call.template
+            return (
+                1
+                + sum(1 for n in ready if calls[n].template is mine)
+                + sum(1 for n in running if calls[n].template is mine)
+            )
+
+        return self._packing.size(call, alike)
+
+    def _learn(self, call: TaskCall, sub: Submission) -> bool:
+        """Time a finished call for packing; True when its electron's first timing."""
+        fut = sub.done
+        exc = fut.exception()
+        outcome = fut.result() if exc is None else _unwrap(exc)[1]
+        if outcome is None:
+            return self._packing.learn(call, None, 0)
+        size = len(outcome.output_blob) if outcome.output_blob is not None else None
+        return self._packing.learn(call, outcome, size if exc is None else 0)
+
+    def _pack_mates(
+        self,
+        ready: collections.deque[int],
+        calls: dict[int, TaskCall],
+        call: TaskCall,
+        blocked: set[int],
+        room: int,
+    ) -> list[int]:
+        """Take from ``ready`` up to ``room`` calls that can join ``call``'s pack: the
+        same electron (one template), not cancelled, reused or blocked."""
+        mates: list[int] = []
+        for nid in list(ready):
+            if len(mates) >= room:
+                break
+            other = calls[nid]
+            if (
+                other.template is call.template
+                and nid not in blocked
+                and nid not in self._cancel_nodes
+                and nid not in self.reuse
+            ):
+                mates.append(nid)
+        for nid in mates:
+            ready.remove(nid)
+        return mates
+
+    def _submit_pack(
+        self, members: list[int], calls: dict[int, TaskCall]
+    ) -> list[Submission | None]:
+        first = calls[members[0]]
+        try:
+            executor = resolve_executor(first.options.executor)
+            subs: list[Submission | None] = list(
+                executor.submit_many(
+                    [calls[m] for m in members],
+                    [[self._refs[d] for d in calls[m].dep_ids] for m in members],
+                )
+            )
+            return subs
+        except Exception as exc:  # e.g. arguments Ray cannot serialize
+            for m in members:
+                self.rec.node(
+                    m,
+                    status=Status.FAILED,
+                    end_time=now_iso(),
+                    error=f"Electron {calls[m].label} could not be submitted: {exc}",
+                )
+            return [None] * len(members)
 
     def _cancel_submission(
         self, call: TaskCall, sub: Submission, running: dict[int, Submission]

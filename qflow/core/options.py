@@ -27,6 +27,9 @@ class ElectronOptions:
         runtime_env: a Ray ``runtime_env`` dict.
         deps_bash, deps_pip, call_before, call_after: see :mod:`qflow.deps`.
         files: file transfers around the electron, see :mod:`qflow.fs`.
+        pack: ``N`` (an int >= 2) runs up to N ready calls of this electron in one Ray
+            task, one after another, each still its own node; False or None (default)
+            runs each call as its own task.
         secrets: names of the secrets the electron is granted where it runs (see
             :mod:`qflow.secrets`); a lattice's are added to each electron's.
     """
@@ -46,6 +49,8 @@ class ElectronOptions:
     files: tuple[Any, ...] = ()
     #: Secret names; values are fetched where the electron runs (:mod:`qflow.secrets`).
     secrets: tuple[str, ...] = ()
+    #: Calls per Ray task for short electrons (see :mod:`qflow.executors.ray`).
+    pack: bool | int | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> ElectronOptions:
@@ -94,6 +99,13 @@ class ElectronOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int | float) or value < 0):
                 problems.append(f"{name} must be a number >= 0; got {value!r}")
+        if self.pack is not None and not (
+            isinstance(self.pack, bool) or (isinstance(self.pack, int) and self.pack >= 1)
+        ):
+            problems.append(
+                f"pack is the number of calls to run in one Ray task (an int >= 1), or "
+                f"False; got {self.pack!r}"
+            )
         if self.resources is not None and not isinstance(self.resources, Mapping):
             problems.append(f"resources must be a dict of name -> amount; got {self.resources!r}")
         if self.runtime_env is not None and not isinstance(self.runtime_env, Mapping):

@@ -71,6 +71,13 @@ class Executor(abc.ABC):
     def submit(self, call: TaskCall, deps: Sequence[Any]) -> Submission:
         """Start ``call``; ``deps`` are ObjectRefs of ``call.dep_ids`` in order."""
 
+    def submit_many(
+        self, calls: Sequence[TaskCall], deps: Sequence[Sequence[Any]]
+    ) -> list[Submission]:
+        """Start several calls of one electron, packed where the executor can: each
+        keeps its own :class:`Submission`. By default, one :meth:`submit` each."""
+        return [self.submit(call, d) for call, d in zip(calls, deps)]
+
     def cancel(self, submission: Submission) -> None:  # noqa: B027 (optional: default no-op)
         """Stop a submitted node if possible; the default cannot."""
 

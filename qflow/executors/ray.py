@@ -1,4 +1,6 @@
-"""Electrons as Ray remote tasks, the default executor."""
+"""Electrons as Ray remote tasks, the default executor: one task per call, or, for an
+electron with ``pack=N``, up to N ready calls in one task (a pack), each still its own
+node with its own outcome."""
 
 from __future__ import annotations
 
@@ -7,9 +9,17 @@ from typing import Any
 
 import ray
 
-from qflow.core.completions import watch
+from qflow.core.completions import Completion, watch
 from qflow.core.graph import NodeKind
-from qflow.core.task import LARGE_OUTPUT, NodeOutcome, PickledValue, TaskCall, execute_call
+from qflow.core.task import (
+    LARGE_OUTPUT,
+    OUTCOME_ATTR,
+    NodeOutcome,
+    PickledValue,
+    TaskCall,
+    execute_call,
+)
+from qflow.exceptions import QflowError
 from qflow.executors.base import Executor, Submission
 
 
@@ -27,6 +37,70 @@ def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, bytes]:
 
 
 _run_node = ray.remote(num_returns=2)(run_wire)
+
+
+def _retries(call: TaskCall, exc: BaseException) -> bool:
+    """Whether a packed call's exception is one its options retry (as Ray would)."""
+    retry = call.options.retry_exceptions
+    if not retry:
+        return False
+    return retry is True or isinstance(exc, tuple(retry))
+
+
+def run_pack(wires: list[bytes], counts: list[int], *dep_values: Any) -> tuple[Any, ...]:
+    """Run a pack's calls one after another in this worker: their values, then one list
+    of ``(ok, outcome wire)``. A call that fails fails alone (retried first, as its
+    options say); the others run on."""
+    values: list[Any] = []
+    outcomes: list[tuple[bool, bytes | str]] = []
+    start = 0
+    for wire, count in zip(wires, counts):
+        deps = dep_values[start : start + count]
+        start += count
+        call = TaskCall.from_wire(wire)
+        attempts = 1 + (call.options.max_retries or 0)
+        for attempt in range(attempts):
+            try:
+                value, outcome = run_wire(wire, *deps)
+            except Exception as exc:
+                if attempt + 1 < attempts and _retries(call, exc):
+                    continue
+                got = getattr(exc, OUTCOME_ATTR, None)
+                values.append(None)
+                outcomes.append((False, got.to_wire() if got is not None else repr(exc)))
+            else:
+                values.append(value)
+                outcomes.append((True, outcome))
+            break
+    return (*values, outcomes)
+
+
+_run_pack = ray.remote(run_pack)
+
+
+class PackedCallError(QflowError):
+    """A packed call's own failure, carrying its outcome as a task's error does."""
+
+
+def _split(pack: Completion, members: list[Completion], refs: list[Any]) -> None:
+    """Hand each member of a finished pack its own outcome (or the pack's error)."""
+    error = pack.exception()
+    if error is not None:  # the whole task failed (its worker died past its retries...)
+        for member in members:
+            member.set_exception(error)
+        return
+    for member, (ok, payload), ref in zip(members, pack.result(), refs):
+        if ok:
+            outcome = NodeOutcome.from_wire(payload)
+            outcome.value_ref = ref  # dependants take this member's own return
+            member.set_result(outcome)
+            continue
+        got = NodeOutcome.from_wire(payload) if isinstance(payload, bytes) else None
+        exc = PackedCallError(got.error if got is not None and got.error else str(payload))
+        setattr(exc, OUTCOME_ATTR, got)
+        member.set_exception(exc)
+
+
 #: Made once: each access to a classmethod makes a new bound method, one more object
 #: per node for the garbage collector to track.
 outcome_from_wire = NodeOutcome.from_wire
@@ -91,7 +165,7 @@ class RayExecutor(Executor):
             self._remote_by_id.clear()
         return remote
 
-    def _make_remote(self, call: TaskCall) -> Any:
+    def _ray_options(self, call: TaskCall) -> dict[str, Any]:
         opts = call.options
         ray_opts = ray_options(opts, call.kind is NodeKind.SUBLATTICE)
         if opts.max_retries is not None:
@@ -102,6 +176,10 @@ class RayExecutor(Executor):
         env = opts.full_runtime_env()
         if env:
             ray_opts["runtime_env"] = env
+        return ray_opts
+
+    def _make_remote(self, call: TaskCall) -> Any:
+        ray_opts = self._ray_options(call)
         if not ray_opts:
             return _run_node
         key = repr(sorted(ray_opts.items()))
@@ -115,6 +193,24 @@ class RayExecutor(Executor):
         return Submission(
             done=watch(outcome_ref, outcome_from_wire), value_ref=value_ref, handle=value_ref
         )
+
+    def submit_many(
+        self, calls: Sequence[TaskCall], deps: Sequence[Sequence[Any]]
+    ) -> list[Submission]:
+        """One Ray task for all of ``calls`` (calls of one electron): each call's value
+        is a return of its own, and its outcome comes when the pack ends. Dependants
+        take a member's value only once its outcome says it completed."""
+        if len(calls) == 1:
+            return [self.submit(calls[0], deps[0])]
+        opts = {**self._ray_options(calls[0]), "num_returns": len(calls) + 1}
+        refs = _run_pack.options(**opts).remote(
+            [c.to_wire() for c in calls], [len(d) for d in deps], *(r for d in deps for r in d)
+        )
+        members = [Completion() for _ in calls]
+        pack = watch(refs[-1])
+        pack.add_done_callback(lambda done: _split(done, members, list(refs[:-1])))
+        # value_ref None: a member's value is handed on when its outcome arrives.
+        return [Submission(done=m, value_ref=None, handle=refs[0]) for m in members]
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in
