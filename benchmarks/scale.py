@@ -8,7 +8,10 @@ bare Ray doing the same tasks:
              evaluated by the dispatcher; bare Ray sums in the driver);
   single     a one-electron dispatch -> result on a warm cluster;
   big N      N electrons each returning a 50 MiB array, then one reduce: the
-             dispatcher's memory must not grow with the outputs' size.
+             dispatcher's memory must not grow with the outputs' size;
+  packing    qflow with its default packing against qflow with QFLOW_PACKING=off (a
+             task per call), for the 10,000 fan-out and for 1,000 electrons of 20 ms
+             (where packing cannot pay, and must not cost).
 
 The dispatcher runs in this process (embedded Ray), so its peak memory is this
 process's peak during the run, above what it was before: RSS sampled every 20 ms, and
@@ -58,6 +61,7 @@ from workloads import (
     big_outputs,
     chain,
     fanout,
+    naps20,
     single,
     summed,
 )
@@ -223,6 +227,32 @@ def single_latency(repeats: int) -> dict:
     return out
 
 
+def packing_on_off(name: str, n: int, lat, repeats: int) -> dict:
+    """qflow with packing (the default) against QFLOW_PACKING=off, alternated."""
+
+    def with_packing(value: str):
+        run = _qflow(lat)
+
+        def go(n: int) -> None:
+            os.environ["QFLOW_PACKING"] = value
+            try:
+                run(n)
+            finally:
+                os.environ.pop("QFLOW_PACKING", None)
+
+        return go
+
+    out = measure(
+        f"{name}, packing on vs off",
+        n,
+        with_packing("off"),
+        with_packing("on"),
+        repeats,
+        traced=False,
+    )
+    return out
+
+
 def plot(results: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -299,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
     # Before the large outputs: freeing 400 MiB of them slows whatever runs in the next
     # second or two, which is not what a warm dispatch costs.
     results.append(single_latency(repeats))
+    print("\n(packing: 'bare Ray' is qflow with QFLOW_PACKING=off, 'qflow' with packing)")
+    results.append(packing_on_off("fanout", fan[-1] if args.quick else 10_000, fanout, repeats))
+    results.append(packing_on_off("20 ms each", 200 if args.quick else 1000, naps20, repeats))
     results.append(
         measure(
             "big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats, uss=True, traced=False

@@ -84,6 +84,19 @@ def summed(n: int) -> int:
     return sum(inc(i) for i in range(n))
 
 
+@qflow.electron
+def nap20(x: int) -> int:
+    import time
+
+    time.sleep(0.02)
+    return x
+
+
+@qflow.lattice
+def naps20(n: int) -> int:
+    return total([nap20(i) for i in range(n)])
+
+
 @qflow.lattice
 def single(x: int) -> int:
     return inc(x)

@@ -34,6 +34,7 @@ from qflow.core.graph import (
 )
 from qflow.core.launch import build, record
 from qflow.core.packing import PackPolicy
+from qflow.core.packing import by_default as packing_by_default
 from qflow.core.plan import Plan, plan
 from qflow.core.recorder import Recorder
 from qflow.core.status import Status
@@ -201,7 +202,9 @@ class Dispatcher:
         self._refs: dict[int, Any] = {}
         self._placing: threading.Thread | None = None
         self._grants: dict[tuple[str, ...], SecretsGrant] = {}
-        self._packing = PackPolicy(lambda: ray.cluster_resources().get("CPU", 1.0))
+        self._packing = PackPolicy(
+            lambda: ray.cluster_resources().get("CPU", 1.0), probes=packing_by_default()
+        )
 
     # ---------------------------------------------------------------- control
     def abandon(self, timeout: float = 2.0) -> None:

@@ -20,13 +20,22 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from qflow.core.graph import NodeKind
 
-__all__ = ["MAX_OUTPUT", "PROBES", "SHORT_S", "TARGET_S", "PackPolicy", "pack_size_for"]
+__all__ = [
+    "MAX_OUTPUT",
+    "PROBES",
+    "SHORT_S",
+    "TARGET_S",
+    "PackPolicy",
+    "by_default",
+    "pack_size_for",
+]
 
 #: Calls shorter than this (seconds) are packed by default.
 SHORT_S = 0.01
@@ -36,6 +45,12 @@ TARGET_S = 0.05
 PROBES = 2
 #: An electron whose outputs have passed this many bytes is never packed by default.
 MAX_OUTPUT = 1 << 20
+
+
+def by_default() -> bool:
+    """Whether short electrons are packed unless they say otherwise: yes, unless
+    ``QFLOW_PACKING=off`` where the dispatcher runs (``pack=N`` packs either way)."""
+    return os.environ.get("QFLOW_PACKING", "on").strip().lower() not in ("off", "0", "false")
 
 
 def pack_size_for(mean_s: float, alike: int, cpus: float) -> int:
