@@ -145,3 +145,32 @@ def test_short_electrons_are_packed_by_default_and_pack_false_turns_it_off():
     assert len(set(res.result)) <= 12  # 2 probes, then a few packs (2 per CPU at least)
     alone = qflow.dispatch_sync(tinies)(50, alone=True)
     assert len(set(alone.result)) == 50
+
+
+@qflow.electron(pack=4)
+def step(x):
+    time.sleep(0.5)
+    return x
+
+
+@qflow.lattice
+def steps(n):
+    return [step(i) for i in range(n)]
+
+
+def test_cancelling_one_packed_call_leaves_its_pack_mates_running():
+    dispatch_id = qflow.dispatch(steps)(4)
+    deadline = time.monotonic() + 60
+    while qflow.get_result(dispatch_id, status_only=True)["status"] != "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    node = next(
+        n["node_id"]
+        for n in qflow.get_result(dispatch_id).get_all_node_results()
+        if n["node_name"] == "step" and n["status"] == "RUNNING"
+    )
+    qflow.cancel(dispatch_id, [node])
+    res = qflow.get_result(dispatch_id, wait=True, timeout=60)
+    statuses = sorted(n["status"] for n in res.get_all_node_results() if n["node_name"] == "step")
+    assert statuses == ["CANCELLED", "COMPLETED", "COMPLETED", "COMPLETED"]
+    assert res.status == "CANCELLED"

@@ -395,7 +395,10 @@ class Dispatcher:
             for nid in self._cancel_nodes & running.keys():
                 sub = running[nid]
                 if not sub.cancelled:
-                    self._cancel_submission(calls[nid], sub, running)
+                    if sub.packed:  # its pack-mates run on: its own result is ignored
+                        sub.cancelled = True
+                    else:
+                        self._cancel_submission(calls[nid], sub, running)
                     self.rec.node(nid, status=Status.CANCELLED, end_time=now_iso())
             if not running and held:  # nothing left to time them by: run them as they are
                 for kept in held.values():

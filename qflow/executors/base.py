@@ -23,12 +23,15 @@ class Submission:
             at once. Executors that produce the value outside Ray leave it None and
             set ``outcome.value_ref`` when done.
         handle: whatever :meth:`Executor.cancel` needs.
+        packed: it shares its task with other calls (a pack): cancelling it alone
+            must not stop them, so it is only let go of.
     """
 
     done: Future | Completion
     value_ref: Any = None
     handle: Any = None
     cancelled: bool = field(default=False)
+    packed: bool = False
 
 
 class Executor(abc.ABC):

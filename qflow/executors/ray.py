@@ -210,7 +210,7 @@ class RayExecutor(Executor):
         pack = watch(refs[-1])
         pack.add_done_callback(lambda done: _split(done, members, list(refs[:-1])))
         # value_ref None: a member's value is handed on when its outcome arrives.
-        return [Submission(done=m, value_ref=None, handle=refs[0]) for m in members]
+        return [Submission(done=m, value_ref=None, handle=refs[0], packed=True) for m in members]
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in
