@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import started_head
 
 CLIENT = r"""
 import json, sys, threading, time
@@ -95,12 +95,6 @@ print(json.dumps(rounds))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=1000, help="The array's size in MB.")
@@ -108,43 +102,19 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/large_io.json")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="qflow-bench-server-"))
-    port = _free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
     limit = str(args.mb * 1_000_000 + (64 << 20))
-    head_env = {**base, "QFLOW_HOME": str(home), "QFLOW_SERVER_MAX_BODY": limit}
-    subprocess.run(
-        [sys.executable, "-m", "qflow.cli", "start", "--listen", f"127.0.0.1:{port}"],
-        env=head_env,
-        check=True,
-    )
-    try:
-        token = subprocess.run(
-            [sys.executable, "-m", "qflow.cli", "token"],
-            env=head_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        server_pid = json.loads((home / "service.json").read_text())["server_pid"]
-        client_env = {
-            **base,
-            "QFLOW_HOME": tempfile.mkdtemp(prefix="qflow-bench-client-"),
-            "QFLOW_SERVER": f"http://127.0.0.1:{port}",
-            "QFLOW_TOKEN": token,
-        }
+    with started_head(QFLOW_SERVER_MAX_BODY=limit) as head:
+        server_pid = json.loads((head.home / "service.json").read_text())["server_pid"]
         done = subprocess.run(
             [sys.executable, "-c", CLIENT, str(server_pid), str(args.mb), str(args.repeats)],
-            env=client_env,
+            env=head.remote,
             capture_output=True,
             text=True,
             timeout=3600,
         )
-        if done.returncode != 0:
-            raise SystemExit(done.stderr[-3000:])
-        rounds = json.loads(done.stdout.strip().splitlines()[-1])
-    finally:
-        subprocess.run([sys.executable, "-m", "qflow.cli", "stop"], env=head_env)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr[-3000:])
+    rounds = json.loads(done.stdout.strip().splitlines()[-1])
 
     report: dict[str, dict[str, float]] = {}
     print(f"{args.mb} MB each way, {args.repeats} rounds")

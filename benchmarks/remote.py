@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from serving import started_head
 
 CLIENT = r"""
 import json, sys, time
@@ -66,12 +66,6 @@ print(json.dumps(times))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _run(env: dict[str, str], workload: str, repeats: int) -> list[float]:
     out = subprocess.run(
         [sys.executable, "-c", CLIENT, workload, str(repeats)],
@@ -101,39 +95,15 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/remote.json")
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="qflow-bench-server-"))
-    port = _free_port()
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_", "QFLOW_"))}
-    head_env = {**base, "QFLOW_HOME": str(home)}
-    subprocess.run(
-        [sys.executable, "-m", "qflow.cli", "start", "--listen", f"127.0.0.1:{port}"],
-        env=head_env,
-        check=True,
-    )
-    try:
-        token = subprocess.run(
-            [sys.executable, "-m", "qflow.cli", "token"],
-            env=head_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        remote_env = {
-            **base,
-            "QFLOW_HOME": tempfile.mkdtemp(prefix="qflow-bench-client-"),
-            "QFLOW_SERVER": f"http://127.0.0.1:{port}",
-            "QFLOW_TOKEN": token,
-        }
-        results: dict[str, dict[str, list[float]]] = {}
+    results: dict[str, dict[str, list[float]]] = {}
+    with started_head() as head:
         for workload in ("one", "fanout"):
             reps = args.repeats if workload == "one" else max(3, args.repeats // 3)
             runs: dict[str, list[float]] = {"on head": [], "remote": []}
             for _ in range(args.rounds):  # alternated, so drift hits both alike
-                runs["on head"] += _run(head_env, workload, reps)
-                runs["remote"] += _run(remote_env, workload, reps)
+                runs["on head"] += _run(head.on_head, workload, reps)
+                runs["remote"] += _run(head.remote, workload, reps)
             results[workload] = runs
-    finally:
-        subprocess.run([sys.executable, "-m", "qflow.cli", "stop"], env=head_env)
 
     report = {}
     print(f"{'workload':<8} {'where':<8} {'median ms':>10} {'min-max ms':>18} {'ratio':>6}")

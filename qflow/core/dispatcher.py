@@ -361,10 +361,13 @@ class Dispatcher:
                     ref_ready(nid)
                 elif (size := self._pack_size(call, ready, running, calls)) is None:
                     held.setdefault(id(call.template), []).append(nid)  # until timed
-                elif size > 1:
-                    # Ready calls of the same electron, up to its pack size: one task.
-                    members = [nid, *self._pack_mates(ready, calls, call, blocked, size - 1)]
-                    for member, sub in zip(members, self._submit_pack(members, calls)):
+                else:
+                    if size > 1:  # ready calls of the same electron, up to its size: one task
+                        members = [nid, *self._pack_mates(ready, calls, call, blocked, size - 1)]
+                        subs = self._submit_pack(members, calls)
+                    else:
+                        members, subs = [nid], [self._submit(call)]
+                    for member, sub in zip(members, subs):
                         if sub is None:
                             block(member)
                             continue
@@ -372,18 +375,9 @@ class Dispatcher:
                         node_of[sub.done] = member
                         self.rec.node(member, status=Status.RUNNING)
                         sub.done.add_done_callback(notify)
-                else:
-                    sub = self._submit(call)
-                    if sub is None:
-                        block(nid)
-                        continue
-                    running[nid] = sub
-                    node_of[sub.done] = nid
-                    self.rec.node(nid, status=Status.RUNNING)
-                    sub.done.add_done_callback(notify)
-                    if sub.value_ref is not None:
-                        self._refs[nid] = sub.value_ref
-                        ref_ready(nid)
+                        if sub.value_ref is not None:  # a pack's member: when it is done
+                            self._refs[member] = sub.value_ref
+                            ref_ready(member)
             self.rec.flush(_FLUSH_S)
 
             if self._cancel_all:
