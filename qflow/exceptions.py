@@ -11,6 +11,8 @@ Hierarchy::
     ├── DispatchFailedError        a dispatch ended FAILED (raised only on request)
     ├── DispatchTimeoutError       get_result(wait=True, timeout=...) ran out (also a TimeoutError)
     ├── DependencyError            a DepsBash/DepsCall hook failed before the electron ran
+    ├── PackedCallError            an electron call failed inside a pack (its traceback kept)
+    │   └── PackSkipped            a fused call not run: the call before it failed
     ├── ClusterError               Ray could not be started or reached
     │   ├── ClusterConnectionError an address that does not answer
     │   └── InfeasibleResourceError  a request no node of the cluster can ever hold
@@ -38,6 +40,8 @@ __all__ = [
     "DispatchTimeoutError",
     "GraphBuildError",
     "InfeasibleResourceError",
+    "PackSkipped",
+    "PackedCallError",
     "QflowConfigError",
     "QflowError",
     "QflowInputError",
@@ -137,3 +141,12 @@ class VersionMismatchError(ServerError):
 class QflowWarning(QflowError, UserWarning):
     """Something qflow accepted but will not do as asked (e.g. a Covalent argument it
     does not use); the message says what and why."""
+
+
+class PackedCallError(QflowError):
+    """An electron call that failed inside a pack (several calls sharing one Ray task);
+    it carries the call's own outcome, as a task's error does."""
+
+
+class PackSkipped(PackedCallError):
+    """A call of a fused chain that did not run: the call it takes its input from failed."""

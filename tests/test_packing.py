@@ -174,3 +174,56 @@ def test_cancelling_one_packed_call_leaves_its_pack_mates_running():
     statuses = sorted(n["status"] for n in res.get_all_node_results() if n["node_name"] == "step")
     assert statuses == ["CANCELLED", "COMPLETED", "COMPLETED", "COMPLETED"]
     assert res.status == "CANCELLED"
+
+
+@qflow.electron
+def link(x, stop):
+    import ray
+
+    if x == stop:
+        raise RuntimeError(f"link {x} broke")
+    return (
+        [x[0] + 1, ray.get_runtime_context().get_task_id()]
+        if isinstance(x, list)
+        else [
+            x + 1,
+            ray.get_runtime_context().get_task_id(),
+        ]
+    )
+
+
+@qflow.electron
+def first(pair):
+    return pair[0]
+
+
+@qflow.lattice
+def links(n, stop=-1):
+    tasks = []
+    x = 0
+    for _ in range(n):
+        pair = link(x, stop)
+        x = first(pair)
+        tasks.append(pair)
+    return tasks
+
+
+def test_a_chain_of_short_electrons_runs_fused_and_stops_at_a_failure():
+    """A linear chain: after its first calls are timed, the rest of it runs in one
+    task, each call still a node. A failure inside fails that call; the calls after it
+    in the fused task never run (NEW_OBJECT, as any call waiting on a failure)."""
+    res = qflow.dispatch_sync(links)(30)
+    assert res.status == "COMPLETED", res.error
+    assert [p[0] for p in res.result] == list(range(1, 31))
+    assert len({p[1] for p in res.result}) <= 6  # not 60 tasks: the chain is fused
+    broken = qflow.dispatch_sync(links)(30, stop=20)
+    assert broken.status == "FAILED" and "link 20 broke" in broken.error
+    nodes = broken.get_all_node_results()
+    by_status = {}
+    for n in nodes:
+        if n["node_name"] in ("link", "first"):
+            by_status.setdefault(n["status"], []).append(n)
+    assert len(by_status["FAILED"]) == 1
+    assert "FAILED" not in {n["status"] for n in nodes if n["node_name"] == "first"}
+    assert len(by_status["COMPLETED"]) == 40  # 20 links and 20 firsts before the break
+    assert len(by_status["NEW_OBJECT"]) == 19  # the rest never ran

@@ -48,8 +48,8 @@ from qflow.core.task import (
     dumps_value,
 )
 from qflow.core.text import value_text
-from qflow.exceptions import DispatchFailedError, StoreFullError
-from qflow.executors import Submission, ray_request, resolve_executor
+from qflow.exceptions import DispatchFailedError, PackSkipped, StoreFullError
+from qflow.executors import InPack, Submission, ray_request, resolve_executor
 from qflow.executors.placement import no_longer_feasible
 from qflow.secrets.courier import grant_for
 from qflow.secrets.grant import SecretsGrant
@@ -324,6 +324,8 @@ class Dispatcher:
         blocked: set[int] = set()
         #: Calls held until their electron's first calls are timed (see packing).
         held: dict[int, list[int]] = {}
+        #: Calls submitted inside a fused chain before their inputs were ready.
+        fused: set[int] = set()
 
         def ref_ready(nid: int) -> None:
             for child in waiters.get(nid, ()):
@@ -350,7 +352,7 @@ class Dispatcher:
         while True:
             while ready and not self.rec.abandoned:
                 nid = ready.popleft()
-                if nid in blocked:
+                if nid in blocked or nid in fused:
                     continue
                 call = calls[nid]
                 if nid in self._cancel_nodes:
@@ -364,6 +366,10 @@ class Dispatcher:
                 else:
                     if size > 1:  # ready calls of the same electron, up to its size: one task
                         members = [nid, *self._pack_mates(ready, calls, call, blocked, size - 1)]
+                        subs = self._submit_pack(members, calls)
+                    elif chain := self._chain_after(nid, calls, waiters, missing, blocked):
+                        members = [nid, *chain]  # a linear chain, fused: one task
+                        fused.update(chain)
                         subs = self._submit_pack(members, calls)
                     else:
                         members, subs = [nid], [self._submit(call)]
@@ -424,7 +430,12 @@ class Dispatcher:
                     sub = running.pop(done)
                     if self._learn(calls[done], sub):  # its electron is timed: pack the rest
                         ready.extend(held.pop(id(calls[done].template), ()))
-                    if self._finish_node(done, sub):
+                    if isinstance(sub.done.exception(), PackSkipped):
+                        # A fused call whose input failed: it never ran, as any other
+                        # call waiting on a failure.
+                        self.rec.node(done, status=Status.NEW_OBJECT)
+                        block(done)
+                    elif self._finish_node(done, sub):
                         if done not in self._refs:  # made outside Ray: ref only now
                             self._refs[done] = sub.value_ref
                             ref_ready(done)
@@ -554,6 +565,43 @@ class Dispatcher:
 
         return self._packing.size(call, alike)
 
+    def _chain_after(
+        self,
+        nid: int,
+        calls: dict[int, TaskCall],
+        waiters: dict[int, Any],
+        missing: dict[int, int],
+        blocked: set[int],
+    ) -> list[int]:
+        """The calls after ``nid`` in a linear chain that may run fused with it: each
+        the only child of the one before, waiting on nothing else, with the same options,
+        and of an electron timed short (see :meth:`PackPolicy.chain_length`)."""
+        call = calls[nid]
+        room = self._packing.chain_length(call) - 1
+        chain: list[int] = []
+        current = nid
+        while len(chain) < room:
+            children = waiters.get(current, ())
+            if len(children) != 1:
+                break
+            child = children[0]
+            other = calls[child]
+            if (
+                (
+                    other.template is not call.template
+                    and (other.options != call.options or self._packing.chain_length(other) <= 1)
+                )
+                or child in blocked
+                or child in self._cancel_nodes
+                or child in self.reuse
+                or missing[child] != 1
+                or any(d != current and d not in self._refs for d in other.dep_ids)
+            ):
+                break
+            chain.append(child)
+            current = child
+        return chain
+
     def _learn(self, call: TaskCall, sub: Submission) -> bool:
         """Time a finished call for packing; True when its electron's first timing."""
         fut = sub.done
@@ -596,10 +644,17 @@ class Dispatcher:
         first = calls[members[0]]
         try:
             executor = resolve_executor(first.options.executor)
+            position = {m: i for i, m in enumerate(members)}
             subs: list[Submission | None] = list(
                 executor.submit_many(
                     [calls[m] for m in members],
-                    [[self._refs[d] for d in calls[m].dep_ids] for m in members],
+                    [
+                        [
+                            InPack(position[d]) if d in position else self._refs[d]
+                            for d in calls[m].dep_ids
+                        ]
+                        for m in members
+                    ],
                 )
             )
             return subs

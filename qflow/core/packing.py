@@ -142,6 +142,19 @@ class PackPolicy:
         timing.largest_output = max(timing.largest_output, size)
         return first
 
+    def chain_length(self, call: Any) -> int:
+        """How many calls of a linear chain of ``call``'s electron may run fused in one
+        task from it (1: none): as many as fill :data:`TARGET_S`, for a short electron
+        packed by default, once timed."""
+        if call.options.pack not in (None, True) or not self._probes:
+            return 1
+        timing = self._timings.get(id(call.template))
+        if timing is None or timing.runs == 0 or not _packable_by_default(call):
+            return 1
+        if timing.fastest >= SHORT_S or timing.largest_output > MAX_OUTPUT:
+            return 1
+        return max(1, int(TARGET_S / max(timing.fastest, 1e-4)))
+
     def waiting(self, call: Any) -> bool:
         """Whether calls of ``call``'s electron are held for its timing."""
         timing = self._timings.get(id(call.template))

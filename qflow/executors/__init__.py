@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from qflow.exceptions import QflowConfigError
-from qflow.executors.base import Executor, Submission
+from qflow.executors.base import Executor, InPack, Submission
 from qflow.executors.local import LocalExecutor
 from qflow.executors.ray import RayExecutor, ray_options
 from qflow.executors.slurm import SlurmConfig, SlurmExecutor
 
 __all__ = [
     "Executor",
+    "InPack",
     "LocalExecutor",
     "RayExecutor",
     "SlurmConfig",

@@ -34,6 +34,13 @@ class Submission:
     packed: bool = False
 
 
+@dataclass(frozen=True)
+class InPack:
+    """An input that is the value of the pack's call ``index`` (a fused chain)."""
+
+    index: int
+
+
 class Executor(abc.ABC):
     """Runs electrons somewhere. Only :meth:`submit` must be defined.
 

@@ -19,8 +19,8 @@ from qflow.core.task import (
     TaskCall,
     execute_call,
 )
-from qflow.exceptions import QflowError
-from qflow.executors.base import Executor, Submission
+from qflow.exceptions import PackedCallError, PackSkipped
+from qflow.executors.base import Executor, InPack, Submission
 
 
 def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, bytes]:
@@ -47,16 +47,22 @@ def _retries(call: TaskCall, exc: BaseException) -> bool:
     return retry is True or isinstance(exc, tuple(retry))
 
 
-def run_pack(wires: list[bytes], counts: list[int], *dep_values: Any) -> tuple[Any, ...]:
+def run_pack(wires: list[bytes], sources: list[list[int]], *dep_values: Any) -> tuple[Any, ...]:
     """Run a pack's calls one after another in this worker: their values, then one list
-    of ``(ok, outcome wire)``. A call that fails fails alone (retried first, as its
-    options say); the others run on."""
+    of ``(ok, outcome wire)``. Each call's inputs are ``sources``: ``i >= 0`` is
+    ``dep_values[i]``, ``-(j + 1)`` the value of the pack's call ``j`` (a fused chain).
+    A call that fails fails alone (retried first, as its options say); one whose input
+    failed in the pack is not run (``ok`` None); the others run on."""
     values: list[Any] = []
-    outcomes: list[tuple[bool, bytes | str]] = []
-    start = 0
-    for wire, count in zip(wires, counts):
-        deps = dep_values[start : start + count]
-        start += count
+    outcomes: list[tuple[bool | None, bytes | str]] = []
+    failed: set[int] = set()
+    for k, (wire, taken) in enumerate(zip(wires, sources)):
+        if any(s < 0 and -s - 1 in failed for s in taken):
+            failed.add(k)
+            values.append(None)
+            outcomes.append((None, ""))
+            continue
+        deps = [values[-s - 1] if s < 0 else dep_values[s] for s in taken]
         call = TaskCall.from_wire(wire)
         attempts = 1 + (call.options.max_retries or 0)
         for attempt in range(attempts):
@@ -66,6 +72,7 @@ def run_pack(wires: list[bytes], counts: list[int], *dep_values: Any) -> tuple[A
                 if attempt + 1 < attempts and _retries(call, exc):
                     continue
                 got = getattr(exc, OUTCOME_ATTR, None)
+                failed.add(k)
                 values.append(None)
                 outcomes.append((False, got.to_wire() if got is not None else repr(exc)))
             else:
@@ -78,10 +85,6 @@ def run_pack(wires: list[bytes], counts: list[int], *dep_values: Any) -> tuple[A
 _run_pack = ray.remote(run_pack)
 
 
-class PackedCallError(QflowError):
-    """A packed call's own failure, carrying its outcome as a task's error does."""
-
-
 def _split(pack: Completion, members: list[Completion], refs: list[Any]) -> None:
     """Hand each member of a finished pack its own outcome (or the pack's error)."""
     error = pack.exception()
@@ -90,6 +93,9 @@ def _split(pack: Completion, members: list[Completion], refs: list[Any]) -> None
             member.set_exception(error)
         return
     for member, (ok, payload), ref in zip(members, pack.result(), refs):
+        if ok is None:
+            member.set_exception(PackSkipped("Not run: the call it takes its input from failed."))
+            continue
         if ok:
             outcome = NodeOutcome.from_wire(payload)
             outcome.value_ref = ref  # dependants take this member's own return
@@ -199,13 +205,23 @@ class RayExecutor(Executor):
     ) -> list[Submission]:
         """One Ray task for all of ``calls`` (calls of one electron): each call's value
         is a return of its own, and its outcome comes when the pack ends. Dependants
-        take a member's value only once its outcome says it completed."""
+        take a member's value only once its outcome says it completed. An input may be
+        :class:`InPack`: an earlier call's value, passed inside the task (a chain)."""
         if len(calls) == 1:
             return [self.submit(calls[0], deps[0])]
         opts = {**self._ray_options(calls[0]), "num_returns": len(calls) + 1}
-        refs = _run_pack.options(**opts).remote(
-            [c.to_wire() for c in calls], [len(d) for d in deps], *(r for d in deps for r in d)
-        )
+        flat: list[Any] = []
+        sources: list[list[int]] = []
+        for d in deps:
+            taken = []
+            for ref in d:
+                if isinstance(ref, InPack):
+                    taken.append(-ref.index - 1)
+                else:
+                    taken.append(len(flat))
+                    flat.append(ref)
+            sources.append(taken)
+        refs = _run_pack.options(**opts).remote([c.to_wire() for c in calls], sources, *flat)
         members = [Completion() for _ in calls]
         pack = watch(refs[-1])
         pack.add_done_callback(lambda done: _split(done, members, list(refs[:-1])))
