@@ -97,10 +97,10 @@ async def _spool(request: Request, limit: int, folder: Path) -> Path:
     1 GB upload is never held in memory as bytes), refused past ``limit`` bytes.
     A client that disconnects midway leaves no file."""
     _declared_too_large(request, limit)
-    private_mkdir(folder)
     path = folder / f"{uuid.uuid4().hex}.upload"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        private_mkdir(folder)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             size = 0
             async for chunk in request.stream():
@@ -108,6 +108,13 @@ async def _spool(request: Request, limit: int, folder: Path) -> Path:
                 if size > limit:
                     raise _too_large(f"over {limit:,}", limit)
                 f.write(chunk)
+    except OSError as exc:  # a full or unwritable disk: said, not a bare 500
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        raise StoreError(
+            f"The qflow server could not keep the upload in {folder}: {exc.strerror or exc}. "
+            "Free space under its QFLOW_HOME, or send less."
+        ) from None
     except BaseException:
         path.unlink(missing_ok=True)
         raise

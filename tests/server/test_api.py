@@ -181,3 +181,16 @@ def test_secrets_are_set_listed_and_removed_but_never_returned(tmp_path):
     assert short.status_code == 400 and "q7z" not in short.json()["error"]
     gone = api.delete("/secrets/API_KEY", headers=_headers())
     assert gone.json() == {"name": "API_KEY", "removed": True}
+
+
+def test_an_upload_the_server_cannot_keep_is_refused_saying_where(tmp_path):
+    """The server spools uploads under its home; when it cannot write there (here the
+    uploads folder is a file), the client is told so and where, not a bare 500."""
+    store = SQLiteStore(tmp_path / "qflow.db")
+    (tmp_path / "uploads").write_text("in the way")
+    api = TestClient(api_app(store, TOKEN))
+    answer = api.post("/dispatches", content=b"anything", headers=_headers())
+    assert answer.json()["type"] == "StoreError"
+    assert "could not keep the upload in" in answer.json()["error"]
+    assert str(tmp_path / "uploads") in answer.json()["error"]
+    assert store.list_dispatches() == []
