@@ -46,15 +46,24 @@ def test_time_trigger_fires_at_once_then_every_gap_as_covalent_does():
 
 
 def test_dir_trigger_fires_once_per_changed_file(tmp_path):
+    watched = tmp_path / "watched"
+    watched.mkdir()
     trigger = ct.triggers.DirTrigger(
-        str(tmp_path), event_names=["created", "modified"], poll_interval=0.05
+        str(watched), event_names=["created", "modified"], poll_interval=0.05
     )
     fired, thread = _watch(trigger)
+
+    def write(text):
+        # Whole, in one step: a poll that lands between the truncation and the write
+        # of write_text would rightly see two changes.
+        (tmp_path / "next.txt").write_text(text)
+        os.replace(tmp_path / "next.txt", watched / "a.txt")
+
     time.sleep(0.3)
-    (tmp_path / "a.txt").write_text("1")
+    write("1")
     assert wait_until(lambda: len(fired) == 1, timeout=5, interval=0.05)
     time.sleep(0.1)
-    (tmp_path / "a.txt").write_text("12")
+    write("12")
     assert wait_until(lambda: len(fired) == 2, timeout=5, interval=0.05)
     time.sleep(0.3)
     assert len(fired) == 2  # nothing changed since
