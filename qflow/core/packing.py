@@ -124,9 +124,20 @@ class PackPolicy:
                 return None
             timing.probing += 1
             return 1
+        fastest = self._short(call)
+        return 1 if fastest is None else pack_size_for(fastest, int(alike()), self.cpus())
+
+    def _short(self, call: Any) -> float | None:
+        """The fastest timed call of ``call``'s electron when it is short enough to
+        pack by default (timed, quick, small outputs); None otherwise."""
+        timing = self._timings.get(id(call.template))
+        if timing is None or timing.runs == 0 or not self._probes:
+            return None
+        if not _packable_by_default(call) or call.options.pack not in (None, True):
+            return None
         if timing.fastest >= SHORT_S or timing.largest_output > MAX_OUTPUT:
-            return 1
-        return pack_size_for(timing.fastest, int(alike()), self.cpus())
+            return None
+        return timing.fastest
 
     def learn(self, call: Any, outcome: Any, output_size: int | None) -> bool:
         """Time one finished call (``output_size``: its pickle's bytes, None when large);
@@ -146,14 +157,8 @@ class PackPolicy:
         """How many calls of a linear chain of ``call``'s electron may run fused in one
         task from it (1: none): as many as fill :data:`TARGET_S`, for a short electron
         packed by default, once timed."""
-        if call.options.pack not in (None, True) or not self._probes:
-            return 1
-        timing = self._timings.get(id(call.template))
-        if timing is None or timing.runs == 0 or not _packable_by_default(call):
-            return 1
-        if timing.fastest >= SHORT_S or timing.largest_output > MAX_OUTPUT:
-            return 1
-        return max(1, int(TARGET_S / max(timing.fastest, 1e-4)))
+        fastest = self._short(call)
+        return 1 if fastest is None else max(1, int(TARGET_S / max(fastest, 1e-4)))
 
     def waiting(self, call: Any) -> bool:
         """Whether calls of ``call``'s electron are held for its timing."""

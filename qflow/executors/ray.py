@@ -26,7 +26,10 @@ from qflow.executors.base import Executor, InPack, Submission
 def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, bytes]:
     """Run the node ``wire`` describes, in whichever Ray worker (task or actor) it
     reached; returns the node's value and its outcome's wire form."""
-    call = TaskCall.from_wire(wire)
+    return _run_call(TaskCall.from_wire(wire), dep_values)
+
+
+def _run_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, bytes]:
     value, outcome = execute_call(call, dep_values)
     blob = outcome.output_blob
     if blob is not None and len(blob) > LARGE_OUTPUT:
@@ -67,7 +70,7 @@ def run_pack(wires: list[bytes], sources: list[list[int]], *dep_values: Any) -> 
         attempts = 1 + (call.options.max_retries or 0)
         for attempt in range(attempts):
             try:
-                value, outcome = run_wire(wire, *deps)
+                value, outcome = _run_call(call, deps)
             except Exception as exc:
                 if attempt + 1 < attempts and _retries(call, exc):
                     continue

@@ -192,13 +192,7 @@ class Client:
             self._drop()
             conn = None
         if conn is None:
-            if self._https:
-                context = ssl.create_default_context(cafile=os.environ.get("QFLOW_SERVER_CA"))
-                conn = http.client.HTTPSConnection(
-                    self._host, self._port, timeout=CONNECT_S, context=context
-                )
-            else:
-                conn = http.client.HTTPConnection(self._host, self._port, timeout=CONNECT_S)
+            conn = self._new_connection(CONNECT_S)
             conn.connect()
             self._local.conn = conn
             with self._open_lock:
@@ -206,6 +200,15 @@ class Client:
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
         return conn
+
+    def _new_connection(self, timeout: float) -> http.client.HTTPConnection:
+        """A new (not yet connected) connection to the server, over TLS for https."""
+        if self._https:
+            context = ssl.create_default_context(cafile=os.environ.get("QFLOW_SERVER_CA"))
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=context
+            )
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -363,13 +366,7 @@ class Client:
         """
         if not self._checked:
             self._handshake()
-        if self._https:
-            context = ssl.create_default_context(cafile=os.environ.get("QFLOW_SERVER_CA"))
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=READ_S, context=context
-            )
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=READ_S)
+        conn = self._new_connection(READ_S)
         try:
             conn.request(
                 "GET",

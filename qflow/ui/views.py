@@ -169,13 +169,16 @@ def dispatch_view(
     # What a researcher reads first: a loop's result in one line (its close_loop
     # node's output), "energy -1.137270 Ha (exact ..., error ... mHa)"; or one line per
     # loop its sublattices ran (a scan's points, a QAOA's restarts), each named.
-    view["summary"] = _loop_summary(nodes) or "\n".join(
-        f"{child['name']}: {line}"
-        for child in view["sublattices"][:SUMMARY_LINES]
-        for line in [_loop_summary(store.get_node_texts(child["dispatch_id"]))]
-        if line
+    view["summary"] = (
+        _loop_summary(nodes)
+        or "\n".join(
+            f"{child['name']}: {line}"
+            for child in view["sublattices"][:SUMMARY_LINES]
+            for line in [_loop_summary(store.get_node_texts(child["dispatch_id"]))]
+            if line
+        )
+        or None
     )
-    view["summary"] = view["summary"] or None
     view["breadcrumbs"] = breadcrumbs(store, dispatch_id)
     if with_layout:
         shown = {n["node_id"] for n in computing}
