@@ -18,6 +18,11 @@ Part 2, a simulated remote QPU at several round trips:
               batch pays the round trip
   colocated   the packed loop, its actor placed on the QPU's gateway node
 
+Part 3, small quantum jobs: ``qaoa_maxcut`` on an 8-node 3-regular graph (networkx
+seed 1), p=1, ``restarts=4``, its default steps, warm (a run just before started the
+actors), from the call to its result; against the same four starts (same angles, same
+optimizer, same steps) one after another in plain PennyLane in a clean process.
+
 Start-up: a one-step loop from minimize() to its result, with a new actor (cold:
 a process starts and imports PennyLane) and with a warm one from the pool.
 
@@ -117,6 +122,89 @@ def best_bare_loop(iters: int, repeats: int) -> dict:
     out = {label: bare_run(iters, label, repeats) for label in _THREADS}
     best = min(out, key=lambda k: float(np.median(out[k])))
     return {"runs": out, "best": best, "s_per_iter": float(np.median(out[best]))}
+
+
+#: Part 3's problem: qaoa_maxcut's defaults, and the starts it makes with this seed.
+QAOA_RESTARTS, QAOA_SEED, QAOA_STEPS = 4, 7, 150
+
+
+def qaoa_edges() -> list[tuple[int, int]]:
+    import networkx as nx
+
+    return [tuple(e) for e in nx.random_regular_graph(3, 8, seed=1).edges]
+
+
+def bare_qaoa(steps: int = QAOA_STEPS) -> float:
+    """Seconds for qaoa_maxcut's four starts, one after another in plain PennyLane."""
+    from qflow.algorithms.qaoa import ramp
+
+    edges, n = qaoa_edges(), 8
+    cost_h = qml.sum(*(0.5 * (qml.Z(u) @ qml.Z(v)) - 0.5 * qml.Identity(u) for u, v in edges))
+    mixer_h = qml.sum(*(qml.X(w) for w in range(n)))
+    rng = np.random.default_rng(QAOA_SEED)
+    starts = [ramp(1)] + [
+        np.concatenate([rng.uniform(0, np.pi, 1), rng.uniform(0, np.pi / 2, 1)])
+        for _ in range(QAOA_RESTARTS - 1)
+    ]
+    backend = get_backend("lightning.qubit")
+
+    def circuit(params):
+        for w in range(n):
+            qml.Hadamard(w)
+        qml.qaoa.cost_layer(params[0], cost_h)
+        qml.qaoa.mixer_layer(params[1], mixer_h)
+        return qml.expval(cost_h)
+
+    t0 = time.perf_counter()
+    for start in starts:
+        qnode = qml.QNode(circuit, backend.make_device(n), diff_method=backend.diff_method)
+        opt, params = qml.AdamOptimizer(0.05), pnp.array(start, requires_grad=True)
+        for _ in range(steps):
+            params, _ = opt.step_and_cost(qnode, params)
+    return time.perf_counter() - t0
+
+
+_BARE_QAOA_SCRIPT = """
+import sys
+sys.path.insert(0, {here!r})
+from latency import bare_qaoa
+bare_qaoa(5)  # imports and first compilations, as the warm qflow run has had them
+for _ in range({times}):
+    print(bare_qaoa())
+"""
+
+
+def bare_qaoa_runs(times: int) -> list[float]:
+    """:func:`bare_qaoa` ``times`` over, in a clean process (no Ray beside it)."""
+    import subprocess
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _BARE_QAOA_SCRIPT.format(here=str(Path(__file__).resolve().parent), times=times),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [float(line) for line in run.stdout.strip().splitlines()[-times:]]
+
+
+def qflow_qaoa() -> float:
+    """Seconds for qaoa_maxcut with four restarts, from the call to its result."""
+    from qflow.algorithms import qaoa_maxcut
+
+    t0 = time.perf_counter()
+    qaoa_maxcut(
+        qaoa_edges(),
+        p=1,
+        restarts=QAOA_RESTARTS,
+        seed=QAOA_SEED,
+        steps=QAOA_STEPS,
+        backend="lightning.qubit",
+    )
+    return time.perf_counter() - t0
 
 
 def startup(backend, cold: bool) -> float:
@@ -235,6 +323,7 @@ def main(argv: list[str] | None = None) -> dict:
         "part1": {},
         "startup": {},
         "part2": {},
+        "part3": {},
     }
     try:
         lightning = get_backend("lightning.qubit")
@@ -269,6 +358,15 @@ def main(argv: list[str] | None = None) -> dict:
                 "speedup": client / colocated,
             }
             print(f"  measured rtt={rtt}", file=sys.stderr)
+        qflow_qaoa()  # warm: the loops' actors are started and wait in the pool
+        ours = [qflow_qaoa() for _ in range(repeats)]
+        plain = bare_qaoa_runs(repeats)
+        out["part3"] = {
+            "qflow_s": summary(ours),
+            "pennylane_s": summary(plain),
+            "ratio": float(np.median(ours)) / float(np.median(plain)),
+        }
+        print("  measured qaoa", file=sys.stderr)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -316,6 +414,18 @@ def main(argv: list[str] | None = None) -> dict:
         f"| {k} | {v['client_s_per_iter'] * 1000:.2f} | "
         f"{v['colocated_s_per_iter'] * 1000:.2f} | {v['speedup']:.1f}× |"
         for k, v in out["part2"].items()
+    ]
+    q = out["part3"]
+    lines += [
+        "",
+        "| qaoa_maxcut, 8 nodes, p=1, restarts=4, warm | s, median (min-max) |",
+        "|---|---:|",
+        f"| qflow | {q['qflow_s']['median']:.2f} ({q['qflow_s']['min']:.2f}-"
+        f"{q['qflow_s']['max']:.2f}) |",
+        f"| the four starts in plain PennyLane, one after another | "
+        f"{q['pennylane_s']['median']:.2f} ({q['pennylane_s']['min']:.2f}-"
+        f"{q['pennylane_s']['max']:.2f}) |",
+        f"| ratio | {q['ratio']:.2f}× |",
     ]
     if below:
         lines += [

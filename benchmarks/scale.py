@@ -303,7 +303,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N up to 2,000, 2 repeats")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--out", default="benchmarks/results/scale.json")
+    parser.add_argument(
+        "--only",
+        default="fanout,chain,sum,single,packing,big",
+        help="comma-separated workloads to run (default: all)",
+    )
     args = parser.parse_args(argv)
+    only = set(args.only.split(","))
     repeats = args.repeats or (2 if args.quick else 3)
     fan = [500, 2000] if args.quick else [1000, 10_000, 20_000]
     chains = [100, 500] if args.quick else [100, 1000]
@@ -321,22 +327,37 @@ def main(argv: list[str] | None = None) -> int:
     # latency.py measure cold starts on their own.
     bare_fanout(20)
     _qflow(fanout)(20)
-    results = [measure("fanout", n, bare_fanout, _qflow(fanout), _repeats(n, repeats)) for n in fan]
-    results += [
-        measure("chain", n, bare_chain, _qflow(chain), _repeats(n, repeats)) for n in chains
-    ]
-    results += [measure("sum", n, bare_summed, _qflow(summed), repeats) for n in sums]
+    results = []
+    if "fanout" in only:
+        results += [
+            measure("fanout", n, bare_fanout, _qflow(fanout), _repeats(n, repeats)) for n in fan
+        ]
+    if "chain" in only:
+        results += [
+            measure("chain", n, bare_chain, _qflow(chain), _repeats(n, repeats)) for n in chains
+        ]
+    if "sum" in only:
+        results += [measure("sum", n, bare_summed, _qflow(summed), repeats) for n in sums]
     # Before the large outputs: freeing 400 MiB of them slows whatever runs in the next
     # second or two, which is not what a warm dispatch costs.
-    results.append(single_latency(repeats))
-    print("\n(packing: 'bare Ray' is qflow with QFLOW_PACKING=off, 'qflow' with packing)")
-    results.append(packing_on_off("fanout", fan[-1] if args.quick else 10_000, fanout, repeats))
-    results.append(packing_on_off("20 ms each", 200 if args.quick else 1000, naps20, repeats))
-    results.append(
-        measure(
-            "big 50 MiB", 8, bare_big_outputs, _qflow(big_outputs), repeats, uss=True, traced=False
+    if "single" in only:
+        results.append(single_latency(repeats))
+    if "packing" in only:
+        print("\n(packing: 'bare Ray' is qflow with QFLOW_PACKING=off, 'qflow' with packing)")
+        results.append(packing_on_off("fanout", fan[-1] if args.quick else 10_000, fanout, repeats))
+        results.append(packing_on_off("20 ms each", 200 if args.quick else 1000, naps20, repeats))
+    if "big" in only:
+        results.append(
+            measure(
+                "big 50 MiB",
+                8,
+                bare_big_outputs,
+                _qflow(big_outputs),
+                repeats,
+                uss=True,
+                traced=False,
+            )
         )
-    )
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,13 @@
 """One ray.wait thread turns ObjectRefs into futures: values, errors, many at once."""
 
+import threading
 import time
 
 import pytest
 import ray
 
 from qflow._completions import watch
+from qflow.core.completions import watch_stream
 
 
 @ray.remote
@@ -44,6 +46,50 @@ def test_a_thousand_in_flight():
     refs = [_after.remote(0, i) for i in range(1000)]
     futures = [watch(r) for r in refs]
     assert sum(f.result(timeout=60) for f in futures) == sum(range(1000))
+
+
+@ray.remote(num_returns="streaming", max_retries=0)
+def _stream(n, then):
+    import os
+
+    for i in range(n):
+        time.sleep(0.05)
+        yield i
+    if then == "raise":
+        raise ValueError("stream broke")
+    if then == "die":
+        os._exit(1)
+
+
+def _follow(gen):
+    """Everything ``watch_stream`` reports of ``gen``: its values, then how it ended."""
+    seen, ended = [], threading.Event()
+
+    def on_item(ref, exc):
+        if ref is None:
+            seen.append(("end", exc))
+            ended.set()
+            return
+        try:
+            seen.append(ray.get(ref))
+        except Exception as err:
+            seen.append(("error", type(err)))
+
+    watch_stream(gen, on_item)
+    assert ended.wait(60), seen
+    return seen
+
+
+def test_a_stream_is_followed_item_by_item_to_its_end():
+    assert _follow(_stream.remote(3, "")) == [0, 1, 2, ("end", None)]
+
+
+def test_a_stream_that_fails_reports_its_error_then_ends():
+    seen = _follow(_stream.remote(2, "raise"))
+    assert seen[:2] == [0, 1] and seen[-1] == ("end", None)
+    assert seen[2][0] == "error" and issubclass(seen[2][1], ray.exceptions.RayTaskError)
+    died = _follow(_stream.remote(2, "die"))
+    assert died[:2] == [0, 1] and died[2] == ("error", ray.exceptions.WorkerCrashedError)
 
 
 def test_a_cancelled_task_raises_cancelled():

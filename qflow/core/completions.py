@@ -28,7 +28,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import TimeoutError
-from typing import Any
+from typing import Any, cast
 
 import ray
 
@@ -133,10 +133,27 @@ def _call(fn: Callable[[Completion], Any], completion: Completion) -> None:
         logging.getLogger(__name__).exception("A completion callback failed.")
 
 
+class _Stream:
+    """A streaming task watched item by item: ``on_item(ref, None)`` for each item as it
+    exists (an item holding the task's error included), ``on_item(None, None)`` at its
+    end, ``on_item(None, exc)`` when Ray went away under it."""
+
+    __slots__ = ("on_item",)
+
+    def __init__(self, on_item: Callable[[Any, BaseException | None], Any]) -> None:
+        self.on_item = on_item
+
+    def tell(self, ref: Any, exc: BaseException | None) -> None:
+        try:
+            self.on_item(ref, exc)
+        except Exception:  # a bug there must not stop the watcher
+            logging.getLogger(__name__).exception("A stream callback failed.")
+
+
 class _Watcher:
     def __init__(self) -> None:
         self._lock = threading.Condition()
-        self._new: list[tuple[Any, Completion]] = []
+        self._new: list[tuple[Any, Completion | _Stream]] = []
         self._thread: threading.Thread | None = None
         self._closing = False
         self._leaving = False
@@ -144,11 +161,15 @@ class _Watcher:
 
     def watch(self, ref: Any, convert: Callable[[Any], Any] | None) -> Completion:
         fut = Completion(convert)
+        self.add(ref, fut)
+        return fut
+
+    def add(self, ref: Any, entry: Completion | _Stream) -> None:
         with self._lock:
             if self._closing:  # the process is exiting: no new thread may call Ray now
-                fut.set_exception(RuntimeError("The process is exiting; not watched."))
-                return fut
-            self._new.append((ref, fut))
+                _settle(entry, RuntimeError("The process is exiting; not watched."))
+                return
+            self._new.append((ref, entry))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="qflow-completions", daemon=True
@@ -162,7 +183,6 @@ class _Watcher:
                     atexit.register(self.close)
                     _guard_shutdown()
             self._lock.notify()
-        return fut
 
     def close(self) -> None:
         """Stop watching for good (at exit): the thread leaves its current ``ray.wait``
@@ -190,7 +210,7 @@ class _Watcher:
             self._leaving = False
 
     def _run(self) -> None:
-        pending: dict[Any, Completion] = {}
+        pending: dict[Any, Completion | _Stream] = {}
         while True:
             with self._lock:
                 while not self._new and not pending and not self._closing and not self._leaving:
@@ -218,7 +238,31 @@ class _Watcher:
                 pending.clear()
                 continue
             if ready:
-                _deliver(ready, [pending.pop(r) for r in ready])
+                refs_ready: list[Any] = []
+                for r in ready:
+                    entry = pending[r]
+                    if not isinstance(entry, _Stream):
+                        refs_ready.append(r)
+                    elif _drain(r, entry):
+                        del pending[r]
+                if refs_ready:
+                    _deliver(refs_ready, [cast(Completion, pending.pop(r)) for r in refs_ready])
+
+
+def _drain(gen: Any, stream: _Stream) -> bool:
+    """Hand ``stream`` every item of ``gen`` that exists now; True at its end."""
+    while True:
+        try:
+            ref = gen._next_sync(timeout_s=0)
+        except StopIteration:
+            stream.tell(None, None)
+            return True
+        except (Exception, SystemExit) as exc:  # Ray itself went away
+            stream.tell(None, _gone(exc))
+            return True
+        if ref.is_nil():  # the next item is not there yet
+            return False
+        stream.tell(ref, None)
 
 
 def _shut_down() -> RuntimeError:
@@ -251,7 +295,10 @@ def _deliver(refs: list[Any], futures: list[Completion]) -> None:
         _settle(fut, None, value)
 
 
-def _settle(fut: Completion, exc: BaseException | None, value: Any = None) -> None:
+def _settle(fut: Completion | _Stream, exc: BaseException | None, value: Any = None) -> None:
+    if isinstance(fut, _Stream):  # only ever settled by failure (see _drain for the rest)
+        fut.tell(None, exc)
+        return
     if fut.done():
         return
     if exc is None and fut._convert is not None:
@@ -293,6 +340,15 @@ def _guard_shutdown() -> None:
 def close() -> None:
     """Stop watching before Ray shuts down (qflow's exit hook calls this)."""
     _watcher.close()
+
+
+def watch_stream(gen: Any, on_item: Callable[[Any, BaseException | None], Any]) -> None:
+    """Follow the streaming task ``gen`` (a ``ray.ObjectRefGenerator``) item by item, in
+    order: ``on_item(ref, None)`` as each item exists, in this process's object store
+    (``ray.get(ref)`` raises the task's error if it failed), ``on_item(None, None)`` when
+    it has ended, and ``on_item(None, exc)`` if Ray went away first. ``on_item`` runs in
+    the watcher's thread: it must be quick, and may call :func:`watch_stream` again."""
+    _watcher.add(gen, _Stream(on_item))
 
 
 def watch(ref: Any, convert: Callable[[Any], Any] | None = None) -> Completion:

@@ -590,3 +590,17 @@ def _dumps_output(call: TaskCall, value: Any) -> bytes:
             "data (numbers, arrays, dicts) instead of handles such as locks, sockets or "
             "open files."
         ) from exc
+
+
+def run_shipped(
+    call: TaskCall, dep_values: Sequence[Any], kept_up_to: int = LARGE_OUTPUT
+) -> tuple[Any, NodeOutcome]:
+    """:func:`execute_call` for a Ray worker: an output whose pickle is larger than
+    ``kept_up_to`` is returned as that pickle (:class:`PickledValue`), to be shipped
+    once, and its outcome carries no copy of it."""
+    value, outcome = execute_call(call, dep_values)
+    blob = outcome.output_blob
+    if blob is not None and len(blob) > kept_up_to:
+        outcome.output_blob = None
+        return PickledValue(blob), outcome
+    return value, outcome

@@ -8,8 +8,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import ray
+
 from qflow.core.completions import Completion
-from qflow.core.task import TaskCall
+from qflow.core.task import PickledValue, TaskCall
 
 
 @dataclass
@@ -39,6 +41,16 @@ class InPack:
     """An input that is the value of the pack's call ``index`` (a fused chain)."""
 
     index: int
+
+
+def fetch_inputs(deps: Sequence[Any]) -> list[Any]:
+    """The values of a node's inputs, for an executor that runs it outside a Ray task:
+    Ray refs are fetched (all in one ``ray.get``); a packed call's small value, which
+    travels already pickled (:class:`~qflow.core.task.PickledValue`), is passed as it is,
+    for :func:`~qflow.core.task.execute_call` to load."""
+    refs = [d for d in deps if not isinstance(d, PickledValue)]
+    got = iter(ray.get(refs) if refs else ())
+    return [d if isinstance(d, PickledValue) else next(got) for d in deps]
 
 
 class Executor(abc.ABC):

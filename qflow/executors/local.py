@@ -10,7 +10,7 @@ from typing import Any
 import ray
 
 from qflow.core.task import TaskCall, execute_call
-from qflow.executors.base import Executor, Submission, refuse_deps_pip
+from qflow.executors.base import Executor, Submission, fetch_inputs, refuse_deps_pip
 
 
 class LocalExecutor(Executor):
@@ -38,7 +38,7 @@ class LocalExecutor(Executor):
 
         def work() -> None:
             try:
-                values = ray.get(list(deps)) if deps else []
+                values = fetch_inputs(deps)
                 value, outcome = execute_call(call, values)
                 outcome.value_ref = ray.put(value)
                 done.set_result(outcome)

@@ -9,105 +9,22 @@ from typing import Any
 
 import ray
 
-from qflow.core.completions import Completion, watch
+from qflow.core.completions import watch
 from qflow.core.graph import NodeKind
-from qflow.core.task import (
-    LARGE_OUTPUT,
-    OUTCOME_ATTR,
-    NodeOutcome,
-    PickledValue,
-    TaskCall,
-    execute_call,
-)
-from qflow.exceptions import PackedCallError, PackSkipped
-from qflow.executors.base import Executor, InPack, Submission
+from qflow.core.task import NodeOutcome, TaskCall, run_shipped
+from qflow.executors.base import Executor, Submission
+from qflow.executors.packs import PackRun
 
 
 def run_wire(wire: bytes, *dep_values: Any) -> tuple[Any, bytes]:
     """Run the node ``wire`` describes, in whichever Ray worker (task or actor) it
-    reached; returns the node's value and its outcome's wire form."""
-    return _run_call(TaskCall.from_wire(wire), dep_values)
-
-
-def _run_call(call: TaskCall, dep_values: Sequence[Any]) -> tuple[Any, bytes]:
-    value, outcome = execute_call(call, dep_values)
-    blob = outcome.output_blob
-    if blob is not None and len(blob) > LARGE_OUTPUT:
-        # One pickle, shipped once: dependants and the store both take these bytes.
-        outcome.output_blob = None
-        return PickledValue(blob), outcome.to_wire()
+    reached; returns the node's value (a large one as its pickle, shipped once) and its
+    outcome's wire form."""
+    value, outcome = run_shipped(TaskCall.from_wire(wire), dep_values)
     return value, outcome.to_wire()
 
 
 _run_node = ray.remote(num_returns=2)(run_wire)
-
-
-def _retries(call: TaskCall, exc: BaseException) -> bool:
-    """Whether a packed call's exception is one its options retry (as Ray would)."""
-    retry = call.options.retry_exceptions
-    if not retry:
-        return False
-    return retry is True or isinstance(exc, tuple(retry))
-
-
-def run_pack(wires: list[bytes], sources: list[list[int]], *dep_values: Any) -> tuple[Any, ...]:
-    """Run a pack's calls one after another in this worker: their values, then one list
-    of ``(ok, outcome wire)``. Each call's inputs are ``sources``: ``i >= 0`` is
-    ``dep_values[i]``, ``-(j + 1)`` the value of the pack's call ``j`` (a fused chain).
-    A call that fails fails alone (retried first, as its options say); one whose input
-    failed in the pack is not run (``ok`` None); the others run on."""
-    values: list[Any] = []
-    outcomes: list[tuple[bool | None, bytes | str]] = []
-    failed: set[int] = set()
-    for k, (wire, taken) in enumerate(zip(wires, sources)):
-        if any(s < 0 and -s - 1 in failed for s in taken):
-            failed.add(k)
-            values.append(None)
-            outcomes.append((None, ""))
-            continue
-        deps = [values[-s - 1] if s < 0 else dep_values[s] for s in taken]
-        call = TaskCall.from_wire(wire)
-        attempts = 1 + (call.options.max_retries or 0)
-        for attempt in range(attempts):
-            try:
-                value, outcome = _run_call(call, deps)
-            except Exception as exc:
-                if attempt + 1 < attempts and _retries(call, exc):
-                    continue
-                got = getattr(exc, OUTCOME_ATTR, None)
-                failed.add(k)
-                values.append(None)
-                outcomes.append((False, got.to_wire() if got is not None else repr(exc)))
-            else:
-                values.append(value)
-                outcomes.append((True, outcome))
-            break
-    return (*values, outcomes)
-
-
-_run_pack = ray.remote(run_pack)
-
-
-def _split(pack: Completion, members: list[Completion], refs: list[Any]) -> None:
-    """Hand each member of a finished pack its own outcome (or the pack's error)."""
-    error = pack.exception()
-    if error is not None:  # the whole task failed (its worker died past its retries...)
-        for member in members:
-            member.set_exception(error)
-        return
-    for member, (ok, payload), ref in zip(members, pack.result(), refs):
-        if ok is None:
-            member.set_exception(PackSkipped("Not run: the call it takes its input from failed."))
-            continue
-        if ok:
-            outcome = NodeOutcome.from_wire(payload)
-            outcome.value_ref = ref  # dependants take this member's own return
-            member.set_result(outcome)
-            continue
-        got = NodeOutcome.from_wire(payload) if isinstance(payload, bytes) else None
-        exc = PackedCallError(got.error if got is not None and got.error else str(payload))
-        setattr(exc, OUTCOME_ATTR, got)
-        member.set_exception(exc)
 
 
 #: Made once: each access to a classmethod makes a new bound method, one more object
@@ -206,35 +123,24 @@ class RayExecutor(Executor):
     def submit_many(
         self, calls: Sequence[TaskCall], deps: Sequence[Sequence[Any]]
     ) -> list[Submission]:
-        """One Ray task for all of ``calls`` (calls of one electron): each call's value
-        is a return of its own, and its outcome comes when the pack ends. Dependants
-        take a member's value only once its outcome says it completed. An input may be
-        :class:`InPack`: an earlier call's value, passed inside the task (a chain)."""
+        """One Ray task for all of ``calls`` (calls of one electron), a
+        :class:`~qflow.executors.packs.PackRun`: each call's outcome comes as the pack
+        reports it. An input may be :class:`~qflow.executors.base.InPack`: an earlier
+        call's value, passed inside the task (a chain)."""
         if len(calls) == 1:
             return [self.submit(calls[0], deps[0])]
-        opts = {**self._ray_options(calls[0]), "num_returns": len(calls) + 1}
-        flat: list[Any] = []
-        sources: list[list[int]] = []
-        for d in deps:
-            taken = []
-            for ref in d:
-                if isinstance(ref, InPack):
-                    taken.append(-ref.index - 1)
-                else:
-                    taken.append(len(flat))
-                    flat.append(ref)
-            sources.append(taken)
-        refs = _run_pack.options(**opts).remote([c.to_wire() for c in calls], sources, *flat)
-        members = [Completion() for _ in calls]
-        pack = watch(refs[-1])
-        pack.add_done_callback(lambda done: _split(done, members, list(refs[:-1])))
+        run = PackRun(calls, deps, self._ray_options(calls[0]))
         # value_ref None: a member's value is handed on when its outcome arrives.
-        return [Submission(done=m, value_ref=None, handle=refs[0], packed=True) for m in members]
+        return [Submission(done=m, value_ref=None, handle=run, packed=True) for m in run.members]
 
     def cancel(self, submission: Submission) -> None:
         # force: a polite cancel only lands between bytecodes, so an electron blocked in
         # a sleep, a C extension or I/O would run to its end. Killing the worker is what
         # "cancel" has to mean for a stuck electron. A deferred cancel may come due as
         # the process exits: Ray ends the process when called after its shutdown.
-        if ray.is_initialized():
+        if not ray.is_initialized():
+            return
+        if isinstance(submission.handle, PackRun):
+            submission.handle.cancel()
+        else:
             ray.cancel(submission.handle, force=True, recursive=True)

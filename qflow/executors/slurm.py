@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qflow.core.polling import wait_until
 from qflow.core.task import OUTCOME_ATTR, NodeOutcome, TaskCall, execute_call
 from qflow.exceptions import QflowConfigError, SlurmError
-from qflow.executors.base import Executor, Submission, refuse_deps_pip
+from qflow.executors.base import Executor, Submission, fetch_inputs, refuse_deps_pip
 from qflow.settings import Settings
 
 
@@ -150,7 +150,7 @@ class SlurmExecutor(Executor):
         with self._lock:
             batch, self._queue = self._queue, []
         try:
-            values = [ray.get(deps) if deps else [] for _, deps, _, _ in batch]
+            values = [fetch_inputs(deps) for _, deps, _, _ in batch]
             ex = self._executor()
             if len(batch) == 1:
                 jobs = [ex.submit(execute_call, batch[0][0], values[0])]
