@@ -43,3 +43,18 @@ def test_every_call_round_trips():
         point = back.kwargs.get("b")
         if point is not None and point[0] == "c" and not isinstance(point[1], str):
             assert point[1].x == 4
+
+
+def test_a_chunk_state_is_pickled_plainly_unless_it_carries_the_loops_inputs():
+    import pickle
+
+    import cloudpickle
+    import numpy as np
+
+    from qflow.core.task import dumps_value
+    from qflow.loops.spec import ChunkState
+
+    state = ChunkState(params=np.arange(3.0), optimizer=b"opt", costs=[1.0], step=1)
+    assert dumps_value(state) == pickle.dumps(state, protocol=4)
+    last = ChunkState(state, inputs={"cost": lambda x: x + 1})  # code: cloudpickle only
+    assert cloudpickle.loads(dumps_value(last))["inputs"]["cost"](1) == 2

@@ -578,6 +578,9 @@ def dumps_value(value: Any) -> bytes:
     """
     if type(value) in PLAIN_TYPES:  # the C pickler writes the same bytes, sooner
         return pickle.dumps(value, protocol=4)
+    plain = getattr(type(value), "__plain_pickle__", None)
+    if plain is not None and plain(value):  # a type that knows it holds no code
+        return pickle.dumps(value, protocol=4)
     return cloudpickle.dumps(value, protocol=4)
 
 

@@ -152,6 +152,13 @@ class ChunkState(dict[str, Any]):
         ChunkState(step=3, last_cost=-1.1372, converged=False)
     """
 
+    def __plain_pickle__(self) -> bool:
+        """Whether the standard (C) pickler can write it: a chunk's state holds arrays,
+        numbers, text and the optimizer's bytes, and only the last chunk's holds the
+        loop's inputs, which may be code. (cloudpickle takes several times longer, a
+        cost every chunk of a small loop pays.)"""
+        return "inputs" not in self
+
     def __repr__(self) -> str:
         cost = self.get("final_cost", self.get("last_cost"))
         text = (

@@ -33,6 +33,7 @@ from qflow.runtime.ray_cluster import (
     quiet_ray,
     ray_address_file,
     ray_cli,
+    ray_system_env,
 )
 from qflow.settings import Settings
 from qflow.store.base import now_iso
@@ -174,6 +175,7 @@ def _spawn_head(
             # environment fails its node at once.
             env={
                 "RUNTIME_ENV_RETRY_TIMES": "1",
+                **ray_system_env(),
                 **{k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
             },
         )
