@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -34,7 +37,12 @@ TEST_RESOURCE = "qflow_test_slot"
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_session() -> Iterator[None]:
-    """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep)."""
+    """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep).
+
+    Afterwards the Ray sessions this test session made (this Ray's, and those of the
+    heads its tests started) are deleted: their logs, environments and spilled objects
+    took gigabytes a run, and a developer's disk filled after a few dozen runs."""
+    started = time.time()
     ray.init(
         address="local",
         num_cpus=4,
@@ -50,6 +58,10 @@ def ray_session() -> Iterator[None]:
 
     _completions.close()
     ray.shutdown()
+    sessions = os.path.join(os.environ.get("RAY_TMPDIR", tempfile.gettempdir()), "ray")
+    for path in glob.glob(os.path.join(sessions, "session_*")):
+        if not os.path.islink(path) and os.path.getmtime(path) >= started - 1:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
