@@ -392,31 +392,13 @@ class TestHeldOutputs:
         actor, chunks = self._loop()
         first, _ = actor.run_node(chunks[0].to_wire(), keep=None)
         calls = [
-            (chunks[1].to_wire(), (Arg(0),), Held("d", chunks[1].node_id), "d", chunks[1].node_id),
-            (chunks[2].to_wire(), (Held("d", chunks[1].node_id),), None, "d", chunks[2].node_id),
+            (chunks[1].to_wire(), (Arg(0),), Held("d", chunks[1].node_id)),
+            (chunks[2].to_wire(), (Held("d", chunks[1].node_id),), None),
         ]
         out = actor.run_nodes(calls, first)
         assert len(out) == 4 and not any(isinstance(o, ChunkFailed) for o in out)
         assert [out[0]["step"], out[2]["step"]] == [4, 6]
         assert isinstance(out[2], ChunkState) and actor._held == {}
-
-    def test_a_stop_skips_the_chunk_named_and_the_ones_after_it(self):
-        import ray
-
-        from qflow.executors.loop import Held
-        from qflow.loops.executor import Arg, ChunkFailed
-
-        actor, chunks = self._loop()
-        first, _ = actor.run_node(chunks[0].to_wire(), keep=None)
-        actor.stop_at("d", chunks[2].node_id)  # as a cancel sends it, mid-run
-        calls = [
-            (chunks[1].to_wire(), (Arg(0),), Held("d", chunks[1].node_id), "d", chunks[1].node_id),
-            (chunks[2].to_wire(), (Held("d", chunks[1].node_id),), None, "d", chunks[2].node_id),
-        ]
-        out = actor.run_nodes(calls, first)
-        assert out[0]["step"] == 4  # before the stop: it runs
-        assert out[2] is None and isinstance(out[3], ChunkFailed)
-        assert isinstance(out[3].error, ray.exceptions.TaskCancelledError)
 
 
 class TestShotStatistics:

@@ -682,9 +682,6 @@ class Dispatcher:
         parents' completions, which cancelling the parents brings on quickly).
         """
         sub.cancelled = True
-        if not resolve_executor(call.options.executor).cancel_waits_for_inputs:
-            self._cancel_now(call, sub)
-            return
         self._cancel_once_inputs_exist(
             call, sub, [running[d].done for d in set(call.dep_ids) if d in running]
         )

@@ -67,9 +67,6 @@ class Executor(abc.ABC):
     #: Seconds the dispatcher waits, once a cancelled node's inputs exist, before it
     #: calls :meth:`cancel` (a node is never cancelled while its inputs are pending).
     cancel_delay_s: ClassVar[float] = 0.0
-    #: Whether the dispatcher waits for a cancelled node's inputs to exist before it
-    #: calls :meth:`cancel` (False: at once, the executor orders the rest itself).
-    cancel_waits_for_inputs: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -47,7 +47,6 @@ class LoopActor:
         self.loop_id: str | None = None
         self._held: dict[Held, Any] = {}  # chunk outputs kept for the next chunk
         self._node_id = ray.get_runtime_context().get_node_id()
-        self._stop_at: dict[str, int] = {}  # dispatch id -> the first chunk not to run
 
     def load(self, spec: LoopSpec, grant: SecretsGrant | None = None) -> None:
         """Serve ``spec``'s loop: build its device and QNode (once per loop), with the
@@ -85,22 +84,15 @@ class LoopActor:
         return value, outcome
 
     def run_nodes(
-        self, calls: list[tuple[bytes, tuple[Any, ...], Held | None, str, int]], *values: Any
+        self, calls: list[tuple[bytes, tuple[Any, ...], Held | None]], *values: Any
     ) -> tuple[Any, ...]:
         """Run chunks the loop executor sent together, in order, as :meth:`run_node`
-        runs each (``calls``: wire, inputs, keep, dispatch id, node id; an input that is
+        runs each (``calls``: wire, inputs and keep; an input that is
         an :class:`~qflow.loops.executor.Arg` is one of ``values``): their values
         and outcomes, two returns per chunk. A chunk that fails has, for its outcome,
-        the error Ray would have raised for it alone; one :meth:`stop_at` stopped, a
-        ``TaskCancelledError``."""
+        the error Ray would have raised for it alone."""
         out: list[Any] = []
-        for wire, args, keep, dispatch_id, node_id in calls:
-            if node_id >= self._stop_at.get(dispatch_id, node_id + 1):
-                cancelled = ray.exceptions.TaskCancelledError()
-                if keep is not None:  # the chunks after it end the same way
-                    self._held[keep] = cancelled
-                out += [None, ChunkFailed(cancelled)]
-                continue
+        for wire, args, keep in calls:
             inputs = [values[a.index] if isinstance(a, Arg) else a for a in args]
             try:
                 value, outcome = self.run_node(wire, *inputs, keep=keep)
@@ -110,12 +102,6 @@ class LoopActor:
             else:
                 out += [value, outcome]
         return tuple(out)
-
-    @ray.method(concurrency_group="control")
-    def stop_at(self, dispatch_id: str, node_id: int) -> None:
-        """Run no chunk of ``dispatch_id`` from ``node_id`` on (a cancel). It runs on the
-        actor's control thread, so it lands while a chunk computes."""
-        self._stop_at[dispatch_id] = min(node_id, self._stop_at.get(dispatch_id, node_id))
 
     def _take(self, held: Held) -> Any:
         if held not in self._held:  # a new actor, or one that served another loop since

@@ -86,7 +86,7 @@ class _Attempt:
 IN_FLIGHT = 2
 #: Chunks go together only when short: as many as run in about GROUP_S (their
 #: outcomes come back together, so a group is also how late a chunk's news may be),
-#: never more than GROUP_MAX. Until a chunk of the loop has been timed, one at a time.
+#: never more than GROUP_MAX.
 GROUP_S = 0.02
 GROUP_MAX = 32
 
@@ -131,13 +131,12 @@ class _Outbox:
     """One actor's calls in flight, and the chunks waiting to go to it."""
 
     actor: Any
-    loop_id: str | None
     in_flight: int = 0
     waiting: list[_Send] = dataclasses.field(default_factory=list)
     chunk_s: float | None = None  # how long its last chunk computed
 
     def group(self) -> int:
-        """How many waiting chunks go in one call."""
+        """How many waiting chunks go in one call (one until a chunk is timed)."""
         if self.chunk_s is None:
             return 1
         return max(1, min(GROUP_MAX, int(GROUP_S / max(self.chunk_s, 1e-4))))
@@ -154,7 +153,6 @@ class LoopExecutor(RayExecutor):
 
     listed = False
     cancel_delay_s = 0.0  # its cancel stops the actor, which never upsets Ray's bookkeeping
-    cancel_waits_for_inputs = False  # its cancel orders the chunks itself
 
     @classmethod
     def affinity(cls) -> int:
@@ -184,10 +182,10 @@ class LoopExecutor(RayExecutor):
         return sub
 
     def cancel(self, submission: Submission) -> None:
-        """Stop a chunk. One on the actor, or waiting to go to it, stops its loop
-        there: the chunks before it finish, it and the ones after it end unrun
-        (cancelled), and the actor, not reused, is stopped once idle, or at once if
-        this chunk is the one computing (Ray cannot stop a running actor call)."""
+        """Stop a chunk (the dispatcher calls this once the chunk before it is done).
+        One on the actor, or waiting to go to it, stops its loop there: it and the
+        chunks waiting after it end unrun, and the actor, which may be computing it
+        (Ray cannot stop a running actor call), is stopped and not reused."""
         attempt: _Attempt = submission.handle
         if not ray.is_initialized():
             return
@@ -195,9 +193,7 @@ class LoopExecutor(RayExecutor):
             if attempt.ref is not None:
                 super().cancel(Submission(done=submission.done, handle=attempt.ref))
             return
-        send = attempt.send
-        dispatch_id, node_id = send.call.dispatch_id, send.call.node_id
-        parents = self._parents(send.deps)
+        call = attempt.send.call
         with self._lock:
             self._stopped.add(attempt.loop_id or "")
             box = self._outboxes.get(id(attempt.actor))
@@ -206,20 +202,12 @@ class LoopExecutor(RayExecutor):
                 dropped = [
                     s
                     for s in box.waiting
-                    if s.call.dispatch_id == dispatch_id and s.call.node_id >= node_id
+                    if s.call.dispatch_id == call.dispatch_id and s.call.node_id >= call.node_id
                 ]
                 box.waiting = [s for s in box.waiting if s not in dropped]
-            idle = box is None or (box.in_flight == 0 and not box.waiting)
         for s in dropped:  # never sent
             self._fail(s.deps, s.sub, ray.exceptions.TaskCancelledError())
-        computing = all(p.done.done() for p in parents) and attempt.ref is not None
-        if idle or computing:
-            self._discard(attempt.loop_id)
-        else:  # it waits in the actor's queue: the actor skips it, then is stopped
-            try:
-                attempt.actor.stop_at.remote(dispatch_id, node_id)
-            except Exception:  # the actor is gone already: its chunks fail with it
-                self._discard(attempt.loop_id)
+        self._discard(attempt.loop_id)
 
     def _discard(self, loop_id: str | None) -> None:
         """Stop the loop's actor for good (a cancel): what it still runs ends unrun."""
@@ -264,17 +252,19 @@ class LoopExecutor(RayExecutor):
         with self._lock:
             box = self._outboxes.get(id(actor))
             if box is None or box.actor is not actor:
-                box = self._outboxes[id(actor)] = _Outbox(actor, send.sub.handle.loop_id)
+                box = self._outboxes[id(actor)] = _Outbox(actor)
             box.waiting.append(send)
-            if box.in_flight >= IN_FLIGHT and len(box.waiting) < box.group():
-                return
+            if box.in_flight >= IN_FLIGHT and (
+                box.chunk_s is None or len(box.waiting) < box.group()
+            ):
+                return  # until a chunk is timed, what waits is held for its timing
             batch, box.waiting = box.waiting, []
             box.in_flight += 1
         self._send(box, batch)
 
     def _send(self, box: _Outbox, batch: list[_Send]) -> None:
         """One actor call for ``batch``: two returns per chunk, value and outcome."""
-        calls: list[tuple[bytes, tuple[Any, ...], Held | None, str, int]] = []
+        calls: list[tuple[bytes, tuple[Any, ...], Held | None]] = []
         values: list[Any] = []  # inputs Ray resolves: they go as arguments of the call
         for s in batch:
             args: list[Arg | Held] = []
@@ -284,9 +274,7 @@ class LoopExecutor(RayExecutor):
                     values.append(arg)
                 else:
                     args.append(arg)
-            calls.append(
-                (s.call.to_wire(), tuple(args), s.held, s.call.dispatch_id, s.call.node_id)
-            )
+            calls.append((s.call.to_wire(), tuple(args), s.held))
         try:
             refs = box.actor.run_nodes.options(num_returns=2 * len(batch)).remote(calls, *values)
         except Exception as err:  # e.g. Ray shut down meanwhile
@@ -312,22 +300,16 @@ class LoopExecutor(RayExecutor):
 
     def _back(self, box: _Outbox) -> None:
         """One of ``box``'s calls is back: send what waits for its actor."""
-        stopped = False
         with self._lock:
             box.in_flight -= 1
             if not box.waiting:
                 if box.in_flight == 0 and self._outboxes.get(id(box.actor)) is box:
                     del self._outboxes[id(box.actor)]
-                    stopped = box.loop_id in self._stopped
-                batch = []
-            else:
-                size = box.group()
-                batch, box.waiting = box.waiting[:size], box.waiting[size:]
-                box.in_flight += 1
-        if batch:
-            self._send(box, batch)
-        elif stopped:  # a cancel waited for the actor to be idle
-            self._discard(box.loop_id)
+                return
+            size = box.group()
+            batch, box.waiting = box.waiting[:size], box.waiting[size:]
+            box.in_flight += 1
+        self._send(box, batch)
 
     def _settle(
         self,

@@ -198,10 +198,8 @@ def place(
         except InfeasibleResourceError:
             remove_placement_group(pg)
             raise
-    # One more thread, for calls that must land while a chunk computes (a cancel's
-    # LoopActor.stop_at); chunks still run one at a time, in order.
     return (
-        ray.remote(concurrency_groups={"control": 1})(actor_cls)  # type: ignore[call-overload]
+        ray.remote(actor_cls)
         .options(
             name=name,
             namespace=warm.NAMESPACE,
