@@ -19,6 +19,9 @@ How a loop's chunks run:
   as a Ray argument, each call would leave the driver only once the previous one's
   result had reached it, and the actor would idle meanwhile). Each output still returns to the driver as the node's value. The last chunk is
   submitted the same way, but what follows it (the loop's close) waits for it.
+- Short chunks go together: while two calls are in flight on the actor, later chunks
+  wait, and go in one call (:meth:`~qflow.loops.actor.LoopActor.run_nodes`) as many
+  as run in about :data:`GROUP_S`, each still its own node with its own outcome.
 - When the actor dies, its queued chunks fail with it. The chunk whose input had been
   computed reruns as a plain task, which starts a fresh actor and counts a restart;
   each later chunk reruns once its predecessor has, from that rerun's output.
