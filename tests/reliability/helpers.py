@@ -54,6 +54,17 @@ def run(args: list[str], env: dict[str, str], timeout: float = 180) -> subproces
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def printed_id(out: subprocess.CompletedProcess) -> str:
+    """The dispatch id a script printed ("ID <id>"); if it printed none, the failure
+    names what it wrote to stderr instead."""
+    if "ID " not in out.stdout:
+        raise AssertionError(
+            f"The script printed no dispatch id (exit {out.returncode}). stdout:\n"
+            f"{out.stdout[-2000:]}\nstderr:\n{out.stderr[-4000:]}"
+        )
+    return out.stdout.split("ID ", 1)[1].split()[0]
+
+
 def script(code: str) -> list[str]:
     return [sys.executable, "-c", textwrap.dedent(code)]
 

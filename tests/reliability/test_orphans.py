@@ -23,6 +23,7 @@ from tests.reliability.helpers import (
     ONE_ELECTRON,
     QFLOW,
     env_for,
+    printed_id,
     read_line,
     run,
     script,
@@ -161,7 +162,7 @@ class TestKilledClient:
         env = env_for(tmp_path)
         out = run(script(LONG), env)
         assert out.returncode == 0, out.stderr[-2000:]
-        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        dispatch_id = printed_id(out)
         row = _row(tmp_path, dispatch_id)
         assert row["status"] == "FAILED" and "exited before the dispatch finished" in row["error"]
         # The script's user is told, in one line, which dispatch and what to do.
@@ -179,7 +180,7 @@ class TestKilledClient:
     def test_completed_dispatch_has_no_exit_error(self, tmp_path):
         env = env_for(tmp_path)
         out = run(script(ONE_ELECTRON), env)
-        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        dispatch_id = printed_id(out)
         row = _row(tmp_path, dispatch_id)
         assert row["status"] == "COMPLETED" and row["error"] is None
         assert "qflow: this script exited" not in out.stderr

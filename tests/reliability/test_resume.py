@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.reliability.helpers import QFLOW, env_for, run, script
+from tests.reliability.helpers import QFLOW, env_for, printed_id, run, script
 
 pytestmark = [pytest.mark.service, pytest.mark.slow]
 
@@ -62,7 +62,7 @@ def test_killed_service_process_is_restarted_and_resumes(tmp_path):
     try:
         state = json.loads((tmp_path / "home" / "service.json").read_text())
         out = run([*script(DISPATCH), str(marks)], env)
-        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        dispatch_id = printed_id(out)
         os.kill(state["service_pid"], signal.SIGKILL)
         done = run([*script(WAIT), dispatch_id, "120"], env, timeout=200)
         assert "STATUS COMPLETED c" in done.stdout, done.stderr[-3000:]
@@ -81,7 +81,7 @@ def test_stop_then_start_resumes(tmp_path):
     _start(env)
     try:
         out = run([*script(DISPATCH), str(marks)], env)
-        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        dispatch_id = printed_id(out)
         assert run([*QFLOW, "stop"], env).returncode == 0
         paused = run([*script(WAIT), dispatch_id, "60"], env)
         assert "is paused" in paused.stderr and "qflow start" in paused.stderr, paused
@@ -98,7 +98,7 @@ def test_paused_dispatch_can_be_cancelled(tmp_path):
     marks.mkdir()
     _start(env)
     out = run([*script(DISPATCH), str(marks)], env)
-    dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+    dispatch_id = printed_id(out)
     run([*QFLOW, "stop"], env)
     cancelled = run([*QFLOW, "cancel", dispatch_id], env)
     assert "its qflow head is not running" in cancelled.stdout, cancelled

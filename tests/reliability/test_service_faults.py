@@ -12,7 +12,7 @@ import pytest
 from qflow.exceptions import ClusterError
 from qflow.service import status as service_status
 from qflow.settings import Settings
-from tests.reliability.helpers import LONG_DISPATCH, QFLOW, env_for, run, script
+from tests.reliability.helpers import LONG_DISPATCH, QFLOW, env_for, printed_id, run, script
 
 SIMULATED_QPU_LOOP = """
     import pennylane as qml
@@ -46,7 +46,7 @@ def test_killed_service_is_reported_and_never_silently_replaced(tmp_path):
         # A script joining the head prints nothing of Ray's own (token notice, log lines).
         assert "Token authentication" not in out.stderr + started.stderr, out.stderr
         assert "WARNING" not in out.stderr and "INFO" not in out.stderr, out.stderr
-        dispatch_id = out.stdout.split("ID ", 1)[1].split()[0]
+        dispatch_id = printed_id(out)
         # Killed for good (Ray would restart a service whose process merely died).
         killed = run(
             script("""
