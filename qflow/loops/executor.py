@@ -76,9 +76,8 @@ class _Attempt:
     ref: Any = None
     on_actor: bool = False
     rerun: bool = False
-    held_by: Any = None  # the actor that keeps this chunk's output for the next one
-    held_as: Held | None = None  # and what the next one calls it
     actor: Any = None  # the actor it is sent to (or waits to be)
+    held_as: Held | None = None  # what the next chunk calls its output, kept on that actor
     send: Any = None  # and what is sent (a _Send)
 
 
@@ -228,14 +227,12 @@ class LoopExecutor(RayExecutor):
         keep: bool = False,
     ) -> None:
         attempt: _Attempt = sub.handle
-        attempt.held_by = attempt.held_as = None  # a rerun's output is not kept
+        attempt.actor = attempt.held_as = None  # a rerun's output is not kept
         actor = self._actor_for(attempt.loop_id) if try_actor else None
         if actor is not None:
             args = [self._held_on(actor, dep) for dep in deps]
             held = Held(call.dispatch_id, call.node_id) if keep else None
-            if keep:
-                attempt.held_by, attempt.held_as = actor, held
-            attempt.ref, attempt.on_actor, attempt.actor = None, True, actor
+            attempt.ref, attempt.on_actor, attempt.actor, attempt.held_as = None, True, actor, held
             attempt.send = _Send(call, deps, args, held, sub)
             self._post(actor, attempt.send)
             return
@@ -384,7 +381,7 @@ class LoopExecutor(RayExecutor):
         chunk sent just before to the same actor."""
         with self._lock:
             parent = self._ahead.get(dep)
-        if parent is None or parent.handle.held_by is not actor:
+        if parent is None or parent.handle.held_as is None or parent.handle.actor is not actor:
             return dep
         return parent.handle.held_as
 
