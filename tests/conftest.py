@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import tempfile
-import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -19,12 +18,14 @@ os.environ.pop("RAY_ADDRESS", None)
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_ROOT, os.environ.get("PYTHONPATH")) if p)
 
-# Under pytest-xdist, each worker's Ray (and every head its tests start) keeps its
-# sessions and its announced address in a folder of its own: a head announced by one
-# worker's test is never found by the scripts of the other's.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["RAY_TMPDIR"] = f"/tmp/qflow-ray-{os.environ['PYTEST_XDIST_WORKER']}"
-    os.makedirs(os.environ["RAY_TMPDIR"], exist_ok=True)
+# Each test session (and each pytest-xdist worker) keeps its Rays' sessions and their
+# announced address in a folder of its own: a head announced by one worker's test is
+# never found by the scripts of the other's, and a pytest run inside a test (see
+# tests/reliability/test_slurm_setup.py) never shares, nor deletes, this run's. Short,
+# since Ray's socket paths under it must fit in 107 bytes.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
+_RAY_TMPDIR = f"/tmp/qf-ray-{_RUN[:8]}-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
+os.environ["RAY_TMPDIR"] = _RAY_TMPDIR
 
 # As qflow sets it for the embedded Ray it starts (qflow.runtime.ray_cluster.ensure_ray).
 os.environ.setdefault("RUNTIME_ENV_RETRY_TIMES", "1")
@@ -39,10 +40,11 @@ TEST_RESOURCE = "qflow_test_slot"
 def ray_session() -> Iterator[None]:
     """The one local Ray every test shares (4 logical CPUs on a 2-core box: tests sleep).
 
-    Afterwards the Ray sessions this test session made (this Ray's, and those of the
-    heads its tests started) are deleted: their logs, environments and spilled objects
-    took gigabytes a run, and a developer's disk filled after a few dozen runs."""
-    started = time.time()
+    Afterwards this test session's ``RAY_TMPDIR`` is deleted, with the Ray sessions of
+    this Ray and of the heads and scripts its tests started: their logs, environments
+    and spilled objects took gigabytes a run, and a developer's disk filled after a few
+    dozen runs."""
+    os.makedirs(_RAY_TMPDIR, exist_ok=True)  # here: xdist's controller runs no tests
     ray.init(
         address="local",
         num_cpus=4,
@@ -58,10 +60,7 @@ def ray_session() -> Iterator[None]:
 
     _completions.close()
     ray.shutdown()
-    sessions = os.path.join(os.environ.get("RAY_TMPDIR", tempfile.gettempdir()), "ray")
-    for path in glob.glob(os.path.join(sessions, "session_*")):
-        if not os.path.islink(path) and os.path.getmtime(path) >= started - 1:
-            shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(_RAY_TMPDIR, ignore_errors=True)
 
 
 @pytest.fixture
