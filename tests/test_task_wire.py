@@ -45,6 +45,36 @@ def test_every_call_round_trips():
             assert point[1].x == 4
 
 
+def test_calls_sent_together_as_parts_share_their_template_and_literals():
+    """A loop's chunks go to its actor in one call, each as its parts: pickled
+    together, the template and a literal they share are written once, not per chunk."""
+    import cloudpickle
+
+    shared = Point(list(range(2000)))  # the loop's spec, in every chunk
+
+    @qflow.lattice
+    def chain():
+        return [use(shared, b=i) for i in range(16)]
+
+    the_plan = plan(chain.build_graph())
+    name, kind, fn, options = next(
+        (pc.name, pc.kind, pc.fn, pc.options) for pc in the_plan.calls.values()
+    )
+    template = CallTemplate("d", name, kind, fn, options)
+    calls = [
+        TaskCall(template, nid, pc.program, pc.args, pc.kwargs, pc.dep_ids)
+        for nid, pc in the_plan.calls.items()
+        if pc.name == "use"
+    ]
+    one = len(cloudpickle.dumps([calls[0].parts()]))
+    together = len(cloudpickle.dumps([c.parts() for c in calls]))
+    assert together < 2 * one < len(calls) * one
+    for call, back in zip(calls, cloudpickle.loads(cloudpickle.dumps([c.parts() for c in calls]))):
+        again = TaskCall.from_parts(*back)
+        assert (again.node_id, again.name, again.kwargs) == (call.node_id, call.name, call.kwargs)
+        assert again.args[0][1].x == shared.x
+
+
 def test_a_chunk_state_is_pickled_plainly_unless_it_carries_the_loops_inputs():
     import pickle
 

@@ -343,7 +343,7 @@ class TestHeldOutputs:
         for i, call in enumerate(chunks):
             keep = Held("d", call.node_id) if i < len(chunks) - 1 else None
             try:
-                value, _ = actor.run_node(call.to_wire(), *before, keep=keep)
+                value, _ = actor.run_node(call.parts(), *before, keep=keep)
             except Exception as exc:
                 value = exc
             outs.append(value)
@@ -380,7 +380,7 @@ class TestHeldOutputs:
 
         actor, chunks = self._loop()
         with pytest.raises(NotServingError, match="does not hold"):
-            actor.run_node(chunks[1].to_wire(), Held("d", chunks[0].node_id))
+            actor.run_node(chunks[1].parts(), Held("d", chunks[0].node_id))
 
     def test_chunks_sent_together_run_in_order_each_with_its_own_outcome(self):
         """LoopActor.run_nodes, as the loop executor sends short chunks: an input is an
@@ -390,10 +390,10 @@ class TestHeldOutputs:
         from qflow.loops.spec import ChunkState
 
         actor, chunks = self._loop()
-        first, _ = actor.run_node(chunks[0].to_wire(), keep=None)
+        first, _ = actor.run_node(chunks[0].parts(), keep=None)
         calls = [
-            (chunks[1].to_wire(), (Arg(0),), Held("d", chunks[1].node_id)),
-            (chunks[2].to_wire(), (Held("d", chunks[1].node_id),), None),
+            (chunks[1].parts(), (Arg(0),), Held("d", chunks[1].node_id)),
+            (chunks[2].parts(), (Held("d", chunks[1].node_id),), None),
         ]
         out = actor.run_nodes(calls, first)
         assert len(out) == 4 and not any(isinstance(o, ChunkFailed) for o in out)

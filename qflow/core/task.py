@@ -272,8 +272,7 @@ class TaskCall:
         The per-node spec is pickled by the C pickler when every literal in it is a
         plain scalar (the common fan-out), which costs a fraction of cloudpickle.
         """
-        # The steps, not the Program: a dataclass costs the pickler a class lookup.
-        spec = (self.node_id, self.program.steps, self.args, self.kwargs, self.dep_ids)
+        head, spec = self.parts()
         plain = (
             all(map(_plain, self.args))
             and (not self.kwargs or all(map(_plain, self.kwargs.values())))
@@ -283,21 +282,36 @@ class TaskCall:
             )
         )
         spec_blob = pickle.dumps(spec, protocol=5) if plain else cloudpickle.dumps(spec, protocol=5)
-        return self.template.wire_head() + spec_blob
+        return head + spec_blob
+
+    def parts(self) -> tuple[bytes, tuple[Any, ...]]:
+        """:meth:`to_wire`'s two halves, unjoined and the second unpickled: the
+        template's head (one object for every call of the template) and the per-node
+        spec. Calls that travel together in one pickle then share the head, and any
+        literal they share, since pickle writes an object once: a group of a loop's
+        chunks would otherwise repeat its template and its spec in every call."""
+        # The steps, not the Program: a dataclass costs the pickler a class lookup.
+        spec = (self.node_id, self.program.steps, self.args, self.kwargs, self.dep_ids)
+        return self.template.wire_head(), spec
 
     @classmethod
     def from_wire(cls, wire: bytes) -> TaskCall:
+        (blob_len,) = _BLOB_LEN.unpack_from(wire, _DIGEST_LEN)
+        view = memoryview(wire)
+        return cls.from_parts(
+            view[: _BLOB_AT + blob_len], pickle.loads(view[_BLOB_AT + blob_len :])
+        )
+
+    @classmethod
+    def from_parts(cls, head: bytes | memoryview, spec: tuple[Any, ...]) -> TaskCall:
+        """The call :meth:`parts` split."""
         # A worker has the template after its first task of the dispatch: look it up
         # by the digest, and slice the pickled template only when it is missing.
-        template = CallTemplate._loaded.get(wire[:_DIGEST_LEN])
-        (blob_len,) = _BLOB_LEN.unpack_from(wire, _DIGEST_LEN)
+        digest = bytes(head[:_DIGEST_LEN])
+        template = CallTemplate._loaded.get(digest)
         if template is None:
-            template = _load_template(
-                memoryview(wire)[_BLOB_AT : _BLOB_AT + blob_len], wire[:_DIGEST_LEN]
-            )
-        node_id, steps, args, kwargs, dep_ids = pickle.loads(
-            memoryview(wire)[_BLOB_AT + blob_len :]
-        )
+            template = _load_template(memoryview(head)[_BLOB_AT:], digest)
+        node_id, steps, args, kwargs, dep_ids = spec
         return cls(
             template=template,
             node_id=node_id,

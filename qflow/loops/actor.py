@@ -13,7 +13,7 @@ import cloudpickle
 import numpy as np
 import ray
 
-from qflow.executors.ray import run_wire
+from qflow.core.task import TaskCall, run_shipped
 from qflow.loops.executor import Arg, ChunkFailed, Held, NotServingError
 from qflow.loops.optimizers import ScipyOptimizer
 from qflow.loops.spec import ChunkState, LoopSpec
@@ -66,15 +66,17 @@ class LoopActor:
     def node_id(self) -> str:
         return self._node_id
 
-    @ray.method(num_returns=2)
     def run_node(
-        self, wire: bytes, *dep_values: Any, keep: Held | None = None
+        self, parts: tuple[bytes, tuple[Any, ...]], *dep_values: Any, keep: Held | None = None
     ) -> tuple[Any, bytes]:
-        """Run a chunk's node here, sent by the loop executor; ``keep`` names its output
-        (or error) for the next chunk, which takes it as a :class:`Held` argument."""
+        """Run a chunk's node here, sent by the loop executor as its call's
+        :meth:`~qflow.core.task.TaskCall.parts`; ``keep`` names its output (or error)
+        for the next chunk, which takes it as a :class:`Held` argument. Returns its
+        value and its outcome's wire form."""
         try:
             inputs = [self._take(v) if isinstance(v, Held) else v for v in dep_values]
-            value, outcome = run_wire(wire, *inputs)
+            value, done = run_shipped(TaskCall.from_parts(*parts), inputs)
+            outcome = done.to_wire()
         except BaseException as exc:
             if keep is not None:  # the next chunk fails with it, as with a Ray argument
                 self._held[keep] = exc
@@ -84,18 +86,20 @@ class LoopActor:
         return value, outcome
 
     def run_nodes(
-        self, calls: list[tuple[bytes, tuple[Any, ...], Held | None]], *values: Any
+        self,
+        calls: list[tuple[tuple[bytes, tuple[Any, ...]], tuple[Any, ...], Held | None]],
+        *values: Any,
     ) -> tuple[Any, ...]:
         """Run chunks the loop executor sent together, in order, as :meth:`run_node`
-        runs each (``calls``: wire, inputs and keep; an input that is
+        runs each (``calls``: parts, inputs and keep; an input that is
         an :class:`~qflow.loops.executor.Arg` is one of ``values``): their values
         and outcomes, two returns per chunk. A chunk that fails has, for its outcome,
         the error Ray would have raised for it alone."""
         out: list[Any] = []
-        for wire, args, keep in calls:
+        for parts, args, keep in calls:
             inputs = [values[a.index] if isinstance(a, Arg) else a for a in args]
             try:
-                value, outcome = self.run_node(wire, *inputs, keep=keep)
+                value, outcome = self.run_node(parts, *inputs, keep=keep)
             except Exception as exc:
                 error = ray.exceptions.RayTaskError("run_chunk", traceback.format_exc(), exc)
                 out += [None, ChunkFailed(error)]

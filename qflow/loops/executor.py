@@ -264,7 +264,11 @@ class LoopExecutor(RayExecutor):
 
     def _send(self, box: _Outbox, batch: list[_Send]) -> None:
         """One actor call for ``batch``: two returns per chunk, value and outcome."""
-        calls: list[tuple[bytes, tuple[Any, ...], Held | None]] = []
+        # Each chunk as its call's parts: pickled together, the chunks share their
+        # template and the loop's spec instead of each carrying a copy (a group of a
+        # small VQE's chunks would pass Ray's 100 KiB inline limit and go through the
+        # object store).
+        calls: list[tuple[tuple[bytes, tuple[Any, ...]], tuple[Any, ...], Held | None]] = []
         values: list[Any] = []  # inputs Ray resolves: they go as arguments of the call
         for s in batch:
             args: list[Arg | Held] = []
@@ -274,7 +278,7 @@ class LoopExecutor(RayExecutor):
                     values.append(arg)
                 else:
                     args.append(arg)
-            calls.append((s.call.to_wire(), tuple(args), s.held))
+            calls.append((s.call.parts(), tuple(args), s.held))
         try:
             refs = box.actor.run_nodes.options(num_returns=2 * len(batch)).remote(calls, *values)
         except Exception as err:  # e.g. Ray shut down meanwhile
