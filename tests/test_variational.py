@@ -395,10 +395,31 @@ class TestHeldOutputs:
             (chunks[1].parts(), (Arg(0),), Held("d", chunks[1].node_id)),
             (chunks[2].parts(), (Held("d", chunks[1].node_id),), None),
         ]
-        out = actor.run_nodes(calls, first)
-        assert len(out) == 4 and not any(isinstance(o, ChunkFailed) for o in out)
-        assert [out[0]["step"], out[2]["step"]] == [4, 6]
-        assert isinstance(out[2], ChunkState) and actor._held == {}
+        *values, outcomes = actor.run_nodes(calls, first)  # a value each, then outcomes
+        assert len(values) == len(outcomes) == 2
+        assert not any(isinstance(o, ChunkFailed) for o in outcomes)
+        assert [values[0]["step"], values[1]["step"]] == [4, 6]
+        assert isinstance(values[1], ChunkState) and actor._held == {}
+
+    def test_a_chunk_that_fails_among_chunks_sent_together_has_no_value_and_its_error(self):
+        from qflow.executors.loop import Held
+        from qflow.loops.executor import ChunkFailed, _chunk_outcome
+
+        actor, chunks = self._loop(flaky_circuit)
+        _FLAKY["armed"] = True
+        try:
+            *values, outcomes = actor.run_nodes(
+                [
+                    (chunks[0].parts(), (), Held("d", chunks[0].node_id)),
+                    (chunks[1].parts(), (Held("d", chunks[0].node_id),), None),
+                ]
+            )
+        finally:
+            _FLAKY["armed"] = False
+        assert values == [None, None]
+        assert all(isinstance(o, ChunkFailed) for o in outcomes)
+        with pytest.raises(ValueError, match="flaky circuit"):
+            _chunk_outcome(outcomes[1])  # the error of the chunk before, as Ray would
 
 
 class TestShotStatistics:

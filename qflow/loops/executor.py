@@ -21,7 +21,9 @@ How a loop's chunks run:
   submitted the same way, but what follows it (the loop's close) waits for it.
 - Short chunks go together: while two calls are in flight on the actor, later chunks
   wait, and go in one call (:meth:`~qflow.loops.actor.LoopActor.run_nodes`) as many
-  as run in about :data:`GROUP_S`, each still its own node with its own outcome.
+  as run in about :data:`GROUP_S`, each still its own node with its own outcome. Each
+  chunk travels as its call's parts, so the call carries the template and the loop's
+  spec once; its returns are a value per chunk and one list of their outcomes.
 - When the actor dies, its queued chunks fail with it. The chunk whose input had been
   computed reruns as a plain task, which starts a fresh actor and counts a restart;
   each later chunk reruns once its predecessor has, from that rerun's output.
@@ -263,7 +265,7 @@ class LoopExecutor(RayExecutor):
         self._send(box, batch)
 
     def _send(self, box: _Outbox, batch: list[_Send]) -> None:
-        """One actor call for ``batch``: two returns per chunk, value and outcome."""
+        """One actor call for ``batch``: a value per chunk, then their outcomes in one."""
         # Each chunk as its call's parts: pickled together, the chunks share their
         # template and the loop's spec instead of each carrying a copy (a group of a
         # small VQE's chunks would pass Ray's 100 KiB inline limit and go through the
@@ -280,17 +282,35 @@ class LoopExecutor(RayExecutor):
                     args.append(arg)
             calls.append((s.call.parts(), tuple(args), s.held))
         try:
-            refs = box.actor.run_nodes.options(num_returns=2 * len(batch)).remote(calls, *values)
+            refs = box.actor.run_nodes.options(num_returns=len(batch) + 1).remote(calls, *values)
         except Exception as err:  # e.g. Ray shut down meanwhile
             self._back(box)
             for s in batch:
                 self._fail(s.deps, s.sub, err)
             return
-        for k, s in enumerate(batch):
-            s.sub.handle.ref = refs[2 * k]
-            done = watch(refs[2 * k + 1], _chunk_outcome)
-            done.add_done_callback(functools.partial(self._settled, box, s, refs[2 * k]))
-        done.add_done_callback(lambda _: self._back(box))  # the call's last chunk
+        for s, ref in zip(batch, refs):
+            s.sub.handle.ref = ref
+        watch(refs[-1]).add_done_callback(functools.partial(self._group_back, box, batch, refs))
+
+    def _group_back(
+        self, box: _Outbox, batch: list[_Send], refs: list[Any], fut: Completion
+    ) -> None:
+        """A call's outcomes are back (or its error, the same for every chunk in it):
+        settle each chunk in order, then send what waits for the actor."""
+        error = fut.exception()
+        try:
+            for k, s in enumerate(batch):
+                done = Completion()
+                if error is not None:
+                    done.set_exception(error)
+                else:
+                    try:
+                        done.set_result(_chunk_outcome(fut.result()[k]))
+                    except BaseException as exc:
+                        done.set_exception(exc)
+                self._settled(box, s, refs[k], done)
+        finally:
+            self._back(box)
 
     def _settled(self, box: _Outbox, s: _Send, value_ref: Any, fut: Completion) -> None:
         if fut.exception() is None:  # timed: how many later chunks go together
