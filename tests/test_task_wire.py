@@ -88,3 +88,29 @@ def test_a_chunk_state_is_pickled_plainly_unless_it_carries_the_loops_inputs():
     assert dumps_value(state) == pickle.dumps(state, protocol=4)
     last = ChunkState(state, inputs={"cost": lambda x: x + 1})  # code: cloudpickle only
     assert cloudpickle.loads(dumps_value(last))["inputs"]["cost"](1) == 2
+
+
+def test_a_chunk_state_round_trips_with_float_params_as_bytes():
+    """ChunkState pickles float params as their bytes (numpy's own pickling costs a
+    small loop more than the rest of its state); what comes back is equal, writeable,
+    and pickles to the same bytes again (the store names blobs by their content)."""
+    import copy
+    import pickle
+
+    import cloudpickle
+    import numpy as np
+
+    from qflow.core.task import dumps_value
+    from qflow.loops.spec import ChunkState
+
+    state = ChunkState(params=np.arange(6.0).reshape(2, 3), optimizer=b"opt", step=3)
+    for back in (
+        pickle.loads(dumps_value(state)),
+        cloudpickle.loads(cloudpickle.dumps(state)),
+        copy.deepcopy(state),
+    ):
+        assert type(back) is ChunkState and back.keys() == state.keys()
+        assert np.array_equal(back["params"], state["params"]) and back["params"].flags.writeable
+        assert dumps_value(back) == dumps_value(state)
+    listed = ChunkState(params=[0.1, 0.2], step=1)  # not a float array: pickled as it is
+    assert pickle.loads(pickle.dumps(listed)) == listed

@@ -82,6 +82,10 @@ class LoopSpec:
         return {"CPU": 1.0, **self.backend.ray_resources()}
 
     def __repr__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:  # every chunk's input text starts with it
         return (
             f"LoopSpec({self.loop_id}, backend={self.backend!r}, steps={self.steps}, "
             f"pack={self.pack})"
@@ -159,6 +163,16 @@ class ChunkState(dict[str, Any]):
         cost every chunk of a small loop pays.)"""
         return "inputs" not in self
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Float params as their bytes: numpy's own pickling of a small array costs
+        more than the rest of the state, and a chunk's state is pickled twice (for the
+        store and as its Ray value). Equal states still pickle to equal bytes."""
+        params = self.get("params")
+        if type(params) is np.ndarray and params.dtype == np.float64:
+            rest = {k: v for k, v in self.items() if k != "params"}
+            return _chunk_state, (params.tobytes(), params.shape, rest)
+        return ChunkState, (dict(self),)
+
     def __repr__(self) -> str:
         cost = self.get("final_cost", self.get("last_cost"))
         text = (
@@ -168,6 +182,11 @@ class ChunkState(dict[str, Any]):
         if self.get("restarts"):
             text += f", restarts={self['restarts']}"
         return text + ")"
+
+
+def _chunk_state(params: bytes, shape: tuple[int, ...], rest: dict[str, Any]) -> ChunkState:
+    """The state :meth:`ChunkState.__reduce__` pickled: its params a writeable array."""
+    return ChunkState(rest, params=np.frombuffer(params).reshape(shape).copy())
 
 
 _LOADED: dict[bytes, LoopSpec] = {}
