@@ -287,7 +287,8 @@ def plot(results: list[dict], path: Path) -> None:
     for ax, label in ((ax_t, "seconds (median)"), (ax_m, "dispatcher peak memory (MiB)")):
         ax.set_xlabel("electrons (N)")
         ax.set_ylabel(label)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # --only may leave a chart with no curve
+            ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     # Time on log-log (N spans 100 to 20,000); memory on linear axes, where linear
     # growth shows as a straight line.
