@@ -373,6 +373,21 @@ class TestHeldOutputs:
         # chunks as never run, not as failed.
         assert {getattr(o, OUTCOME_ATTR).node_id for o in outs} == {chunks[0].node_id}
 
+    def test_an_error_passed_down_a_long_queue_does_not_grow(self):
+        """Every chunk queued after a failure raises the failed chunk's error: raised
+        afresh each time, its traceback stays short (it grew with each chunk, and
+        formatting it made a long loop's failure quadratic)."""
+        import traceback
+
+        actor, chunks = self._loop(flaky_circuit, steps=60)
+        _FLAKY["armed"] = True
+        try:
+            outs = self._send(actor, chunks)
+        finally:
+            _FLAKY["armed"] = False
+        assert len(outs) == 30 and all(isinstance(o, ValueError) for o in outs)
+        assert len(traceback.extract_tb(outs[-1].__traceback__)) < 10
+
     def test_an_output_it_does_not_hold_is_refused(self):
         """A new actor, or one that has served another loop since: the chunk reruns
         from its input's Ray object (see qflow.executors.loop)."""

@@ -119,7 +119,12 @@ class LoopActor:
             raise NotServingError(f"This actor does not hold the output of {held}.")
         value = self._held.pop(held)
         if isinstance(value, BaseException):
-            raise value
+            # Raised afresh, not onto the frames of every earlier re-raise: each chunk
+            # queued after a failure raises this one error, and a traceback that grew
+            # by a few frames per chunk made formatting them quadratic (a 2,000-step
+            # loop failing early took over two minutes to end). The chunk that failed
+            # recorded its own traceback already.
+            raise value.with_traceback(None)
         return value
 
     def run(
