@@ -241,6 +241,11 @@ def _load_template(blob: bytes | memoryview, digest: Any) -> CallTemplate:
     return template
 
 
+#: A :class:`TaskCall` as :meth:`TaskCall.parts` splits it: the template's head and the
+#: per-node spec.
+CallParts = tuple[bytes, tuple[Any, ...]]
+
+
 @dataclass
 class TaskCall:
     """One electron or sublattice: its shared :class:`CallTemplate`, and a program that
@@ -284,7 +289,7 @@ class TaskCall:
         spec_blob = pickle.dumps(spec, protocol=5) if plain else cloudpickle.dumps(spec, protocol=5)
         return head + spec_blob
 
-    def parts(self) -> tuple[bytes, tuple[Any, ...]]:
+    def parts(self) -> CallParts:
         """:meth:`to_wire`'s two halves, unjoined and the second unpickled: the
         template's head (one object for every call of the template) and the per-node
         spec. Calls that travel together in one pickle then share the head, and any

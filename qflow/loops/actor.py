@@ -13,8 +13,8 @@ import cloudpickle
 import numpy as np
 import ray
 
-from qflow.core.task import TaskCall, run_shipped
-from qflow.loops.executor import Arg, ChunkFailed, Held, NotServingError
+from qflow.core.task import CallParts, TaskCall, run_shipped
+from qflow.loops.executor import Arg, ChunkCall, ChunkFailed, Held, NotServingError
 from qflow.loops.optimizers import ScipyOptimizer
 from qflow.loops.spec import ChunkState, LoopSpec
 from qflow.secrets.grant import SecretLease, SecretsGrant, current_grant
@@ -67,7 +67,7 @@ class LoopActor:
         return self._node_id
 
     def run_node(
-        self, parts: tuple[bytes, tuple[Any, ...]], *dep_values: Any, keep: Held | None = None
+        self, parts: CallParts, *dep_values: Any, keep: Held | None = None
     ) -> tuple[Any, bytes]:
         """Run a chunk's node here, sent by the loop executor as its call's
         :meth:`~qflow.core.task.TaskCall.parts`; ``keep`` names its output (or error)
@@ -85,11 +85,7 @@ class LoopActor:
             self._held[keep] = value
         return value, outcome
 
-    def run_nodes(
-        self,
-        calls: list[tuple[tuple[bytes, tuple[Any, ...]], tuple[Any, ...], Held | None]],
-        *values: Any,
-    ) -> tuple[Any, ...]:
+    def run_nodes(self, calls: list[ChunkCall], *values: Any) -> tuple[Any, ...]:
         """Run chunks the loop executor sent together, in order, as :meth:`run_node`
         runs each (``calls``: parts, inputs and keep; an input that is
         an :class:`~qflow.loops.executor.Arg` is one of ``values``): each chunk's value,

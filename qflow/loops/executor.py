@@ -49,7 +49,7 @@ from typing import Any
 import ray
 
 from qflow.core.completions import Completion, watch
-from qflow.core.task import NodeOutcome, TaskCall
+from qflow.core.task import CallParts, NodeOutcome, TaskCall
 from qflow.executors.base import Submission
 from qflow.executors.ray import RayExecutor, outcome_from_wire
 from qflow.loops import pool as loop_pool
@@ -76,11 +76,22 @@ class _Attempt:
 
     loop_id: str | None
     ref: Any = None
-    on_actor: bool = False
     rerun: bool = False
-    actor: Any = None  # the actor it is sent to (or waits to be)
-    held_as: Held | None = None  # what the next chunk calls its output, kept on that actor
-    send: Any = None  # and what is sent (a _Send)
+    send: _Send | None = None  # what is sent to the loop's actor, if it runs there
+
+    @property
+    def on_actor(self) -> bool:
+        return self.send is not None
+
+    @property
+    def actor(self) -> Any:
+        """The actor it is sent to (or waits to be)."""
+        return None if self.send is None else self.send.actor
+
+    @property
+    def held_as(self) -> Held | None:
+        """What the next chunk calls its output, kept on that actor."""
+        return None if self.send is None else self.send.held
 
 
 #: Calls a loop's actor may have in flight before later chunks wait to go together in
@@ -93,6 +104,11 @@ IN_FLIGHT = 2
 #: never more than GROUP_MAX.
 GROUP_S = 0.02
 GROUP_MAX = 32
+
+
+#: A chunk among chunks sent together: its call's parts, its inputs (each an
+#: :class:`Arg` or a :class:`Held`) and the name its output is kept under, if any.
+ChunkCall = tuple[CallParts, tuple[Any, ...], "Held | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +139,7 @@ def _chunk_outcome(payload: Any) -> NodeOutcome:
 class _Send:
     """A chunk to send to its loop's actor."""
 
+    actor: Any
     call: TaskCall
     deps: list[Any]
     args: list[Any]
@@ -193,7 +210,7 @@ class LoopExecutor(RayExecutor):
         attempt: _Attempt = submission.handle
         if not ray.is_initialized():
             return
-        if not attempt.on_actor:
+        if attempt.send is None:  # a plain task
             if attempt.ref is not None:
                 super().cancel(Submission(done=submission.done, handle=attempt.ref))
             return
@@ -229,28 +246,29 @@ class LoopExecutor(RayExecutor):
         keep: bool = False,
     ) -> None:
         attempt: _Attempt = sub.handle
-        attempt.actor = attempt.held_as = None  # a rerun's output is not kept
+        attempt.send = None  # a rerun's output is not kept
         actor = self._actor_for(attempt.loop_id) if try_actor else None
         if actor is not None:
             args = [self._held_on(actor, dep) for dep in deps]
             held = Held(call.dispatch_id, call.node_id) if keep else None
-            attempt.ref, attempt.on_actor, attempt.actor, attempt.held_as = None, True, actor, held
-            attempt.send = _Send(call, deps, args, held, sub)
-            self._post(actor, attempt.send)
+            attempt.ref = None
+            attempt.send = _Send(actor, call, deps, args, held, sub)
+            self._post(attempt.send)
             return
         if restarted:
             call = dataclasses.replace(call, kwargs={**call.kwargs, "restarted": ("c", True)})
         value_ref, outcome_ref = self._remote(call).remote(call.to_wire(), *deps)
-        attempt.ref, attempt.on_actor = value_ref, False
+        attempt.ref = value_ref
         watch(outcome_ref, outcome_from_wire).add_done_callback(
             lambda fut: self._settle(fut, call, deps, sub, value_ref, False)
         )
 
     # ------------------------------------------------------------------ chunk groups
-    def _post(self, actor: Any, send: _Send) -> None:
-        """Send a chunk to ``actor`` now if it has fewer than :data:`IN_FLIGHT` calls of
+    def _post(self, send: _Send) -> None:
+        """Send a chunk to its actor now if it has fewer than :data:`IN_FLIGHT` calls of
         ours, else with the chunks waiting for it (in one call, once one of its calls
         is back or :data:`GROUP_MAX` wait)."""
+        actor = send.actor
         with self._lock:
             box = self._outboxes.get(id(actor))
             if box is None or box.actor is not actor:
@@ -270,7 +288,7 @@ class LoopExecutor(RayExecutor):
         # template and the loop's spec instead of each carrying a copy (a group of a
         # small VQE's chunks would pass Ray's 100 KiB inline limit and go through the
         # object store).
-        calls: list[tuple[tuple[bytes, tuple[Any, ...]], tuple[Any, ...], Held | None]] = []
+        calls: list[ChunkCall] = []
         values: list[Any] = []  # inputs Ray resolves: they go as arguments of the call
         for s in batch:
             args: list[Arg | Held] = []
@@ -296,31 +314,31 @@ class LoopExecutor(RayExecutor):
         self, box: _Outbox, batch: list[_Send], refs: list[Any], fut: Completion
     ) -> None:
         """A call's outcomes are back (or its error, the same for every chunk in it):
-        settle each chunk in order, then send what waits for the actor."""
+        time the call's last chunk (how many later chunks go together), settle each
+        chunk in order, then send what waits for the actor."""
         error = fut.exception()
+        settled: list[Completion] = []
+        for k in range(len(batch)):
+            done = Completion()
+            if error is not None:
+                done.set_exception(error)
+            else:
+                try:
+                    done.set_result(_chunk_outcome(fut.result()[k]))
+                except BaseException as exc:
+                    done.set_exception(exc)
+            settled.append(done)
+        timed = [d.result() for d in settled if d.exception() is None]
+        if timed and timed[-1].start_time and timed[-1].end_time:
+            box.chunk_s = (
+                datetime.fromisoformat(timed[-1].end_time)
+                - datetime.fromisoformat(timed[-1].start_time)
+            ).total_seconds()
         try:
-            for k, s in enumerate(batch):
-                done = Completion()
-                if error is not None:
-                    done.set_exception(error)
-                else:
-                    try:
-                        done.set_result(_chunk_outcome(fut.result()[k]))
-                    except BaseException as exc:
-                        done.set_exception(exc)
-                self._settled(box, s, refs[k], done)
+            for s, ref, done in zip(batch, refs, settled):
+                self._settle(done, s.call, s.deps, s.sub, ref, True)
         finally:
             self._back(box)
-
-    def _settled(self, box: _Outbox, s: _Send, value_ref: Any, fut: Completion) -> None:
-        if fut.exception() is None:  # timed: how many later chunks go together
-            outcome = fut.result()
-            if outcome.start_time and outcome.end_time:
-                box.chunk_s = (
-                    datetime.fromisoformat(outcome.end_time)
-                    - datetime.fromisoformat(outcome.start_time)
-                ).total_seconds()
-        self._settle(fut, s.call, s.deps, s.sub, value_ref, True)
 
     def _back(self, box: _Outbox) -> None:
         """One of ``box``'s calls is back: send what waits for its actor."""
